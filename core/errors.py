@@ -1,0 +1,106 @@
+"""Errors a user can hit. Each carries the sentence shown to that user; adapters only render it.
+
+No HTTP status codes or platform words here: the edges map these types to what their platform expects.
+"""
+
+from __future__ import annotations
+
+
+class ChatscribeError(Exception):
+    """Base of every error whose message is meant for the person who sent the media."""
+
+    code = "error"
+
+    def __init__(self, user_message: str, *, detail: str | None = None) -> None:
+        super().__init__(detail or user_message)
+        self.user_message = user_message
+        self.detail = detail
+
+
+class ConfigError(ChatscribeError):
+    """A setting is missing or wrong; the message names the variable."""
+
+    code = "config"
+
+
+class ModelUnavailable(ChatscribeError):
+    """The configured model cannot be loaded (offline, not bundled, or not a model folder)."""
+
+    code = "model_unavailable"
+
+
+class MediaError(ChatscribeError):
+    """Something about the media itself stops it from being transcribed."""
+
+    code = "media"
+
+
+class UnreadableMedia(MediaError):
+    code = "unreadable"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(
+            "I couldn't read that file: it isn't an audio or video file I can decode.", detail=detail
+        )
+
+
+class NoAudioTrack(MediaError):
+    code = "no_audio"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__("That file has no audio track to transcribe.", detail=detail)
+
+
+class MediaTooLarge(MediaError):
+    code = "too_large"
+
+    def __init__(self, size_bytes: int | None, limit_bytes: int, *, hint: str = "") -> None:
+        limit_mb = limit_bytes / 1_000_000
+        size = f" ({size_bytes / 1_000_000:.1f} MB)" if size_bytes else ""
+        message = f"That file is too large{size}: the limit is {limit_mb:g} MB."
+        super().__init__(f"{message} {hint}".strip())
+        self.size_bytes = size_bytes
+        self.limit_bytes = limit_bytes
+
+
+class MediaTooLong(MediaError):
+    code = "too_long"
+
+    def __init__(self, duration_s: float | None, limit_s: float) -> None:
+        length = f" ({_minutes(duration_s)})" if duration_s else ""
+        super().__init__(f"That recording is too long{length}: the limit is {_minutes(limit_s)}.")
+        self.duration_s = duration_s
+        self.limit_s = limit_s
+
+
+class DownloadFailed(MediaError):
+    """The platform would not hand over the file (expired link, missing permission, network)."""
+
+    code = "download_failed"
+
+
+class Busy(ChatscribeError):
+    """Back-pressure: the queue is full or the person sent too much too fast."""
+
+    code = "busy"
+
+    def __init__(self, retry_after_s: float, *, reason: str = "I'm busy right now") -> None:
+        minutes = max(1, round(retry_after_s / 60))
+        unit = "minute" if minutes == 1 else "minutes"
+        super().__init__(f"{reason}: please try again in about {minutes} {unit}.")
+        self.retry_after_s = retry_after_s
+
+
+class ShuttingDown(ChatscribeError):
+    code = "shutting_down"
+
+    def __init__(self) -> None:
+        super().__init__("I'm restarting: please send that again in a minute.")
+
+
+def _minutes(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,149 @@
+"""Inbound media: the normalized request every platform builds, and decoding to 16 kHz mono float32.
+
+Limits are enforced as early as the information allows: the declared size before download, the bytes
+while downloading (the fetcher is handed the limit), the container's declared duration before decoding,
+and the decoded length while decoding, so a small file that claims or expands to hours stops early.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import av
+import numpy as np
+
+from .errors import MediaTooLarge, MediaTooLong, NoAudioTrack, UnreadableMedia
+
+SAMPLE_RATE = 16_000
+log = logging.getLogger(__name__)
+
+Fetch = Callable[[int], Awaitable[bytes]]
+"""Downloads the media; it is handed the byte limit and raises MediaTooLarge past it."""
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRequest:
+    """One piece of media someone asked to have transcribed, whatever platform it came from."""
+
+    platform: str
+    """"telegram", "discord", "slack", "http", "cli"."""
+    chat_id: str
+    """Where the answer goes; the unit of fairness between chats."""
+    user_id: str
+    """Who asked; the unit of rate limiting."""
+    fetch: Fetch
+    kind: str = "audio"
+    """voice, audio, video, video_note or document: shown to users, never trusted for decoding."""
+    mime_type: str | None = None
+    size_bytes: int | None = None
+    duration_hint_s: float | None = None
+    file_name: str | None = None
+    platform_file_id: str | None = None
+    """A stable id of the file on its platform (Telegram file_unique_id): answers repeats from the cache."""
+    reference: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """Opaque, JSON-serializable platform ids to fetch the media and reply again after a restart."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedAudio:
+    samples: np.ndarray
+    """float32 mono at SAMPLE_RATE."""
+    truncated: bool = False
+    """Decoding stopped at broken data: these are the samples before it."""
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+
+def check_declared_size(size_bytes: int | None, limit_bytes: int) -> None:
+    if size_bytes is not None and size_bytes > limit_bytes:
+        raise MediaTooLarge(size_bytes, limit_bytes)
+
+
+def check_declared_duration(duration_s: float | None, limit_s: float) -> None:
+    if duration_s is not None and duration_s > limit_s:
+        raise MediaTooLong(duration_s, limit_s)
+
+
+def decode_audio(data: bytes, *, max_duration_s: float) -> DecodedAudio:
+    """Decode the first audio track of `data` (any container PyAV knows) to 16 kHz mono float32."""
+    if not data:
+        raise UnreadableMedia("empty file")
+    try:
+        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
+    except (av.FFmpegError, ValueError, UnicodeDecodeError) as exc:
+        raise UnreadableMedia(f"cannot open container: {exc}") from exc
+    with container:
+        if not container.streams.audio:
+            raise NoAudioTrack(f"streams: {[s.type for s in container.streams]}")
+        stream = container.streams.audio[0]
+        check_declared_duration(_declared_duration(container, stream), max_duration_s)
+        decoded = _decode_stream(container, stream, max_duration_s)
+    if not decoded.truncated and _ogg_cut_short(data):
+        return DecodedAudio(decoded.samples, truncated=True)
+    return decoded
+
+
+def _declared_duration(container: av.container.InputContainer, stream: av.audio.AudioStream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def _decode_stream(
+    container: av.container.InputContainer, stream: av.audio.AudioStream, max_duration_s: float
+) -> DecodedAudio:
+    # Threaded decoding of many tiny audio frames costs more than it saves.
+    stream.thread_type = "NONE"
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    max_samples = int(max_duration_s * SAMPLE_RATE)
+    chunks: list[np.ndarray] = []
+    total = 0
+    truncated = False
+    try:
+        for frame in container.decode(stream):
+            for out in resampler.resample(frame):
+                total += _append(chunks, out)
+            if total > max_samples:
+                raise MediaTooLong(None, max_duration_s)
+        for out in resampler.resample(None):
+            total += _append(chunks, out)
+    except (av.FFmpegError, EOFError, ValueError) as exc:
+        if total == 0:
+            raise UnreadableMedia(f"decoding failed: {exc}") from exc
+        log.info("decoding stopped after %.1f s of audio: %s", total / SAMPLE_RATE, exc)
+        truncated = True
+    if total == 0:
+        raise UnreadableMedia("no audio frames")
+    if total > max_samples:
+        raise MediaTooLong(total / SAMPLE_RATE, max_duration_s)
+    return DecodedAudio(np.concatenate(chunks).astype(np.float32, copy=False), truncated=truncated)
+
+
+def _ogg_cut_short(data: bytes) -> bool:
+    """An Ogg stream whose last page is incomplete or lacks end-of-stream: a download cut short.
+
+    FFmpeg's Ogg demuxer drops a partial last page silently, so decoding alone cannot tell.
+    """
+    if not data.startswith(b"OggS"):
+        return False
+    last = data.rfind(b"OggS")
+    if last + 27 > len(data):
+        return True
+    segments = data[last + 26]
+    page_end = last + 27 + segments + sum(data[last + 27 : last + 27 + segments])
+    end_of_stream = bool(data[last + 5] & 0x04)
+    return page_end > len(data) or not end_of_stream
+
+
+def _append(chunks: list[np.ndarray], frame: av.AudioFrame) -> int:
+    array = frame.to_ndarray().reshape(-1)
+    chunks.append(array)
+    return len(array)

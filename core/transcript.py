@@ -1,0 +1,155 @@
+"""The result of a transcription and its renderers (txt, srt, vtt, json)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+OutputFormat = Literal["txt", "srt", "vtt", "json"]
+FORMATS: tuple[OutputFormat, ...] = ("txt", "srt", "vtt", "json")
+
+# Segment quality flags (see quality.py).
+LOW_CONFIDENCE = "low_confidence"
+HALLUCINATION = "hallucination"
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    start: float
+    end: float
+    text: str
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    start: float
+    end: float
+    text: str
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 1.0
+    words: tuple[Word, ...] = ()
+    flags: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    segments: tuple[Segment, ...]
+    language: str | None
+    language_probability: float
+    duration_s: float
+    model: str
+    task: str = "transcribe"
+    truncated: bool = False
+    """The media ended early (a cut download): the text is what was there."""
+    from_cache: bool = False
+    dropped: tuple[Segment, ...] = field(default=(), compare=False)
+    """Segments removed by the quality pass (likely hallucinations), kept for diagnostics."""
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text.strip() for s in self.segments if s.text.strip())
+
+    @property
+    def has_speech(self) -> bool:
+        return bool(self.text)
+
+    @property
+    def flagged(self) -> bool:
+        return any(s.flags for s in self.segments)
+
+
+def render(transcript: Transcript, fmt: str, *, timestamps: bool = False) -> str:
+    """Render in one of FORMATS; `timestamps` adds [mm:ss] marks to the plain text."""
+    if fmt == "txt":
+        return render_txt(transcript, timestamps=timestamps)
+    if fmt == "srt":
+        return render_srt(transcript)
+    if fmt == "vtt":
+        return render_vtt(transcript)
+    if fmt == "json":
+        return render_json(transcript)
+    raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+
+
+def render_txt(transcript: Transcript, *, timestamps: bool = False) -> str:
+    if not timestamps:
+        return transcript.text
+    lines = [f"[{_clock(s.start)}] {s.text.strip()}" for s in transcript.segments if s.text.strip()]
+    return "\n".join(lines)
+
+
+def render_srt(transcript: Transcript) -> str:
+    blocks = []
+    for index, seg in enumerate(_spoken(transcript), start=1):
+        span = f"{_stamp(seg.start, ',')} --> {_stamp(seg.end, ',')}"
+        blocks.append(f"{index}\n{span}\n{seg.text.strip()}\n")
+    return "\n".join(blocks)
+
+
+def render_vtt(transcript: Transcript) -> str:
+    blocks = ["WEBVTT\n"]
+    for seg in _spoken(transcript):
+        blocks.append(f"{_stamp(seg.start, '.')} --> {_stamp(seg.end, '.')}\n{seg.text.strip()}\n")
+    return "\n".join(blocks)
+
+
+def render_json(transcript: Transcript) -> str:
+    return json.dumps(to_dict(transcript), ensure_ascii=False, indent=2)
+
+
+def to_dict(transcript: Transcript) -> dict[str, Any]:
+    return {
+        "text": transcript.text,
+        "language": transcript.language,
+        "language_probability": round(transcript.language_probability, 4),
+        "duration": round(transcript.duration_s, 3),
+        "model": transcript.model,
+        "task": transcript.task,
+        "has_speech": transcript.has_speech,
+        "truncated": transcript.truncated,
+        "segments": [
+            {
+                "start": round(s.start, 3),
+                "end": round(s.end, 3),
+                "text": s.text.strip(),
+                "avg_logprob": round(s.avg_logprob, 4),
+                "no_speech_prob": round(s.no_speech_prob, 4),
+                "compression_ratio": round(s.compression_ratio, 4),
+                "flags": sorted(s.flags),
+                **(
+                    {
+                        "words": [
+                            {"start": round(w.start, 3), "end": round(w.end, 3), "word": w.text,
+                             "probability": round(w.probability, 4)}
+                            for w in s.words
+                        ]
+                    }
+                    if s.words
+                    else {}
+                ),
+            }
+            for s in transcript.segments
+        ],
+    }
+
+
+def _spoken(transcript: Transcript) -> list[Segment]:
+    return [s for s in transcript.segments if s.text.strip()]
+
+
+def _stamp(seconds: float, decimal_mark: str) -> str:
+    millis = max(0, round(seconds * 1000))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal_mark}{millis:03d}"
+
+
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
