@@ -1,0 +1,181 @@
+"""Engines turn 16 kHz audio into raw segments. One instance per process, shared by every bot.
+
+`FasterWhisperEngine` is the default; it picks CUDA (float16) when CTranslate2 can really run there
+and otherwise CPU (int8), saying why in one warning instead of crashing on a half-usable GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .media import SAMPLE_RATE
+from .models import ResolvedModel
+from .options import TranscribeOptions
+from .transcript import Segment, Transcript, Word
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float], None]
+"""Called from the worker thread with the fraction of the audio done (0..1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceChoice:
+    device: str
+    compute_type: str
+    reason: str
+    """Why this device: shown by `chatscribe doctor`."""
+
+
+class Engine(Protocol):
+    model_id: str
+    """Identifies the weights and decoding settings: part of every cache key."""
+    device: DeviceChoice
+    multilingual: bool
+
+    def transcribe(
+        self, audio: np.ndarray, options: TranscribeOptions, progress: Progress | None = None
+    ) -> Transcript:
+        """Blocking; call it from a worker thread."""
+        ...
+
+
+class FasterWhisperEngine:
+    def __init__(
+        self,
+        model: ResolvedModel,
+        *,
+        device: str = "auto",
+        compute_type: str = "auto",
+        cpu_threads: int = 0,
+        workers: int = 1,
+        beam_size: int = 5,
+        vad: bool = True,
+    ) -> None:
+        from faster_whisper import WhisperModel
+
+        self.device = choose_device(device, compute_type)
+        self._model = _load(WhisperModel, model, self.device, cpu_threads, workers)
+        if self.device.device == "cuda" and not _runs(self._model):
+            self.device = DeviceChoice(
+                "cpu", _cpu_compute(compute_type),
+                "CUDA was found but CTranslate2 could not run on it (its CUDA 12 libraries, "
+                "cuBLAS and cuDNN 9, did not load); using the CPU",
+            )
+            log.warning("%s", self.device.reason)
+            self._model = _load(WhisperModel, model, self.device, cpu_threads, workers)
+        self.multilingual = bool(self._model.model.is_multilingual)
+        self.beam_size = beam_size
+        self.vad = vad
+        self.model_id = f"{model.name}:{self.device.compute_type}:beam{beam_size}:vad{int(vad)}"
+
+    def detect_language(self, audio: np.ndarray, among: tuple[str, ...] = ()) -> tuple[str, float]:
+        if not self.multilingual:
+            return "en", 1.0
+        language, probability, ranked = self._model.detect_language(audio)
+        if among:
+            allowed = [(code, p) for code, p in ranked if code in among]
+            if allowed:
+                language, probability = max(allowed, key=lambda item: item[1])
+        return language, float(probability)
+
+    def transcribe(
+        self, audio: np.ndarray, options: TranscribeOptions, progress: Progress | None = None
+    ) -> Transcript:
+        duration = len(audio) / SAMPLE_RATE
+        language, probability = options.language, 1.0
+        if language is None and options.expected_languages:
+            language, probability = self.detect_language(audio, options.expected_languages)
+        if not self.multilingual:
+            language = "en"
+        segments, info = self._model.transcribe(
+            audio,
+            language=language,
+            task=options.task if self.multilingual else "transcribe",
+            beam_size=self.beam_size,
+            initial_prompt=options.vocabulary or None,
+            word_timestamps=options.word_timestamps,
+            vad_filter=self.vad,
+            temperature=(
+                options.temperature if options.temperature is not None else _FALLBACK_TEMPERATURES
+            ),
+        )
+        collected = []
+        for raw in segments:  # the generator does the work: iterate it here, in the worker thread
+            collected.append(_segment(raw))
+            if progress and duration:
+                progress(min(1.0, raw.end / duration))
+        if options.language is None and not options.expected_languages:
+            probability = info.language_probability
+        return Transcript(
+            segments=tuple(collected),
+            language=info.language,
+            language_probability=float(probability),
+            duration_s=duration,
+            model=self.model_id,
+            task=options.task,
+        )
+
+
+_FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def choose_device(device: str, compute_type: str) -> DeviceChoice:
+    import ctranslate2
+
+    if device == "cpu":
+        return DeviceChoice("cpu", _cpu_compute(compute_type), "CHATSCRIBE_DEVICE=cpu")
+    try:
+        gpus = ctranslate2.get_cuda_device_count()
+    except Exception as exc:  # a broken driver install raises rather than answering 0
+        gpus = 0
+        log.warning("CUDA probe failed: %s", exc)
+    if gpus > 0:
+        cuda_type = "float16" if compute_type == "auto" else compute_type
+        return DeviceChoice("cuda", cuda_type, f"{gpus} CUDA device(s) visible to CTranslate2")
+    why = "no CUDA device visible to CTranslate2"
+    if device == "cuda":
+        log.warning("CHATSCRIBE_DEVICE=cuda but %s; using the CPU", why)
+    return DeviceChoice("cpu", _cpu_compute(compute_type), why)
+
+
+def _cpu_compute(compute_type: str) -> str:
+    return "int8" if compute_type in ("auto", "float16") else compute_type
+
+
+def _load(model_cls, model: ResolvedModel, device: DeviceChoice, cpu_threads: int, workers: int):  # type: ignore[no-untyped-def]
+    return model_cls(
+        str(model.path),
+        device=device.device,
+        compute_type=device.compute_type,
+        cpu_threads=cpu_threads,
+        num_workers=max(1, workers),
+    )
+
+
+def _runs(model) -> bool:  # type: ignore[no-untyped-def]
+    """CTranslate2 loads cuBLAS/cuDNN lazily: only a real forward pass shows whether CUDA works."""
+    try:
+        model.detect_language(np.zeros(SAMPLE_RATE, dtype=np.float32))
+        return True
+    except Exception as exc:
+        log.warning("CUDA forward pass failed: %s", exc)
+        return False
+
+
+def _segment(raw) -> Segment:  # type: ignore[no-untyped-def]
+    words = tuple(Word(w.start, w.end, w.word, w.probability) for w in (raw.words or ()))
+    return Segment(
+        start=float(raw.start),
+        end=float(raw.end),
+        text=raw.text,
+        avg_logprob=float(raw.avg_logprob),
+        no_speech_prob=float(raw.no_speech_prob),
+        compression_ratio=float(raw.compression_ratio),
+        words=words,
+    )

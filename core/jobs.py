@@ -1,0 +1,217 @@
+"""The job journal: accepted work is written to SQLite before the platform is acknowledged.
+
+States: queued -> running -> transcribed | failed -> delivered. After a crash, queued and running jobs
+run again (their media fetched again through the platform reference) and transcribed or failed ones
+are delivered. Delivery records each message the platform accepted, so a restart resumes after the
+last one: a transcript is sent twice only if the process dies inside that one SQLite write.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal, Protocol
+
+from .cache import decode_transcript, encode_transcript
+from .errors import ChatscribeError
+from .media import Fetch, MediaRequest
+from .options import TranscribeOptions
+from .transcript import Transcript
+
+State = Literal["queued", "running", "transcribed", "failed", "delivered"]
+UNFINISHED: tuple[State, ...] = ("queued", "running", "transcribed", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressUpdate:
+    stage: Literal["queued", "transcribing"]
+    position: int | None = None
+    """Place in the queue, 1 = next; None while transcribing."""
+    fraction: float = 0.0
+    """Share of the audio done."""
+    eta_s: float | None = None
+    """Estimate of seconds until the answer, from measured speed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str
+    request: MediaRequest
+    options: TranscribeOptions
+    parts_sent: int = 0
+    """Messages of the answer the platform already accepted (resume after these)."""
+    notes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """What the platform's bot chose to remember about this job (e.g. its status message id)."""
+
+
+class JobFailed(ChatscribeError):
+    """An error outcome read back from the journal: the original type's code and sentence."""
+
+    def __init__(self, code: str, user_message: str) -> None:
+        super().__init__(user_message)
+        self.code = code
+
+
+class Receipt(Protocol):
+    parts_sent: int
+
+    async def part_sent(self) -> None:
+        """Record that the platform accepted one more message of this answer."""
+
+    async def note(self, key: str, value: str) -> None:
+        """Remember a small value with the job (survives restarts)."""
+
+
+class Delivery(Protocol):
+    """What a bot gives the service so that its jobs can be run and answered, also after a restart."""
+
+    def fetcher(self, reference: Mapping[str, str]) -> Fetch:
+        """Rebuild the download of a journaled job's media from its platform reference."""
+        ...
+
+    async def progress(self, job: Job, update: ProgressUpdate) -> None: ...
+
+    async def deliver(self, job: Job, outcome: Transcript | ChatscribeError, receipt: Receipt) -> None:
+        """Send the answer; raise to have it retried (the service backs off, then gives up loudly)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    job: Job
+    state: State
+    outcome: Transcript | ChatscribeError | None
+
+
+class Journal:
+    """Sync SQLite access; the service calls it off the event loop."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # an accepted job must survive power loss too
+        self._db.executescript(_SCHEMA)
+
+    def add(self, request: MediaRequest, options: TranscribeOptions) -> Job:
+        job = Job(id=uuid.uuid4().hex[:12], request=request, options=options)
+        now = time.time()
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO jobs (id, platform, chat_id, user_id, request, options, state, created, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                (job.id, request.platform, request.chat_id, request.user_id, _dump_request(request),
+                 json.dumps(_options_dict(options)), now, now),
+            )
+        return job
+
+    def set_state(self, job_id: str, state: State) -> None:
+        self._update(job_id, "state=?", state)
+
+    def set_outcome(self, job_id: str, outcome: Transcript | ChatscribeError) -> None:
+        if isinstance(outcome, Transcript):
+            self._update(job_id, "state='transcribed', outcome=?", json.dumps(encode_transcript(outcome)))
+        else:
+            body = json.dumps({"code": outcome.code, "message": outcome.user_message})
+            self._update(job_id, "state='failed', outcome=?", body)
+
+    def part_sent(self, job_id: str) -> None:
+        self._update(job_id, "parts_sent=parts_sent+1")
+
+    def note(self, job_id: str, key: str, value: str) -> None:
+        self._update(job_id, "notes=json_set(notes, ?, ?)", f"$.{key}", value)
+
+    def delivered(self, job_id: str) -> None:
+        self.set_state(job_id, "delivered")
+
+    def unfinished(self, platform: str, fetchers: Delivery) -> list[JournalEntry]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, request, options, state, outcome, parts_sent, notes FROM jobs "
+                "WHERE platform=? AND state IN ('queued','running','transcribed','failed') ORDER BY created",
+                (platform,),
+            ).fetchall()
+        return [_entry(row, fetchers) for row in rows]
+
+    def count(self, *states: State, platform: str | None = None) -> int:
+        marks = ",".join("?" * len(states))
+        query = f"SELECT COUNT(*) FROM jobs WHERE state IN ({marks})"
+        args: list[str] = list(states)
+        if platform:
+            query += " AND platform=?"
+            args.append(platform)
+        with self._lock:
+            return int(self._db.execute(query, args).fetchone()[0])
+
+    def states(self) -> dict[str, str]:
+        """id -> state, for tests and `doctor`."""
+        with self._lock:
+            return dict(self._db.execute("SELECT id, state FROM jobs").fetchall())
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _update(self, job_id: str, assignment: str, *values: object) -> None:
+        with self._lock:
+            self._db.execute(
+                f"UPDATE jobs SET {assignment}, updated=? WHERE id=?", (*values, time.time(), job_id)
+            )
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    platform TEXT NOT NULL,
+    chat_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    request TEXT NOT NULL,
+    options TEXT NOT NULL,
+    state TEXT NOT NULL,
+    outcome TEXT,
+    parts_sent INTEGER NOT NULL DEFAULT 0,
+    notes TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_open ON jobs(platform, state);
+"""
+
+_REQUEST_FIELDS = ("platform", "chat_id", "user_id", "kind", "mime_type", "size_bytes", "duration_hint_s",
+                   "file_name", "platform_file_id")
+
+
+def _dump_request(request: MediaRequest) -> str:
+    data = {name: getattr(request, name) for name in _REQUEST_FIELDS}
+    data["reference"] = dict(request.reference)
+    return json.dumps(data)
+
+
+def _options_dict(options: TranscribeOptions) -> dict[str, object]:
+    return {name: getattr(options, name) for name in TranscribeOptions.__slots__}  # type: ignore[attr-defined]
+
+
+def _entry(row: tuple, delivery: Delivery) -> JournalEntry:  # type: ignore[type-arg]
+    job_id, request_json, options_json, state, outcome_json, parts_sent, notes_json = row
+    data = json.loads(request_json)
+    reference = MappingProxyType(data.pop("reference"))
+    request = MediaRequest(**data, reference=reference, fetch=delivery.fetcher(reference))
+    options_data = json.loads(options_json)
+    options_data["expected_languages"] = tuple(options_data["expected_languages"])
+    job = Job(job_id, request, TranscribeOptions(**options_data), parts_sent,
+              MappingProxyType(json.loads(notes_json)))
+    outcome: Transcript | ChatscribeError | None = None
+    if state == "transcribed":
+        outcome = decode_transcript(json.loads(outcome_json))
+    elif state == "failed":
+        failure = json.loads(outcome_json)
+        outcome = JobFailed(failure["code"], failure["message"])
+    return JournalEntry(job, state, outcome)

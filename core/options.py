@@ -1,0 +1,35 @@
+"""What a person can ask of one transcription."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+Task = Literal["transcribe", "translate"]
+
+
+@dataclass(frozen=True, slots=True)
+class TranscribeOptions:
+    language: str | None = None
+    """A language code, or None to detect it."""
+    task: Task = "transcribe"
+    """"translate" gives English whatever was spoken."""
+    vocabulary: str | None = None
+    """Names and terms to expect; passed to Whisper as the initial prompt."""
+    word_timestamps: bool = False
+    expected_languages: tuple[str, ...] = ()
+    """Detection picks among these (short clips are often mistaken for a neighbouring language)."""
+    temperature: float | None = None
+    """None = Whisper's fallback schedule (0.0 upwards when decoding fails its checks)."""
+
+    def key(self) -> str:
+        """A stable digest of everything that changes the words, for the cache."""
+        payload = json.dumps(asdict(self), sort_keys=True, default=list)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def batch_key(self) -> tuple[object, ...]:
+        """Requests with equal batch keys may share an engine call."""
+        return (self.language, self.task, self.vocabulary, self.word_timestamps, self.expected_languages,
+                self.temperature)

@@ -1,0 +1,49 @@
+"""Per-chat preferences (language, format, auto-transcribe, …) in SQLite, surviving restarts.
+
+Platform-neutral: a chat is (platform, chat id) and a preference is a short string value; each bot
+decides which keys it offers and how to parse them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+
+class Preferences:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS preferences (platform TEXT NOT NULL, chat_id TEXT NOT NULL, "
+            "key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (platform, chat_id, key))"
+        )
+
+    def get_all(self, platform: str, chat_id: str) -> dict[str, str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, value FROM preferences WHERE platform=? AND chat_id=?", (platform, chat_id)
+            ).fetchall()
+        return dict(rows)
+
+    def get(self, platform: str, chat_id: str, key: str, default: str | None = None) -> str | None:
+        return self.get_all(platform, chat_id).get(key, default)
+
+    def set(self, platform: str, chat_id: str, key: str, value: str | None) -> None:
+        """Store a value; None removes it (back to the default)."""
+        with self._lock:
+            if value is None:
+                self._db.execute(
+                    "DELETE FROM preferences WHERE platform=? AND chat_id=? AND key=?", (platform, chat_id, key)
+                )
+            else:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO preferences VALUES (?, ?, ?, ?)", (platform, chat_id, key, value)
+                )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
