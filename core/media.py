@@ -74,7 +74,7 @@ def decode_audio(data: bytes, *, max_duration_s: float) -> DecodedAudio:
     """Decode the first audio track of `data` (any container PyAV knows) to 16 kHz mono float32."""
     if not data:
         raise UnreadableMedia("empty file")
-    try:
+    try:  # not probe_duration(): the container is opened once and decoded from the same handle
         container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
     except (av.FFmpegError, ValueError, UnicodeDecodeError) as exc:
         raise UnreadableMedia(f"cannot open container: {exc}") from exc
@@ -87,6 +87,22 @@ def decode_audio(data: bytes, *, max_duration_s: float) -> DecodedAudio:
     if not decoded.truncated and _ogg_cut_short(data):
         return DecodedAudio(decoded.samples, truncated=True)
     return decoded
+
+
+def probe_duration(data: bytes) -> float | None:
+    """The duration the container declares, without decoding (None when it declares none).
+
+    Raises the same errors as decode_audio for files that cannot be opened or have no audio, so that
+    they are answered at once instead of waiting for a transcription slot.
+    """
+    try:
+        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
+    except (av.FFmpegError, ValueError, UnicodeDecodeError) as exc:
+        raise UnreadableMedia(f"cannot open container: {exc}") from exc
+    with container:
+        if not container.streams.audio:
+            raise NoAudioTrack(f"streams: {[s.type for s in container.streams]}")
+        return _declared_duration(container, container.streams.audio[0])
 
 
 def _declared_duration(container: av.container.InputContainer, stream: av.audio.AudioStream) -> float | None:

@@ -1,0 +1,352 @@
+"""TranscriptionService: the one entry point bots, the HTTP API and the CLI call.
+
+cache (platform id, then content hash) -> limits -> fair scheduler -> decode -> engine -> quality pass
+-> cache. `transcribe()` answers directly (CLI, HTTP); `submit()` journals the job first and answers
+through the platform's Delivery, so accepted work survives restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import logging
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any
+
+from .cache import TranscriptCache
+from .config import Settings
+from .engine import Engine
+from .errors import Busy, ChatscribeError, MediaTooLarge, ShuttingDown
+from .jobs import Delivery, Job, Journal, JournalEntry, ProgressUpdate
+from .media import MediaRequest, check_declared_duration, check_declared_size, decode_audio, probe_duration
+from .metrics import Metrics
+from .options import TranscribeOptions
+from .preferences import Preferences
+from .quality import validate
+from .scheduler import FairScheduler
+from .speed import SpeedEstimate
+from .threads import run_in_daemon_thread
+from .transcript import Transcript
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[ProgressUpdate], Awaitable[None] | None]
+DELIVERY_BACKOFF_S = (1.0, 3.0, 10.0, 30.0)
+INTERNAL_ERROR = "Something went wrong while transcribing that file; please try again later."
+
+
+class _Receipt:
+    def __init__(self, journal: Journal, job: Job) -> None:
+        self._journal = journal
+        self._job_id = job.id
+        self.parts_sent = job.parts_sent
+
+    async def part_sent(self) -> None:
+        self.parts_sent += 1
+        await asyncio.to_thread(self._journal.part_sent, self._job_id)
+
+    async def note(self, key: str, value: str) -> None:
+        await asyncio.to_thread(self._journal.note, self._job_id, key, value)
+
+
+class TranscriptionService:
+    def __init__(self, *, settings: Settings, engine: Engine, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.metrics = metrics or Metrics()
+        data_dir = settings.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.cache = TranscriptCache(data_dir / "cache.sqlite3", max_bytes=int(settings.cache_max_mb * 1_000_000))
+        self.journal = Journal(data_dir / "jobs.sqlite3")
+        self.preferences = Preferences(data_dir / "preferences.sqlite3")
+        self.scheduler = FairScheduler(settings.workers or _default_workers(engine))
+        self.speed = SpeedEstimate()
+        self._deliveries: dict[str, Delivery] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Future[Transcript]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._recent: dict[str, deque[float]] = defaultdict(deque)
+        self._closing = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> TranscriptionService:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self, grace_s: float | None = None) -> None:
+        """Stop taking work, let running transcriptions finish for up to the grace, keep the rest journaled."""
+        self._closing = True
+        self.scheduler.close()
+        grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self.cache.close()
+        self.journal.close()
+        self.preferences.close()
+
+    @property
+    def max_file_bytes(self) -> int:
+        return self.settings.max_file_bytes
+
+    @property
+    def max_duration_s(self) -> float:
+        return self.settings.max_duration_s
+
+    # -- direct path -----------------------------------------------------------------------------
+
+    async def transcribe(
+        self, request: MediaRequest, options: TranscribeOptions | None = None, *,
+        progress: ProgressCallback | None = None,
+    ) -> Transcript:
+        """Transcribe now and return the result; raises ChatscribeError for anything a user can fix."""
+        self._admit(request)
+        started = time.monotonic()
+        try:
+            transcript = await self._run(request, options or TranscribeOptions(), progress)
+        except ChatscribeError as exc:
+            self.metrics.errors.labels(exc.code).inc()
+            raise
+        self.metrics.latency.labels(request.platform).observe(time.monotonic() - started)
+        return transcript
+
+    async def cached(self, request: MediaRequest, options: TranscribeOptions | None = None) -> Transcript | None:
+        """The answer for a file known by its platform id, without downloading it."""
+        if not request.platform_file_id:
+            return None
+        variant = self._variant(options or TranscribeOptions())
+        content_hash = await asyncio.to_thread(self.cache.hash_for, request.platform, request.platform_file_id)
+        if content_hash is None:
+            return None
+        hit = await asyncio.to_thread(self.cache.get, content_hash, variant)
+        if hit:
+            self.metrics.cache_hits.labels("platform_id").inc()
+        return hit
+
+    # -- journaled path ------------------------------------------------------------------------------
+
+    def register(self, platform: str, delivery: Delivery) -> None:
+        self._deliveries[platform] = delivery
+
+    async def submit(self, request: MediaRequest, options: TranscribeOptions | None = None) -> Job:
+        """Accept a job: journaled before this returns; the answer goes to the platform's Delivery."""
+        delivery = self._deliveries[request.platform]
+        check_declared_size(request.size_bytes, self.max_file_bytes)
+        check_declared_duration(request.duration_hint_s, self.max_duration_s)
+        self._admit(request)
+        job = await asyncio.to_thread(self.journal.add, request, options or TranscribeOptions())
+        log.info("job=%s accepted platform=%s chat=%s kind=%s", job.id, request.platform, request.chat_id,
+                 request.kind)
+        self.metrics.queue_depth.labels(request.platform).inc()
+        self._spawn(self._process(job, delivery))
+        return job
+
+    async def resume(self, platform: str) -> int:
+        """Run again and answer the platform's jobs a previous process accepted but did not finish."""
+        delivery = self._deliveries[platform]
+        entries = await asyncio.to_thread(self.journal.unfinished, platform, delivery)
+        for entry in entries:
+            log.info("job=%s resumed in state %s", entry.job.id, entry.state)
+            self.metrics.queue_depth.labels(platform).inc()
+            self._spawn(self._resume_one(entry, delivery))
+        return len(entries)
+
+    async def wait_idle(self) -> None:
+        """Until every accepted job has been answered (tests, benchmarks, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def estimate_wait_s(self, chat_id: str | None = None) -> float:
+        queued_audio = self.scheduler.waiting_audio_s()
+        return self.speed.seconds_for(queued_audio, self.scheduler.waiting) / self.scheduler.slots
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _admit(self, request: MediaRequest) -> None:
+        if self._closing:
+            raise ShuttingDown()
+        waiting = self.scheduler.waiting + self.scheduler.running
+        if waiting >= self.settings.queue_max:
+            self.metrics.errors.labels("busy").inc()
+            raise Busy(max(60.0, self.estimate_wait_s()), reason="Too many recordings are waiting right now")
+        self._check_rate(request.user_id)
+
+    def _check_rate(self, user_id: str) -> None:
+        limit = self.settings.rate_per_s
+        if limit is None:
+            return
+        count, window = limit
+        now = time.monotonic()
+        recent = self._recent[user_id]
+        while recent and recent[0] <= now - window:
+            recent.popleft()
+        if len(recent) >= count:
+            self.metrics.errors.labels("rate_limited").inc()
+            raise Busy(recent[0] + window - now, reason="You've sent a lot in a short time")
+        recent.append(now)
+
+    def _variant(self, options: TranscribeOptions) -> str:
+        return f"{self.engine.model_id}:{options.key()}"
+
+    async def _process(self, job: Job, delivery: Delivery) -> None:
+        started = time.monotonic()
+        outcome: Transcript | ChatscribeError
+        try:
+            await asyncio.to_thread(self.journal.set_state, job.id, "running")
+
+            def on_progress(update: ProgressUpdate) -> Awaitable[None]:
+                return delivery.progress(job, update)
+
+            outcome = await self._run(job.request, job.options, on_progress)
+        except ChatscribeError as exc:
+            outcome = exc
+        except asyncio.CancelledError:
+            raise  # shutdown: the journal still says queued/running, the next start resumes it
+        except Exception:
+            log.exception("job=%s failed unexpectedly", job.id)
+            outcome = ChatscribeError(INTERNAL_ERROR)
+        if isinstance(outcome, ChatscribeError):
+            self.metrics.errors.labels(outcome.code).inc()
+        self.metrics.latency.labels(job.request.platform).observe(time.monotonic() - started)
+        await asyncio.to_thread(self.journal.set_outcome, job.id, outcome)
+        await self._deliver(job, outcome, delivery)
+
+    async def _resume_one(self, entry: JournalEntry, delivery: Delivery) -> None:
+        if entry.outcome is None:
+            await self._process(entry.job, delivery)
+        else:
+            await self._deliver(entry.job, entry.outcome, delivery)
+
+    async def _deliver(self, job: Job, outcome: Transcript | ChatscribeError, delivery: Delivery) -> None:
+        receipt = _Receipt(self.journal, job)
+        platform = job.request.platform
+        for attempt, pause in enumerate((0.0, *DELIVERY_BACKOFF_S)):
+            if pause:
+                await asyncio.sleep(pause)
+            try:
+                current = dataclasses.replace(job, parts_sent=receipt.parts_sent)
+                await delivery.deliver(current, outcome, receipt)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("job=%s delivery attempt %d failed: %s", job.id, attempt + 1, exc)
+                continue
+            await asyncio.to_thread(self.journal.delivered, job.id)
+            kind = "error" if isinstance(outcome, ChatscribeError) else "transcript"
+            self.metrics.jobs.labels(platform, kind).inc()
+            self.metrics.queue_depth.labels(platform).dec()
+            log.info("job=%s delivered (%s)", job.id, kind)
+            return
+        self.metrics.queue_depth.labels(platform).dec()
+        self.metrics.errors.labels("delivery").inc()
+        log.error("job=%s could not be delivered after %d attempts; it stays in the journal and is retried "
+                  "at the next start", job.id, len(DELIVERY_BACKOFF_S) + 1)
+
+    async def _run(
+        self, request: MediaRequest, options: TranscribeOptions, progress: ProgressCallback | None
+    ) -> Transcript:
+        variant = self._variant(options)
+        hit = await self.cached(request, options)
+        if hit is not None:
+            return hit
+        check_declared_size(request.size_bytes, self.max_file_bytes)
+        data = await request.fetch(self.max_file_bytes)
+        if len(data) > self.max_file_bytes:
+            raise MediaTooLarge(len(data), self.max_file_bytes)
+        content_hash = await asyncio.to_thread(_sha256, data)
+        if request.platform_file_id:
+            await asyncio.to_thread(self.cache.alias, request.platform, request.platform_file_id, content_hash)
+        hit = await asyncio.to_thread(self.cache.get, content_hash, variant)
+        if hit is not None:
+            self.metrics.cache_hits.labels("content").inc()
+            return hit
+        key = (content_hash, variant)
+        if key in self._inflight:  # the same media is already being transcribed: share its result
+            return await asyncio.shield(self._inflight[key])
+        future: asyncio.Future[Transcript] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            transcript = await self._transcribe_now(request, data, options, progress)
+            await asyncio.to_thread(self.cache.put, content_hash, variant, transcript)
+            future.set_result(transcript)
+            return transcript
+        except BaseException as exc:
+            future.set_exception(exc if isinstance(exc, ChatscribeError) else ShuttingDown())
+            future.exception()  # mark retrieved: nobody else may be waiting
+            raise
+        finally:
+            del self._inflight[key]
+
+    async def _transcribe_now(
+        self, request: MediaRequest, data: bytes, options: TranscribeOptions, progress: ProgressCallback | None
+    ) -> Transcript:
+        loop = asyncio.get_running_loop()
+        duration = await asyncio.to_thread(probe_duration, data)
+        check_declared_duration(duration, self.max_duration_s)
+        estimate = duration or request.duration_hint_s or 30.0
+
+        def notify(update: ProgressUpdate) -> None:
+            if progress is None:
+                return
+            result = progress(update)
+            if asyncio.iscoroutine(result):
+                self._spawn_quiet(result)
+
+        def on_position(position: int) -> None:
+            eta = self.speed.seconds_for(self.scheduler.waiting_audio_s(), position) / self.scheduler.slots
+            notify(ProgressUpdate("queued", position=position, eta_s=eta + self.speed.seconds_for(estimate, 1)))
+
+        def on_fraction(fraction: float) -> None:  # called from the worker thread
+            eta = self.speed.seconds_for(estimate * (1 - fraction), 0)
+            loop.call_soon_threadsafe(notify, ProgressUpdate("transcribing", fraction=fraction, eta_s=eta))
+
+        async with self.scheduler.turn(request.chat_id, estimate, on_position if progress else None):
+            notify(ProgressUpdate("transcribing", fraction=0.0, eta_s=self.speed.seconds_for(estimate, 1)))
+            started = time.monotonic()
+            transcript = await run_in_daemon_thread(self._work, data, options, on_fraction if progress else None)
+        elapsed = time.monotonic() - started
+        self.speed.observe(transcript.duration_s, elapsed)
+        self.metrics.transcriptions.inc()
+        self.metrics.audio_seconds.observe(transcript.duration_s)
+        self.metrics.realtime_factor.set(self.speed.rtf)
+        return transcript
+
+    def _work(self, data: bytes, options: TranscribeOptions, on_fraction: Callable[[float], None] | None) -> Transcript:
+        decoded = decode_audio(data, max_duration_s=self.max_duration_s)
+        raw = self.engine.transcribe(decoded.samples, options, on_fraction)
+        checked = validate(raw, decoded.samples)
+        return dataclasses.replace(checked, truncated=decoded.truncated)
+
+    def _spawn_quiet(self, coro: Any) -> None:
+        """Progress notifications are best effort: their failures are logged, never raised."""
+        task = asyncio.ensure_future(coro)
+        task.add_done_callback(_log_failure)
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("progress update failed: %s", task.exception())
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _default_workers(engine: Engine) -> int:
+    return 2 if engine.device.device == "cuda" else 1
+
+
+__all__ = ["TranscriptionService", "ProgressCallback", "TracebackType"]
