@@ -9,6 +9,7 @@ the part before it).
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 
 Measure = Callable[[str], int]
@@ -50,17 +51,34 @@ def _cut(text: str, limit: int, measure: Measure) -> int:
     """The index to cut `text` at so that text[:index] fits and is as natural a piece as possible."""
     fit = _longest_fitting_prefix(text, limit, measure)
     window = text[:fit]
+    ends: list[int] = []
     for boundary in _BOUNDARIES:
         ends = [m.end() for m in boundary.finditer(window) if m.end() < len(text)]
         # a boundary in the first quarter makes a needlessly short message; prefer a finer one later
         good = [end for end in ends if end >= fit // 4]
         if good:
             return good[-1]
+    if ends:
+        # Only early word boundaries: a short message still beats cutting a word that would fit whole.
+        return ends[-1]
+    # One word fills the window and goes on past it (it alone exceeds the limit): script without
+    # spaces (CJK) still has sentence and clause marks to cut after.
+    for mark in _UNSPACED_MARKS:
+        good = [m.end() for m in mark.finditer(window) if fit // 4 <= m.end() < len(text)]
+        if good:
+            return good[-1]
     return _safe_hard_cut(text, fit)
 
 
+_UNSPACED_MARKS = (
+    re.compile(r"[。！？!?.…][」』）\"'”’)]*"),  # sentence
+    re.compile(r"[、，,；;：:]"),  # clause
+)
+
+
 def _longest_fitting_prefix(text: str, limit: int, measure: Measure) -> int:
-    low, high = 1, len(text)
+    # Both measures count at least one unit per code point, so no fitting prefix is longer than limit.
+    low, high = 1, min(len(text), limit)
     while low < high:  # binary search: measure may not be additive per character
         mid = (low + high + 1) // 2
         if measure(text[:mid]) <= limit:
@@ -71,14 +89,41 @@ def _longest_fitting_prefix(text: str, limit: int, measure: Measure) -> int:
 
 
 def _safe_hard_cut(text: str, fit: int) -> int:
-    """Inside one over-long word: avoid cutting before a combining mark or joiner."""
+    """Inside one over-long word: cut between whole user-visible characters where there is one."""
     cut = fit
-    while cut > 1 and (_is_combining(text[cut]) if cut < len(text) else False):
+    while cut > 0 and not _grapheme_boundary(text, cut):
         cut -= 1
-    return cut
+    return cut or fit  # a single cluster longer than the limit: cutting it is the only way
 
 
-def _is_combining(char: str) -> bool:
-    import unicodedata
+def _grapheme_boundary(text: str, index: int) -> bool:
+    """A simplified grapheme-cluster rule: never before a mark/modifier/joiner, never after a joiner."""
+    if index >= len(text):
+        return True
+    if _extends(text[index]) or text[index - 1] == _ZWJ:
+        return False
+    # Flags are pairs of regional indicators: only cut after an even number of them.
+    if _regional(text[index]) and _regional(text[index - 1]):
+        run = 0
+        while index - run - 1 >= 0 and _regional(text[index - run - 1]):
+            run += 1
+        return run % 2 == 0
+    return True
 
-    return unicodedata.combining(char) != 0 or char in "\u200d\ufe0f\ufe0e" or 0x1F3FB <= ord(char) <= 0x1F3FF
+
+_ZWJ = "\u200d"
+
+
+def _extends(char: str) -> bool:
+    code = ord(char)
+    return (
+        unicodedata.combining(char) != 0
+        or unicodedata.category(char) in ("Mn", "Me", "Mc")
+        or char in "\u200d\ufe0f\ufe0e"
+        or 0x1F3FB <= code <= 0x1F3FF  # skin tones
+        or 0xE0020 <= code <= 0xE007F  # tag characters of subdivision flags
+    )
+
+
+def _regional(char: str) -> bool:
+    return 0x1F1E6 <= ord(char) <= 0x1F1FF
