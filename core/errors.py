@@ -91,6 +91,13 @@ class Busy(ChatscribeError):
         self.retry_after_s = retry_after_s
 
 
+class NotReady(ChatscribeError):
+    code = "not_ready"
+
+    def __init__(self) -> None:
+        super().__init__("I'm still starting up (loading the model): please try again in a moment.")
+
+
 class ShuttingDown(ChatscribeError):
     code = "shutting_down"
 

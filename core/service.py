@@ -20,7 +20,7 @@ from typing import Any
 from .cache import TranscriptCache
 from .config import Settings
 from .engine import Engine
-from .errors import Busy, ChatscribeError, MediaTooLarge, ShuttingDown
+from .errors import Busy, ChatscribeError, MediaTooLarge, NotReady, ShuttingDown
 from .jobs import Delivery, Job, Journal, JournalEntry, ProgressUpdate
 from .media import MediaRequest, check_declared_duration, check_declared_size, decode_audio, probe_duration
 from .metrics import Metrics
@@ -54,16 +54,17 @@ class _Receipt:
 
 
 class TranscriptionService:
-    def __init__(self, *, settings: Settings, engine: Engine, metrics: Metrics | None = None) -> None:
+    def __init__(self, *, settings: Settings, engine: Engine | None = None, metrics: Metrics | None = None) -> None:
+        """`engine` may come later (set_engine) so that the HTTP server can answer probes while it loads."""
         self.settings = settings
-        self.engine = engine
+        self._engine = engine
         self.metrics = metrics or Metrics()
         data_dir = settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.cache = TranscriptCache(data_dir / "cache.sqlite3", max_bytes=int(settings.cache_max_mb * 1_000_000))
         self.journal = Journal(data_dir / "jobs.sqlite3")
         self.preferences = Preferences(data_dir / "preferences.sqlite3")
-        self.scheduler = FairScheduler(settings.workers or _default_workers(engine))
+        self.scheduler = FairScheduler(settings.workers or (_default_workers(engine) if engine else 1))
         self.speed = SpeedEstimate()
         self._deliveries: dict[str, Delivery] = {}
         self._inflight: dict[tuple[str, str], asyncio.Future[Transcript]] = {}
@@ -92,6 +93,20 @@ class TranscriptionService:
         self.cache.close()
         self.journal.close()
         self.preferences.close()
+
+    def set_engine(self, engine: Engine) -> None:
+        self._engine = engine
+        self.scheduler.slots = self.settings.workers or _default_workers(engine)
+
+    @property
+    def engine_ready(self) -> bool:
+        return self._engine is not None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise NotReady()
+        return self._engine
 
     @property
     def max_file_bytes(self) -> int:
@@ -178,6 +193,8 @@ class TranscriptionService:
     def _admit(self, request: MediaRequest) -> None:
         if self._closing:
             raise ShuttingDown()
+        if self._engine is None:
+            raise NotReady()
         waiting = self.scheduler.waiting + self.scheduler.running
         if waiting >= self.settings.queue_max:
             self.metrics.errors.labels("busy").inc()

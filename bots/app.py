@@ -1,0 +1,84 @@
+"""`chatscribe run`: one event loop owning the HTTP server, the model, the service and every bot.
+
+Start order: HTTP server (probes answer at once, /readyz says "loading model") -> engine -> bots ->
+resume journaled jobs. On SIGTERM/SIGINT: stop taking work, let running transcriptions finish within
+the grace, stop the bots, stop the server; what is left stays in the journal for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from chatscribe.core.config import Settings
+from chatscribe.core.errors import ChatscribeError
+from chatscribe.core.service import TranscriptionService
+
+from .base import Bot
+from .engine_loader import load_engine
+from .http import HttpServer, create_app
+from .platforms import configured
+
+log = logging.getLogger("chatscribe")
+
+
+async def run(settings: Settings, requested: list[str]) -> int:
+    platforms, problems = configured(requested)
+    for problem in problems:
+        log.error("%s", problem)
+    if not platforms:
+        log.warning(
+            "no chat platform is configured: set TELEGRAM_BOT_TOKEN, DISCORD_BOT_TOKEN, or SLACK_BOT_TOKEN and "
+            "SLACK_SIGNING_SECRET (see .env.example); serving the HTTP API and health endpoints only"
+        )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    service = TranscriptionService(settings=settings)
+    bots: list[Bot] = [platform.build(platform_settings, service) for platform, platform_settings in platforms]
+    server = HttpServer(create_app(service=service, settings=settings, bots=bots),
+                        settings.http_host, settings.http_port)
+    await server.start()
+    log.info("HTTP server on http://%s:%s", settings.http_host, server.port)
+    started: list[Bot] = []
+    try:
+        engine = await _until_stopped(asyncio.to_thread(load_engine, settings), stop)
+        if engine is None:
+            return 0
+        service.set_engine(engine)
+        log.info("model %s ready on %s (%s)", settings.model, engine.device.device, engine.device.compute_type)
+        for bot in bots:
+            await bot.start()
+            started.append(bot)
+            log.info("%s connected", bot.platform)
+            resumed = await service.resume(bot.platform)
+            if resumed:
+                log.info("%s: resuming %d unfinished job(s) from the journal", bot.platform, resumed)
+        await stop.wait()
+        log.info("stopping: finishing running transcriptions for up to %.0f s", settings.shutdown_grace_s)
+        return 0
+    except ChatscribeError as exc:
+        log.error("%s", exc.user_message)
+        return 2
+    finally:
+        await service.aclose()
+        for bot in reversed(started):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(bot.stop(), timeout=3)
+        await server.stop()
+
+
+async def _until_stopped(work, stop: asyncio.Event):  # type: ignore[no-untyped-def]
+    """Await `work` unless a stop signal comes first (loading a large model can take minutes)."""
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if task in done:
+        return task.result()
+    task.cancel()
+    return None

@@ -1,0 +1,89 @@
+"""The `chatscribe` command: run, transcribe, doctor."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from chatscribe.core.config import Settings, load
+from chatscribe.core.errors import ChatscribeError
+from chatscribe.core.transcript import FORMATS
+
+from .logs import configure
+
+PLATFORMS = ("telegram", "discord", "slack")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load(Settings, **_overrides(args))
+    except ChatscribeError as exc:
+        print(exc.user_message, file=sys.stderr)
+        raise SystemExit(2) from None
+    configure(settings.log_level, settings.log_format if args.command == "run" else "text")
+    try:
+        code = asyncio.run(_dispatch(args, settings))
+    except ChatscribeError as exc:
+        print(exc.user_message, file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    raise SystemExit(code)
+
+
+async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "transcribe":
+        from .transcribe_cmd import transcribe_files
+
+        return await transcribe_files(
+            settings, [Path(p) for p in args.files], language=args.language, task=args.task, fmt=args.format,
+            output_dir=Path(args.output_dir) if args.output_dir else None, vocabulary=args.vocabulary,
+            timestamps=args.timestamps,
+        )
+    if args.command == "doctor":
+        from .doctor import doctor
+
+        return await doctor(settings)
+    from .app import run
+
+    return await run(settings, args.platforms or [])
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    overrides: dict[str, object] = {}
+    if getattr(args, "model", None):
+        overrides["model"] = args.model
+    if args.command == "transcribe":
+        overrides["user_rate"] = ""  # a person at their own terminal is not rate limited
+        overrides["queue_max"] = max(200, len(args.files) + 1)
+    return overrides
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatscribe", description="Transcribe voice notes, audio and video from chats and files."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="serve the chat platforms whose credentials are set, and the HTTP server")
+    run.add_argument("platforms", nargs="*", choices=[[], *PLATFORMS], metavar="PLATFORM",
+                     help=f"any of {', '.join(PLATFORMS)} (default: every configured one)")
+
+    transcribe = commands.add_parser("transcribe", help="transcribe local audio or video files")
+    transcribe.add_argument("files", nargs="+", metavar="FILE")
+    transcribe.add_argument("--language", help="language code (default: detect)")
+    transcribe.add_argument("--task", choices=["transcribe", "translate"], default="transcribe",
+                            help="translate gives English whatever was spoken")
+    transcribe.add_argument("--format", choices=FORMATS, default="txt")
+    transcribe.add_argument("--model", help="model name or folder (default: CHATSCRIBE_MODEL)")
+    transcribe.add_argument("--output-dir", help="write FILE.<format> there instead of printing")
+    transcribe.add_argument("--vocabulary", help='names and terms to expect, e.g. "Kubernetes, ComfyUI"')
+    transcribe.add_argument("--timestamps", action="store_true", help="[mm:ss] marks in txt output")
+
+    doctor = commands.add_parser("doctor", help="show the model, device, data dir, cache and platforms")
+    doctor.add_argument("--model", help="check this model instead of CHATSCRIBE_MODEL")
+    return parser

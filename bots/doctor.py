@@ -1,0 +1,55 @@
+"""`chatscribe doctor`: what a person needs to see when something is off."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+from chatscribe import __version__
+from chatscribe.core.config import Settings
+from chatscribe.core.errors import ChatscribeError
+from chatscribe.core.jobs import UNFINISHED, Journal
+from chatscribe.core.models import resolve_model
+
+from .platforms import platform_status
+
+
+async def doctor(settings: Settings) -> int:
+    problems = 0
+    print(f"chatscribe {__version__}")
+    print(f"data dir      {settings.data_dir.resolve()} ({_writable(settings.data_dir)})")
+    try:
+        model = await asyncio.to_thread(resolve_model, settings.model, settings.data_dir)
+        print(f"model         {model.name} from {model.source}\n              {model.path}")
+        from .engine_loader import load_engine
+
+        engine = await asyncio.to_thread(load_engine, settings)
+        print(f"device        {engine.device.device}, compute type {engine.device.compute_type}")
+        print(f"              why: {engine.device.reason}")
+        print(f"engine        faster-whisper ({engine.model_id})")
+    except ChatscribeError as exc:
+        problems += 1
+        print(f"model         {settings.model}: PROBLEM: {exc.user_message}")
+    cache = settings.data_dir / "cache.sqlite3"
+    print(f"cache         {_size(cache)} of {settings.cache_max_mb:g} MB allowed ({cache})")
+    journal_path = settings.data_dir / "jobs.sqlite3"
+    if journal_path.exists():
+        journal = Journal(journal_path)
+        print(f"jobs          {journal.count(*UNFINISHED)} unfinished in the journal")
+        journal.close()
+    print(f"http          {settings.http_host}:{settings.http_port}"
+          f"{' (API keys set)' if settings.api_key_list else ''}")
+    for name, status in platform_status().items():
+        print(f"{name:<13} {status}")
+    return 1 if problems else 0
+
+
+def _writable(path: Path) -> str:
+    target = path if path.exists() else path.parent
+    return "writable" if os.access(target.resolve(), os.W_OK) else "NOT WRITABLE"
+
+
+def _size(path: Path) -> str:
+    total = sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) if path.parent.exists() else 0
+    return f"{total / 1_000_000:.1f} MB"

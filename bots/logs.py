@@ -1,0 +1,72 @@
+"""Logging set-up: text or JSON lines, and no secret ever written out.
+
+Platform libraries log request URLs, and Telegram's contain the bot token (`/bot<token>/getUpdates`),
+so every record passes a filter that replaces known secrets before any handler formats it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterable
+
+# Telegram bot tokens have a fixed shape: redact them even when nobody registered them as secrets.
+_TELEGRAM_TOKEN = re.compile(r"\d{6,12}:[A-Za-z0-9_-]{30,}")
+_NOISY = ("httpx", "httpcore", "telegram.ext.ExtBot", "discord.http", "discord.gateway", "slack_sdk",
+          "slack_bolt", "aiohttp.access", "faster_whisper")
+
+
+class RedactSecrets:
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets = [s for s in secrets if len(s) >= 6]
+
+    def add(self, *secrets: str) -> None:
+        self.secrets.extend(s for s in secrets if len(s) >= 6)
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "[redacted]")
+        return _TELEGRAM_TOKEN.sub("[redacted]", text)
+
+
+class _Redacting(logging.Formatter):
+    """Redacts the whole formatted record, tracebacks included."""
+
+    def __init__(self, inner: logging.Formatter, redact: RedactSecrets) -> None:
+        super().__init__()
+        self._inner, self._redact = inner, redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redact.redact(self._inner.format(record))
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        job = re.search(r"job=(\w+)", entry["message"])
+        if job:
+            entry["job_id"] = job.group(1)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure(level: str = "INFO", fmt: str = "text") -> RedactSecrets:
+    """Install one stderr handler with the redaction filter; returns the filter to add secrets to."""
+    redact = RedactSecrets()
+    handler = logging.StreamHandler(sys.stderr)
+    inner = JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(_Redacting(inner, redact))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in _NOISY:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    return redact
