@@ -125,6 +125,9 @@ def _decode_stream(
     truncated = False
     try:
         for frame in container.decode(stream):
+            # Check before resampling: one frame of a stream that claims 1 Hz expands a thousandfold.
+            if total + frame.samples * SAMPLE_RATE / (frame.sample_rate or SAMPLE_RATE) > max_samples + 1:
+                raise MediaTooLong(None, max_duration_s)
             for out in resampler.resample(frame):
                 total += _append(chunks, out)
             if total > max_samples:

@@ -1,0 +1,194 @@
+"""Decoding what the platforms send to 16 kHz mono float32, and the clear errors for what cannot be."""
+
+from __future__ import annotations
+
+import io
+import struct
+import wave
+from collections.abc import Callable
+
+import av
+import numpy as np
+import pytest
+from chatscribe.core.errors import ChatscribeError, MediaTooLong, NoAudioTrack, UnreadableMedia
+from chatscribe.core.media import SAMPLE_RATE, decode_audio
+
+HOUR = 3600.0
+JFK_FILES = ["jfk_voice.ogg", "jfk.m4a", "jfk.webm", "jfk_video_note.mp4", "jfk.flac"]
+
+
+@pytest.mark.parametrize("name", JFK_FILES)
+def test_platform_containers_decode_to_16k_mono_float32(name: str, audio: Callable[[str], bytes]) -> None:
+    decoded = decode_audio(audio(name), max_duration_s=HOUR)
+    assert decoded.samples.dtype == np.float32
+    assert decoded.samples.ndim == 1
+    assert decoded.duration_s == pytest.approx(11.0, abs=0.1)
+    assert not decoded.truncated
+    # real speech, not a buffer of zeros: loud enough and within the float range Whisper expects
+    assert 0.01 < float(np.sqrt(np.mean(decoded.samples**2))) < 1.0
+
+
+@pytest.mark.parametrize("name", ["random_bytes.ogg", "not_audio.ogg"])
+def test_files_that_are_not_media_raise_unreadable_with_a_user_sentence(
+    name: str, audio: Callable[[str], bytes]
+) -> None:
+    with pytest.raises(UnreadableMedia) as caught:
+        decode_audio(audio(name), max_duration_s=HOUR)
+    assert_user_sentence(caught.value)
+    assert "decode" in caught.value.user_message
+
+
+def test_empty_file_is_unreadable() -> None:
+    with pytest.raises(UnreadableMedia) as caught:
+        decode_audio(b"", max_duration_s=HOUR)
+    assert_user_sentence(caught.value)
+
+
+def test_truncated_voice_note_gives_the_speech_that_is_there_flagged(audio: Callable[[str], bytes]) -> None:
+    decoded = decode_audio(audio("truncated_voice.ogg"), max_duration_s=HOUR)
+    assert decoded.truncated
+    assert 2.0 < decoded.duration_s < 11.0
+
+
+def test_ogg_whose_last_page_claims_five_hours_is_too_long(audio: Callable[[str], bytes]) -> None:
+    data = _with_last_granule(audio("jfk_voice.ogg"), 48_000 * 5 * 3600)  # Opus granules are 48 kHz
+    with pytest.raises(MediaTooLong) as caught:
+        decode_audio(data, max_duration_s=HOUR)
+    assert caught.value.duration_s == pytest.approx(5 * HOUR)
+    assert_user_sentence(caught.value)
+    assert "5.0 h" in caught.value.user_message
+    assert "60 min" in caught.value.user_message
+
+
+def test_wav_whose_header_says_one_sample_per_second_is_too_long() -> None:
+    # 40 kB of samples at a declared 1 Hz: 5.5 hours, 1.3 GB once resampled to 16 kHz float32.
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(1)
+        wav.writeframes(np.zeros(20_000, dtype=np.int16).tobytes())
+    with pytest.raises(MediaTooLong) as caught:
+        decode_audio(buffer.getvalue(), max_duration_s=HOUR)
+    assert caught.value.duration_s is not None
+    assert caught.value.duration_s > HOUR
+
+
+def test_wav_whose_data_chunk_claims_4_gb_decodes_what_it_holds() -> None:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SAMPLE_RATE)
+        wav.writeframes((np.sin(np.arange(SAMPLE_RATE) / 5) * 8000).astype(np.int16).tobytes())
+    data = bytearray(buffer.getvalue())
+    struct.pack_into("<I", data, data.find(b"data") + 4, 0xFFFFFFF0)
+    decoded = decode_audio(bytes(data), max_duration_s=HOUR)
+    assert decoded.duration_s == pytest.approx(1.0, abs=0.01)
+
+
+def test_stream_without_declared_duration_is_stopped_while_decoding() -> None:
+    data = _streamed_webm(seconds=20)
+    with av.open(io.BytesIO(data)) as container:  # like a browser recording: no duration in the header
+        assert container.duration is None
+        assert container.streams.audio[0].duration is None
+    with pytest.raises(MediaTooLong) as caught:
+        decode_audio(data, max_duration_s=5)
+    assert_user_sentence(caught.value)
+    assert decode_audio(data, max_duration_s=60).duration_s == pytest.approx(20.0, abs=0.1)
+
+
+def test_video_without_an_audio_track_raises_no_audio_track() -> None:
+    with pytest.raises(NoAudioTrack) as caught:
+        decode_audio(_silent_film(), max_duration_s=HOUR)
+    assert_user_sentence(caught.value)
+    assert "no audio" in caught.value.user_message
+
+
+def test_stereo_is_downmixed_to_one_channel_with_both_speakers(audio: Callable[[str], bytes]) -> None:
+    data = audio("stereo_diarization.wav")
+    mono = decode_audio(data, max_duration_s=HOUR).samples
+    assert mono.ndim == 1
+    left, right = _channels(data)
+    n = min(len(mono), len(left))
+    assert n == pytest.approx(5 * SAMPLE_RATE, abs=SAMPLE_RATE // 10)
+    # the two speakers are independent signals; the mono mix must carry each of them
+    assert abs(np.corrcoef(left[:n], right[:n])[0, 1]) < 0.2
+    assert np.corrcoef(mono[:n], left[:n])[0, 1] > 0.5
+    assert np.corrcoef(mono[:n], right[:n])[0, 1] > 0.5
+
+
+def assert_user_sentence(error: ChatscribeError) -> None:
+    message = error.user_message
+    assert message[:1].isupper(), message
+    assert message.endswith("."), message
+    for internal in ("Errno", "Traceback", "av.", "FFmpeg", "<none>", "Invalid data"):
+        assert internal not in message, message
+
+
+def _with_last_granule(data: bytes, granule: int) -> bytes:
+    """Rewrite the granule position of the last Ogg page (the demuxer reads the duration from it)."""
+    page_at = data.rfind(b"OggS")
+    out = bytearray(data)
+    struct.pack_into("<q", out, page_at + 6, granule)
+    struct.pack_into("<I", out, page_at + 22, 0)
+    struct.pack_into("<I", out, page_at + 22, _ogg_crc(bytes(out[page_at:])))
+    return bytes(out)
+
+
+def _ogg_crc(page: bytes) -> int:
+    crc = 0
+    for byte in page:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) if crc & 0x80000000 else crc << 1
+        crc &= 0xFFFFFFFF
+    return crc
+
+
+class _Pipe:
+    """A write-only sink: the muxer cannot seek back to write the duration, as in a live recording."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, chunk: bytes) -> int:
+        self.data += chunk
+        return len(chunk)
+
+
+def _streamed_webm(seconds: float) -> bytes:
+    pipe = _Pipe()
+    with av.open(pipe, "w", format="webm") as out:
+        stream = out.add_stream("libopus", rate=48_000)
+        stream.layout = "mono"
+        t = np.arange(int(seconds * 48_000)) / 48_000
+        tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(tone, format="flt", layout="mono")
+        frame.sample_rate = 48_000
+        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono", rate=48_000)
+        for piece in resampler.resample(frame):
+            out.mux(stream.encode(piece))
+        out.mux(stream.encode(None))
+    return bytes(pipe.data)
+
+
+def _silent_film() -> bytes:
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="mp4") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for index in range(10):
+            image = np.full((64, 64, 3), index * 20, dtype=np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        out.mux(stream.encode(None))
+    return buffer.getvalue()
+
+
+def _channels(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    with av.open(io.BytesIO(data)) as container:
+        resampler = av.AudioResampler(format="fltp", layout="stereo", rate=SAMPLE_RATE)
+        frames = container.decode(audio=0)
+        planes = [out.to_ndarray() for frame in frames for out in resampler.resample(frame)]
+    both = np.concatenate(planes, axis=1)
+    return both[0], both[1]
