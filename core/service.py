@@ -71,6 +71,8 @@ class TranscriptionService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._recent: dict[str, deque[float]] = defaultdict(deque)
         self._closing = False
+        self._active = 0
+        """Accepted and not yet answered (downloading, waiting, running or delivering)."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -125,11 +127,14 @@ class TranscriptionService:
         """Transcribe now and return the result; raises ChatscribeError for anything a user can fix."""
         self._admit(request)
         started = time.monotonic()
+        self._active += 1
         try:
             transcript = await self._run(request, options or TranscribeOptions(), progress)
         except ChatscribeError as exc:
             self.metrics.errors.labels(exc.code).inc()
             raise
+        finally:
+            self._active -= 1
         self.metrics.latency.labels(request.platform).observe(time.monotonic() - started)
         return transcript
 
@@ -186,17 +191,21 @@ class TranscriptionService:
     # -- internals -----------------------------------------------------------------------------------
 
     def _spawn(self, coro: Awaitable[None]) -> None:
+        self._active += 1
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._active -= 1
+        self._tasks.discard(task)
 
     def _admit(self, request: MediaRequest) -> None:
         if self._closing:
             raise ShuttingDown()
         if self._engine is None:
             raise NotReady()
-        waiting = self.scheduler.waiting + self.scheduler.running
-        if waiting >= self.settings.queue_max:
+        if self._active >= self.settings.queue_max:
             self.metrics.errors.labels("busy").inc()
             raise Busy(max(60.0, self.estimate_wait_s()), reason="Too many recordings are waiting right now")
         self._check_rate(request.user_id)

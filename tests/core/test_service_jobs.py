@@ -1,0 +1,208 @@
+"""The service's journaled path: nothing accepted is lost, fairness, back-pressure, one run per content."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+
+import pytest
+
+from chatscribe.core.config import Settings
+from chatscribe.core.engine import FasterWhisperEngine
+from chatscribe.core.errors import Busy, ChatscribeError, UnreadableMedia
+from chatscribe.core.jobs import Journal
+from chatscribe.core.service import TranscriptionService
+from chatscribe.core.transcript import Transcript
+from tests.audio_tools import variants
+from tests.fakes.collector import Collector
+from tests.wer import wer
+
+JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+
+
+def _service(settings: Settings, engine: FasterWhisperEngine, collector: Collector, **changes: object):
+    svc = TranscriptionService(settings=settings.model_copy(update=changes), engine=engine)
+    svc.register("fake", collector)
+    return svc
+
+
+async def test_submit_journals_before_returning_and_answers_once(
+    settings: Settings, tiny_engine: FasterWhisperEngine, audio: Callable[[str], bytes]
+) -> None:
+    collector = Collector(files={"note.ogg": audio("jfk_voice.ogg")})
+    async with _service(settings, tiny_engine, collector) as svc:
+        job = await svc.submit(collector.request("note.ogg"))
+        assert svc.journal.states()[job.id] in ("queued", "running")
+        answers = await collector.wait_for(1)
+        await svc.wait_idle()
+        assert svc.journal.states()[job.id] == "delivered"
+    assert len(answers) == 1
+    assert isinstance(answers[0].outcome, Transcript)
+    assert wer(JFK, answers[0].outcome.text) <= 0.1
+
+
+async def test_bad_file_gets_its_answer_and_the_next_one_still_works(
+    settings: Settings, tiny_engine: FasterWhisperEngine, audio: Callable[[str], bytes]
+) -> None:
+    collector = Collector(files={"bad.ogg": audio("random_bytes.ogg"), "good.ogg": audio("jfk_voice.ogg")})
+    async with _service(settings, tiny_engine, collector) as svc:
+        await svc.submit(collector.request("bad.ogg"))
+        await svc.submit(collector.request("good.ogg"))
+        answers = await collector.wait_for(2)
+    by_file = {a.job_id: a.outcome for a in answers}
+    outcomes = list(by_file.values())
+    assert any(isinstance(o, UnreadableMedia) for o in outcomes)
+    assert any(isinstance(o, Transcript) and o.has_speech for o in outcomes)
+
+
+async def test_a_short_burst_from_one_chat_does_not_starve_another(
+    settings: Settings, tiny_engine: FasterWhisperEngine, audio: Callable[[str], bytes]
+) -> None:
+    notes = variants(audio("jfk.flac"), 11, seconds=4)
+    collector = Collector(files={f"a{i}": data for i, data in enumerate(notes[:10])} | {"b0": notes[10]})
+    async with _service(settings, tiny_engine, collector, workers=1) as svc:
+        for i in range(10):
+            await svc.submit(collector.request(f"a{i}", chat="A"))
+        await svc.submit(collector.request("b0", chat="B"))
+        answers = await collector.wait_for(11, timeout=120)
+    chats = [a.chat_id for a in answers]
+    assert chats.index("B") < 3, f"B answered at position {chats.index('B') + 1}: {chats}"
+
+
+async def test_queue_cap_answers_busy_and_loses_nothing_accepted(
+    settings: Settings, tiny_engine: FasterWhisperEngine, audio: Callable[[str], bytes]
+) -> None:
+    notes = variants(audio("jfk.flac"), 5, seconds=3)
+    collector = Collector(files={f"n{i}": data for i, data in enumerate(notes)})
+    collector.hold_fetch = asyncio.Event()  # everything accepted stays in flight while we overflow
+    async with _service(settings, tiny_engine, collector, queue_max=3, workers=1) as svc:
+        accepted = [await svc.submit(collector.request(f"n{i}", user=f"u{i}")) for i in range(3)]
+        with pytest.raises(Busy) as refused:
+            await svc.submit(collector.request("n3", user="u3"))
+        collector.hold_fetch.set()
+        answers = await collector.wait_for(3)
+        await svc.wait_idle()
+        assert all(state == "delivered" for state in svc.journal.states().values())
+    assert "try again in about" in refused.value.user_message
+    assert sorted(a.job_id for a in answers) == sorted(job.id for job in accepted)
+
+
+async def test_user_rate_limit_answers_busy_with_an_honest_wait(
+    settings: Settings, tiny_engine: FasterWhisperEngine, audio: Callable[[str], bytes]
+) -> None:
+    notes = variants(audio("jfk.flac"), 3, seconds=3)
+    collector = Collector(files={f"n{i}": data for i, data in enumerate(notes)})
+    async with _service(settings, tiny_engine, collector, user_rate="2/hour") as svc:
+        first = [await svc.submit(collector.request(f"n{i}", user="same")) for i in range(2)]
+        with pytest.raises(Busy) as refused:
+            await svc.submit(collector.request("n2", user="same"))
+        await svc.submit(collector.request("n2", user="someone else"))
+        answers = await collector.wait_for(3)
+    assert refused.value.retry_after_s > 3000  # the window is an hour: the estimate says so
+    assert "60 minutes" in refused.value.user_message
+    assert {job.id for job in first} <= {a.job_id for a in answers}
+
+
+async def test_identical_files_at_once_are_transcribed_once(
+    settings: Settings, tiny_engine: FasterWhisperEngine, audio: Callable[[str], bytes]
+) -> None:
+    data = audio("jfk_voice.ogg")
+    collector = Collector(files={"one": data, "two": data})
+    async with _service(settings, tiny_engine, collector) as svc:
+        await svc.submit(collector.request("one", chat="A"))
+        await svc.submit(collector.request("two", chat="B"))
+        answers = await collector.wait_for(2)
+        runs = svc.metrics.transcriptions._value.get()
+    assert runs == 1
+    assert answers[0].outcome.text == answers[1].outcome.text  # type: ignore[union-attr]
+
+
+async def test_transcribed_but_not_sent_is_delivered_after_restart_once(
+    settings: Settings, tiny_engine: FasterWhisperEngine, audio: Callable[[str], bytes]
+) -> None:
+    collector = Collector(files={"note": audio("jfk_voice.ogg")}, hold_delivery=asyncio.Event())
+    async with _service(settings, tiny_engine, collector, shutdown_grace_s=0) as svc:
+        job = await svc.submit(collector.request("note"))
+        await _until(lambda: svc.journal.states()[job.id] == "transcribed")
+    # the process is gone before it sent anything
+    assert Journal(settings.data_dir / "jobs.sqlite3").states()[job.id] == "transcribed"
+
+    after = Collector(files=collector.files)
+    async with _service(settings, tiny_engine, after) as svc:
+        assert await svc.resume("fake") == 1
+        answers = await after.wait_for(1)
+        await svc.wait_idle()
+        assert svc.journal.states()[job.id] == "delivered"
+        assert after.fetches == []  # the journal had the transcript: nothing downloaded again
+    assert len(answers) == 1 and isinstance(answers[0].outcome, Transcript)
+    async with _service(settings, tiny_engine, Collector()) as svc:
+        assert await svc.resume("fake") == 0  # and a third start sends nothing more
+
+
+async def test_accepted_but_not_transcribed_runs_again_after_restart(
+    settings: Settings, tiny_engine: FasterWhisperEngine, audio: Callable[[str], bytes]
+) -> None:
+    collector = Collector(files={"note": audio("jfk_voice.ogg")}, hold_fetch=asyncio.Event())
+    async with _service(settings, tiny_engine, collector, shutdown_grace_s=0) as svc:
+        job = await svc.submit(collector.request("note"))
+        await _until(lambda: collector.fetches == ["note"])
+    assert Journal(settings.data_dir / "jobs.sqlite3").states()[job.id] == "running"
+
+    after = Collector(files=collector.files)
+    async with _service(settings, tiny_engine, after) as svc:
+        assert await svc.resume("fake") == 1
+        answers = await after.wait_for(1)
+    assert [a.job_id for a in answers] == [job.id]
+    assert wer(JFK, answers[0].outcome.text) <= 0.1  # type: ignore[union-attr]
+
+
+async def test_delivery_resumes_after_the_parts_already_sent(
+    settings: Settings, tiny_engine: FasterWhisperEngine, audio: Callable[[str], bytes]
+) -> None:
+    sent: list[tuple[str, int]] = []
+
+    class TwoParts(Collector):
+        async def deliver(self, job, outcome, receipt):  # type: ignore[no-untyped-def]
+            for part in range(job.parts_sent, 2):
+                if self.hold_delivery is not None and part == 1:
+                    await self.hold_delivery.wait()  # dies between part 1 and part 2
+                sent.append((job.id, part))
+                await receipt.part_sent()
+            await super().deliver(dataclasses.replace(job), outcome, _NoReceipt())
+
+    first = TwoParts(files={"note": audio("jfk_voice.ogg")}, hold_delivery=asyncio.Event())
+    async with _service(settings, tiny_engine, first, shutdown_grace_s=0) as svc:
+        job = await svc.submit(first.request("note"))
+        await _until(lambda: len(sent) == 1)
+    second = TwoParts(files=first.files)
+    async with _service(settings, tiny_engine, second) as svc:
+        await svc.resume("fake")
+        await second.wait_for(1)
+    assert sent == [(job.id, 0), (job.id, 1)]
+
+
+class _NoReceipt:
+    parts_sent = 0
+
+    async def part_sent(self) -> None:
+        return None
+
+    async def note(self, key: str, value: str) -> None:
+        return None
+
+
+async def test_transcribe_refuses_while_shutting_down(
+    settings: Settings, tiny_engine: FasterWhisperEngine, audio: Callable[[str], bytes]
+) -> None:
+    collector = Collector(files={"note": audio("jfk_voice.ogg")})
+    svc = _service(settings, tiny_engine, collector)
+    await svc.aclose()
+    with pytest.raises(ChatscribeError, match="restarting"):
+        await svc.submit(collector.request("note"))
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 60) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
