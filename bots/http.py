@@ -7,24 +7,22 @@ The entry point may start this server before the model has loaded, so that probe
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import logging
-import os
-import tempfile
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from hashlib import sha256
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from chatscribe.core.config import Settings
 from chatscribe.core.errors import ConfigError
 
 from . import openai_api, playground
 from .base import Bot
+from .http_state import CALLER, FORM_OVERHEAD_BYTES, STATE, ServerState, caller_id, check_api_key
+
+__all__ = ["HttpServer", "ServerState", "attach_service", "caller_id", "create_app", "is_loopback"]
 
 if TYPE_CHECKING:
     from chatscribe.core.service import TranscriptionService
@@ -32,40 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/v1/"
-FORM_OVERHEAD_BYTES = 1_000_000
-"""Room for the multipart boundaries and the small text fields beside the file."""
-
-
-@dataclass(eq=False)
-class ServerState:
-    """What the handlers share; the service arrives once the model is loaded."""
-
-    settings: Settings
-    bots: tuple[Bot, ...]
-    api_keys: tuple[str, ...]
-    metrics_registry: CollectorRegistry | None = None
-    service: TranscriptionService | None = None
-
-    def registry(self) -> CollectorRegistry:
-        if self.metrics_registry is not None:
-            return self.metrics_registry
-        metrics = getattr(self.service, "metrics", None)
-        return getattr(metrics, "registry", None) or REGISTRY
-
-    def not_ready(self) -> list[str]:
-        reasons = []
-        if self.service is None or not getattr(self.service, "engine_ready", True):
-            reasons.append("model loading")
-        if not _writable(self.settings.data_dir):
-            reasons.append(f"data dir {self.settings.data_dir} is not writable")
-        for bot in self.bots:
-            why = bot.not_ready()
-            if why:
-                reasons.append(f"{bot.platform}: {why}")
-        return reasons
-
-
-STATE = web.AppKey("chatscribe_state", ServerState)
 
 
 def create_app(
@@ -117,25 +81,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def caller_id(request: web.Request) -> str:
-    """Who is asking, for fairness and rate limits: the API key (as a digest) or the remote address."""
-    return str(request.get("caller") or request.remote or "unknown")
-
-
-def check_api_key(request: web.BaseRequest, keys: tuple[str, ...]) -> str | None:
-    """The caller id for a valid Bearer key; None when the key is missing or wrong."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
-        return None
-    given = given.strip()
-    # Compare against every key so the time taken does not reveal which prefix matched.
-    matched = [k for k in keys if hmac.compare_digest(k.encode(), given.encode())]
-    if not matched:
-        return None
-    return "key:" + sha256(matched[0].encode()).hexdigest()[:12]
-
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -146,7 +91,7 @@ async def _authenticate(request: web.Request, handler: Handler) -> web.StreamRes
         caller = check_api_key(request, state.api_keys)
         if caller is None:
             return openai_api.missing_key_response()
-        request["caller"] = caller
+        request[CALLER] = caller
     return await handler(request)
 
 
@@ -173,16 +118,6 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def _writable(path: os.PathLike[str] | str) -> bool:
-    # os.access() says yes on read-only mounts for root; only creating a file tells the truth.
-    try:
-        os.makedirs(path, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            return True
-    except OSError:
-        return False
-
-
 class HttpServer:
     """Runs an app on host:port with aiohttp's runner; owns nothing else."""
 
@@ -199,7 +134,7 @@ class HttpServer:
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.host, self._port)
         await self._site.start()
-        log.info("HTTP server listening on http://%s:%d", self.host, self.port)
+        log.debug("HTTP server listening on http://%s:%d", self.host, self.port)
 
     async def stop(self) -> None:
         if self._runner is not None:

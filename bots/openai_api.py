@@ -1,0 +1,386 @@
+"""OpenAI-compatible speech-to-text: /v1/audio/transcriptions, /v1/audio/translations, /v1/models.
+
+The official `openai` client pointed at this server works unchanged. Uploads are read part by part and
+counted, so an oversized file is refused (413) as soon as it is known, never held whole in memory.
+The work goes through TranscriptionService.transcribe, so the cache, the limits and the fair scheduler
+are the same as the bots'.
+
+One extension for the playground: `stream=true` answers with Server-Sent Events carrying progress
+(`chatscribe.progress`) and then `transcript.text.done` with the requested json/verbose_json body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import BodyPartReader, web
+
+from chatscribe.core.errors import (
+    Busy,
+    ChatscribeError,
+    MediaError,
+    MediaTooLarge,
+    NotReady,
+    ShuttingDown,
+)
+from chatscribe.core.jobs import ProgressUpdate
+from chatscribe.core.media import MediaRequest
+from chatscribe.core.options import TranscribeOptions
+from chatscribe.core.transcript import Transcript, render_srt, render_vtt
+
+from .http_state import FORM_OVERHEAD_BYTES, STATE, ServerState, caller_id, check_api_key
+from .languages import language_code, language_name
+
+log = logging.getLogger(__name__)
+
+RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+FIELD_LIMIT_BYTES = 64 * 1024
+CHUNK_BYTES = 256 * 1024
+GENERIC_MODEL = "whisper-1"
+"""OpenAI's model name, accepted (and listed) so that code written for OpenAI needs no change."""
+
+
+@dataclass(eq=False)
+class ApiError(Exception):
+    """An answer in OpenAI's error shape. Mutable: Python writes __traceback__ on whatever it raises."""
+
+    status: int
+    message: str
+    type: str = "invalid_request_error"
+    param: str | None = None
+    code: str | None = None
+    retry_after_s: float | None = None
+
+    def response(self) -> web.Response:
+        headers = {}
+        if self.retry_after_s is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after_s)))
+        return web.json_response(self.body(), status=self.status, headers=headers)
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    data: bytes
+    file_name: str | None
+    content_type: str | None
+    fields: dict[str, str] = field(default_factory=dict)
+    granularities: tuple[str, ...] = ()
+
+
+INTERNAL = ApiError(500, "Something went wrong while transcribing that file.", type="server_error")
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.post("/v1/audio/transcriptions", _transcriptions, expect_handler=_expect),
+        web.post("/v1/audio/translations", _translations, expect_handler=_expect),
+        web.get("/v1/models", _models),
+        web.get("/v1/models/{model}", _model),
+    ]
+
+
+def missing_key_response() -> web.Response:
+    return ApiError(
+        401, "Incorrect or missing API key: send it as 'Authorization: Bearer <key>' "
+        "(one of CHATSCRIBE_API_KEYS).", code="invalid_api_key",
+    ).response()
+
+
+def error_for(exc: ChatscribeError) -> ApiError:
+    """The HTTP face of a core error; the message is the same sentence a chat user would read."""
+    message = exc.user_message
+    if isinstance(exc, MediaTooLarge):
+        return ApiError(413, message, param="file", code=exc.code)
+    if isinstance(exc, MediaError):
+        return ApiError(400, message, param="file", code=exc.code)
+    if isinstance(exc, Busy):
+        return ApiError(429, message, type="rate_limit_error", code=exc.code, retry_after_s=exc.retry_after_s)
+    if isinstance(exc, NotReady | ShuttingDown):
+        return ApiError(503, message, type="server_error", code=exc.code, retry_after_s=15)
+    return ApiError(500, message, type="server_error", code=exc.code)
+
+
+# -- handlers ------------------------------------------------------------------------------------
+
+
+async def _transcriptions(request: web.Request) -> web.StreamResponse:
+    return await _handle(request, "transcribe")
+
+
+async def _translations(request: web.Request) -> web.StreamResponse:
+    return await _handle(request, "translate")
+
+
+async def _handle(request: web.Request, task: str) -> web.StreamResponse:
+    state = request.app[STATE]
+    try:
+        service = _service(state)
+        upload = await read_upload(request, service.max_file_bytes)
+        response_format = upload.fields.get("response_format", "json")
+        options = _options(upload, task, state)
+        if response_format not in RESPONSE_FORMATS:
+            raise ApiError(400, f"response_format must be one of {', '.join(RESPONSE_FORMATS)}.",
+                           param="response_format")
+        stream = upload.fields.get("stream", "").lower() == "true"
+        if stream and response_format not in ("json", "verbose_json"):
+            raise ApiError(400, "stream=true works with response_format json or verbose_json.",
+                           param="stream")
+    except ApiError as exc:
+        return exc.response()
+    except ChatscribeError as exc:
+        return error_for(exc).response()
+    caller = caller_id(request)
+    media = MediaRequest(
+        platform="http", chat_id=caller, user_id=caller, fetch=_fetcher(upload.data), kind="audio",
+        mime_type=upload.content_type, size_bytes=len(upload.data), file_name=upload.file_name,
+    )
+    words = "word" in upload.granularities
+    if stream:
+        return await _stream(request, service, media, options, response_format, words)
+    try:
+        transcript = await service.transcribe(media, options)
+    except ChatscribeError as exc:
+        return error_for(exc).response()
+    except Exception:
+        log.exception("transcription failed unexpectedly")
+        return INTERNAL.response()
+    return _render(transcript, response_format, options, words)
+
+
+async def _models(request: web.Request) -> web.Response:
+    settings = request.app[STATE].settings
+    data = [_model_entry(name) for name in dict.fromkeys((settings.model, GENERIC_MODEL))]
+    return web.json_response({"object": "list", "data": data})
+
+
+async def _model(request: web.Request) -> web.Response:
+    return web.json_response(_model_entry(request.match_info["model"]))
+
+
+def _model_entry(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "chatscribe"}
+
+
+async def _expect(request: web.Request) -> web.Response | None:
+    """Refuse `Expect: 100-continue` uploads (curl sends it) before the client sends the body."""
+    state = request.app[STATE]
+    if request.headers.get("Expect", "").lower() != "100-continue":
+        return ApiError(417, "Unsupported Expect header.").response()
+    if state.api_keys and check_api_key(request, state.api_keys) is None:
+        return missing_key_response()
+    if state.service is not None:
+        try:
+            _check_declared_length(request, state.service.max_file_bytes)
+        except ChatscribeError as exc:
+            return error_for(exc).response()
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    return None
+
+
+# -- reading the upload --------------------------------------------------------------------------
+
+
+def _service(state: ServerState) -> Any:
+    service = state.service
+    if service is None or not getattr(service, "engine_ready", True):
+        raise NotReady()
+    return service
+
+
+def _check_declared_length(request: web.BaseRequest, limit: int) -> None:
+    declared = request.content_length
+    if declared is not None and declared > limit + FORM_OVERHEAD_BYTES:
+        raise MediaTooLarge(declared, limit)
+
+
+async def read_upload(request: web.Request, limit: int) -> Upload:
+    """Read the multipart form, holding at most `limit` bytes of file (413 beyond it)."""
+    if request.content_type != "multipart/form-data":
+        raise ApiError(400, "Send the audio as multipart/form-data with the file in the field 'file'.",
+                       param="file")
+    _check_declared_length(request, limit)
+    fields: dict[str, str] = {}
+    granularities: list[str] = []
+    data: bytes | None = None
+    file_name = content_type = None
+    try:
+        async for part in _parts(request):
+            name = part.name or ""
+            if name == "file":
+                data = await _read_part(part, limit, too_large=MediaTooLarge(None, limit))
+                file_name, content_type = part.filename, part.headers.get("Content-Type")
+            else:
+                value = await _read_part(part, FIELD_LIMIT_BYTES, too_large=_field_too_large(name))
+                text = value.decode("utf-8", errors="replace").strip()
+                if name in ("timestamp_granularities[]", "timestamp_granularities"):
+                    granularities.append(text)
+                else:
+                    fields[name] = text
+    except (ValueError, AssertionError, RuntimeError) as exc:  # aiohttp's words for a malformed body
+        raise ApiError(400, "The multipart form could not be read.", param="file") from exc
+    if not data:
+        raise ApiError(400, "No audio was uploaded: send it in the multipart field 'file'.", param="file")
+    return Upload(data, file_name, content_type, fields, tuple(granularities))
+
+
+async def _parts(request: web.Request) -> AsyncIterator[BodyPartReader]:
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if isinstance(part, BodyPartReader):
+            yield part
+
+
+async def _read_part(part: BodyPartReader, limit: int, *, too_large: Exception) -> bytes:
+    """Read one part, stopping (and raising `too_large`) as soon as it passes `limit` bytes."""
+    buffer = bytearray()
+    while chunk := await part.read_chunk(CHUNK_BYTES):
+        buffer += chunk
+        if len(buffer) > limit:
+            raise too_large
+    return bytes(buffer)
+
+
+def _field_too_large(name: str) -> ApiError:
+    return ApiError(400, f"The field '{name}' is too long.", param=name)
+
+
+def _fetcher(data: bytes) -> Any:
+    async def fetch(max_bytes: int) -> bytes:
+        if len(data) > max_bytes:
+            raise MediaTooLarge(len(data), max_bytes)
+        return data
+
+    return fetch
+
+
+def _options(upload: Upload, task: str, state: ServerState) -> TranscribeOptions:
+    fields = upload.fields
+    language = None
+    if task == "transcribe" and fields.get("language"):
+        language = language_code(fields["language"])
+        if language is None:
+            raise ApiError(400, f"Unknown language {fields['language']!r}: use an ISO-639-1 code "
+                           "such as 'en'.", param="language")
+    temperature = None
+    if fields.get("temperature"):
+        try:
+            temperature = float(fields["temperature"])
+        except ValueError:
+            temperature = -1.0
+        if not 0.0 <= temperature <= 1.0:
+            raise ApiError(400, "temperature must be a number between 0 and 1.", param="temperature")
+    unknown = set(upload.granularities) - {"word", "segment"}
+    if unknown:
+        raise ApiError(400, "timestamp_granularities[] takes 'word' and/or 'segment'.",
+                       param="timestamp_granularities")
+    return TranscribeOptions(
+        language=language,
+        task="translate" if task == "translate" else "transcribe",
+        vocabulary=fields.get("prompt") or None,
+        word_timestamps="word" in upload.granularities,
+        expected_languages=state.settings.expected_languages if language is None else (),
+        # OpenAI's 0 means "start at 0 and raise it when decoding fails", which is our default schedule.
+        temperature=temperature or None,
+    )
+
+
+# -- answering ------------------------------------------------------------------------------------
+
+
+def _render(transcript: Transcript, fmt: str, options: TranscribeOptions, words: bool) -> web.Response:
+    if fmt == "text":
+        return web.Response(text=transcript.text, content_type="text/plain")
+    if fmt == "srt":
+        return web.Response(text=render_srt(transcript), content_type="text/plain")
+    if fmt == "vtt":
+        return web.Response(text=render_vtt(transcript), content_type="text/vtt")
+    return web.json_response(_body(transcript, fmt, options, words), dumps=_dumps)
+
+
+def _body(transcript: Transcript, fmt: str, options: TranscribeOptions, words: bool) -> dict[str, Any]:
+    usage = {"type": "duration", "seconds": math.ceil(transcript.duration_s)}
+    if fmt != "verbose_json":
+        return {"text": transcript.text, "usage": usage}
+    return verbose_json(transcript, options, words) | {"usage": usage}
+
+
+def verbose_json(transcript: Transcript, options: TranscribeOptions, words: bool) -> dict[str, Any]:
+    """OpenAI's verbose_json: the full language name, segments with their decoding statistics."""
+    body: dict[str, Any] = {
+        "task": transcript.task,
+        "language": language_name(transcript.language),
+        "duration": round(transcript.duration_s, 3),
+        "text": transcript.text,
+        "segments": [
+            {
+                "id": index,
+                "seek": round(seg.start * 100),  # Whisper's seek counts 10 ms mel frames
+                "start": round(seg.start, 3),
+                "end": round(seg.end, 3),
+                "text": seg.text,
+                "tokens": [],
+                "temperature": options.temperature or 0.0,
+                "avg_logprob": round(seg.avg_logprob, 4),
+                "compression_ratio": round(seg.compression_ratio, 4),
+                "no_speech_prob": round(seg.no_speech_prob, 4),
+            }
+            for index, seg in enumerate(transcript.segments)
+        ],
+    }
+    if words:
+        body["words"] = [
+            {"word": w.text.strip(), "start": round(w.start, 3), "end": round(w.end, 3)}
+            for seg in transcript.segments for w in seg.words
+        ]
+    if transcript.truncated:
+        body["truncated"] = True  # the file ended early (a cut download): the text is what was there
+    return body
+
+
+async def _stream(
+    request: web.Request, service: Any, media: MediaRequest, options: TranscribeOptions, fmt: str, words: bool
+) -> web.StreamResponse:
+    updates: asyncio.Queue[ProgressUpdate] = asyncio.Queue()
+    work = asyncio.ensure_future(service.transcribe(media, options, progress=updates.put_nowait))
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    try:
+        while not work.done():
+            getter = asyncio.ensure_future(updates.get())
+            await asyncio.wait({work, getter}, return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                await _event(response, _progress_event(getter.result()))
+            else:
+                getter.cancel()
+        event = {"type": "transcript.text.done", **_body(work.result(), fmt, options, words)}
+    except ChatscribeError as exc:
+        event = {"type": "error", **error_for(exc).body()}
+    except Exception:
+        log.exception("transcription failed unexpectedly")
+        event = {"type": "error", **INTERNAL.body()}
+    await _event(response, event)
+    await response.write_eof()
+    return response
+
+
+def _progress_event(update: ProgressUpdate) -> dict[str, Any]:
+    return {"type": "chatscribe.progress", "stage": update.stage, "position": update.position,
+            "fraction": round(update.fraction, 3),
+            "eta_s": None if update.eta_s is None else round(update.eta_s, 1)}
+
+
+async def _event(response: web.StreamResponse, payload: dict[str, Any]) -> None:
+    await response.write(f"data: {_dumps(payload)}\n\n".encode())
+
+
+def _dumps(payload: Any) -> str:
+    return json.dumps(payload, ensure_ascii=False)
