@@ -32,7 +32,7 @@ async def transcribe_files(
     )
     engine = await asyncio.to_thread(load_engine, settings)
     if output_dir:
-        output_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(output_dir.mkdir, parents=True, exist_ok=True)
     async with TranscriptionService(settings=settings, engine=engine) as service:
         # All files at once: the scheduler orders them and may batch the short ones.
         results = await asyncio.gather(*(_one(service, path, options) for path in files))
@@ -47,9 +47,10 @@ async def transcribe_files(
 
 
 async def _one(service: TranscriptionService, path: Path, options: TranscribeOptions) -> Transcript | ChatscribeError:
-    if not path.is_file():
-        return ChatscribeError("no such file")
-    size = path.stat().st_size
+    try:
+        size = (await asyncio.to_thread(path.stat)).st_size
+    except OSError as exc:
+        return ChatscribeError(f"cannot read it ({exc.strerror})")
 
     async def fetch(limit: int) -> bytes:
         return await asyncio.to_thread(path.read_bytes)

@@ -128,7 +128,8 @@ def _installed(bundle: _Bundle) -> bool:
 
 def _bundle_dir(bundle: _Bundle) -> Path:
     spec = importlib.util.find_spec(bundle.package)
-    assert spec is not None and spec.origin is not None
+    assert spec is not None
+    assert spec.origin is not None
     return Path(spec.origin).parent / bundle.folder
 
 

@@ -14,7 +14,6 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any
 
 from .cache import TranscriptCache
@@ -22,14 +21,11 @@ from .config import Settings
 from .engine import Engine
 from .errors import Busy, ChatscribeError, MediaTooLarge, NotReady, ShuttingDown
 from .jobs import Delivery, Job, Journal, JournalEntry, ProgressUpdate
-from .media import MediaRequest, check_declared_duration, check_declared_size, decode_audio, probe_duration
+from .media import MediaRequest, check_declared_duration, check_declared_size, probe_duration
 from .metrics import Metrics
 from .options import TranscribeOptions
 from .preferences import Preferences
-from .quality import validate
-from .scheduler import FairScheduler
-from .speed import SpeedEstimate
-from .threads import run_in_daemon_thread
+from .runner import LocalRunner, Runner, Work, default_slots
 from .transcript import Transcript
 
 log = logging.getLogger(__name__)
@@ -57,15 +53,15 @@ class TranscriptionService:
     def __init__(self, *, settings: Settings, engine: Engine | None = None, metrics: Metrics | None = None) -> None:
         """`engine` may come later (set_engine) so that the HTTP server can answer probes while it loads."""
         self.settings = settings
-        self._engine = engine
         self.metrics = metrics or Metrics()
         data_dir = settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         self.cache = TranscriptCache(data_dir / "cache.sqlite3", max_bytes=int(settings.cache_max_mb * 1_000_000))
         self.journal = Journal(data_dir / "jobs.sqlite3")
         self.preferences = Preferences(data_dir / "preferences.sqlite3")
-        self.scheduler = FairScheduler(settings.workers or (_default_workers(engine) if engine else 1))
-        self.speed = SpeedEstimate()
+        self._runner: Runner | None = None
+        if engine is not None:
+            self.set_engine(engine)
         self._deliveries: dict[str, Delivery] = {}
         self._inflight: dict[tuple[str, str], asyncio.Future[Transcript]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -85,7 +81,8 @@ class TranscriptionService:
     async def aclose(self, grace_s: float | None = None) -> None:
         """Stop taking work, let running transcriptions finish for up to the grace, keep the rest journaled."""
         self._closing = True
-        self.scheduler.close()
+        if self._runner is not None:
+            self._runner.close()
         grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
@@ -97,18 +94,23 @@ class TranscriptionService:
         self.preferences.close()
 
     def set_engine(self, engine: Engine) -> None:
-        self._engine = engine
-        self.scheduler.slots = self.settings.workers or _default_workers(engine)
+        """Transcribe in this process with `engine` (the one model instance, shared by every bot)."""
+        slots = self.settings.workers or default_slots(engine)
+        self.set_runner(LocalRunner(engine, slots=slots, max_duration_s=self.max_duration_s, metrics=self.metrics))
+
+    def set_runner(self, runner: Runner) -> None:
+        self._runner = runner
 
     @property
     def engine_ready(self) -> bool:
-        return self._engine is not None
+        """False until the model is loaded (or the workers are reachable): /readyz says so."""
+        return self._runner is not None
 
     @property
-    def engine(self) -> Engine:
-        if self._engine is None:
+    def runner(self) -> Runner:
+        if self._runner is None:
             raise NotReady()
-        return self._engine
+        return self._runner
 
     @property
     def max_file_bytes(self) -> int:
@@ -184,9 +186,8 @@ class TranscriptionService:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    def estimate_wait_s(self, chat_id: str | None = None) -> float:
-        queued_audio = self.scheduler.waiting_audio_s()
-        return self.speed.seconds_for(queued_audio, self.scheduler.waiting) / self.scheduler.slots
+    def estimate_wait_s(self) -> float:
+        return self.runner.estimate_wait_s()
 
     # -- internals -----------------------------------------------------------------------------------
 
@@ -203,7 +204,7 @@ class TranscriptionService:
     def _admit(self, request: MediaRequest) -> None:
         if self._closing:
             raise ShuttingDown()
-        if self._engine is None:
+        if self._runner is None:
             raise NotReady()
         if self._active >= self.settings.queue_max:
             self.metrics.errors.labels("busy").inc()
@@ -225,7 +226,7 @@ class TranscriptionService:
         recent.append(now)
 
     def _variant(self, options: TranscribeOptions) -> str:
-        return f"{self.engine.model_id}:{options.key()}"
+        return f"{self.runner.model_id}:{options.key()}"
 
     async def _process(self, job: Job, delivery: Delivery) -> None:
         started = time.monotonic()
@@ -319,42 +320,17 @@ class TranscriptionService:
     async def _transcribe_now(
         self, request: MediaRequest, data: bytes, options: TranscribeOptions, progress: ProgressCallback | None
     ) -> Transcript:
-        loop = asyncio.get_running_loop()
         duration = await asyncio.to_thread(probe_duration, data)
         check_declared_duration(duration, self.max_duration_s)
-        estimate = duration or request.duration_hint_s or 30.0
+        work = Work(request.chat_id, data, duration or request.duration_hint_s or 30.0, options)
 
         def notify(update: ProgressUpdate) -> None:
-            if progress is None:
-                return
+            assert progress is not None
             result = progress(update)
             if asyncio.iscoroutine(result):
                 self._spawn_quiet(result)
 
-        def on_position(position: int) -> None:
-            eta = self.speed.seconds_for(self.scheduler.waiting_audio_s(), position) / self.scheduler.slots
-            notify(ProgressUpdate("queued", position=position, eta_s=eta + self.speed.seconds_for(estimate, 1)))
-
-        def on_fraction(fraction: float) -> None:  # called from the worker thread
-            eta = self.speed.seconds_for(estimate * (1 - fraction), 0)
-            loop.call_soon_threadsafe(notify, ProgressUpdate("transcribing", fraction=fraction, eta_s=eta))
-
-        async with self.scheduler.turn(request.chat_id, estimate, on_position if progress else None):
-            notify(ProgressUpdate("transcribing", fraction=0.0, eta_s=self.speed.seconds_for(estimate, 1)))
-            started = time.monotonic()
-            transcript = await run_in_daemon_thread(self._work, data, options, on_fraction if progress else None)
-        elapsed = time.monotonic() - started
-        self.speed.observe(transcript.duration_s, elapsed)
-        self.metrics.transcriptions.inc()
-        self.metrics.audio_seconds.observe(transcript.duration_s)
-        self.metrics.realtime_factor.set(self.speed.rtf)
-        return transcript
-
-    def _work(self, data: bytes, options: TranscribeOptions, on_fraction: Callable[[float], None] | None) -> Transcript:
-        decoded = decode_audio(data, max_duration_s=self.max_duration_s)
-        raw = self.engine.transcribe(decoded.samples, options, on_fraction)
-        checked = validate(raw, decoded.samples)
-        return dataclasses.replace(checked, truncated=decoded.truncated)
+        return await self.runner.run(work, notify if progress else None)
 
     def _spawn_quiet(self, coro: Any) -> None:
         """Progress notifications are best effort: their failures are logged, never raised."""
@@ -371,8 +347,4 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _default_workers(engine: Engine) -> int:
-    return 2 if engine.device.device == "cuda" else 1
-
-
-__all__ = ["TranscriptionService", "ProgressCallback", "TracebackType"]
+__all__ = ["TranscriptionService", "ProgressCallback"]

@@ -7,6 +7,7 @@ transcription would then hold the process past its shutdown grace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -31,10 +32,9 @@ async def run_in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
             outcome: tuple[Any, BaseException | None] = (fn(*args), None)
         except BaseException as exc:
             outcome = (None, exc)
-        try:
+        # RuntimeError: the loop closed while we worked, so nobody is waiting any more
+        with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(settle, *outcome)
-        except RuntimeError:
-            pass  # the loop closed while we worked: nobody is waiting any more
 
     threading.Thread(target=target, name=f"chatscribe-{getattr(fn, '__name__', 'work')}", daemon=True).start()
     return await future
