@@ -135,7 +135,8 @@ async def test_transcribed_but_not_sent_is_delivered_after_restart_once(
         await svc.wait_idle()
         assert svc.journal.states()[job.id] == "delivered"
         assert after.fetches == []  # the journal had the transcript: nothing downloaded again
-    assert len(answers) == 1 and isinstance(answers[0].outcome, Transcript)
+    assert len(answers) == 1
+    assert isinstance(answers[0].outcome, Transcript)
     async with _service(settings, tiny_engine, Collector()) as svc:
         assert await svc.resume("fake") == 0  # and a third start sends nothing more
 
