@@ -10,6 +10,7 @@ from collections.abc import Callable
 import av
 import numpy as np
 import pytest
+
 from chatscribe.core.errors import ChatscribeError, MediaTooLong, NoAudioTrack, UnreadableMedia
 from chatscribe.core.media import SAMPLE_RATE, decode_audio
 

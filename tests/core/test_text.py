@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from chatscribe.core.text import characters, split_text, utf16_units
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+
+from chatscribe.core.text import characters, split_text, utf16_units
 
 MEASURES = {"characters": characters, "utf16_units": utf16_units}
 _WORD = re.compile(r"\S+")
