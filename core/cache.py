@@ -44,6 +44,7 @@ class TranscriptCache:
         self.path = path
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
+        self._last_used = 0.0
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = self._open()
 
@@ -51,48 +52,85 @@ class TranscriptCache:
         try:
             return _connect(self.path)
         except sqlite3.DatabaseError as exc:
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            log.warning("transcript cache %s is unreadable (%s); moved it to %s and started afresh",
-                        self.path, exc, aside)
-            self.path.rename(aside)
-            for suffix in ("-wal", "-shm"):
-                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            if isinstance(exc, sqlite3.OperationalError):  # locked or unopenable: not corrupt, not ours to move
+                raise
+            self._move_aside(exc)
             return _connect(self.path)
+
+    def _move_aside(self, exc: Exception) -> None:
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.time_ns()}")
+        log.warning("transcript cache %s is unreadable (%s); moved it to %s and started afresh",
+                    self.path, exc, aside)
+        self.path.rename(aside)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
+    def _recover(self, exc: sqlite3.DatabaseError) -> None:
+        """Corruption found in use (a damaged page read only now): start afresh instead of failing the job."""
+        if isinstance(exc, sqlite3.OperationalError):
+            raise exc
+        self._db.close()
+        self._move_aside(exc)
+        self._db = _connect(self.path)
+
+    def _now(self) -> float:
+        # Strictly increasing, so that two uses within one clock tick still order least-recently-used.
+        self._last_used = max(time.time(), self._last_used + 1e-6)
+        return self._last_used
 
     def get(self, content_hash: str, variant: str) -> Transcript | None:
         with self._lock:
-            row = self._db.execute(
-                "SELECT body FROM transcripts WHERE content_hash=? AND variant=?", (content_hash, variant)
-            ).fetchone()
-            if row is None:
+            try:
+                row = self._db.execute(
+                    "SELECT body FROM transcripts WHERE content_hash=? AND variant=?", (content_hash, variant)
+                ).fetchone()
+                if row is None:
+                    return None
+                self._db.execute(
+                    "UPDATE transcripts SET last_used=? WHERE content_hash=? AND variant=?",
+                    (self._now(), content_hash, variant),
+                )
+            except sqlite3.DatabaseError as exc:
+                self._recover(exc)
                 return None
-            self._db.execute(
-                "UPDATE transcripts SET last_used=? WHERE content_hash=? AND variant=?",
-                (time.time(), content_hash, variant),
-            )
         return dataclasses.replace(decode_transcript(json.loads(row[0])), from_cache=True)
 
     def hash_for(self, platform: str, file_id: str) -> str | None:
         with self._lock:
-            row = self._db.execute(
-                "SELECT content_hash FROM aliases WHERE platform=? AND file_id=?", (platform, file_id)
-            ).fetchone()
+            try:
+                row = self._db.execute(
+                    "SELECT content_hash FROM aliases WHERE platform=? AND file_id=?", (platform, file_id)
+                ).fetchone()
+            except sqlite3.DatabaseError as exc:
+                self._recover(exc)
+                return None
         return row[0] if row else None
 
     def put(self, content_hash: str, variant: str, transcript: Transcript) -> None:
         body = json.dumps(encode_transcript(transcript), ensure_ascii=False)
-        if len(body) > self.max_bytes:
+        size = len(body.encode())  # the bound is in bytes; transcripts are often not ASCII
+        if size > self.max_bytes:
             return
-        with self._lock, self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO transcripts VALUES (?, ?, ?, ?, ?)",
-                (content_hash, variant, body, len(body), time.time()),
-            )
-            self._evict()
+        with self._lock:
+            try:
+                with self._db:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO transcripts VALUES (?, ?, ?, ?, ?)",
+                        (content_hash, variant, body, size, self._now()),
+                    )
+                    self._evict()
+            except sqlite3.DatabaseError as exc:
+                self._recover(exc)
 
     def alias(self, platform: str, file_id: str, content_hash: str) -> None:
-        with self._lock, self._db:
-            self._db.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?)", (platform, file_id, content_hash))
+        with self._lock:
+            try:
+                with self._db:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO aliases VALUES (?, ?, ?)", (platform, file_id, content_hash)
+                    )
+            except sqlite3.DatabaseError as exc:
+                self._recover(exc)
 
     def size_bytes(self) -> int:
         with self._lock:

@@ -1,0 +1,179 @@
+"""The transcript cache on real SQLite files: repeats answered, bounded, durable, never fatal."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+from pathlib import Path
+
+import pytest
+
+from chatscribe.core.cache import TranscriptCache
+from chatscribe.core.transcript import LOW_CONFIDENCE, Segment, Transcript, Word
+
+
+def make_transcript(text: str = "Ask not what your country can do for you.", *, truncated: bool = False) -> Transcript:
+    words = tuple(
+        Word(start=i * 0.4, end=i * 0.4 + 0.3, text=f" {w}", probability=0.9)
+        for i, w in enumerate(text.split())
+    )
+    return Transcript(
+        segments=(
+            Segment(0.0, 3.2, f" {text}", avg_logprob=-0.3, no_speech_prob=0.02, compression_ratio=1.2,
+                    words=words),
+            Segment(3.2, 5.0, " Ask what you can do.", avg_logprob=-1.2, flags=frozenset({LOW_CONFIDENCE})),
+        ),
+        language="en",
+        language_probability=0.97,
+        duration_s=11.0,
+        model="tiny.en:int8:beam5:vad1",
+        truncated=truncated,
+    )
+
+
+def content_hash(n: int) -> str:
+    return hashlib.sha256(str(n).encode()).hexdigest()
+
+
+@pytest.fixture
+def cache_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "cache.sqlite3"
+
+
+def test_round_trip_keeps_words_flags_and_truncation(cache_path: Path) -> None:
+    cache = TranscriptCache(cache_path, max_bytes=1_000_000)
+    original = make_transcript(truncated=True)
+    cache.put(content_hash(1), "v1", original)
+    got = cache.get(content_hash(1), "v1")
+    assert got is not None
+    assert got.from_cache
+    assert dataclasses.replace(got, from_cache=False) == original
+    assert got.segments[0].words == original.segments[0].words
+    assert got.segments[1].flags == {LOW_CONFIDENCE}
+    assert got.truncated
+
+
+def test_other_options_or_content_miss(cache_path: Path) -> None:
+    cache = TranscriptCache(cache_path, max_bytes=1_000_000)
+    cache.put(content_hash(1), "v1", make_transcript())
+    assert cache.get(content_hash(1), "v2") is None
+    assert cache.get(content_hash(2), "v1") is None
+
+
+def test_platform_file_id_alias_finds_the_content(cache_path: Path) -> None:
+    cache = TranscriptCache(cache_path, max_bytes=1_000_000)
+    cache.put(content_hash(1), "v1", make_transcript())
+    cache.alias("telegram", "AgADfile_unique", content_hash(1))
+    assert cache.hash_for("telegram", "AgADfile_unique") == content_hash(1)
+    assert cache.hash_for("discord", "AgADfile_unique") is None  # ids are per platform
+    assert cache.hash_for("telegram", "unknown") is None
+
+
+def test_lru_eviction_under_the_byte_bound_keeps_the_recently_used(cache_path: Path) -> None:
+    one = len(_body_of(make_transcript()))
+    cache = TranscriptCache(cache_path, max_bytes=int(one * 3.5))
+    for n in range(3):
+        cache.put(content_hash(n), "v", make_transcript())
+    cache.alias("slack", "F0", content_hash(0))
+    assert cache.get(content_hash(0), "v") is not None  # 0 is now the most recently used; 1 the least
+    cache.put(content_hash(3), "v", make_transcript())
+    assert cache.size_bytes() <= cache.max_bytes
+    assert cache.get(content_hash(1), "v") is None
+    for n in (0, 2, 3):
+        assert cache.get(content_hash(n), "v") is not None
+    assert cache.hash_for("slack", "F0") == content_hash(0)
+    for n in (4, 5, 6):  # 0 no longer used: it goes, and its alias with it
+        cache.put(content_hash(n), "v", make_transcript())
+    assert cache.get(content_hash(0), "v") is None
+    assert cache.hash_for("slack", "F0") is None
+    assert cache.entries() == 3
+
+
+def test_the_bound_counts_bytes_not_characters(cache_path: Path) -> None:
+    japanese = make_transcript("日本語の文字起こしです。" * 20)  # 3 bytes per character in UTF-8
+    body = _body_of(japanese)
+    cache = TranscriptCache(cache_path, max_bytes=(len(body) + len(body.encode())) // 2)
+    cache.put(content_hash(1), "v", japanese)
+    assert cache.size_bytes() <= cache.max_bytes
+    assert cache.get(content_hash(1), "v") is None  # larger than the whole cache: not stored
+
+
+def test_survives_a_restart(cache_path: Path) -> None:
+    cache = TranscriptCache(cache_path, max_bytes=1_000_000)
+    cache.put(content_hash(1), "v", make_transcript())
+    cache.alias("telegram", "uniq", content_hash(1))
+    cache.close()
+    reopened = TranscriptCache(cache_path, max_bytes=1_000_000)
+    assert reopened.hash_for("telegram", "uniq") == content_hash(1)
+    got = reopened.get(content_hash(1), "v")
+    assert got is not None
+    assert got.text == make_transcript().text
+
+
+def test_a_corrupt_file_is_moved_aside_and_the_cache_works(cache_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cache_path.parent.mkdir(parents=True)
+    garbage = b"this is not an SQLite database\x00" * 200
+    cache_path.write_bytes(garbage)
+    cache = TranscriptCache(cache_path, max_bytes=1_000_000)
+    asides = list(cache_path.parent.glob(f"{cache_path.name}.corrupt-*"))
+    assert len(asides) == 1
+    assert asides[0].read_bytes() == garbage  # kept for whoever wants to look at it
+    assert "moved" in caplog.text
+    cache.put(content_hash(1), "v", make_transcript())
+    assert cache.get(content_hash(1), "v") is not None
+
+
+def test_a_damaged_page_found_in_use_is_a_miss_and_the_file_is_moved_aside(cache_path: Path) -> None:
+    cache = TranscriptCache(cache_path, max_bytes=10_000_000)
+    for n in range(200):
+        cache.put(content_hash(n), "v", make_transcript(f"marker {n:03d} " * 5))
+    cache.close()
+    data = bytearray(cache_path.read_bytes())
+    page = data.find(b"marker 150 ") // 4096  # a page the open-time check never reads
+    data[page * 4096 : (page + 1) * 4096] = b"\x13" * 4096
+    cache_path.write_bytes(bytes(data))
+
+    reopened = TranscriptCache(cache_path, max_bytes=10_000_000)
+    assert reopened.get(content_hash(150), "v") is None  # a miss, not an exception that fails the job
+    assert len(list(cache_path.parent.glob(f"{cache_path.name}.corrupt-*"))) == 1
+    reopened.put(content_hash(150), "v", make_transcript())
+    assert reopened.get(content_hash(150), "v") is not None
+
+
+def test_concurrent_use_from_threads(cache_path: Path) -> None:
+    shared = TranscriptCache(cache_path, max_bytes=50_000_000)
+    second = TranscriptCache(cache_path, max_bytes=50_000_000)  # another process on the same file
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def work(worker: int) -> None:
+        cache = shared if worker % 2 else second
+        try:
+            start.wait()
+            for i in range(40):
+                key = content_hash(worker * 1000 + i)
+                cache.put(key, "v", make_transcript(f"worker {worker} item {i}"))
+                cache.alias("telegram", f"{worker}-{i}", key)
+                got = cache.get(key, "v")
+                assert got is not None
+                assert got.segments[0].text == f" worker {worker} item {i}"
+        except BaseException as exc:  # surfaced in the main thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert shared.entries() == 8 * 40
+    assert second.hash_for("telegram", "7-39") == content_hash(7039)
+
+
+def _body_of(transcript: Transcript) -> str:
+    import json
+
+    from chatscribe.core.cache import encode_transcript
+
+    return json.dumps(encode_transcript(transcript), ensure_ascii=False)
