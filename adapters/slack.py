@@ -1,0 +1,347 @@
+"""Slack: event, slash command and shortcut payloads -> MediaRequest pieces; Transcript -> Slack messages.
+
+Pure translation, no network: the bot hands in the download coroutine and sends what is rendered here.
+Transcript text is escaped for mrkdwn (&, <, >) and sent with `verbatim` so it can never form a mention,
+a link or `<!channel>`. A section holds at most 3000 characters and a message at most three sections,
+well under the ~13,000 characters at which Slack answers `msg_blocks_too_long`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+from chatscribe.core.errors import ChatscribeError
+from chatscribe.core.media import Fetch, MediaRequest
+from chatscribe.core.text import split_text
+from chatscribe.core.transcript import Transcript, render
+
+PLATFORM = "slack"
+SECTION_LIMIT = 3000
+SECTIONS_PER_MESSAGE = 3
+PREVIEW_CHARS = 1500
+FALLBACK_CHARS = 300
+NO_SPEECH = "No speech detected."
+UPLOAD_FORMATS = ("txt", "srt", "vtt")
+
+# Slack's own names for media types, for files whose mimetype is generic.
+_MEDIA_FILETYPES = frozenset({
+    "aac", "aiff", "amr", "flac", "m4a", "m4v", "mkv", "mov", "mp3", "mp4", "mpg", "ogg", "opus", "wav",
+    "webm", "wmv", "3gp", "avi", "flv", "mpeg", "wma",
+})
+_PERMALINK = re.compile(r"https?://[^\s/>|]+/archives/(?P<channel>[A-Z0-9]+)/p(?P<ts>\d{7,})(?P<query>\?[^\s>|]*)?")
+
+
+# -- inbound ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class SlackFile:
+    id: str
+    name: str
+    mimetype: str
+    filetype: str
+    size: int | None
+    url: str
+    """url_private_download: fetched with the bot token as Bearer."""
+    subtype: str | None = None
+
+    @property
+    def is_media(self) -> bool:
+        """Audio or video by what Slack detected in the content; Slack clips are audio/mp4 or video/mp4."""
+        if self.subtype in ("slack_audio", "slack_video"):
+            return True
+        if self.mimetype.startswith(("audio/", "video/")):
+            return True
+        return self.filetype.lower() in _MEDIA_FILETYPES
+
+    @property
+    def kind(self) -> str:
+        if self.subtype == "slack_audio":
+            return "voice"
+        if self.subtype == "slack_video" or self.mimetype.startswith("video/"):
+            return "video"
+        return "audio" if self.is_media else "document"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where an answer goes: a thread in a channel, or an ephemeral message only `user` sees."""
+
+    channel: str
+    thread_ts: str | None
+    user: str
+    private: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Permalink:
+    channel: str
+    ts: str
+    thread_ts: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    action: Literal["transcribe", "auto", "format", "help"]
+    private: bool = False
+    permalink: Permalink | None = None
+    value: str | None = None
+    """on/off for auto, txt/srt/vtt for format."""
+    problem: str | None = None
+    """Set when the text could not be understood: the sentence to show, with the help text."""
+
+
+def parse_file(data: Mapping[str, Any]) -> SlackFile | None:
+    """A file object from an event or API answer; None for tombstones and externally hosted files."""
+    url = data.get("url_private_download") or data.get("url_private")
+    if not data.get("id") or not url or data.get("mode") in ("tombstone", "external", "hidden_by_limit"):
+        return None
+    size = data.get("size")
+    return SlackFile(
+        id=str(data["id"]), name=str(data.get("name") or data.get("title") or data["id"]),
+        mimetype=str(data.get("mimetype") or ""), filetype=str(data.get("filetype") or ""),
+        size=int(size) if isinstance(size, int | float) else None, url=str(url),
+        subtype=data.get("subtype"),
+    )
+
+
+def message_files(message: Mapping[str, Any], *, media_only: bool = True) -> list[SlackFile]:
+    files = [f for f in (parse_file(d) for d in message.get("files") or ()) if f is not None]
+    return [f for f in files if f.is_media] if media_only else files
+
+
+def thread_of(message: Mapping[str, Any]) -> str:
+    """Replies go in the message's thread: its own ts starts one, a reply's thread_ts continues one."""
+    return str(message.get("thread_ts") or message["ts"])
+
+
+def is_from_bot(event: Mapping[str, Any], bot_user_id: str | None = None) -> bool:
+    return bool(
+        event.get("bot_id") or event.get("subtype") == "bot_message" or event.get("bot_profile")
+        or (bot_user_id and event.get("user") == bot_user_id)
+    )
+
+
+def is_new_share(event: Mapping[str, Any]) -> bool:
+    """A message event that shares files now (edits, deletions and other subtypes are not)."""
+    return event.get("subtype") in (None, "file_share", "thread_broadcast") and bool(event.get("files"))
+
+
+def latest_media_message(messages: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The newest message (conversations.history order: newest first) carrying audio or video."""
+    return next((m for m in messages if message_files(m)), None)
+
+
+def share_of(info: Mapping[str, Any], channel: str) -> tuple[str, str] | None:
+    """(message ts, thread ts) of a file's share in `channel`, from a files.info answer."""
+    shares = info.get("shares") or {}
+    for visibility in ("public", "private"):
+        found = (shares.get(visibility) or {}).get(channel) or []
+        if found:
+            ts = str(found[0]["ts"])
+            return ts, str(found[0].get("thread_ts") or ts)
+    return None
+
+
+def setting_changed(action: str, value: str) -> str:
+    if action == "auto":
+        return ("Audio and video shared in this channel will now be transcribed automatically." if value == "on"
+                else "Automatic transcription is off in this channel; `/transcribe` still works.")
+    return f"Long transcripts in this channel will be attached as .{value} files."
+
+
+def lookup_problem(error: str) -> str:
+    if error in ("not_in_channel", "channel_not_found"):
+        return "I can't read that channel: invite me first (`/invite @chatscribe`)."
+    if error in ("missing_scope", "no_permission"):
+        return "I'm not allowed to read messages there: the app needs the *_:history* scopes; reinstall it."
+    return "I couldn't look up that message; please try again."
+
+
+def nothing_found(explicit: bool) -> str:
+    if explicit:
+        return "That message has no audio or video file to transcribe."
+    return "I found no recent message with audio or video in this channel."
+
+
+def accepted(files: list[SlackFile], *, private: bool) -> str:
+    names = ", ".join(f"`{escape(f.name)}`" for f in files)
+    where = "only you will see the text" if private else "the text will appear in its thread"
+    return f"Transcribing {names}: {where}."
+
+
+def parse_permalink(text: str) -> Permalink | None:
+    """https://team.slack.com/archives/C123/p1700000000123456[?thread_ts=…] -> channel, ts, thread."""
+    match = _PERMALINK.search(text)
+    if not match:
+        return None
+    digits = match["ts"]
+    ts = f"{digits[:-6]}.{digits[-6:]}"
+    thread = parse_qs(urlsplit(match["query"] or "").query).get("thread_ts", [None])[0]
+    return Permalink(match["channel"], ts, thread if thread and thread != ts else None)
+
+
+def parse_command(text: str) -> Command:
+    words = text.split()
+    private = bool(words) and words[0].lower() in ("private", "me")
+    if private:
+        words = words[1:]
+    if not words:
+        return Command("transcribe", private=private)
+    head = words[0].lower()
+    if head in ("help", "?"):
+        return Command("help")
+    if head == "auto":
+        value = words[1].lower() if len(words) > 1 else ""
+        if value not in ("on", "off"):
+            return Command("help", problem="Use `/transcribe auto on` or `/transcribe auto off`.")
+        return Command("auto", value=value)
+    if head == "format":
+        value = words[1].lower() if len(words) > 1 else ""
+        if value not in UPLOAD_FORMATS:
+            return Command("help", problem="Use `/transcribe format txt`, `srt` or `vtt`.")
+        return Command("format", value=value)
+    link = parse_permalink(" ".join(words))
+    if link is None:
+        return Command("help", problem="I didn't understand that. Give me a message link, or nothing.")
+    return Command("transcribe", private=private, permalink=link)
+
+
+HELP = (
+    "*/transcribe* transcribes the latest audio or video in this channel into its thread.\n"
+    "*/transcribe <message link>* transcribes that message's files (use *Copy link* on a message).\n"
+    "*/transcribe private …* sends the transcript only to you.\n"
+    "*/transcribe auto on|off* turns automatic transcription of shared clips in this channel on or off.\n"
+    "*/transcribe format txt|srt|vtt* picks the file format used for long transcripts.\n"
+    "Or use the *Transcribe* shortcut in a message's ⋯ menu."
+)
+
+
+def media_request(file: SlackFile, target: Target, *, message_ts: str, fetch: Fetch) -> MediaRequest:
+    return MediaRequest(
+        platform=PLATFORM, chat_id=target.channel, user_id=target.user, fetch=fetch, kind=file.kind,
+        mime_type=file.mimetype or None, size_bytes=file.size, file_name=file.name,
+        platform_file_id=file.id, reference=reference(file, target, message_ts=message_ts),
+    )
+
+
+def reference(file: SlackFile, target: Target, *, message_ts: str) -> Mapping[str, str]:
+    return MappingProxyType({
+        "channel": target.channel, "thread_ts": target.thread_ts or "", "user": target.user,
+        "private": "1" if target.private else "", "file_id": file.id, "url": file.url,
+        "message_ts": message_ts,
+    })
+
+
+def target_of(reference: Mapping[str, str]) -> Target:
+    return Target(reference["channel"], reference.get("thread_ts") or None, reference["user"],
+                  private=bool(reference.get("private")))
+
+
+# -- outbound -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class SlackMessage:
+    sections: tuple[str, ...]
+    """mrkdwn, already escaped, each at most SECTION_LIMIT characters."""
+    context: str = ""
+    """A small grey line under the text (file name, length, notes); mrkdwn, already escaped."""
+
+    @property
+    def text(self) -> str:
+        """The notification/fallback text Slack shows where blocks are not rendered."""
+        first = self.sections[0] if self.sections else self.context
+        return first if len(first) <= FALLBACK_CHARS else first[: FALLBACK_CHARS - 1].rstrip() + "…"
+
+    def blocks(self) -> list[dict[str, Any]]:
+        blocks: list[dict[str, Any]] = [
+            {"type": "section", "text": {"type": "mrkdwn", "text": s, "verbatim": True}} for s in self.sections
+        ]
+        if self.context:
+            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": self.context,
+                                                            "verbatim": True}]})
+        return blocks
+
+
+@dataclass(frozen=True, slots=True)
+class SlackUpload:
+    """The whole transcript as a file in the thread (files_upload_v2)."""
+
+    filename: str
+    content: str
+    title: str
+
+
+Part = SlackMessage | SlackUpload
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters; nothing else needs escaping in mrkdwn."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def unescape(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _escaped_length(text: str) -> int:
+    return len(escape(text))
+
+
+def render_transcript(transcript: Transcript, *, file_name: str | None, max_parts: int,
+                      upload_format: str = "txt") -> tuple[Part, ...]:
+    """Messages with the text; past max_parts messages, a preview message plus the text as a file."""
+    if not transcript.has_speech:
+        return (SlackMessage((NO_SPEECH,), context=_about(transcript, file_name)),)
+    chunks = split_text(transcript.text, SECTION_LIMIT * SECTIONS_PER_MESSAGE, _escaped_length)
+    if len(chunks) <= max_parts:
+        return tuple(
+            SlackMessage(_sections(chunk), context=_about(transcript, file_name) if i == len(chunks) - 1 else "")
+            for i, chunk in enumerate(chunks)
+        )
+    preview = split_text(transcript.text, PREVIEW_CHARS, _escaped_length)[0].rstrip() + " …"
+    fmt = upload_format if upload_format in UPLOAD_FORMATS else "txt"
+    stem = (file_name or "recording").rsplit(".", 1)[0] or "recording"
+    content = render(transcript, fmt)
+    note = "The full transcript is in the attached file."
+    return (
+        SlackMessage((escape(preview),), context=f"{_about(transcript, file_name)} · {note}"),
+        SlackUpload(filename=f"{stem}.{fmt}", content=content, title=f"Transcript of {file_name or stem}"),
+    )
+
+
+def render_error(error: ChatscribeError, *, file_name: str | None = None) -> SlackMessage:
+    context = f"File: {escape(file_name)}" if file_name else ""
+    return SlackMessage((escape(error.user_message),), context=context)
+
+
+def render_notice(text: str) -> SlackMessage:
+    return SlackMessage((escape(text),))
+
+
+def _sections(chunk: str) -> tuple[str, ...]:
+    return tuple(escape(part) for part in split_text(chunk, SECTION_LIMIT, _escaped_length))
+
+
+def _about(transcript: Transcript, file_name: str | None) -> str:
+    bits = [f"Transcript of {escape(file_name)}" if file_name else "Transcript", _clock(transcript.duration_s)]
+    if transcript.language:
+        bits.append(transcript.language)
+    if transcript.task == "translate":
+        bits.append("translated to English")
+    if transcript.truncated:
+        bits.append("the file ends early: this is the text up to where it stops")
+    if transcript.flagged:
+        bits.append("some parts were hard to make out")
+    return " · ".join(bits)
+
+
+def _clock(seconds: float) -> str:
+    whole = int(round(seconds))
+    minutes, secs = divmod(whole, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

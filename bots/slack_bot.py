@@ -1,0 +1,408 @@
+"""Slack: slack-bolt's async app over the TranscriptionService.
+
+HTTP mode serves `/slack/events` on the shared aiohttp server (bolt verifies the signing secret); Socket
+Mode connects out when SLACK_APP_TOKEN is set. The same handlers serve both. Work is accepted with
+`service.submit()` (journaled) and answered through `deliver()`, also after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+from aiohttp import web
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from chatscribe.adapters import slack as adapter
+from chatscribe.core.config import ENV_FILE
+from chatscribe.core.errors import ChatscribeError, ConfigError, DownloadFailed, MediaTooLarge
+from chatscribe.core.jobs import Job, ProgressUpdate, Receipt
+from chatscribe.core.media import Fetch
+from chatscribe.core.options import TranscribeOptions
+from chatscribe.core.service import TranscriptionService
+from chatscribe.core.transcript import Transcript
+
+log = logging.getLogger(__name__)
+
+SLACK_FILE_HOSTS = frozenset({"files.slack.com"})
+"""Where Slack serves url_private_download; the bot token is sent to no other host (plus SLACK_API_URL's)."""
+MAX_REDIRECTS = 3
+# Slack errors that no retry can fix: answering is given up (and logged) instead of retried.
+PERMANENT_ERRORS = frozenset({
+    "channel_not_found", "not_in_channel", "is_archived", "msg_too_long", "msg_blocks_too_long", "invalid_blocks",
+    "no_permission", "missing_scope", "user_not_in_channel", "restricted_action", "message_not_found",
+    "cant_update_message", "invalid_auth", "account_inactive", "token_revoked",
+})
+SCOPE_HINT = (
+    "I couldn't download that file: Slack answered with its sign-in page instead of the file. "
+    "The app needs the `files:read` scope: add it and reinstall the app."
+)
+
+
+class SlackSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SLACK_", env_file=ENV_FILE, env_file_encoding="utf-8",
+                                      extra="ignore")
+
+    bot_token: SecretStr = SecretStr("")
+    """Bot User OAuth Token (xoxb-…) from the app's OAuth & Permissions page."""
+    signing_secret: SecretStr = SecretStr("")
+    """Basic Information -> Signing Secret: bolt rejects HTTP requests not signed with it."""
+    app_token: SecretStr = SecretStr("")
+    """App-level token (xapp-…, scope connections:write): set it to use Socket Mode instead of HTTP."""
+    api_url: str = Field(default="https://slack.com/api/")
+    """Web API base URL (slack_sdk base_url); also a host the bot token may be sent to for files."""
+    status_after_s: float = Field(default=15, ge=0)
+    """Post a "Transcribing…" status in the thread when the answer is expected to take longer than this."""
+
+
+@dataclass
+class _Status:
+    """The "Transcribing…" message of one job: posted once, updated, then replaced by the answer."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    ts: str | None = None
+    last_update: float = 0.0
+    done: bool = False
+
+
+class SlackBot:
+    platform = adapter.PLATFORM
+
+    def __init__(self, *, settings: SlackSettings, service: TranscriptionService,
+                 client: AsyncWebClient | None = None) -> None:
+        self.settings = settings
+        self.service = service
+        api_url = settings.api_url if settings.api_url.endswith("/") else settings.api_url + "/"
+        self.client = client or AsyncWebClient(
+            token=settings.bot_token.get_secret_value() or None, base_url=api_url,
+            retry_handlers=[AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
+        )
+        self._token_origins = {("https", host, 443) for host in SLACK_FILE_HOSTS} | {_origin(api_url)}
+        self.app = AsyncApp(
+            client=self.client, signing_secret=settings.signing_secret.get_secret_value(),
+            process_before_response=False, raise_error_for_unhandled_request=False,
+        )
+        self._seen_events: OrderedDict[str, None] = OrderedDict()
+        self._claimed: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._statuses: dict[str, _Status] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+        self._problem: str | None = "not started"
+        self.bot_user_id: str | None = None
+        self._register_handlers()
+        service.register(self.platform, self)
+
+    # -- Bot protocol ---------------------------------------------------------------------------------
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/slack/events", self._http_events)]
+
+    async def start(self) -> None:
+        try:
+            auth = await self.client.auth_test()
+        except SlackApiError as exc:
+            raise ConfigError(f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')}).") from None
+        self.bot_user_id = auth.get("user_id")
+        if self.settings.app_token.get_secret_value():
+            self._socket = AsyncSocketModeHandler(self.app, self.settings.app_token.get_secret_value())
+            await self._socket.connect_async()
+        self._problem = None
+        log.info("slack: signed in as %s in %s (%s mode)", auth.get("user"), auth.get("team"),
+                 "Socket" if self._socket else "HTTP")
+
+    async def stop(self) -> None:
+        self._problem = "stopped"
+        if self._socket is not None:
+            await self._socket.close_async()
+            self._socket = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def not_ready(self) -> str | None:
+        if self._problem is None and self._socket is not None and not self._socket.client.is_connected():
+            return "Socket Mode is reconnecting"
+        return self._problem
+
+    async def _http_events(self, request: web.Request) -> web.Response:
+        bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(bolt_response)
+
+    # -- Slack handlers (the same for HTTP and Socket Mode) -------------------------------------------
+    def _register_handlers(self) -> None:
+        self.app.middleware(self._drop_repeats)
+        self.app.event("message")(self._on_message)
+        self.app.event("file_shared")(self._on_file_shared)
+        self.app.command("/transcribe")(self._on_command)
+        self.app.shortcut("transcribe")(self._on_shortcut)
+
+    async def _drop_repeats(self, body: dict[str, Any], next_: Any) -> BoltResponse | None:
+        if body.get("type") == "event_callback" and not self.first_delivery(body):
+            log.info("slack: event %s already handled; retry dropped", body.get("event_id"))
+            return BoltResponse(status=200, body="")
+        return await next_()  # type: ignore[no-any-return]
+
+    async def _on_message(self, event: dict[str, Any]) -> None:
+        if adapter.is_from_bot(event, self.bot_user_id) or not adapter.is_new_share(event):
+            return
+        channel = event["channel"]
+        if not self.auto_enabled(channel):
+            return
+        target = adapter.Target(channel, adapter.thread_of(event), str(event.get("user", "")))
+        for file in adapter.message_files(event):
+            if self.claim(channel, file.id, event["ts"]):
+                await self.submit(file, target, message_ts=event["ts"])
+
+    async def _on_file_shared(self, event: dict[str, Any]) -> None:
+        """Apps subscribed to file_shared hear of a share twice; the message event usually wins the claim."""
+        channel, user = event.get("channel_id", ""), event.get("user_id", "")
+        if not channel or user == self.bot_user_id or not self.auto_enabled(channel):
+            return
+        info = (await self.client.files_info(file=event["file_id"]))["file"]
+        file = adapter.parse_file(info)
+        share = adapter.share_of(info, channel)
+        if file is None or not file.is_media or share is None or not self.claim(channel, file.id, share[0]):
+            return
+        await self.submit(file, adapter.Target(channel, share[1], user), message_ts=share[0])
+
+    async def _on_command(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
+        parsed = adapter.parse_command(command.get("text", ""))
+        channel, user = command["channel_id"], command["user_id"]
+        if parsed.action == "help":
+            await ack(text=f"{parsed.problem}\n\n{adapter.HELP}" if parsed.problem else adapter.HELP)
+        elif parsed.action in ("auto", "format"):
+            self.service.preferences.set(self.platform, channel, parsed.action, parsed.value)
+            await ack(text=adapter.setting_changed(parsed.action, parsed.value or ""))
+        else:
+            await ack()
+            await self._transcribe_command(parsed, channel, user, respond)
+
+    async def _transcribe_command(self, parsed: adapter.Command, channel: str, user: str, respond: Any) -> None:
+        try:
+            message, where = await self._find_message(parsed.permalink, channel)
+        except SlackApiError as exc:
+            await respond(text=adapter.lookup_problem(str(exc.response.get("error"))))
+            return
+        explicit = parsed.permalink is not None
+        files = adapter.message_files(message, media_only=False) if message and explicit else []
+        files = [f for f in files if f.is_media] or files
+        if message is None or not files:
+            await respond(text=adapter.nothing_found(explicit))
+            return
+        thread = None if parsed.private else adapter.thread_of(message)
+        target = adapter.Target(channel if parsed.private else where, thread, user, private=parsed.private)
+        await respond(text=adapter.accepted(files, private=parsed.private))
+        for file in files:
+            await self.submit(file, target, message_ts=message["ts"])
+
+    async def _find_message(self, link: adapter.Permalink | None,
+                            channel: str) -> tuple[Mapping[str, Any] | None, str]:
+        if link is None:
+            history = await self.client.conversations_history(channel=channel, limit=50)
+            return adapter.latest_media_message(history.get("messages", [])), channel
+        if link.thread_ts:
+            replies = await self.client.conversations_replies(channel=link.channel, ts=link.thread_ts)
+            found = [m for m in replies.get("messages", []) if m.get("ts") == link.ts]
+        else:
+            history = await self.client.conversations_history(channel=link.channel, latest=link.ts,
+                                                              inclusive=True, limit=1)
+            found = [m for m in history.get("messages", []) if m.get("ts") == link.ts]
+        return (found[0] if found else None), link.channel
+
+    async def _on_shortcut(self, ack: Any, shortcut: dict[str, Any], respond: Any) -> None:
+        await ack()
+        message, channel = shortcut.get("message") or {}, shortcut["channel"]["id"]
+        files = adapter.message_files(message, media_only=False)
+        files = [f for f in files if f.is_media] or files
+        if not files:
+            await respond(text=adapter.nothing_found(True))
+            return
+        target = adapter.Target(channel, adapter.thread_of(message), shortcut["user"]["id"])
+        for file in files:
+            await self.submit(file, target, message_ts=message["ts"])
+
+    # -- accepting work -------------------------------------------------------------------------------
+    def first_delivery(self, body: Mapping[str, Any]) -> bool:
+        """False for an event already seen (Slack retries with the same event_id): acked and dropped."""
+        event_id = body.get("event_id")
+        return not event_id or _remember(self._seen_events, str(event_id))
+
+    def claim(self, channel: str, file_id: str, message_ts: str) -> bool:
+        """One transcript per file share, whichever of message/file_shared events arrives first."""
+        return _remember(self._claimed, (channel, file_id, message_ts))
+
+    def auto_enabled(self, channel: str) -> bool:
+        return self.service.preferences.get(self.platform, channel, "auto", "on") == "on"
+
+    async def submit(self, file: adapter.SlackFile, target: adapter.Target, *, message_ts: str) -> None:
+        request = adapter.media_request(file, target, message_ts=message_ts, fetch=self.fetcher({"url": file.url}))
+        options = TranscribeOptions(expected_languages=self.service.settings.expected_languages)
+        try:
+            job = await self.service.submit(request, options)
+        except ChatscribeError as exc:
+            log.info("slack: file %s not accepted: %s", file.id, exc.code)
+            await self._post_quietly(target, adapter.render_error(exc, file_name=file.name))
+            return
+        log.info("job=%s slack file %s (%s, %s bytes) in %s", job.id, file.id, file.mimetype, file.size,
+                 target.channel)
+
+    # -- Delivery protocol ----------------------------------------------------------------------------
+    def fetcher(self, reference: Mapping[str, str]) -> Fetch:
+        url = reference["url"]
+
+        async def fetch(max_bytes: int) -> bytes:
+            return await self.download(url, max_bytes)
+
+        return fetch
+
+    async def progress(self, job: Job, update: ProgressUpdate) -> None:
+        target = adapter.target_of(job.request.reference)
+        if target.private or (update.eta_s or 0) < self.settings.status_after_s:
+            return
+        status = self._statuses.setdefault(job.id, _Status())
+        loop = asyncio.get_running_loop()
+        async with status.lock:
+            if status.done or (status.ts and loop.time() - status.last_update < 5):
+                return
+            status.last_update = loop.time()
+            message = adapter.render_notice(_status_text(update, job.request.file_name))
+            if status.ts is None:
+                answer = await self.client.chat_postMessage(
+                    channel=target.channel, thread_ts=target.thread_ts, text=message.text, blocks=message.blocks())
+                status.ts = answer["ts"]
+            else:
+                await self.client.chat_update(channel=target.channel, ts=status.ts, text=message.text,
+                                              blocks=message.blocks())
+
+    async def deliver(self, job: Job, outcome: Transcript | ChatscribeError, receipt: Receipt) -> None:
+        target = adapter.target_of(job.request.reference)
+        parts = self._render(job, outcome, target)
+        status = self._statuses.setdefault(job.id, _Status())
+        async with status.lock:
+            status.done = True
+            try:
+                for index, part in enumerate(parts):
+                    if index < receipt.parts_sent:
+                        continue
+                    replace = status.ts if index == 0 else None
+                    await self._send(target, part, replace_ts=replace)
+                    await receipt.part_sent()
+            except SlackApiError as exc:
+                error = str(exc.response.get("error"))
+                if error not in PERMANENT_ERRORS:
+                    raise
+                log.error("job=%s cannot answer in %s: Slack says %s", job.id, target.channel, error)
+        self._statuses.pop(job.id, None)
+
+    def _render(self, job: Job, outcome: Transcript | ChatscribeError,
+                target: adapter.Target) -> tuple[adapter.Part, ...]:
+        name = job.request.file_name
+        if isinstance(outcome, ChatscribeError):
+            return (adapter.render_error(outcome, file_name=name),)
+        fmt = self.service.preferences.get(self.platform, target.channel, "format", "txt") or "txt"
+        # Files cannot be ephemeral: a private answer is always messages.
+        max_parts = 1_000 if target.private else self.service.settings.max_parts
+        return adapter.render_transcript(outcome, file_name=name, max_parts=max_parts, upload_format=fmt)
+
+    async def _send(self, target: adapter.Target, part: adapter.Part, *, replace_ts: str | None = None) -> None:
+        if isinstance(part, adapter.SlackUpload):
+            await self.client.files_upload_v2(channel=target.channel, thread_ts=target.thread_ts,
+                                              content=part.content, filename=part.filename, title=part.title)
+        elif target.private:
+            await self.client.chat_postEphemeral(channel=target.channel, user=target.user, text=part.text,
+                                                 blocks=part.blocks(), thread_ts=target.thread_ts)
+        elif replace_ts:
+            await self.client.chat_update(channel=target.channel, ts=replace_ts, text=part.text,
+                                          blocks=part.blocks())
+        else:
+            await self.client.chat_postMessage(channel=target.channel, thread_ts=target.thread_ts, text=part.text,
+                                               blocks=part.blocks(), unfurl_links=False, unfurl_media=False)
+
+    async def _post_quietly(self, target: adapter.Target, message: adapter.SlackMessage) -> None:
+        try:
+            await self._send(target, message)
+        except SlackApiError as exc:
+            log.warning("slack: could not answer in %s: %s", target.channel, exc.response.get("error"))
+
+    # -- downloads ------------------------------------------------------------------------------------
+    async def download(self, url: str, max_bytes: int) -> bytes:
+        """url_private_download with the bot token, which goes to Slack's file host and nowhere else."""
+        if _origin(url) not in self._token_origins:
+            log.warning("slack: refused to fetch a file from %s (not a Slack file host)", urlsplit(url).hostname)
+            raise DownloadFailed("I won't download that file: its link doesn't point to Slack's file server.")
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600, sock_read=60))
+        token = self.settings.bot_token.get_secret_value()
+        try:
+            for _ in range(MAX_REDIRECTS + 1):
+                # The token rides along only to Slack's own hosts, also across redirects.
+                headers = {"Authorization": f"Bearer {token}"} if _origin(url) in self._token_origins else {}
+                async with self._session.get(url, headers=headers, allow_redirects=False) as response:
+                    if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
+                        url = urljoin(url, response.headers["Location"])
+                        continue
+                    return await _read_media(response, max_bytes)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DownloadFailed("I couldn't download that file from Slack; please try again.",
+                                 detail=type(exc).__name__) from exc
+        raise DownloadFailed("I couldn't download that file: Slack kept redirecting.")
+
+
+async def _read_media(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    if response.status != 200:
+        raise DownloadFailed(f"Slack wouldn't hand over that file (HTTP {response.status}).")
+    if response.content_length is not None and response.content_length > max_bytes:
+        raise MediaTooLarge(response.content_length, max_bytes)
+    if response.content_type == "text/html":
+        raise DownloadFailed(SCOPE_HINT, detail="got an HTML page instead of the file")
+    data = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        data.extend(chunk)
+        if len(data) > max_bytes:
+            raise MediaTooLarge(None, max_bytes)
+    if data[:64].lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        raise DownloadFailed(SCOPE_HINT, detail="got an HTML page instead of the file")
+    return bytes(data)
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
+
+
+def _remember(seen: OrderedDict[Any, None], key: object, limit: int = 10_000) -> bool:
+    """Add key to a bounded set; False when it was already there."""
+    if key in seen:
+        return False
+    seen[key] = None
+    if len(seen) > limit:
+        seen.popitem(last=False)
+    return True
+
+
+def _status_text(update: ProgressUpdate, file_name: str | None) -> str:
+    name = f" {file_name}" if file_name else ""
+    if update.stage == "queued" and update.position:
+        return f"Transcribing{name} soon: {update.position} ahead in the queue…"
+    percent = f" {update.fraction:.0%}" if update.fraction else ""
+    return f"Transcribing{name}…{percent}"
+
+
+__all__ = ["SlackBot", "SlackSettings", "BoltResponse"]
