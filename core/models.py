@@ -74,9 +74,8 @@ def resolve_model(name: str, data_dir: Path, *, allow_download: bool = True) -> 
     if _is_model_dir(as_path):
         return ResolvedModel(name, as_path.resolve(), "local folder")
     if as_path.exists() or name.startswith((".", "/", "~")):
-        raise ModelUnavailable(
-            f"The model folder {name} has no CTranslate2 model in it (model.bin and config.json)."
-        )
+        what = "has no CTranslate2 model in it (model.bin and config.json)" if as_path.exists() else "does not exist"
+        raise ModelUnavailable(f"The model folder {name} {what}: set CHATSCRIBE_MODEL to a model folder or name.")
     stored = models_dir(data_dir) / _safe(name)
     if _is_model_dir(stored):
         return ResolvedModel(name, stored, f"data dir ({stored})")
@@ -94,15 +93,28 @@ def models_dir(data_dir: Path) -> Path:
 
 
 def _download(name: str, data_dir: Path) -> ResolvedModel:
-    from faster_whisper.utils import download_model
+    from faster_whisper.utils import available_models, download_model
 
     try:
         path = download_model(name, cache_dir=str(data_dir / "hub"))
     except ValueError as exc:  # faster-whisper's answer to an unknown size name
-        raise ModelUnavailable(f"Unknown model {name!r}: {exc}") from exc
+        raise ModelUnavailable(
+            f"Unknown model {name!r}: CHATSCRIBE_MODEL must be a model folder, a hub repo id (owner/name) "
+            f"or one of {', '.join(available_models())}.",
+            detail=str(exc),
+        ) from exc
     except Exception as exc:  # the hub client raises many types for "offline"
-        raise _unavailable(name, type(exc).__name__) from exc
+        raise _unavailable(name, _why_not_downloaded(exc)) from exc
     return ResolvedModel(name, Path(path), "hub download")
+
+
+def _why_not_downloaded(exc: Exception) -> str:
+    kind = type(exc).__name__
+    if kind in ("RepositoryNotFoundError", "RevisionNotFoundError", "GatedRepoError"):
+        return "the model hub has no such model, or it needs a login"
+    if kind in ("LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectError", "ConnectionError"):
+        return "the model hub could not be reached, or HF_HUB_OFFLINE is set"
+    return f"the download failed: {kind}"
 
 
 def _unavailable(name: str, why: str) -> ModelUnavailable:
