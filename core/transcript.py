@@ -92,8 +92,13 @@ def render_srt(transcript: Transcript) -> str:
 def render_vtt(transcript: Transcript) -> str:
     blocks = ["WEBVTT\n"]
     for seg in _spoken(transcript):
-        blocks.append(f"{_stamp(seg.start, '.')} --> {_stamp(seg.end, '.')}\n{seg.text.strip()}\n")
+        blocks.append(f"{_stamp(seg.start, '.')} --> {_stamp(seg.end, '.')}\n{_vtt_escape(seg.text.strip())}\n")
     return "\n".join(blocks)
+
+
+def _vtt_escape(text: str) -> str:
+    # WebVTT cue text is markup: "<3" would open a tag and hide the rest of the cue in a player.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def render_json(transcript: Transcript) -> str:
