@@ -1,0 +1,1 @@
+"""Benchmarks against plain faster-whisper; each script writes its own section of docs/benchmarks.md."""
