@@ -1,0 +1,211 @@
+"""deploy/: what the machine allows without Docker or a cluster. Files parse, objects are complete,
+every setting they name exists in .env.example, the unit file verifies, and the image's file list builds."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from chatscribe.core.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+KUBERNETES = DEPLOY / "kubernetes"
+DOCKERFILES = [DEPLOY / "Dockerfile", DEPLOY / "Dockerfile.gpu"]
+SETTING = re.compile(r"\b((?:CHATSCRIBE|TELEGRAM|DISCORD|SLACK)_[A-Z0-9_]+)\b")
+
+
+def _env_example() -> set[str]:
+    path = ROOT / ".env.example"
+    if not path.is_file():
+        pytest.skip(".env.example is not in the repository yet")
+    return {line.split("=", 1)[0].strip() for line in path.read_text().splitlines()
+            if "=" in line and not line.lstrip().startswith("#")}
+
+
+def _manifests() -> list[dict[str, Any]]:
+    docs = []
+    for path in sorted(KUBERNETES.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if d]
+    return docs
+
+
+def _by_kind(kind: str) -> list[dict[str, Any]]:
+    return [d for d in _manifests() if d["kind"] == kind]
+
+
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+
+
+def _default_grace() -> float:
+    return float(Settings.model_fields["shutdown_grace_s"].default)
+
+
+def test_every_setting_named_in_deploy_exists_in_env_example() -> None:
+    known = _env_example()
+    used: dict[str, set[str]] = {}
+    for path in [*DEPLOY.rglob("*.yaml"), *DOCKERFILES, DEPLOY / "chatscribe.service"]:
+        for name in SETTING.findall(path.read_text()):
+            used.setdefault(name, set()).add(path.relative_to(ROOT).as_posix())
+    assert used, "the deploy files name no settings at all"
+    unknown = {name: sorted(files) for name, files in used.items() if name not in known}
+    assert not unknown, f"settings missing from .env.example: {unknown}"
+
+
+def test_compose_services_build_from_existing_files_and_stop_gracefully() -> None:
+    compose = _compose()
+    assert set(compose["services"]) == {"chatscribe", "chatscribe-gpu"}
+    for name, service in compose["services"].items():
+        context = (DEPLOY / service["build"]["context"]).resolve()
+        assert (context / service["build"]["dockerfile"]).is_file(), name
+        assert service["environment"]["CHATSCRIBE_HTTP_HOST"] == "0.0.0.0"
+        for volume in service["volumes"]:
+            assert volume.split(":")[0] in compose["volumes"]
+        grace = service["stop_grace_period"]
+        assert grace.endswith("s")
+        assert float(grace[:-1]) > _default_grace()
+        assert all(port.startswith("127.0.0.1:") for port in service["ports"]), "publish on loopback only"
+    gpu = compose["services"]["chatscribe-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]
+    assert gpu["capabilities"] == ["gpu"]
+
+
+def test_kubernetes_objects_have_their_required_fields() -> None:
+    docs = _manifests()
+    assert {d["kind"] for d in docs} == {"ConfigMap", "Secret", "PersistentVolumeClaim", "Deployment", "Service"}
+    for doc in docs:
+        assert doc["apiVersion"]
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", doc["metadata"]["name"])
+
+
+def test_deployment_probes_volumes_secrets_and_grace() -> None:
+    (deployment,) = _by_kind("Deployment")
+    spec = deployment["spec"]
+    pod = spec["template"]
+    assert spec["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert spec["replicas"] == 1
+    assert spec["strategy"]["type"] == "Recreate"
+    (container,) = pod["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["port"] in ports
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert ports["http"] == int(env["CHATSCRIBE_HTTP_PORT"])
+    assert env["CHATSCRIBE_HTTP_HOST"] == "0.0.0.0"
+
+    sources = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}
+    (config,) = _by_kind("ConfigMap")
+    (secret,) = _by_kind("Secret")
+    assert sources == {config["metadata"]["name"], secret["metadata"]["name"]}
+    assert "CHATSCRIBE_API_KEYS" in secret["stringData"]
+    assert not any("TOKEN" in name or "SECRET" in name or "KEYS" in name for name in config["data"])
+
+    claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["spec"]["volumes"]
+              if "persistentVolumeClaim" in v}
+    assert claims == {pvc["metadata"]["name"] for pvc in _by_kind("PersistentVolumeClaim")}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert env["CHATSCRIBE_DATA_DIR"] in mounts
+
+    grace = float(config["data"].get("CHATSCRIBE_SHUTDOWN_GRACE_S", _default_grace()))
+    assert pod["spec"]["terminationGracePeriodSeconds"] > grace
+    assert container["resources"]["requests"]["cpu"]
+    assert container["resources"]["requests"]["memory"]
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_service_routes_to_the_pods_http_port() -> None:
+    (service,) = _by_kind("Service")
+    (deployment,) = _by_kind("Deployment")
+    pod = deployment["spec"]["template"]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    names = {p["name"] for p in pod["spec"]["containers"][0]["ports"]}
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= names
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kustomization_builds_every_object() -> None:
+    built = subprocess.run(["kubectl", "kustomize", str(KUBERNETES)], capture_output=True, text=True,
+                           timeout=60, check=True).stdout
+    kinds = sorted(d["kind"] for d in yaml.safe_load_all(built) if d)
+    assert kinds == sorted(d["kind"] for d in _manifests())
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_runs_as_non_root_with_a_volume_and_healthcheck(dockerfile: Path) -> None:
+    instructions = _instructions(dockerfile)
+    base = instructions["FROM"][0]
+    if dockerfile.name == "Dockerfile":
+        assert base == "python:3.11-slim"
+    else:
+        assert re.fullmatch(r"nvidia/cuda:12\.\d+\.\d+-cudnn-runtime-ubuntu\d+\.\d+", base)
+    assert instructions["USER"][-1] not in ("root", "0")
+    assert '["/data"]' in instructions["VOLUME"]
+    assert "/healthz" in instructions["HEALTHCHECK"][0]
+    assert any("CHATSCRIBE_HTTP_HOST=0.0.0.0" in env for env in instructions["ENV"])
+    assert any("CHATSCRIBE_DATA_DIR=/data" in env for env in instructions["ENV"])
+    assert any('".[bundled-models]"' in run for run in instructions["RUN"])
+    for copy in instructions["COPY"]:
+        for source in copy.split()[:-1]:
+            assert (ROOT / source).exists(), f"{dockerfile.name}: COPY {source} does not exist"
+    assert (dockerfile.parent / f"{dockerfile.name}.dockerignore").is_file()
+
+
+def test_image_file_list_builds_a_wheel_with_the_playground(tmp_path: Path) -> None:
+    """Build from exactly what the Dockerfile copies: proves the list is complete and static/ ships."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for copy in _instructions(DEPLOY / "Dockerfile")["COPY"]:
+        for name in copy.split()[:-1]:
+            target = source / name
+            if (ROOT / name).is_dir():
+                shutil.copytree(ROOT / name, target, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy(ROOT / name, target)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "dist"), str(source)], check=True, timeout=240, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("chatscribe-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for asset in ("index.html", "app.js", "style.css"):
+        assert f"chatscribe/bots/static/{asset}" in names
+    assert "chatscribe/bots/http.py" in names
+    assert "chatscribe/core/service.py" in names
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
+    unit = (DEPLOY / "chatscribe.service").read_text()
+    exec_start = re.search(r"^ExecStart=(\S+)", unit, re.M)
+    assert exec_start
+    assert exec_start.group(1).endswith("/bin/chatscribe")
+    # Point ExecStart at this checkout's console script: verify checks that the command exists.
+    local = Path(sys.executable).with_name("chatscribe")
+    copy = tmp_path / "chatscribe.service"
+    copy.write_text(unit.replace(exec_start.group(1), str(local)))
+    checked = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stderr
+    assert "KillSignal=SIGTERM" in unit
+    timeout = int(re.search(r"^TimeoutStopSec=(\d+)", unit, re.M).group(1))  # type: ignore[union-attr]
+    assert timeout > _default_grace()
+
+
+def _instructions(dockerfile: Path) -> dict[str, list[str]]:
+    text = re.sub(r"\\\n", " ", dockerfile.read_text())
+    found: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            found.setdefault(keyword.upper(), []).append(rest.strip())
+    return found
