@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -86,13 +86,18 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def _authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith(API_PREFIX):
+        return await handler(request)
     state = request.app[STATE]
-    if request.path.startswith(API_PREFIX) and state.api_keys:
+    if state.api_keys:
         caller = check_api_key(request, state.api_keys)
         if caller is None:
             return openai_api.missing_key_response()
         request[CALLER] = caller
-    return await handler(request)
+    try:
+        return await handler(request)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+        return openai_api.not_found_response(exc.status, exc.reason)
 
 
 @web.middleware
@@ -145,7 +150,6 @@ class HttpServer:
     @property
     def port(self) -> int:
         """The bound port (the real one when constructed with 0)."""
-        server: Any = self._site._server if self._site else None  # noqa: SLF001
-        if server and server.sockets:
-            return int(server.sockets[0].getsockname()[1])
+        if self._runner is not None and self._runner.addresses:
+            return int(self._runner.addresses[0][1])
         return self._port

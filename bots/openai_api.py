@@ -88,6 +88,12 @@ def routes() -> list[web.RouteDef]:
     ]
 
 
+def not_found_response(status: int, reason: str) -> web.Response:
+    """aiohttp's own 404/405 under /v1/, in the error shape OpenAI clients parse."""
+    return ApiError(status, f"{reason}: see GET /v1/models and POST /v1/audio/transcriptions.",
+                    code="not_found" if status == 404 else "method_not_allowed").response()
+
+
 def missing_key_response() -> web.Response:
     return ApiError(
         401, "Incorrect or missing API key: send it as 'Authorization: Bearer <key>' "

@@ -14,7 +14,7 @@ CONTENT_SECURITY_POLICY = (
 )
 
 
-def routes() -> list[web.RouteDef]:
+def routes() -> list[web.AbstractRouteDef]:
     return [
         web.get("/", _index),
         web.static("/static", STATIC_DIR, append_version=False),

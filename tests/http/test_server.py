@@ -243,3 +243,13 @@ async def test_playground_page_and_assets_are_served(server: Running) -> None:
         for asset in ("app.js", "style.css"):
             async with session.get(f"{server.url}/static/{asset}") as response:
                 assert response.status == 200
+
+
+async def test_unknown_api_paths_answer_in_openai_shape(server: Running) -> None:
+    async with aiohttp.ClientSession(headers=AUTH) as session:
+        async with session.get(f"{server.url}/v1/audio/speech") as missing:
+            assert missing.status == 404
+            assert (await missing.json())["error"]["code"] == "not_found"
+        async with session.get(f"{server.url}/v1/audio/transcriptions") as wrong_method:
+            assert wrong_method.status == 405
+            assert (await wrong_method.json())["error"]["type"] == "invalid_request_error"
