@@ -82,11 +82,41 @@ def decode_audio(data: bytes, *, max_duration_s: float) -> DecodedAudio:
         if not container.streams.audio:
             raise NoAudioTrack(f"streams: {[s.type for s in container.streams]}")
         stream = container.streams.audio[0]
-        check_declared_duration(_declared_duration(container, stream), max_duration_s)
+        declared = _declared_duration(container, stream)
+        check_declared_duration(declared, max_duration_s)
         decoded = _decode_stream(container, stream, max_duration_s)
-    if not decoded.truncated and _ogg_cut_short(data):
+        exact = declared if _declares_exact_duration(container, data) else None
+    if not decoded.truncated and (_ogg_cut_short(data) or _wav_cut_short(data) or _short_of(decoded, exact)):
         return DecodedAudio(decoded.samples, truncated=True)
     return decoded
+
+
+def _declares_exact_duration(container: av.container.InputContainer, data: bytes) -> bool:
+    """Containers whose header states the real length, so a shorter decode means a cut download.
+
+    Not MP3 without a VBR header (FFmpeg estimates from the bitrate), nor Matroska video (the segment
+    duration is the video's; the audio may end earlier).
+    """
+    name = container.format.name
+    if "mov" in name:
+        return True
+    if "matroska" in name:
+        return not container.streams.video
+    if name == "mp3":
+        return _mp3_vbr_header(data)
+    return False
+
+
+def _mp3_vbr_header(data: bytes) -> bool:
+    start = 0
+    if data.startswith(b"ID3") and len(data) >= 10:  # skip the ID3v2 tag (syncsafe size)
+        start = 10 + ((data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7 | data[9] & 0x7F)
+    first_frame = data[start : start + 200]
+    return any(tag in first_frame for tag in (b"Xing", b"Info", b"VBRI"))
+
+
+def _short_of(decoded: DecodedAudio, declared_s: float | None) -> bool:
+    return declared_s is not None and decoded.duration_s < declared_s - max(1.0, 0.1 * declared_s)
 
 
 def probe_duration(data: bytes) -> float | None:
@@ -160,6 +190,20 @@ def _ogg_cut_short(data: bytes) -> bool:
     page_end = last + 27 + segments + sum(data[last + 27 : last + 27 + segments])
     end_of_stream = bool(data[last + 5] & 0x04)
     return page_end > len(data) or not end_of_stream
+
+
+def _wav_cut_short(data: bytes) -> bool:
+    """A WAV whose data chunk declares more bytes than the file holds (FFmpeg quietly reads what is there)."""
+    if not (data.startswith(b"RIFF") and data[8:12] == b"WAVE"):
+        return False
+    offset = 12
+    while offset + 8 <= len(data):
+        chunk, size = data[offset : offset + 4], int.from_bytes(data[offset + 4 : offset + 8], "little")
+        if chunk == b"data":
+            streamed = size == 0 or size >= 0xFFFFFFF0  # writers that could not seek back leave these
+            return not streamed and offset + 8 + size > len(data)
+        offset += 8 + size + (size & 1)
+    return False
 
 
 def _append(chunks: list[np.ndarray], frame: av.AudioFrame) -> int:

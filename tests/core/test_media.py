@@ -75,7 +75,10 @@ def test_wav_whose_header_says_one_sample_per_second_is_too_long() -> None:
     assert caught.value.duration_s > HOUR
 
 
-def test_wav_whose_data_chunk_claims_4_gb_decodes_what_it_holds() -> None:
+@pytest.mark.parametrize(
+    ("declared_bytes", "truncated"), [(1_000_000_000, True), (0xFFFFFFFF, False)], ids=["1GB", "streamed"]
+)
+def test_wav_whose_data_chunk_claims_more_decodes_what_it_holds(declared_bytes: int, truncated: bool) -> None:
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as wav:
         wav.setnchannels(1)
@@ -83,9 +86,29 @@ def test_wav_whose_data_chunk_claims_4_gb_decodes_what_it_holds() -> None:
         wav.setframerate(SAMPLE_RATE)
         wav.writeframes((np.sin(np.arange(SAMPLE_RATE) / 5) * 8000).astype(np.int16).tobytes())
     data = bytearray(buffer.getvalue())
-    struct.pack_into("<I", data, data.find(b"data") + 4, 0xFFFFFFF0)
+    struct.pack_into("<I", data, data.find(b"data") + 4, declared_bytes)
     decoded = decode_audio(bytes(data), max_duration_s=HOUR)
     assert decoded.duration_s == pytest.approx(1.0, abs=0.01)
+    # a concrete size past the end is a cut download; 0xFFFFFFFF is how a live writer says "unknown"
+    assert decoded.truncated is truncated
+
+
+@pytest.mark.parametrize("name", ["jfk.webm", "jfk.flac", "multilingual.mp3", "stereo_diarization.wav"])
+def test_downloads_cut_in_half_are_flagged_truncated(name: str, audio: Callable[[str], bytes]) -> None:
+    data = audio(name)
+    full = decode_audio(data, max_duration_s=HOUR)
+    half = decode_audio(data[: len(data) // 2], max_duration_s=HOUR)
+    assert not full.truncated
+    assert half.truncated
+    assert 0.3 * full.duration_s < half.duration_s < 0.7 * full.duration_s
+
+
+@pytest.mark.parametrize("name", ["jfk.m4a", "jfk_video_note.mp4"])
+def test_mp4_cut_before_its_index_is_unreadable(name: str, audio: Callable[[str], bytes]) -> None:
+    data = audio(name)
+    with pytest.raises(UnreadableMedia) as caught:
+        decode_audio(data[: len(data) // 2], max_duration_s=HOUR)
+    assert_user_sentence(caught.value)
 
 
 def test_stream_without_declared_duration_is_stopped_while_decoding() -> None:
