@@ -357,6 +357,8 @@ async def _stream(
 ) -> web.StreamResponse:
     updates: asyncio.Queue[ProgressUpdate] = asyncio.Queue()
     work = asyncio.ensure_future(service.transcribe(media, options, progress=updates.put_nowait))
+    # If the page goes away the work still finishes (and is cached); its outcome is then nobody's.
+    work.add_done_callback(lambda task: task.cancelled() or task.exception())
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
     try:
@@ -367,15 +369,22 @@ async def _stream(
                 await _event(response, _progress_event(getter.result()))
             else:
                 getter.cancel()
-        event = {"type": "transcript.text.done", **_body(work.result(), fmt, options, words)}
+        await _event(response, _outcome_event(work, fmt, options, words))
+        await response.write_eof()
+    except ConnectionResetError:
+        log.debug("the client left before the transcript was ready")
+    return response
+
+
+def _outcome_event(work: asyncio.Future[Transcript], fmt: str, options: TranscribeOptions,
+                   words: bool) -> dict[str, Any]:
+    try:
+        return {"type": "transcript.text.done", **_body(work.result(), fmt, options, words)}
     except ChatscribeError as exc:
-        event = {"type": "error", **error_for(exc).body()}
+        return {"type": "error", **error_for(exc).body()}
     except Exception:
         log.exception("transcription failed unexpectedly")
-        event = {"type": "error", **INTERNAL.body()}
-    await _event(response, event)
-    await response.write_eof()
-    return response
+        return {"type": "error", **INTERNAL.body()}
 
 
 def _progress_event(update: ProgressUpdate) -> dict[str, Any]:
