@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from chatscribe.core.config import Settings
 from chatscribe.core.errors import ConfigError
 
-from . import openai_api, playground
+from . import openai_api, openai_errors, playground
 from .base import Bot
 from .http_state import CALLER, FORM_OVERHEAD_BYTES, STATE, ServerState, caller_id, check_api_key
 
@@ -92,12 +92,12 @@ async def _authenticate(request: web.Request, handler: Handler) -> web.StreamRes
     if state.api_keys:
         caller = check_api_key(request, state.api_keys)
         if caller is None:
-            return openai_api.missing_key_response()
+            return openai_errors.missing_key_response()
         request[CALLER] = caller
     try:
         return await handler(request)
     except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
-        return openai_api.not_found_response(exc.status, exc.reason)
+        return openai_errors.not_found_response(exc.status, exc.reason)
 
 
 @web.middleware

@@ -15,68 +15,26 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import web
 
-from chatscribe.core.errors import (
-    Busy,
-    ChatscribeError,
-    MediaError,
-    MediaTooLarge,
-    NotReady,
-    ShuttingDown,
-)
+from chatscribe.core.errors import ChatscribeError, NotReady
 from chatscribe.core.jobs import ProgressUpdate
 from chatscribe.core.media import MediaRequest
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.transcript import Transcript, render_srt, render_vtt
 
-from .http_state import FORM_OVERHEAD_BYTES, STATE, ServerState, caller_id, check_api_key
+from .http_state import STATE, ServerState, caller_id, check_api_key
 from .languages import language_code, language_name
+from .openai_errors import INTERNAL, ApiError, error_for, missing_key_response
+from .openai_upload import Upload, check_declared_length, fetcher, read_upload
 
 log = logging.getLogger(__name__)
 
 RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
-FIELD_LIMIT_BYTES = 64 * 1024
-CHUNK_BYTES = 256 * 1024
 GENERIC_MODEL = "whisper-1"
 """OpenAI's model name, accepted (and listed) so that code written for OpenAI needs no change."""
-
-
-@dataclass(eq=False)
-class ApiError(Exception):
-    """An answer in OpenAI's error shape. Mutable: Python writes __traceback__ on whatever it raises."""
-
-    status: int
-    message: str
-    type: str = "invalid_request_error"
-    param: str | None = None
-    code: str | None = None
-    retry_after_s: float | None = None
-
-    def response(self) -> web.Response:
-        headers = {}
-        if self.retry_after_s is not None:
-            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after_s)))
-        return web.json_response(self.body(), status=self.status, headers=headers)
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-
-
-@dataclass(frozen=True, slots=True)
-class Upload:
-    data: bytes
-    file_name: str | None
-    content_type: str | None
-    fields: dict[str, str] = field(default_factory=dict)
-    granularities: tuple[str, ...] = ()
-
-
-INTERNAL = ApiError(500, "Something went wrong while transcribing that file.", type="server_error")
 
 
 def routes() -> list[web.RouteDef]:
@@ -88,31 +46,11 @@ def routes() -> list[web.RouteDef]:
     ]
 
 
-def not_found_response(status: int, reason: str) -> web.Response:
-    """aiohttp's own 404/405 under /v1/, in the error shape OpenAI clients parse."""
-    return ApiError(status, f"{reason}: see GET /v1/models and POST /v1/audio/transcriptions.",
-                    code="not_found" if status == 404 else "method_not_allowed").response()
-
-
-def missing_key_response() -> web.Response:
-    return ApiError(
-        401, "Incorrect or missing API key: send it as 'Authorization: Bearer <key>' "
-        "(one of CHATSCRIBE_API_KEYS).", code="invalid_api_key",
-    ).response()
-
-
-def error_for(exc: ChatscribeError) -> ApiError:
-    """The HTTP face of a core error; the message is the same sentence a chat user would read."""
-    message = exc.user_message
-    if isinstance(exc, MediaTooLarge):
-        return ApiError(413, message, param="file", code=exc.code)
-    if isinstance(exc, MediaError):
-        return ApiError(400, message, param="file", code=exc.code)
-    if isinstance(exc, Busy):
-        return ApiError(429, message, type="rate_limit_error", code=exc.code, retry_after_s=exc.retry_after_s)
-    if isinstance(exc, NotReady | ShuttingDown):
-        return ApiError(503, message, type="server_error", code=exc.code, retry_after_s=15)
-    return ApiError(500, message, type="server_error", code=exc.code)
+def _service(state: ServerState) -> Any:
+    service = state.service
+    if service is None or not getattr(service, "engine_ready", True):
+        raise NotReady()
+    return service
 
 
 # -- handlers ------------------------------------------------------------------------------------
@@ -146,7 +84,7 @@ async def _handle(request: web.Request, task: str) -> web.StreamResponse:
         return error_for(exc).response()
     caller = caller_id(request)
     media = MediaRequest(
-        platform="http", chat_id=caller, user_id=caller, fetch=_fetcher(upload.data), kind="audio",
+        platform="http", chat_id=caller, user_id=caller, fetch=fetcher(upload.data), kind="audio",
         mime_type=upload.content_type, size_bytes=len(upload.data), file_name=upload.file_name,
     )
     words = "word" in upload.granularities
@@ -185,87 +123,11 @@ async def _expect(request: web.Request) -> web.Response | None:
         return missing_key_response()
     if state.service is not None:
         try:
-            _check_declared_length(request, state.service.max_file_bytes)
+            check_declared_length(request, state.service.max_file_bytes)
         except ChatscribeError as exc:
             return error_for(exc).response()
     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     return None
-
-
-# -- reading the upload --------------------------------------------------------------------------
-
-
-def _service(state: ServerState) -> Any:
-    service = state.service
-    if service is None or not getattr(service, "engine_ready", True):
-        raise NotReady()
-    return service
-
-
-def _check_declared_length(request: web.BaseRequest, limit: int) -> None:
-    declared = request.content_length
-    if declared is not None and declared > limit + FORM_OVERHEAD_BYTES:
-        raise MediaTooLarge(declared, limit)
-
-
-async def read_upload(request: web.Request, limit: int) -> Upload:
-    """Read the multipart form, holding at most `limit` bytes of file (413 beyond it)."""
-    if request.content_type != "multipart/form-data":
-        raise ApiError(400, "Send the audio as multipart/form-data with the file in the field 'file'.",
-                       param="file")
-    _check_declared_length(request, limit)
-    fields: dict[str, str] = {}
-    granularities: list[str] = []
-    data: bytes | None = None
-    file_name = content_type = None
-    try:
-        async for part in _parts(request):
-            name = part.name or ""
-            if name == "file":
-                data = await _read_part(part, limit, too_large=MediaTooLarge(None, limit))
-                file_name, content_type = part.filename, part.headers.get("Content-Type")
-            else:
-                value = await _read_part(part, FIELD_LIMIT_BYTES, too_large=_field_too_large(name))
-                text = value.decode("utf-8", errors="replace").strip()
-                if name in ("timestamp_granularities[]", "timestamp_granularities"):
-                    granularities.append(text)
-                else:
-                    fields[name] = text
-    except (ValueError, AssertionError, RuntimeError) as exc:  # aiohttp's words for a malformed body
-        raise ApiError(400, "The multipart form could not be read.", param="file") from exc
-    if not data:
-        raise ApiError(400, "No audio was uploaded: send it in the multipart field 'file'.", param="file")
-    return Upload(data, file_name, content_type, fields, tuple(granularities))
-
-
-async def _parts(request: web.Request) -> AsyncIterator[BodyPartReader]:
-    reader = await request.multipart()
-    while (part := await reader.next()) is not None:
-        if isinstance(part, BodyPartReader):
-            yield part
-
-
-async def _read_part(part: BodyPartReader, limit: int, *, too_large: Exception) -> bytes:
-    """Read one part, stopping (and raising `too_large`) as soon as it passes `limit` bytes."""
-    buffer = bytearray()
-    while chunk := await part.read_chunk(CHUNK_BYTES):
-        buffer += chunk
-        if len(buffer) > limit:
-            raise too_large
-    return bytes(buffer)
-
-
-def _field_too_large(name: str) -> ApiError:
-    return ApiError(400, f"The field '{name}' is too long.", param=name)
-
-
-def _fetcher(data: bytes) -> Any:
-    async def fetch(max_bytes: int) -> bytes:
-        if len(data) > max_bytes:
-            raise MediaTooLarge(len(data), max_bytes)
-        return data
-
-    return fetch
 
 
 def _options(upload: Upload, task: str, state: ServerState) -> TranscribeOptions:
