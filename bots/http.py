@@ -103,7 +103,8 @@ async def _authenticate(request: web.Request, handler: Handler) -> web.StreamRes
 @web.middleware
 async def _security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
     response = await handler(request)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if not response.prepared:  # a stream's headers are already sent
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
     return response
 
 
