@@ -13,7 +13,7 @@ from typing import Literal, TypeVar
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .errors import ConfigError
+from .errors import ConfigError, UnknownLanguage
 
 ENV_FILE = ".env"
 S = TypeVar("S", bound=BaseSettings)
@@ -65,6 +65,16 @@ class Settings(BaseSettings):
         if value and not _RATE.fullmatch(value.strip()):
             raise ValueError("expected N/sec, N/min or N/hour, e.g. 20/min")
         return value.strip()
+
+    @field_validator("languages")
+    @classmethod
+    def _check_languages(cls, value: str) -> str:
+        from .options import language_code
+
+        try:
+            return ",".join(language_code(code) for code in value.split(",") if code.strip())
+        except UnknownLanguage as exc:
+            raise ValueError(f"{exc.value.strip()!r} is not a Whisper language code (e.g. en,de,fr)") from None
 
     @property
     def max_file_bytes(self) -> int:

@@ -23,6 +23,17 @@ class ConfigError(ChatscribeError):
     code = "config"
 
 
+class UnknownLanguage(ChatscribeError):
+    """A language Whisper does not know was asked for (a typo, or a name instead of a code)."""
+
+    code = "unknown_language"
+
+    def __init__(self, value: str) -> None:
+        shown = value.strip()[:40]
+        super().__init__(f"I don't know the language \"{shown}\": use a code such as en, de or fr.")
+        self.value = value
+
+
 class ModelUnavailable(ChatscribeError):
     """The configured model cannot be loaded (offline, not bundled, or not a model folder)."""
 

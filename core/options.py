@@ -7,6 +7,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from .errors import UnknownLanguage
+
 Task = Literal["transcribe", "translate"]
 
 
@@ -24,6 +26,12 @@ class TranscribeOptions:
     temperature: float | None = None
     """None = Whisper's fallback schedule (0.0 upwards when decoding fails its checks)."""
 
+    def __post_init__(self) -> None:
+        # Edges pass on what a person typed: "EN" works, a code Whisper does not know is refused here
+        # with a sentence for that person, instead of failing inside the model run.
+        object.__setattr__(self, "language", language_code(self.language) if self.language else None)
+        object.__setattr__(self, "expected_languages", tuple(language_code(c) for c in self.expected_languages))
+
     def key(self) -> str:
         """A stable digest of everything that changes the words, for the cache."""
         payload = json.dumps(asdict(self), sort_keys=True, default=list)
@@ -33,3 +41,13 @@ class TranscribeOptions:
         """Requests with equal batch keys may share an engine call."""
         return (self.language, self.task, self.vocabulary, self.word_timestamps, self.expected_languages,
                 self.temperature)
+
+
+def language_code(value: str) -> str:
+    """Whisper's code for `value` ("en", " DE "); raises UnknownLanguage for anything else."""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    code = value.strip().lower()
+    if code not in _LANGUAGE_CODES:
+        raise UnknownLanguage(value)
+    return code

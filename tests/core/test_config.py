@@ -83,3 +83,11 @@ def test_a_bad_value_in_dot_env_names_the_variable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load(Settings)
     assert "CHATSCRIBE_HTTP_PORT" in caught.value.user_message
+
+
+def test_expected_languages_are_checked_at_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATSCRIBE_LANGUAGES", "en,german")
+    with pytest.raises(ConfigError) as caught:
+        load(Settings)
+    assert "CHATSCRIBE_LANGUAGES" in caught.value.user_message
+    assert "german" in caught.value.user_message
