@@ -13,7 +13,7 @@ import logging
 import signal
 
 from chatscribe.core.config import Settings
-from chatscribe.core.errors import ChatscribeError
+from chatscribe.core.errors import ChatscribeError, ConfigError
 from chatscribe.core.service import TranscriptionService
 
 from .base import Bot
@@ -45,12 +45,16 @@ async def run(settings: Settings, requested: list[str]) -> int:
     await server.start()
     log.info("HTTP server on http://%s:%s", settings.http_host, server.port)
     started: list[Bot] = []
+    workers = None
     try:
-        engine = await _until_stopped(asyncio.to_thread(load_engine, settings), stop)
-        if engine is None:
-            return 0
-        service.set_engine(engine)
-        log.info("model %s ready on %s (%s)", settings.model, engine.device.device, engine.device.compute_type)
+        if settings.broker_url.get_secret_value():
+            workers = _attach_workers(service, settings)
+        else:
+            engine = await _until_stopped(asyncio.to_thread(load_engine, settings), stop)
+            if engine is None:
+                return 0
+            service.set_engine(engine)
+            log.info("model %s ready on %s (%s)", settings.model, engine.device.device, engine.device.compute_type)
         for bot in bots:
             await bot.start()
             started.append(bot)
@@ -66,10 +70,24 @@ async def run(settings: Settings, requested: list[str]) -> int:
         return 2
     finally:
         await service.aclose()
+        if workers is not None:
+            await workers.aclose()
         for bot in reversed(started):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(bot.stop(), timeout=3)
         await server.stop()
+
+
+def _attach_workers(service: TranscriptionService, settings: Settings):  # type: ignore[no-untyped-def]
+    """CHATSCRIBE_BROKER_URL is set: `chatscribe worker` processes transcribe, this process receives and answers."""
+    try:
+        from chatscribe.core.redis_runner import attach
+    except ImportError as exc:
+        raise ConfigError("CHATSCRIBE_BROKER_URL is set but the scale-out packages are missing: "
+                          "pip install 'chatscribe[scaleout]'") from exc
+    runner = attach(service, settings)
+    log.info("transcription by `chatscribe worker` processes through %s", runner.where)
+    return runner
 
 
 async def _until_stopped(work, stop: asyncio.Event):  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""The `chatscribe` command: run, transcribe, doctor."""
+"""The `chatscribe` command: run, worker, transcribe, doctor."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ChatscribeError as exc:
         print(exc.user_message, file=sys.stderr)
         raise SystemExit(2) from None
-    configure(settings.log_level, settings.log_format if args.command == "run" else "text")
+    configure(settings.log_level, settings.log_format if args.command in ("run", "worker") else "text")
     try:
         code = asyncio.run(_dispatch(args, settings))
     except ChatscribeError as exc:
@@ -48,6 +48,10 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from .doctor import doctor
 
         return await doctor(settings)
+    if args.command == "worker":
+        from .worker import run_worker
+
+        return await run_worker(settings)
     from .app import run
 
     return await run(settings, args.platforms or [])
@@ -83,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--output-dir", help="write FILE.<format> there instead of printing")
     transcribe.add_argument("--vocabulary", help='names and terms to expect, e.g. "Kubernetes, ComfyUI"')
     transcribe.add_argument("--timestamps", action="store_true", help="[mm:ss] marks in txt output")
+
+    worker = commands.add_parser("worker", help="transcribe jobs shared through Redis (CHATSCRIBE_BROKER_URL)")
+    worker.add_argument("--model", help="model name or folder (default: CHATSCRIBE_MODEL; front ends must agree)")
 
     doctor = commands.add_parser("doctor", help="show the model, device, data dir, cache and platforms")
     doctor.add_argument("--model", help="check this model instead of CHATSCRIBE_MODEL")

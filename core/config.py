@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     """Comma-separated Bearer keys for the HTTP API; required when binding to a non-loopback address."""
     broker_url: SecretStr = SecretStr("")
     """redis://… to share work with `chatscribe worker` processes; empty keeps everything in-process."""
+    visibility_timeout_s: float = Field(default=60, gt=0)
+    """With a broker: a job held by a worker silent for this long is taken over by another worker."""
+    shared_cache_ttl_s: int = Field(default=7 * 86400, ge=60)
+    """With a broker: how long transcripts stay in the cache shared through Redis."""
     batch_window_ms: float = Field(default=30, ge=0, le=1000)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"

@@ -38,6 +38,8 @@ class ProgressUpdate:
     """Share of the audio done."""
     eta_s: float | None = None
     """Estimate of seconds until the answer, from measured speed."""
+    detail: str | None = None
+    """A sentence to show with the status, e.g. that answers are delayed while transcription is unreachable."""
 
 
 @dataclass(frozen=True, slots=True)

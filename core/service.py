@@ -14,7 +14,7 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .cache import TranscriptCache
 from .config import Settings
@@ -27,6 +27,9 @@ from .options import TranscribeOptions
 from .preferences import Preferences
 from .runner import LocalRunner, Runner, Work, default_slots
 from .transcript import Transcript
+
+if TYPE_CHECKING:
+    from .redis_state import SharedLimits  # only with the scaleout extra installed
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ class TranscriptionService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._recent: dict[str, deque[float]] = defaultdict(deque)
         self._closing = False
+        self._shared: SharedLimits | None = None
         self._active = 0
         """Accepted and not yet answered (downloading, waiting, running or delivering)."""
 
@@ -101,6 +105,12 @@ class TranscriptionService:
     def set_runner(self, runner: Runner) -> None:
         self._runner = runner
 
+    def share(self, *, cache: TranscriptCache, limits: SharedLimits) -> None:
+        """Scale-out: a cache and busy/rate limits shared with other front ends (core/redis_state.py)."""
+        self.cache.close()
+        self.cache = cache
+        self._shared = limits
+
     @property
     def engine_ready(self) -> bool:
         """False until the model is loaded (or the workers are reachable): /readyz says so."""
@@ -127,7 +137,7 @@ class TranscriptionService:
         progress: ProgressCallback | None = None,
     ) -> Transcript:
         """Transcribe now and return the result; raises ChatscribeError for anything a user can fix."""
-        self._admit(request)
+        await self._admit_shared(request)
         started = time.monotonic()
         self._active += 1
         try:
@@ -163,7 +173,7 @@ class TranscriptionService:
         delivery = self._deliveries[request.platform]
         check_declared_size(request.size_bytes, self.max_file_bytes)
         check_declared_duration(request.duration_hint_s, self.max_duration_s)
-        self._admit(request)
+        await self._admit_shared(request)
         job = await asyncio.to_thread(self.journal.add, request, options or TranscribeOptions())
         log.info("job=%s accepted platform=%s chat=%s kind=%s", job.id, request.platform, request.chat_id,
                  request.kind)
@@ -201,15 +211,23 @@ class TranscriptionService:
         self._active -= 1
         self._tasks.discard(task)
 
-    def _admit(self, request: MediaRequest) -> None:
+    def _admit(self, request: MediaRequest, *, local_rate: bool = True) -> None:
         if self._closing:
             raise ShuttingDown()
         if self._runner is None:
             raise NotReady()
-        if self._active >= self.settings.queue_max:
+        others = self._shared.others_active if self._shared else 0
+        if self._active + others >= self.settings.queue_max:
             self.metrics.errors.labels("busy").inc()
             raise Busy(max(60.0, self.estimate_wait_s()), reason="Too many recordings are waiting right now")
-        self._check_rate(request.user_id)
+        if local_rate:
+            self._check_rate(request.user_id)
+
+    async def _admit_shared(self, request: MediaRequest) -> None:
+        """The local checks, then the rate limit counted across front ends (locally while Redis is down)."""
+        self._admit(request, local_rate=self._shared is None)
+        if self._shared is not None and not await self._shared.check_rate(request.platform, request.user_id):
+            self._check_rate(request.user_id)
 
     def _check_rate(self, user_id: str) -> None:
         limit = self.settings.rate_per_s

@@ -1,0 +1,433 @@
+"""Scale-out: the front end's Runner publishes work to transcription workers through Redis.
+
+Built on taskiq and taskiq-redis's Redis Streams broker: one consumer group of workers reads the
+`chatscribe:jobs` stream; a worker acknowledges a message only after it saved the outcome; a message
+held by a worker that went silent (SIGKILL, lost machine) is taken over by another with XAUTOCLAIM
+after the visibility timeout. Live workers renew their hold, so long recordings are not taken twice.
+
+The front end keeps the fair scheduler: it publishes only as many jobs as the workers it sees can hold,
+in fair order across chats, so one chat's burst never fills the stream ahead of others. Media bytes and
+outcomes travel through Redis keys (core/redis_state.py); the stream carries only small messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+from taskiq import AckableMessage
+from taskiq.abc.broker import AsyncBroker
+from taskiq.exceptions import SendTaskError
+from taskiq.kicker import AsyncKicker
+from taskiq_redis import RedisStreamBroker
+
+from .config import Settings
+from .errors import ChatscribeError, ShuttingDown
+from .jobs import ProgressUpdate
+from .redis_state import (
+    EVENTS,
+    GROUP,
+    MEDIA_TTL_S,
+    STREAM,
+    UNREACHABLE,
+    WORKERS,
+    SharedLimits,
+    WorkerInfo,
+    async_client,
+    claim_key,
+    describe_url,
+    dump_options,
+    error_key,
+    job_key,
+    load_error,
+    load_transcript,
+    media_key,
+    parse_workers,
+    transcript_key,
+)
+from .runner import Notify, Work
+from .scheduler import FairScheduler
+from .speed import SpeedEstimate
+from .transcript import Transcript
+
+log = logging.getLogger(__name__)
+
+TASK_NAME = "chatscribe.transcribe"
+DELAYED = ("Answers are delayed right now: transcription is temporarily unavailable. "
+           "Yours will arrive as soon as it is back.")
+_FAILURES = (*UNREACHABLE, RedisError, SendTaskError)
+
+
+def shared_model_id(settings: Settings) -> str:
+    """The model part of every shared cache key: the same on front ends and workers with the same settings."""
+    return f"{settings.model}:beam{settings.beam_size}:vad{int(settings.vad)}"
+
+
+class StreamBroker(RedisStreamBroker):
+    """taskiq-redis's stream broker, made to outlive Redis outages and restarts.
+
+    Reads one message at a time (taskiq's receiver asks only when it has a free slot, so a busy worker
+    never hoards work another could start), takes over silent workers' messages before reading new
+    ones, re-declares the consumer group when Redis comes back empty, and deletes a message once
+    acknowledged so the stream's length is the queue depth.
+    """
+
+    def __init__(self, url: str, *, visibility_s: float, consumer_name: str | None = None,
+                 block_ms: int = 1000) -> None:
+        super().__init__(
+            url, queue_name=STREAM, consumer_group_name=GROUP, consumer_name=consumer_name, consumer_id="0",
+            xread_block=block_ms, idle_timeout=int(visibility_s * 1000), xread_count=1,
+            socket_connect_timeout=2, socket_timeout=block_ms / 1000 + 10, health_check_interval=5,
+        )
+        self.visibility_s = visibility_s
+        self.held: set[bytes] = set()
+        """Messages this worker is working on: their hold is renewed until they are acknowledged."""
+
+    async def startup(self) -> None:
+        # The group is declared when listening, and again whenever Redis lost it: a worker may start first.
+        await AsyncBroker.startup(self)
+
+    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
+        pause, down = 0.5, False
+        while True:
+            try:
+                async with Redis(connection_pool=self.connection_pool) as conn:
+                    await declare_group(conn)
+                    if down:
+                        log.info("Redis at %s answers again: taking jobs", self._where())
+                    pause, down = 0.5, False
+                    while True:
+                        entry = await self._next(conn)
+                        if entry is not None:
+                            msg_id, data = entry
+                            self.held.add(msg_id)
+                            yield AckableMessage(data=data, ack=self._acker(msg_id))
+            except UNREACHABLE as exc:
+                if not down:
+                    log.warning("Redis at %s unreachable (%s): retrying", self._where(), exc)
+                down = True
+                await asyncio.sleep(pause)  # back-off before reconnecting
+                pause = min(pause * 2, 5.0)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                log.warning("the job stream was lost (Redis restarted empty?): declaring it again")
+
+    async def _next(self, conn: Redis) -> tuple[bytes, bytes] | None:
+        claimed = await conn.xautoclaim(STREAM, GROUP, self.consumer_name, min_idle_time=self.idle_timeout,
+                                        start_id="0-0", count=1)
+        for msg_id, fields in claimed[1]:
+            if fields:
+                log.warning("taking over job message %s from a worker silent for over %.0f s",
+                            msg_id.decode(), self.visibility_s)
+                return msg_id, fields[b"data"]
+        fetched = await conn.xreadgroup(GROUP, self.consumer_name, {STREAM: ">"}, count=1, block=self.block)
+        for _stream, messages in fetched or ():
+            for msg_id, fields in messages:
+                return msg_id, fields[b"data"]
+        return None
+
+    def _acker(self, msg_id: bytes) -> Callable[[], Awaitable[None]]:
+        async def ack() -> None:
+            self.held.discard(msg_id)
+            try:
+                async with Redis(connection_pool=self.connection_pool) as conn, conn.pipeline(transaction=False) as p:
+                    p.xack(STREAM, GROUP, msg_id)
+                    p.xdel(STREAM, msg_id)
+                    await p.execute()
+            except RedisError as exc:  # the outcome is saved: a worker that takes this over skips it
+                log.warning("could not acknowledge job message %s: %s", msg_id.decode(), exc)
+
+        return ack
+
+    async def renew(self) -> None:
+        """Reset the idle time of held messages, so no other worker takes over work still in progress."""
+        if self.held:
+            async with Redis(connection_pool=self.connection_pool) as conn:
+                await conn.xclaim(STREAM, GROUP, self.consumer_name, min_idle_time=0,
+                                  message_ids=list(self.held), justid=True)
+
+    def _where(self) -> str:
+        kwargs = self.connection_pool.connection_kwargs
+        return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+
+
+async def declare_group(conn: Redis) -> None:
+    try:
+        # From id 0: work published while the group did not exist (Redis restarted) is still read.
+        await conn.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+class ElasticScheduler(FairScheduler):
+    """The fair scheduler whose slot count follows the capacity of the workers seen."""
+
+    def resize(self, slots: int) -> None:
+        slots = max(1, slots)
+        if slots != self.slots:
+            self.slots = slots
+            self._dispatch()
+
+
+@dataclass(eq=False)
+class _Pending:
+    key: str
+    work: Work
+    future: asyncio.Future[Transcript]
+    listeners: list[Notify] = field(default_factory=list)
+    waiters: int = 0
+    published: float | None = None
+
+
+class RedisRunner:
+    """A Runner whose work is done by `chatscribe worker` processes; see the module docstring."""
+
+    def __init__(self, settings: Settings, *, poll_s: float = 1.0) -> None:
+        url = settings.broker_url.get_secret_value()
+        self.where = describe_url(url)
+        self.model_id = shared_model_id(settings)
+        self.frontend_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.redis = async_client(url)
+        self.broker = StreamBroker(url, visibility_s=settings.visibility_timeout_s)
+        self.limits = SharedLimits(self.redis, frontend_id=self.frontend_id, rate=settings.rate_per_s)
+        self.scheduler = ElasticScheduler(1)
+        self.speed = SpeedEstimate()
+        self.poll_s = poll_s
+        self.claim_ttl_s = max(10, int(poll_s * 10))
+        self.workers: list[WorkerInfo] = []
+        self.online: bool | None = None
+        """None until the first contact with Redis."""
+        self.in_flight = 0
+        self._pending: dict[str, _Pending] = {}
+        self._watcher: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- Runner ----------------------------------------------------------------------------------
+
+    def backlog(self) -> tuple[int, float]:
+        published = [p.work.duration_s for p in self._pending.values()]
+        return self.scheduler.waiting + len(published), self.scheduler.waiting_audio_s() + sum(published)
+
+    def estimate_wait_s(self) -> float:
+        waiting, audio_s = self.backlog()
+        return self.speed.seconds_for(audio_s, waiting) / self.scheduler.slots
+
+    def close(self) -> None:
+        self._closed = True
+        self.scheduler.close()
+
+    async def run(self, work: Work, notify: Notify | None = None) -> Transcript:
+        if self._closed:
+            raise ShuttingDown()
+        self.start()
+        content_hash = await asyncio.to_thread(_sha256, work.data)
+        key = job_key(f"{self.model_id}:{work.options.key()}", content_hash)
+
+        def on_position(position: int) -> None:
+            assert notify is not None
+            notify(ProgressUpdate("queued", position=position, eta_s=self.estimate_wait_s(),
+                                  detail=None if self._flowing() else DELAYED))
+
+        self.in_flight += 1
+        pending = None
+        try:
+            async with self.scheduler.turn(work.chat_id, work.duration_s, on_position if notify else None):
+                pending = self._pending.get(key)
+                if pending is None:
+                    pending = _Pending(key, work, asyncio.get_running_loop().create_future())
+                    self._pending[key] = pending
+                pending.waiters += 1
+                if notify:
+                    pending.listeners.append(notify)
+                if not await self._try_ensure(pending) or not self._flowing():
+                    _tell(pending, ProgressUpdate("queued", detail=DELAYED))
+                return await asyncio.shield(pending.future)
+        finally:
+            self.in_flight -= 1
+            if pending is not None:
+                pending.waiters -= 1
+                if notify in pending.listeners:
+                    pending.listeners.remove(notify)
+                if not pending.waiters and not pending.future.done():
+                    self._pending.pop(key, None)  # abandoned (shutdown): its Redis keys expire by themselves
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._watcher is None:
+            self._watcher = asyncio.ensure_future(self._watch())
+
+    async def aclose(self) -> None:
+        self.close()
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        await self.limits.forget()
+        with contextlib.suppress(Exception):
+            await self.broker.shutdown()
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _flowing(self) -> bool:
+        """False while Redis is unreachable or no worker has been seen: answers are delayed."""
+        return self.online is not False and (self.online is None or bool(self.workers))
+
+    async def _watch(self) -> None:
+        pause = 0.5
+        while not self._closed:
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(EVENTS)
+                    if self.online is False:
+                        log.info("Redis at %s answers again: publishing waiting jobs", self.where)
+                    self.online, pause = True, 0.5
+                    next_poll = 0.0
+                    while not self._closed:
+                        if time.monotonic() >= next_poll:
+                            await self._poll()
+                            next_poll = time.monotonic() + self.poll_s
+                        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=self.poll_s)
+                        if message is not None:
+                            await self._on_event(message["data"])
+            except _FAILURES as exc:
+                self._went_offline(exc)
+                await asyncio.sleep(pause)  # back-off before reconnecting
+                pause = min(pause * 2, 5.0)
+
+    async def _poll(self) -> None:
+        was_flowing = self._flowing()
+        self.workers = parse_workers(await self.redis.hgetall(WORKERS))
+        self.scheduler.resize(sum(w.slots for w in self.workers))
+        await self.limits.publish_active(self.in_flight)
+        for pending in list(self._pending.values()):
+            await self._ensure(pending)
+        if was_flowing and not self._flowing():
+            log.warning("no transcription worker seen on %s: jobs wait until one starts", self.where)
+            for pending in self._pending.values():
+                _tell(pending, ProgressUpdate("queued", detail=DELAYED))
+
+    async def _on_event(self, data: bytes) -> None:
+        event, _, key = data.decode().partition(" ")
+        pending = self._pending.get(key)
+        if pending is None:
+            return
+        if event == "started":
+            eta = self.speed.seconds_for(pending.work.duration_s, 1)
+            _tell(pending, ProgressUpdate("transcribing", fraction=0.0, eta_s=eta))
+        else:
+            await self._ensure(pending)
+
+    async def _try_ensure(self, pending: _Pending) -> bool:
+        try:
+            await self._ensure(pending)
+        except _FAILURES as exc:
+            self._went_offline(exc)
+            return False
+        return True
+
+    async def _ensure(self, pending: _Pending) -> None:
+        """Resolve from a saved outcome, or make sure exactly one front end has this work published."""
+        key, conn = pending.key, self.redis
+        body, failure = await conn.mget(transcript_key(key), error_key(key))
+        if body is not None:
+            self._resolve(pending, load_transcript(body))
+            return
+        if failure is not None:
+            self._resolve(pending, load_error(failure))
+            return
+        if not await conn.set(claim_key(key), self.frontend_id, nx=True, ex=self.claim_ttl_s):
+            if await conn.get(claim_key(key)) != self.frontend_id.encode():
+                return  # another front end publishes this content; its result answers us too
+            await conn.expire(claim_key(key), self.claim_ttl_s)
+        # The media key lives exactly as long as a message for it is outstanding: if it is missing (first
+        # time, Redis restarted empty, or it expired while all workers were gone) the work is published again.
+        if await conn.set(media_key(key), pending.work.data, nx=True, ex=MEDIA_TTL_S):
+            await self._publish(pending)
+        else:
+            await conn.expire(media_key(key), MEDIA_TTL_S)
+
+    async def _publish(self, pending: _Pending) -> None:
+        work = pending.work
+        await AsyncKicker(TASK_NAME, self.broker, {}).kiq(
+            key=pending.key, chat_id=work.chat_id, duration_s=work.duration_s,
+            options=dump_options(work.options), model_id=self.model_id,
+        )
+        pending.published = time.monotonic()
+        log.debug("published %s", pending.key)
+
+    def _resolve(self, pending: _Pending, outcome: Transcript | ChatscribeError) -> None:
+        self._pending.pop(pending.key, None)
+        if pending.future.done():
+            return
+        if isinstance(outcome, Transcript):
+            if pending.published is not None:
+                self.speed.observe(pending.work.duration_s, time.monotonic() - pending.published)
+            pending.future.set_result(outcome)
+        else:
+            pending.future.set_exception(outcome)
+            pending.future.exception()  # mark retrieved: the waiter may have gone
+
+    def _went_offline(self, exc: BaseException) -> None:
+        if self.online is not False:
+            log.warning("Redis at %s unreachable (%s): accepting into the journal, answers are delayed",
+                        self.where, exc)
+            for pending in self._pending.values():
+                _tell(pending, ProgressUpdate("queued", detail=DELAYED))
+        self.online = False
+
+
+def _tell(pending: _Pending, update: ProgressUpdate) -> None:
+    for listener in list(pending.listeners):
+        listener(update)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def ping(url: str) -> dict[str, Any]:
+    """What `chatscribe doctor` shows: reachability, workers, queue depth."""
+    conn = async_client(url)
+    try:
+        await conn.ping()
+        workers = parse_workers(await conn.hgetall(WORKERS))
+        depth = int(await conn.xlen(STREAM)) if await conn.exists(STREAM) else 0
+        return {"reachable": True, "workers": workers, "queue": depth}
+    except RedisError as exc:
+        return {"reachable": False, "error": str(exc), "workers": [], "queue": 0}
+    finally:
+        await conn.aclose()
+
+
+
+
+def attach(service: Any, settings: Settings) -> RedisRunner:
+    """Make `service` a front end: workers transcribe, cache and limits are shared through Redis."""
+    from .redis_state import SharedCache, sync_client
+
+    runner = RedisRunner(settings)
+    cache = SharedCache(settings.data_dir / "cache.sqlite3", max_bytes=int(settings.cache_max_mb * 1_000_000),
+                        client=sync_client(settings.broker_url.get_secret_value()), ttl_s=settings.shared_cache_ttl_s)
+    service.set_runner(runner)
+    service.share(cache=cache, limits=runner.limits)
+    runner.start()
+    return runner
+
+
+__all__ = ["RedisRunner", "StreamBroker", "TASK_NAME", "DELAYED", "attach", "shared_model_id", "ping", "declare_group"]
