@@ -101,7 +101,7 @@ class SlackBot:
         )
         self._seen_events: OrderedDict[str, None] = OrderedDict()
         self._claimed: OrderedDict[tuple[str, str, str], None] = OrderedDict()
-        self._statuses: dict[str, _Status] = {}
+        self._statuses: OrderedDict[str, _Status] = OrderedDict()
         self._session: aiohttp.ClientSession | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._problem: str | None = "not started"
@@ -200,7 +200,7 @@ class SlackBot:
             await respond(text=adapter.lookup_problem(str(exc.response.get("error"))))
             return
         explicit = parsed.permalink is not None
-        files = adapter.message_files(message, media_only=False) if message and explicit else []
+        files = adapter.message_files(message, media_only=not explicit) if message else []
         files = [f for f in files if f.is_media] or files
         if message is None or not files:
             await respond(text=adapter.nothing_found(explicit))
@@ -275,7 +275,7 @@ class SlackBot:
         target = adapter.target_of(job.request.reference)
         if target.private or (update.eta_s or 0) < self.settings.status_after_s:
             return
-        status = self._statuses.setdefault(job.id, _Status())
+        status = self._status(job.id)
         loop = asyncio.get_running_loop()
         async with status.lock:
             if status.done or (status.ts and loop.time() - status.last_update < 5):
@@ -293,7 +293,7 @@ class SlackBot:
     async def deliver(self, job: Job, outcome: Transcript | ChatscribeError, receipt: Receipt) -> None:
         target = adapter.target_of(job.request.reference)
         parts = self._render(job, outcome, target)
-        status = self._statuses.setdefault(job.id, _Status())
+        status = self._status(job.id)
         async with status.lock:
             status.done = True
             try:
@@ -308,7 +308,15 @@ class SlackBot:
                 if error not in PERMANENT_ERRORS:
                     raise
                 log.error("job=%s cannot answer in %s: Slack says %s", job.id, target.channel, error)
-        self._statuses.pop(job.id, None)
+
+    def _status(self, job_id: str) -> _Status:
+        # Finished ones stay (bounded) so a progress update that arrives late posts nothing.
+        status = self._statuses.get(job_id)
+        if status is None:
+            status = self._statuses[job_id] = _Status()
+            if len(self._statuses) > 1_000:
+                self._statuses.popitem(last=False)
+        return status
 
     def _render(self, job: Job, outcome: Transcript | ChatscribeError,
                 target: adapter.Target) -> tuple[adapter.Part, ...]:

@@ -28,7 +28,8 @@ def long_text(chars: int) -> str:
 def test_escape_neutralises_mentions_and_links() -> None:
     text = "Hey <!channel>, see <https://evil.example|this> & tell <@U123>"
     escaped = slack.escape(text)
-    assert "<" not in escaped and ">" not in escaped
+    assert "<" not in escaped
+    assert ">" not in escaped
     assert "&lt;!channel&gt;" in escaped
     assert slack.unescape(escaped) == text
 
@@ -52,7 +53,8 @@ def test_parse_command() -> None:
     assert slack.parse_command("") == slack.Command("transcribe")
     assert slack.parse_command("private") == slack.Command("transcribe", private=True)
     linked = slack.parse_command("private https://t.slack.com/archives/C1/p1700000000000002")
-    assert linked.private and linked.permalink == slack.Permalink("C1", "1700000000.000002")
+    assert linked.private
+    assert linked.permalink == slack.Permalink("C1", "1700000000.000002")
     assert slack.parse_command("auto OFF") == slack.Command("auto", value="off")
     assert slack.parse_command("format srt") == slack.Command("format", value="srt")
     assert slack.parse_command("auto maybe").problem
@@ -61,12 +63,17 @@ def test_parse_command() -> None:
 
 def test_media_is_decided_by_what_slack_detected_not_the_name() -> None:
     clip = slack.parse_file({**FILE, "name": "Recording.txt"})
-    assert clip is not None and clip.is_media and clip.kind == "voice"
+    assert clip is not None
+    assert clip.is_media
+    assert clip.kind == "voice"
     video_clip = slack.parse_file({**FILE, "mimetype": "video/mp4", "subtype": "slack_video", "name": "x.pdf"})
-    assert video_clip is not None and video_clip.is_media and video_clip.kind == "video"
+    assert video_clip is not None
+    assert video_clip.is_media
+    assert video_clip.kind == "video"
     pdf_named_mp3 = slack.parse_file({**FILE, "name": "song.mp3", "mimetype": "application/pdf",
                                       "filetype": "pdf", "subtype": None})
-    assert pdf_named_mp3 is not None and not pdf_named_mp3.is_media
+    assert pdf_named_mp3 is not None
+    assert not pdf_named_mp3.is_media
     assert slack.parse_file({**FILE, "mode": "tombstone"}) is None
 
 
@@ -80,7 +87,8 @@ def test_media_request_carries_what_a_restart_needs() -> None:
 
     request = slack.media_request(file, target, message_ts="1700000000.000100", fetch=fetch)
     assert (request.platform, request.chat_id, request.user_id) == ("slack", "C1", "U1")
-    assert request.platform_file_id == "F1" and request.size_bytes == 1234
+    assert request.platform_file_id == "F1"
+    assert request.size_bytes == 1234
     assert request.reference["url"] == FILE["url_private_download"]
     assert slack.target_of(request.reference) == target
 
@@ -89,13 +97,15 @@ def test_latest_media_message_skips_text_and_documents() -> None:
     pdf = {**FILE, "id": "F2", "mimetype": "application/pdf", "filetype": "pdf", "subtype": None}
     messages = [{"ts": "3", "text": "hi"}, {"ts": "2", "files": [pdf]}, {"ts": "1", "files": [FILE]}]
     found = slack.latest_media_message(messages)
-    assert found is not None and found["ts"] == "1"
+    assert found is not None
+    assert found["ts"] == "1"
 
 
 def test_long_transcript_fits_slack_limits_and_loses_nothing() -> None:
     text = long_text(25_000)
     parts = slack.render_transcript(transcript(text), file_name="talk.m4a", max_parts=5)
-    assert all(isinstance(p, slack.SlackMessage) for p in parts) and len(parts) > 1
+    assert all(isinstance(p, slack.SlackMessage) for p in parts)
+    assert len(parts) > 1
     for part in parts:
         assert isinstance(part, slack.SlackMessage)
         assert all(0 < len(s) <= 3000 for s in part.sections)
@@ -110,16 +120,21 @@ def test_past_max_parts_the_text_goes_in_a_file_with_a_preview() -> None:
     parts = slack.render_transcript(transcript(text), file_name="talk.m4a", max_parts=2, upload_format="txt")
     assert len(parts) == 2
     preview, upload = parts
-    assert isinstance(preview, slack.SlackMessage) and isinstance(upload, slack.SlackUpload)
-    assert upload.content == text and upload.filename == "talk.txt"
-    assert len(preview.sections[0]) < 3000 and "attached" in preview.context
+    assert isinstance(preview, slack.SlackMessage)
+    assert isinstance(upload, slack.SlackUpload)
+    assert upload.content == text
+    assert upload.filename == "talk.txt"
+    assert len(preview.sections[0]) < 3000
+    assert "attached" in preview.context
 
 
 def test_no_speech_and_errors_are_short_sentences() -> None:
     (silent,) = slack.render_transcript(transcript(), file_name="a.ogg", max_parts=3)
-    assert isinstance(silent, slack.SlackMessage) and silent.sections == ("No speech detected.",)
+    assert isinstance(silent, slack.SlackMessage)
+    assert silent.sections == ("No speech detected.",)
     error = slack.render_error(MediaTooLarge(300_000_000, 100_000_000), file_name="<big>.mov")
-    assert "too large" in error.sections[0] and "&lt;big&gt;" in error.context
+    assert "too large" in error.sections[0]
+    assert "&lt;big&gt;" in error.context
     assert "decode" in slack.render_error(UnreadableMedia("EOFError")).sections[0]
     assert "EOFError" not in slack.render_error(UnreadableMedia("EOFError")).sections[0]
 
@@ -128,7 +143,8 @@ def test_blocks_are_verbatim_so_slack_parses_nothing() -> None:
     (message,) = slack.render_transcript(transcript("Hey <!channel> & @here"), file_name=None, max_parts=3)
     assert isinstance(message, slack.SlackMessage)
     section = message.blocks()[0]["text"]
-    assert section["verbatim"] is True and section["text"] == "Hey &lt;!channel&gt; &amp; @here"
+    assert section["verbatim"] is True
+    assert section["text"] == "Hey &lt;!channel&gt; &amp; @here"
 
 
 def test_share_of_finds_the_message_in_the_channel() -> None:

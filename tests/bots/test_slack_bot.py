@@ -1,0 +1,395 @@
+"""The Slack bot end to end in one process: signed requests to the real /slack/events endpoint of a running
+aiohttp server, the real bolt app and slack_sdk client talking HTTP to a fake Slack on 127.0.0.1, and the
+real tiny.en model on the shared audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from chatscribe.adapters.slack import unescape
+from chatscribe.bots.slack_bot import SlackBot, SlackSettings
+from chatscribe.core.jobs import Job
+from chatscribe.core.media import MediaRequest
+from chatscribe.core.options import TranscribeOptions
+from chatscribe.core.transcript import Segment, Transcript
+from tests.fakes.slack_api import (
+    FakeSlack,
+    RecordingHost,
+    command_body,
+    event_body,
+    message_event,
+    shortcut_body,
+    signed_headers,
+)
+from tests.wer import wer
+
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+CHANNEL = "C0GENERAL"
+JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+
+
+@dataclass
+class Slack:
+    fake: FakeSlack
+    bot: SlackBot
+    service: Any
+    url: str
+    http: aiohttp.ClientSession
+
+    async def post(self, body: str, content_type: str, *, timestamp: int | None = None,
+                   secret: str = SECRET, headers: dict[str, str] | None = None) -> tuple[int, str]:
+        sent = {"Content-Type": content_type, **signed_headers(secret, body, timestamp=timestamp), **(headers or {})}
+        async with self.http.post(f"{self.url}/slack/events", data=body.encode(), headers=sent) as response:
+            return response.status, await response.text()
+
+    async def event(self, event: dict[str, Any], *, event_id: str | None = None,
+                    headers: dict[str, str] | None = None) -> int:
+        status, _ = await self.post(event_body(event, event_id=event_id), "application/json", headers=headers)
+        return status
+
+    async def share(self, name: str, data: bytes, *, mimetype: str, channel: str = CHANNEL,
+                    **file: Any) -> dict[str, Any]:
+        """A person shares a file in a channel: Slack stores it and sends the message event."""
+        info = self.fake.add_file(name, data, mimetype=mimetype, **file)
+        message = self.fake.add_message(channel, files=[info])
+        assert await self.event(message_event(channel, message)) == 200
+        return message
+
+    async def command(self, text: str, *, channel: str = CHANNEL) -> tuple[int, str, str]:
+        response_url = self.fake.response_url()
+        body = command_body(text, channel=channel, response_url=response_url)
+        status, answer = await self.post(body, "application/x-www-form-urlencoded")
+        return status, answer, response_url
+
+    async def replies(self, message: dict[str, Any], count: int = 1, channel: str = CHANNEL) -> list[str]:
+        """The bot's messages in the message's thread, as plain text, once `count` have arrived."""
+        def answered() -> list[dict[str, Any]] | None:
+            found = self.fake.bot_messages(channel, message["ts"])
+            return found if len(found) >= count else None
+
+        found = await self.fake.wait_for(answered)
+        await self.service.wait_idle()
+        return [text_of(m) for m in found]
+
+
+def text_of(message: dict[str, Any]) -> str:
+    sections = [b["text"]["text"] for b in message.get("blocks") or () if b["type"] == "section"]
+    return unescape("".join(sections) if sections else message.get("text", ""))
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeSlack]:
+    slack = FakeSlack()
+    await slack.start()
+    yield slack
+    await slack.stop()
+
+
+@pytest.fixture
+async def slack(fake: FakeSlack, service: Any) -> AsyncIterator[Slack]:
+    settings = SlackSettings(_env_file=None, bot_token=fake.token, signing_secret=SECRET,  # type: ignore[call-arg]
+                             api_url=fake.api_url)
+    bot = SlackBot(settings=settings, service=service)
+    app = web.Application()
+    app.add_routes(bot.routes())
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    await bot.start()
+    async with aiohttp.ClientSession() as http:
+        yield Slack(fake, bot, service, f"http://127.0.0.1:{port}", http)
+    await service.wait_idle()
+    await bot.stop()
+    await runner.cleanup()
+
+
+async def test_shared_voice_note_is_transcribed_in_its_thread(slack: Slack, audio: Any,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    message = await slack.share("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg", filetype="ogg")
+    (reply,) = await slack.replies(message)
+    assert wer(JFK, reply) < 0.3
+    assert slack.fake.downloads
+    assert all(authorized for _, authorized in slack.fake.downloads)
+    assert slack.fake.token not in caplog.text
+    assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("audio_file", "name", "mimetype", "subtype"),
+    [("jfk.m4a", "audio_message.mp4", "audio/mp4", "slack_audio"),
+     ("jfk_video_note.mp4", "Recording 2026-11-25.webm", "video/mp4", "slack_video")],
+)
+async def test_slack_clips_are_decided_by_content_not_name(slack: Slack, audio: Any, audio_file: str, name: str,
+                                                           mimetype: str, subtype: str) -> None:
+    message = await slack.share(name, audio(audio_file), mimetype=mimetype, filetype="mp4", subtype=subtype)
+    (reply,) = await slack.replies(message)
+    assert wer(JFK, reply) < 0.3
+
+
+async def test_transcribe_command_acks_before_the_work_and_picks_the_latest_clip(slack: Slack, audio: Any) -> None:
+    fake = slack.fake
+    fake.add_message(CHANNEL, files=[fake.add_file("old.ogg", audio("silence_10s.ogg"), mimetype="audio/ogg")])
+    clip = fake.add_message(CHANNEL, files=[fake.add_file("jfk.flac", audio("jfk.flac"), mimetype="audio/flac")])
+    fake.add_message(CHANNEL, files=[fake.add_file("notes.pdf", b"%PDF-1.4", mimetype="application/pdf",
+                                                   filetype="pdf")])
+    fake.add_message(CHANNEL, text="did anyone listen to it?")
+    fake.download_gate = asyncio.Event()  # the download cannot finish until the test lets it
+
+    status, _, response_url = await slack.command("")
+    assert status == 200  # answered while the file was still held back: the ack did not wait on the work
+    await fake.wait_for(lambda: fake.downloads)
+    fake.download_gate.set()
+    (reply,) = await slack.replies(clip)
+    assert wer(JFK, reply) < 0.3
+    assert any("jfk.flac" in r.get("text", "") for r in fake.responses)
+
+
+async def test_transcribe_command_with_a_permalink_answers_in_that_thread(slack: Slack, audio: Any) -> None:
+    fake = slack.fake
+    parent = fake.add_message("C0OTHER", text="standup notes")
+    info = fake.add_file("update.m4a", audio("jfk.m4a"), mimetype="audio/mp4")
+    reply_with_file = fake.add_message("C0OTHER", files=[info], thread_ts=parent["ts"])
+    link = fake.permalink("C0OTHER", reply_with_file["ts"], thread_ts=parent["ts"])
+
+    status, _, _ = await slack.command(f"<{link}>")
+    assert status == 200
+    (reply,) = await slack.replies(parent, channel="C0OTHER")
+    assert wer(JFK, reply) < 0.3
+
+
+async def test_private_transcribe_is_ephemeral(slack: Slack, audio: Any) -> None:
+    fake = slack.fake
+    message = fake.add_message(CHANNEL, files=[fake.add_file("a.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")])
+    await slack.command(f"private {fake.permalink(CHANNEL, message['ts'])}")
+    ephemeral = await fake.wait_for(lambda: fake.ephemeral)
+    await slack.service.wait_idle()
+    assert ephemeral[0]["user"] == "UALICE"
+    assert wer(JFK, text_of(ephemeral[0])) < 0.3
+    assert fake.bot_messages(CHANNEL) == []
+
+
+async def test_message_shortcut_transcribes_that_message(slack: Slack, audio: Any) -> None:
+    fake = slack.fake
+    message = fake.add_message(CHANNEL, files=[fake.add_file("memo.webm", audio("jfk.webm"), mimetype="audio/webm")])
+    body = shortcut_body(message_event(CHANNEL, message), channel=CHANNEL, response_url=fake.response_url())
+    status, _ = await slack.post(body, "application/x-www-form-urlencoded")
+    assert status == 200
+    (reply,) = await slack.replies(message)
+    assert wer(JFK, reply) < 0.3
+
+
+async def test_shortcut_on_a_message_without_files_says_so(slack: Slack) -> None:
+    message = slack.fake.add_message(CHANNEL, text="just words")
+    body = shortcut_body(message_event(CHANNEL, message), channel=CHANNEL, response_url=slack.fake.response_url())
+    await slack.post(body, "application/x-www-form-urlencoded")
+    (answer,) = await slack.fake.wait_for(lambda: slack.fake.responses)
+    assert "no audio or video" in answer["text"]
+
+
+async def test_silence_says_no_speech(slack: Slack, audio: Any) -> None:
+    message = await slack.share("quiet.ogg", audio("silence_10s.ogg"), mimetype="audio/ogg")
+    (reply,) = await slack.replies(message)
+    assert reply == "No speech detected."
+
+
+async def test_random_bytes_get_an_answer_and_the_next_file_still_works(slack: Slack, audio: Any) -> None:
+    broken = await slack.share("random_bytes.ogg", audio("random_bytes.ogg"), mimetype="audio/ogg")
+    (answer,) = await slack.replies(broken)
+    assert "couldn't read that file" in answer
+    assert "Error" not in answer
+    good = await slack.share("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
+    (reply,) = await slack.replies(good)
+    assert wer(JFK, reply) < 0.3
+
+
+async def test_retried_and_duplicate_events_are_processed_once(slack: Slack, audio: Any) -> None:
+    fake = slack.fake
+    info = fake.add_file("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
+    message = fake.add_message(CHANNEL, files=[info])
+    event = message_event(CHANNEL, message)
+    assert await slack.event(event, event_id="Ev0001") == 200
+    retry = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+    assert await slack.event(event, event_id="Ev0001", headers=retry) == 200
+    # The same share also arrives as file_shared to apps subscribed to it.
+    shared = {"type": "file_shared", "file_id": info["id"], "user_id": "UALICE", "channel_id": CHANNEL,
+              "event_ts": message["ts"]}
+    assert await slack.event(shared, event_id="Ev0002") == 200
+    (reply,) = await slack.replies(message)
+    await slack.service.wait_idle()
+    assert wer(JFK, reply) < 0.3
+    assert len(fake.bot_messages(CHANNEL, message["ts"])) == 1
+    assert len(fake.downloads) == 1
+
+
+async def test_bot_messages_are_ignored(slack: Slack, audio: Any) -> None:
+    fake = slack.fake
+    info = fake.add_file("bot.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
+    message = fake.add_message(CHANNEL, files=[info], user="UOTHERBOT")
+    assert await slack.event({**message_event(CHANNEL, message), "bot_id": "B0THER"}) == 200
+    own = fake.add_message(CHANNEL, files=[info], user=fake.bot_user_id)
+    assert await slack.event(message_event(CHANNEL, own)) == 200
+    # a person's share after them is answered, and it is the only thing answered
+    person = await slack.share("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
+    await slack.replies(person)
+    assert fake.bot_messages(CHANNEL, message["ts"]) == []
+    assert fake.bot_messages(CHANNEL, own["ts"]) == []
+
+
+async def test_bad_or_stale_signatures_are_rejected_and_nothing_is_done(slack: Slack, audio: Any) -> None:
+    fake = slack.fake
+    info = fake.add_file("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
+    body = event_body(message_event(CHANNEL, fake.add_message(CHANNEL, files=[info])))
+    assert (await slack.post(body, "application/json", secret="not-the-secret"))[0] == 401
+    assert (await slack.post(body, "application/json", timestamp=int(time.time()) - 600))[0] == 401
+    challenge = json.dumps({"type": "url_verification", "challenge": "c-123", "token": "x"})
+    status, answer = await slack.post(challenge, "application/json")
+    assert status == 200
+    assert "c-123" in answer
+    await slack.service.wait_idle()
+    assert fake.downloads == []
+    assert fake.bot_messages(CHANNEL) == []
+
+
+async def test_foreign_file_host_is_refused_and_gets_no_token(slack: Slack) -> None:
+    elsewhere = RecordingHost()
+    await elsewhere.start()
+    try:
+        message = await slack.share("evil.ogg", b"OggS", mimetype="audio/ogg", url=f"{elsewhere.url}/steal")
+        (answer,) = await slack.replies(message)
+    finally:
+        await elsewhere.stop()
+    assert "won't download" in answer
+    assert not any(slack.fake.token in str(headers) for headers in elsewhere.requests)
+    assert elsewhere.requests == []
+
+
+async def test_login_page_instead_of_the_file_names_the_scope(slack: Slack, audio: Any) -> None:
+    slack.fake.files_read_scope = False
+    message = await slack.share("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
+    (answer,) = await slack.replies(message)
+    assert "files:read" in answer
+
+
+async def test_too_large_is_refused_before_download(slack: Slack, audio: Any) -> None:
+    limit = slack.service.max_file_bytes
+    message = await slack.share("huge.mov", audio("jfk_voice.ogg"), mimetype="video/quicktime", size=limit + 1)
+    (answer,) = await slack.replies(message)
+    assert "too large" in answer
+    assert slack.fake.downloads == []
+
+
+async def test_rate_limit_is_waited_out(slack: Slack, audio: Any) -> None:
+    slack.fake.rate_limit_next("chat.postMessage", retry_after_s=1)
+    message = await slack.share("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
+    (reply,) = await slack.replies(message)
+    assert wer(JFK, reply) < 0.3
+    assert len(slack.fake.calls_to("chat.postMessage")) == 2
+
+
+async def test_auto_off_leaves_shares_alone_until_asked(slack: Slack, audio: Any) -> None:
+    status, answer, _ = await slack.command("auto off")
+    assert status == 200
+    assert "off" in answer
+    message = await slack.share("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
+    await slack.command("")  # asked explicitly: transcribed once, by the command alone
+    (reply,) = await slack.replies(message)
+    assert wer(JFK, reply) < 0.3
+    assert len(slack.fake.downloads) == 1
+
+
+async def _deliver(slack: Slack, transcript: Transcript, thread: dict[str, Any]) -> None:
+    """Deliver a made-up transcript through the bot's real sending path (text no speech can produce)."""
+    reference = {"channel": CHANNEL, "thread_ts": thread["ts"], "user": "UALICE", "private": "", "file_id": "F1",
+                 "url": "", "message_ts": thread["ts"]}
+
+    async def never(limit: int) -> bytes:
+        raise AssertionError("no download expected")
+
+    request = MediaRequest(platform="slack", chat_id=CHANNEL, user_id="UALICE", fetch=never, file_name="talk.m4a",
+                           reference=reference)
+
+    class Receipt:
+        parts_sent = 0
+
+        async def part_sent(self) -> None:
+            self.parts_sent += 1
+
+        async def note(self, key: str, value: str) -> None:
+            pass
+
+    await slack.bot.deliver(Job("job1", request, TranscribeOptions()), transcript, Receipt())
+
+
+def _transcript(text: str) -> Transcript:
+    words = text.split(" ")
+    segments = tuple(Segment(start=i, end=i + 1, text=" ".join(words[i:i + 40]))
+                     for i in range(0, len(words), 40))
+    return Transcript(segments=segments, language="en", language_probability=1.0, duration_s=len(segments),
+                      model="tiny.en")
+
+
+async def test_long_transcript_fits_slack_and_nothing_is_lost(slack: Slack) -> None:
+    sentence = "Ask not what your country can do for you & ask <what> you can do for your country."
+    transcript = _transcript(" ".join([sentence] * 200))  # ~17,000 characters, ~19,000 escaped
+    thread = slack.fake.add_message(CHANNEL, text="the talk")
+    await _deliver(slack, transcript, thread)
+    posted = slack.fake.bot_messages(CHANNEL, thread["ts"])
+    assert len(posted) > 2  # every one accepted by the fake's Slack limits (sections ≤ 3000, blocks < 13,000)
+    assert "".join(text_of(m) for m in posted) == transcript.text
+
+    huge = _transcript(" ".join([sentence] * 600))  # past max_parts messages: a preview and the file
+    other = slack.fake.add_message(CHANNEL, text="the long talk")
+    await _deliver(slack, huge, other)
+    (preview,) = slack.fake.bot_messages(CHANNEL, other["ts"])
+    (upload,) = slack.fake.uploads.values()
+    assert upload.data.decode() == huge.text
+    assert upload.thread_ts == other["ts"]
+    assert huge.text.startswith(text_of(preview).removesuffix(" …"))
+
+
+async def test_channel_mentions_in_a_transcript_are_escaped(slack: Slack) -> None:
+    thread = slack.fake.add_message(CHANNEL, text="a clip")
+    await _deliver(slack, _transcript("Hey <!channel> look at <https://evil.example|this> & <@U123>"), thread)
+    (posted,) = slack.fake.bot_messages(CHANNEL, thread["ts"])
+    raw = json.dumps(posted)
+    assert "<!channel>" not in raw
+    assert "<@U123>" not in raw
+    assert "<https" not in raw
+    assert "&lt;!channel&gt;" in posted["text"]
+    assert text_of(posted) == "Hey <!channel> look at <https://evil.example|this> & <@U123>"
+
+
+async def test_status_message_is_replaced_by_the_transcript(fake: FakeSlack, service: Any, audio: Any) -> None:
+    settings = SlackSettings(_env_file=None, bot_token=fake.token, signing_secret=SECRET,  # type: ignore[call-arg]
+                             api_url=fake.api_url, status_after_s=0)
+    bot = SlackBot(settings=settings, service=service)
+    await bot.start()
+    try:
+        info = fake.add_file("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
+        message = fake.add_message(CHANNEL, files=[info])
+        from chatscribe.adapters.slack import Target, parse_file
+
+        file = parse_file(info)
+        assert file is not None
+        await bot.submit(file, Target(CHANNEL, message["ts"], "UALICE"), message_ts=message["ts"])
+        await service.wait_idle()
+    finally:
+        await bot.stop()
+    (reply,) = fake.bot_messages(CHANNEL, message["ts"])
+    assert reply.get("edited")
+    assert wer(JFK, text_of(reply)) < 0.3
+    assert fake.calls_to("chat.update")[-1].params["ts"] == reply["ts"]
