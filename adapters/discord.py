@@ -1,0 +1,189 @@
+"""Discord translation: attachments to MediaRequests, transcripts and errors to Discord messages.
+
+Pure functions: the bot hands in discord.py objects and a download coroutine, and gets back values.
+Where an answer goes (a reply in a channel, or an interaction follow-up) travels in the request's
+reference as strings, so a job journaled before a restart can still be answered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from types import MappingProxyType
+from typing import Literal
+
+import discord
+from discord.utils import escape_markdown
+
+from chatscribe.core.errors import ChatscribeError
+from chatscribe.core.media import Fetch, MediaRequest
+from chatscribe.core.text import characters, split_text
+from chatscribe.core.transcript import Transcript, render
+
+PLATFORM = "discord"
+MESSAGE_LIMIT = 2000
+"""Discord's limit on a message's content, in characters."""
+PREVIEW_LIMIT = 1500
+NO_SPEECH = "No speech detected."
+NOTHING_FOUND = ("I found no audio or video to transcribe: attach a file, reply to a message that has one, "
+                 "or use the command right after one.")
+TRUNCATED_NOTE = "*(The recording ends early; this is the part that could be read.)*"
+FILE_NOTE = "*Full transcript attached.*"
+FileFormat = Literal["txt", "srt", "vtt"]
+FILE_FORMATS: tuple[FileFormat, ...] = ("txt", "srt", "vtt")
+
+MEDIA_EXTENSIONS = frozenset({
+    ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".wav", ".flac", ".wma", ".amr", ".weba",
+    ".webm", ".mp4", ".m4v", ".mov", ".mkv", ".avi", ".3gp", ".caf", ".aiff", ".aif",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where an answer goes: a reply in a channel, or the follow-up of an interaction."""
+
+    channel_id: str
+    guild_id: str | None = None
+    reply_to: str | None = None
+    """The message the answer replies to (without pinging its author)."""
+    application_id: str | None = None
+    interaction_token: str | None = None
+    """Set for slash and context-menu commands: the answer is a follow-up (valid 15 minutes)."""
+    ephemeral: bool = False
+    label: str | None = None
+    """The file's name, shown when one message held several files."""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where the media is: its URL, and the message that holds it (to refresh an expired URL)."""
+
+    attachment_id: str
+    url: str
+    message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingFile:
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    content: str
+    file: OutgoingFile | None = None
+
+
+# -- inbound -----------------------------------------------------------------------------------------
+
+
+def is_media(attachment: discord.Attachment) -> bool:
+    content_type = (attachment.content_type or "").split(";")[0].strip().lower()
+    if content_type.startswith(("audio/", "video/")):
+        return True
+    return PurePosixPath(attachment.filename.lower()).suffix in MEDIA_EXTENSIONS
+
+
+def media_attachments(message: discord.Message) -> list[discord.Attachment]:
+    return [a for a in message.attachments if is_media(a)]
+
+
+def is_voice_message(message: discord.Message) -> bool:
+    return message.flags.voice and bool(message.attachments)
+
+
+def kind_of(attachment: discord.Attachment, *, voice: bool = False) -> str:
+    if voice or attachment.is_voice_message():
+        return "voice"
+    content_type = (attachment.content_type or "").lower()
+    if content_type.startswith("video/"):
+        return "video"
+    if content_type.startswith("audio/"):
+        return "audio"
+    return "document"
+
+
+def labelled(attachments: Iterable[discord.Attachment]) -> list[tuple[discord.Attachment, str | None]]:
+    """Pairs each attachment with the label its answer carries: its name, when there are several."""
+    items = list(attachments)
+    return [(a, a.filename if len(items) > 1 else None) for a in items]
+
+
+def build_request(
+    attachment: discord.Attachment, *, target: Target, source_message_id: str | None, user_id: str,
+    fetch: Fetch, voice: bool = False,
+) -> MediaRequest:
+    source = Source(str(attachment.id), attachment.url, source_message_id)
+    return MediaRequest(
+        platform=PLATFORM,
+        chat_id=target.channel_id,
+        user_id=user_id,
+        fetch=fetch,
+        kind=kind_of(attachment, voice=voice),
+        mime_type=attachment.content_type,
+        size_bytes=attachment.size,
+        duration_hint_s=attachment.duration,
+        file_name=attachment.filename,
+        platform_file_id=str(attachment.id),
+        reference=to_reference(target, source),
+    )
+
+
+def to_reference(target: Target, source: Source) -> Mapping[str, str]:
+    values = {
+        "channel_id": target.channel_id, "guild_id": target.guild_id, "reply_to": target.reply_to,
+        "application_id": target.application_id, "interaction_token": target.interaction_token,
+        "ephemeral": "1" if target.ephemeral else None, "label": target.label,
+        "attachment_id": source.attachment_id, "url": source.url, "message_id": source.message_id,
+    }
+    return MappingProxyType({k: v for k, v in values.items() if v is not None})
+
+
+def target_of(reference: Mapping[str, str]) -> Target:
+    return Target(
+        channel_id=reference["channel_id"], guild_id=reference.get("guild_id"),
+        reply_to=reference.get("reply_to"), application_id=reference.get("application_id"),
+        interaction_token=reference.get("interaction_token"), ephemeral=reference.get("ephemeral") == "1",
+        label=reference.get("label"),
+    )
+
+
+def source_of(reference: Mapping[str, str]) -> Source:
+    return Source(reference["attachment_id"], reference["url"], reference.get("message_id"))
+
+
+# -- outbound ----------------------------------------------------------------------------------------
+
+
+def render_answer(
+    outcome: Transcript | ChatscribeError, *, max_parts: int, file_format: str = "txt", label: str | None = None,
+) -> list[Reply]:
+    """The messages that answer one file: the text in parts under 2000 characters, or a file and a preview."""
+    heading = f"**{escape_markdown(label)}**\n" if label else ""
+    if isinstance(outcome, ChatscribeError):
+        return [Reply(heading + outcome.user_message)]
+    if not outcome.has_speech:
+        return [Reply(heading + NO_SPEECH)]
+    body = heading + escape_markdown(outcome.text)
+    if outcome.truncated:
+        body += "\n\n" + TRUNCATED_NOTE
+    parts = split_text(body, MESSAGE_LIMIT, characters)
+    if len(parts) <= max_parts:
+        return [Reply(part) for part in parts]
+    return [_as_file(outcome, body, file_format)]
+
+
+def _as_file(transcript: Transcript, body: str, file_format: str) -> Reply:
+    fmt = file_format if file_format in FILE_FORMATS else "txt"
+    preview = split_text(body, PREVIEW_LIMIT, characters)[0].rstrip()
+    data = render(transcript, fmt).encode("utf-8")
+    return Reply(f"{preview} …\n\n{FILE_NOTE}", OutgoingFile(f"transcript.{fmt}", data))
+
+
+__all__ = [
+    "FILE_FORMATS", "MESSAGE_LIMIT", "NO_SPEECH", "NOTHING_FOUND", "FileFormat", "OutgoingFile", "Reply", "Source",
+    "Target", "build_request", "is_media", "is_voice_message", "kind_of", "labelled", "media_attachments",
+    "render_answer", "source_of", "target_of", "to_reference",
+]

@@ -1,0 +1,517 @@
+"""The Discord bot: `!transcribe`, automatic voice messages, `/transcribe` and the "Transcribe" message command.
+
+Built on discord.py's Client and CommandTree, started inside our own event loop (`async with client:
+await client.start(token)` in a task we own). Work goes through `service.submit()`, so accepted files
+survive a restart; this object is also the service's Delivery for Discord: it re-downloads media from
+the journaled reference and sends the answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import re
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal
+
+import aiohttp
+import discord
+import yarl
+from aiohttp import web
+from discord import app_commands
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+from pydantic import SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from chatscribe.adapters import discord as adapter
+from chatscribe.bots.languages import language_code
+from chatscribe.core.config import ENV_FILE
+from chatscribe.core.errors import ChatscribeError, DownloadFailed, MediaTooLarge
+from chatscribe.core.jobs import Job, ProgressUpdate, Receipt
+from chatscribe.core.media import Fetch
+from chatscribe.core.options import TranscribeOptions
+from chatscribe.core.transcript import Transcript
+
+if TYPE_CHECKING:
+    from chatscribe.core.service import TranscriptionService
+
+log = logging.getLogger(__name__)
+
+DISCORD_API = "https://discord.com/api/v10"
+HISTORY_LIMIT = 20
+TYPING_EVERY_S = 8.0  # Discord shows "typing…" for 10 s after each trigger
+AUTO_VOICE = "auto_voice"
+FILE_FORMAT = "file_format"
+AUTO_ANSWERS = {"on": "Voice messages in this server will be transcribed automatically.",
+                "off": "Voice messages in this server will only be transcribed on request."}
+INTERNAL_ERROR = "Something went wrong on my side; please try again later."
+NOT_ALLOWED = "Only people with the Manage Server permission can change that."
+UNKNOWN_LANGUAGE = "I don't know the language {value!r}: use a code like `en` or a name like `German`."
+
+
+class DiscordSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore")
+
+    discord_bot_token: SecretStr
+    """The bot's token (Developer Portal -> your application -> Bot -> Reset Token)."""
+    discord_command_prefix: str = "!"
+    discord_guild_ids: str = ""
+    """Comma-separated server ids to sync the slash commands to at once; empty syncs them globally."""
+    discord_api_base_url: str = DISCORD_API
+    """REST base; the gateway is then asked of `GET /gateway/bot` on it (proxies, tests)."""
+
+    @field_validator("discord_guild_ids")
+    @classmethod
+    def _check_ids(cls, value: str) -> str:
+        if any(not part.strip().isdigit() for part in value.split(",") if part.strip()):
+            raise ValueError("expected comma-separated numeric server ids")
+        return value
+
+    @property
+    def guild_ids(self) -> tuple[int, ...]:
+        return tuple(int(part) for part in self.discord_guild_ids.split(",") if part.strip())
+
+
+class _Client(discord.Client):
+    def __init__(self, bot: DiscordBot, *, guild_ready_timeout: float) -> None:
+        # Voice messages are files; the bot never joins a voice channel, so its codecs are not needed.
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
+        intents = discord.Intents.default()
+        intents.message_content = True  # privileged: `!transcribe` is read from the message text
+        # Replies name people and transcripts may say "@everyone": nobody is ever pinged.
+        super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none(),
+                         guild_ready_timeout=guild_ready_timeout, max_messages=None)
+        self.tree = app_commands.CommandTree(self)
+        self._bot = bot
+
+    async def setup_hook(self) -> None:
+        await self._bot._setup()
+
+    async def on_message(self, message: discord.Message) -> None:
+        await self._bot._on_message(message)
+
+
+class DiscordBot:
+    platform = adapter.PLATFORM
+
+    def __init__(self, *, service: TranscriptionService, settings: DiscordSettings,
+                 guild_ready_timeout: float = 2.0) -> None:
+        self.service = service
+        self.settings = settings
+        self._guild_ready_timeout = guild_ready_timeout
+        self._client: _Client | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._typing: dict[str, float] = {}
+
+    # -- Bot protocol ------------------------------------------------------------------------------
+
+    def routes(self) -> list[web.RouteDef]:
+        return []  # everything arrives over the gateway
+
+    async def start(self) -> None:
+        _redact_tokens(self.settings.discord_bot_token.get_secret_value())
+        # discord.py builds every REST URL (webhooks included) from this class attribute.
+        Route.BASE = self.settings.discord_api_base_url.rstrip("/")
+        self._session = aiohttp.ClientSession()
+        self._client = _Client(self, guild_ready_timeout=self._guild_ready_timeout)
+        self.service.register(self.platform, self)
+        self._task = asyncio.create_task(self._run(self._client), name="discord")
+        ready = asyncio.create_task(self._client.wait_until_ready())
+        await asyncio.wait({self._task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if self._task.done():
+            ready.cancel()
+            await self._close_session()
+            self._task.result()  # raises why it stopped (bad token, missing intent, unreachable)
+            raise ConnectionError("the Discord client stopped before it was ready")
+        resumed = await self.service.resume(self.platform)
+        log.info("Discord bot connected as %s; %d unfinished job(s) resumed", self._client.user, resumed)
+
+    async def stop(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._close_session()
+        Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = _ORIGINAL_BASE, _ORIGINAL_GATEWAY
+
+    def not_ready(self) -> str | None:
+        if self._client is None or self._client.is_closed():
+            return "discord: not connected"
+        if not self._client.is_ready():
+            return "discord: connecting to the gateway"
+        return None
+
+    async def _run(self, client: _Client) -> None:
+        async with client:
+            await client.start(self.settings.discord_bot_token.get_secret_value())
+
+    async def _close_session(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _setup(self) -> None:
+        client = self._require_client()
+        # A plain Client connects to Discord's fixed gateway; ask the configured REST base instead.
+        _, url, _ = await client.http.get_bot_gateway()
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+        self._add_commands(client.tree)
+        if self.settings.guild_ids:
+            for guild_id in self.settings.guild_ids:
+                guild = discord.Object(guild_id)
+                client.tree.copy_global_to(guild=guild)
+                await client.tree.sync(guild=guild)
+        else:
+            await client.tree.sync()
+
+    def _require_client(self) -> _Client:
+        if self._client is None:
+            raise RuntimeError("the Discord bot is not started")
+        return self._client
+
+    # -- commands ----------------------------------------------------------------------------------
+
+    def _add_commands(self, tree: app_commands.CommandTree[_Client]) -> None:
+        @tree.command(name="transcribe", description="Transcribe an audio or video file")
+        @app_commands.describe(file="The recording (default: the latest one in this channel)",
+                               language="Spoken language, e.g. en or German (default: detect)",
+                               translate="Translate into English", ephemeral="Only you see the result")
+        async def transcribe(interaction: discord.Interaction, file: discord.Attachment | None = None,
+                             language: str | None = None, translate: bool = False, ephemeral: bool = False) -> None:
+            await self._on_slash(interaction, file, language, translate, ephemeral)
+
+        @tree.context_menu(name="Transcribe")
+        async def transcribe_message(interaction: discord.Interaction, message: discord.Message) -> None:
+            await self._on_context_menu(interaction, message)
+
+        group = app_commands.Group(name="chatscribe", description="chatscribe settings for this server",
+                                   guild_only=True, default_permissions=discord.Permissions(manage_guild=True))
+
+        @group.command(name="auto", description="Transcribe voice messages automatically in this server")
+        async def auto(interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
+            await self._set_preference(interaction, AUTO_VOICE, state, AUTO_ANSWERS[state])
+
+        @group.command(name="format", description="File type for transcripts too long for a few messages")
+        async def file_format(interaction: discord.Interaction, kind: adapter.FileFormat) -> None:
+            await self._set_preference(interaction, FILE_FORMAT, kind, f"Long transcripts will come as .{kind}.")
+
+        tree.add_command(group)
+        tree.on_error = self._on_app_command_error  # type: ignore[method-assign]
+
+    async def _on_message(self, message: discord.Message) -> None:
+        if message.author.bot:  # bots, this one included, never trigger work
+            return
+        try:
+            command = _parse_command(message.content, self.settings.discord_command_prefix)
+            if command is not None:
+                await self._on_text_command(message, command)
+            elif adapter.is_voice_message(message) and await self._auto_enabled(message.guild):
+                await self._submit_all(message, adapter.media_attachments(message), message,
+                                       TranscribeOptions(), voice=True)
+        except ChatscribeError as exc:
+            await self._reply(message, exc.user_message)
+        except Exception:
+            log.exception("message %s could not be handled", message.id)
+            await self._reply(message, INTERNAL_ERROR)
+
+    async def _on_text_command(self, message: discord.Message, options: TranscribeOptions) -> None:
+        source = await self._media_message(message)
+        if source is None:
+            await self._reply(message, adapter.NOTHING_FOUND)
+            return
+        await self._submit_all(source, adapter.media_attachments(source), message, options)
+
+    async def _media_message(self, message: discord.Message) -> discord.Message | None:
+        """The command's own attachments, else the replied-to message's, else the latest with media."""
+        if adapter.media_attachments(message):
+            return message
+        if message.reference is not None and message.reference.message_id is not None:
+            replied = message.reference.resolved
+            if not isinstance(replied, discord.Message):
+                replied = await message.channel.fetch_message(message.reference.message_id)
+            return replied if adapter.media_attachments(replied) else None
+        return await _latest_media(message.channel, before=message)
+
+    async def _on_slash(self, interaction: discord.Interaction, file: discord.Attachment | None,
+                        language: str | None, translate: bool, ephemeral: bool) -> None:
+        await interaction.response.defer(thinking=True, ephemeral=ephemeral)
+        options = _options(language, translate)
+        if file is not None:
+            items: list[tuple[discord.Attachment, str | None]] = [(file, None)]
+            source_id = None
+        else:
+            channel = interaction.channel
+            found = await _latest_media(channel) if isinstance(channel, discord.abc.Messageable) else None
+            if found is None:
+                await interaction.followup.send(adapter.NOTHING_FOUND, ephemeral=True)
+                return
+            items, source_id = adapter.labelled(adapter.media_attachments(found)), str(found.id)
+        await self._submit_interaction(interaction, items, source_id, options, ephemeral)
+
+    async def _on_context_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        await interaction.response.defer(thinking=True)
+        attachments = adapter.media_attachments(message)
+        if not attachments:
+            await interaction.followup.send(adapter.NOTHING_FOUND, ephemeral=True)
+            return
+        await self._submit_interaction(interaction, adapter.labelled(attachments), str(message.id),
+                                       TranscribeOptions(), ephemeral=False)
+
+    async def _set_preference(self, interaction: discord.Interaction, key: str, value: str, answer: str) -> None:
+        if interaction.guild_id is None or not interaction.permissions.manage_guild:
+            await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
+            return
+        await asyncio.to_thread(self.service.preferences.set, self.platform, str(interaction.guild_id), key, value)
+        await interaction.response.send_message(answer)
+
+    async def _on_app_command_error(self, interaction: discord.Interaction,
+                                    error: app_commands.AppCommandError) -> None:
+        cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
+        text = cause.user_message if isinstance(cause, ChatscribeError) else INTERNAL_ERROR
+        if not isinstance(cause, ChatscribeError):
+            log.error("interaction %s failed", interaction.id, exc_info=cause)
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True)
+        else:
+            await interaction.response.send_message(text, ephemeral=True)
+
+    # -- accepting work ------------------------------------------------------------------------------
+
+    async def _submit_all(self, source: discord.Message, attachments: list[discord.Attachment],
+                          answer_to: discord.Message, options: TranscribeOptions, *, voice: bool = False) -> None:
+        for attachment, label in adapter.labelled(attachments):
+            target = adapter.Target(channel_id=str(answer_to.channel.id), guild_id=_guild_id(answer_to.guild),
+                                    reply_to=str(answer_to.id), label=label)
+            try:
+                await self._submit(attachment, target, str(source.id), str(answer_to.author.id), options, voice)
+            except ChatscribeError as exc:  # refused up front (too large, busy): answer at once, go on
+                await self._deliver_now(target, exc)
+
+    async def _submit_interaction(self, interaction: discord.Interaction,
+                                  items: list[tuple[discord.Attachment, str | None]], source_id: str | None,
+                                  options: TranscribeOptions, ephemeral: bool) -> None:
+        for attachment, label in items:
+            target = adapter.Target(
+                channel_id=str(interaction.channel_id), guild_id=_guild_id(interaction.guild),
+                application_id=str(interaction.application_id), interaction_token=interaction.token,
+                ephemeral=ephemeral, label=label)
+            try:
+                await self._submit(attachment, target, source_id, str(interaction.user.id), options, False)
+            except ChatscribeError as exc:
+                await self._deliver_now(target, exc)
+
+    async def _submit(self, attachment: discord.Attachment, target: adapter.Target, source_id: str | None,
+                      user_id: str, options: TranscribeOptions, voice: bool) -> None:
+        reference = adapter.to_reference(target, adapter.Source(str(attachment.id), attachment.url, source_id))
+        request = adapter.build_request(attachment, target=target, source_message_id=source_id, user_id=user_id,
+                                        fetch=self.fetcher(reference), voice=voice)
+        job = await self.service.submit(request, options)
+        if target.interaction_token is None:
+            await self._trigger_typing(job.id, target.channel_id)
+
+    async def _auto_enabled(self, guild: discord.Guild | None) -> bool:
+        if guild is None:
+            return True
+        value = await asyncio.to_thread(self.service.preferences.get, self.platform, str(guild.id), AUTO_VOICE, "on")
+        return value != "off"
+
+    # -- Delivery ----------------------------------------------------------------------------------
+
+    def fetcher(self, reference: Mapping[str, str]) -> Fetch:
+        source = adapter.source_of(reference)
+        channel_id = reference["channel_id"]
+
+        async def fetch(max_bytes: int) -> bytes:
+            try:
+                return await self._download(source.url, max_bytes)
+            except DownloadFailed:
+                if source.message_id is None:
+                    raise
+            # Attachment URLs are signed and expire; the message gives a fresh one.
+            fresh = await self._fresh_url(channel_id, source)
+            return await self._download(fresh, max_bytes)
+
+        return fetch
+
+    async def progress(self, job: Job, update: ProgressUpdate) -> None:
+        target = adapter.target_of(job.request.reference)
+        if target.interaction_token is None:  # interactions already show "thinking…"
+            await self._trigger_typing(job.id, target.channel_id)
+
+    async def deliver(self, job: Job, outcome: Transcript | ChatscribeError, receipt: Receipt) -> None:
+        self._typing.pop(job.id, None)
+        target = adapter.target_of(job.request.reference)
+        replies = await self._render(target, outcome)
+        for reply in replies[job.parts_sent:]:
+            if not await self._send(target, reply):
+                return
+            await receipt.part_sent()
+
+    async def _deliver_now(self, target: adapter.Target, error: ChatscribeError) -> None:
+        for reply in await self._render(target, error):
+            await self._send(target, reply)
+
+    async def _render(self, target: adapter.Target, outcome: Transcript | ChatscribeError) -> list[adapter.Reply]:
+        file_format = "txt"
+        if target.guild_id is not None:
+            file_format = await asyncio.to_thread(
+                self.service.preferences.get, self.platform, target.guild_id, FILE_FORMAT, "txt") or "txt"
+        return adapter.render_answer(outcome, max_parts=self.service.settings.max_parts, file_format=file_format,
+                                     label=target.label)
+
+    async def _send(self, target: adapter.Target, reply: adapter.Reply) -> bool:
+        """Send one message; False when it can never arrive (gone or forbidden), raises to be retried."""
+        client = self._require_client()
+        file = discord.File(_io(reply.file.data), filename=reply.file.name) if reply.file else discord.utils.MISSING
+        try:
+            if target.interaction_token and target.application_id:
+                try:
+                    # What Interaction.followup builds, from ids that survive a restart.
+                    webhook = discord.Webhook.from_state(
+                        {"id": int(target.application_id), "type": 3, "token": target.interaction_token},
+                        client._connection)
+                    await webhook.send(reply.content, file=file, ephemeral=target.ephemeral, wait=True,
+                                       allowed_mentions=discord.AllowedMentions.none())
+                    return True
+                except discord.HTTPException as exc:
+                    if exc.status not in (401, 404):  # anything else is worth a retry
+                        raise
+                    if target.ephemeral:  # never post a private answer publicly
+                        log.warning("interaction expired before its private answer could be sent")
+                        return False
+                    log.info("interaction expired; answering in the channel instead")
+                    if reply.file:
+                        file = discord.File(_io(reply.file.data), filename=reply.file.name)
+            channel = client.get_partial_messageable(int(target.channel_id),
+                                                     guild_id=int(target.guild_id) if target.guild_id else None)
+            reference = None
+            if target.reply_to:
+                reference = discord.MessageReference(message_id=int(target.reply_to), channel_id=channel.id,
+                                                     fail_if_not_exists=False)
+            await channel.send(reply.content, file=file, reference=reference, mention_author=False)  # type: ignore[arg-type]
+            return True
+        except (discord.NotFound, discord.Forbidden) as exc:
+            log.warning("cannot answer in channel %s: %s", target.channel_id, exc.text or exc.status)
+            return False
+
+    async def _trigger_typing(self, job_id: str, channel_id: str) -> None:
+        now = time.monotonic()
+        if now - self._typing.get(job_id, 0.0) < TYPING_EVERY_S:
+            return
+        self._typing[job_id] = now
+        try:
+            await self._require_client().http.send_typing(int(channel_id))
+        except discord.HTTPException as exc:  # cosmetic: never fail the work for it
+            log.debug("typing indicator failed: %s", exc.status)
+
+    async def _download(self, url: str, max_bytes: int) -> bytes:
+        if self._session is None:
+            raise DownloadFailed("I'm restarting: please send that again in a minute.")
+        try:
+            async with self._session.get(url) as response:
+                if response.status != 200:
+                    raise DownloadFailed(_DOWNLOAD_FAILED, detail=f"HTTP {response.status}")
+                if response.content_length is not None and response.content_length > max_bytes:
+                    raise MediaTooLarge(response.content_length, max_bytes)
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.content.iter_chunked(1 << 16):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise MediaTooLarge(None, max_bytes)
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise DownloadFailed(_DOWNLOAD_FAILED, detail=type(exc).__name__) from exc
+
+    async def _fresh_url(self, channel_id: str, source: adapter.Source) -> str:
+        client = self._require_client()
+        try:
+            message = await client.get_partial_messageable(int(channel_id)).fetch_message(int(source.message_id or 0))
+        except discord.HTTPException as exc:
+            raise DownloadFailed(_DOWNLOAD_FAILED, detail=f"message fetch: HTTP {exc.status}") from exc
+        for attachment in message.attachments:
+            if str(attachment.id) == source.attachment_id:
+                return attachment.url
+        raise DownloadFailed("That file was deleted before I could transcribe it.")
+
+    async def _reply(self, message: discord.Message, text: str) -> None:
+        try:
+            await message.reply(text, mention_author=False)
+        except discord.HTTPException as exc:
+            log.warning("could not answer message %s: %s", message.id, exc.status)
+
+
+_ORIGINAL_BASE, _ORIGINAL_GATEWAY = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+_DOWNLOAD_FAILED = "I couldn't download that file from Discord; please send it again."
+_TOKEN_IN_PATH = re.compile(r"/(webhooks|interactions)/(\d+)/[^/\s?'\"]+")
+_TOKEN_IN_PAYLOAD = re.compile(r"""(['"]token['"]:\s*['"])[^'"]+""")
+
+
+def _parse_command(content: str, prefix: str) -> TranscribeOptions | None:
+    """`!transcribe [language] [translate]` -> options; None when the message is no such command."""
+    words = content.split()
+    if not words or words[0].lower() != f"{prefix}transcribe":
+        return None
+    language: str | None = None
+    translate = False
+    for word in words[1:]:
+        if word.lower() == "translate":
+            translate = True
+        else:
+            language = word
+    return _options(language, translate)
+
+
+def _options(language: str | None, translate: bool) -> TranscribeOptions:
+    code = None
+    if language:
+        code = language_code(language)
+        if code is None:
+            raise ChatscribeError(UNKNOWN_LANGUAGE.format(value=language[:40]))
+    return TranscribeOptions(language=code, task="translate" if translate else "transcribe")
+
+
+async def _latest_media(channel: discord.abc.Messageable, *, before: discord.Message | None = None,
+                        ) -> discord.Message | None:
+    async for candidate in channel.history(limit=HISTORY_LIMIT, before=before):
+        if not candidate.author.bot and adapter.media_attachments(candidate):
+            return candidate
+    return None
+
+
+def _guild_id(guild: discord.Guild | None) -> str | None:
+    return str(guild.id) if guild is not None else None
+
+
+def _io(data: bytes) -> io.BytesIO:
+    return io.BytesIO(data)
+
+
+class _Redact(logging.Filter):
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self._token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = _TOKEN_IN_PATH.sub(r"/\1/\2/[redacted]", message)
+        cleaned = _TOKEN_IN_PAYLOAD.sub(r"\1[redacted]", cleaned)
+        if self._token:
+            cleaned = cleaned.replace(self._token, "[redacted]")
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def _redact_tokens(token: str) -> None:
+    """discord.py logs request URLs at debug level; interaction tokens are part of webhook URLs."""
+    for name in ("discord.http", "discord.webhook.async_", "discord.gateway", "discord.client", "discord.state"):
+        logger = logging.getLogger(name)
+        for existing in [f for f in logger.filters if isinstance(f, _Redact)]:
+            logger.removeFilter(existing)
+        logger.addFilter(_Redact(token))

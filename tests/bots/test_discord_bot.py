@@ -1,0 +1,339 @@
+"""The Discord bot end to end: the real discord.py client against the fake Discord, the real tiny.en model."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from chatscribe.adapters.discord import NO_SPEECH, NOTHING_FOUND
+from chatscribe.bots.discord_bot import AUTO_ANSWERS, NOT_ALLOWED, DiscordBot, DiscordSettings
+from chatscribe.core.config import Settings
+from chatscribe.core.engine import FasterWhisperEngine
+from chatscribe.core.media import SAMPLE_RATE, MediaRequest
+from chatscribe.core.service import TranscriptionService
+from tests.fakes.discord_api import FLAG_EPHEMERAL, Call, FakeDiscord
+from tests.wer import wer
+
+JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    fake = FakeDiscord()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+def discord_settings(fake: FakeDiscord, **overrides: object) -> DiscordSettings:
+    return DiscordSettings(_env_file=None, discord_bot_token=fake.token,  # type: ignore[call-arg]
+                           discord_api_base_url=fake.base_url, **overrides)
+
+
+@pytest.fixture
+async def bot(fake: FakeDiscord, service: TranscriptionService) -> AsyncIterator[DiscordBot]:
+    bot = DiscordBot(service=service, settings=discord_settings(fake), guild_ready_timeout=0.05)
+    await bot.start()
+    yield bot
+    await bot.stop()
+
+
+def channel_posts(fake: FakeDiscord) -> str:
+    return f"/channels/{fake.channel_id}/messages"
+
+
+async def answers(fake: FakeDiscord, count: int = 1) -> list[Call]:
+    return [c for c in await fake.wait_calls("POST", channel_posts(fake), count) if c.body]
+
+
+def webhook_path(fake: FakeDiscord, interaction: dict[str, object]) -> str:
+    return f"/webhooks/{fake.application_id}/{interaction['token']}"
+
+
+def unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+# -- !transcribe ----------------------------------------------------------------------------------------
+
+
+async def test_transcribe_command_answers_with_the_attachments_text(
+        fake: FakeDiscord, bot: DiscordBot, audio: Callable[[str], bytes]) -> None:
+    attachment = fake.attachment(audio("jfk.m4a"), "memo.m4a", "audio/mp4")
+    command = await fake.user_message("!transcribe", attachments=[attachment])
+
+    (answer,) = await answers(fake)
+
+    assert wer(JFK, answer.body["content"]) < 0.2
+    assert str(answer.body["message_reference"]["message_id"]) == command["id"]
+    # no ping for the author, and nobody else either
+    assert answer.body["allowed_mentions"] == {"parse": [], "replied_user": False}
+    assert fake.find("POST", f"/channels/{fake.channel_id}/typing"), "the channel shows the bot typing"
+    assert fake.identifies == 1
+    assert {c["name"] for c in fake.commands["global"]} == {"transcribe", "Transcribe", "chatscribe"}
+
+
+async def test_transcribe_as_a_reply_uses_the_replied_to_message(
+        fake: FakeDiscord, bot: DiscordBot, audio: Callable[[str], bytes]) -> None:
+    voice = await fake.user_message(attachments=[fake.attachment(audio("jfk.webm"), "clip.webm", "video/webm")],
+                                    author=fake.moderator)
+    command = await fake.user_message("!transcribe", reply_to=voice)
+
+    (answer,) = await answers(fake)
+
+    assert wer(JFK, answer.body["content"]) < 0.2
+    assert str(answer.body["message_reference"]["message_id"]) == command["id"]
+
+
+async def test_transcribe_alone_finds_the_latest_audio_in_the_channel(
+        fake: FakeDiscord, bot: DiscordBot, audio: Callable[[str], bytes]) -> None:
+    await fake.user_message("!transcribe")
+    (nothing,) = await answers(fake)
+    assert nothing.body["content"] == NOTHING_FOUND
+
+    await fake.user_message(attachments=[fake.attachment(audio("jfk.flac"), "speech.flac", "audio/flac")])
+    await fake.user_message("what did he say?")
+    await fake.user_message("!transcribe")
+
+    answer = (await answers(fake, 2))[1]
+    assert wer(JFK, answer.body["content"]) < 0.2
+
+
+async def test_several_attachments_get_one_labelled_answer_each_in_order(
+        fake: FakeDiscord, bot: DiscordBot, audio: Callable[[str], bytes]) -> None:
+    first = fake.attachment(audio("silence_10s.ogg"), "quiet.ogg", "audio/ogg")
+    second = fake.attachment(audio("jfk_voice.ogg"), "speech.ogg", "audio/ogg")
+    await fake.user_message("!transcribe", attachments=[first, second])
+
+    replies = await answers(fake, 2)
+
+    quiet = next(c for c in replies if c.body["content"].startswith("**quiet.ogg**"))
+    speech = next(c for c in replies if c.body["content"].startswith("**speech.ogg**"))
+    assert quiet.body["content"].endswith(NO_SPEECH)
+    assert wer(JFK, speech.body["content"].removeprefix("**speech.ogg**\n")) < 0.2
+
+
+# -- voice messages ---------------------------------------------------------------------------------------
+
+
+async def test_voice_message_is_transcribed_automatically_until_switched_off(
+        fake: FakeDiscord, bot: DiscordBot, audio: Callable[[str], bytes]) -> None:
+    voice = await fake.user_message(
+        attachments=[fake.attachment(audio("jfk_voice.ogg"), "voice-message.ogg", "audio/ogg", voice=True)],
+        voice=True)
+    (answer,) = await answers(fake)
+    assert wer(JFK, answer.body["content"]) < 0.2
+    assert str(answer.body["message_reference"]["message_id"]) == voice["id"]
+
+    denied = await fake.slash_command("chatscribe", [{"name": "auto", "type": 1, "options": [
+        {"name": "state", "type": 3, "value": "off"}]}])
+    (refusal,) = await fake.wait_calls("POST", f"/interactions/{denied['id']}/{denied['token']}/callback")
+    assert refusal.body["data"]["content"] == NOT_ALLOWED
+    assert refusal.body["data"]["flags"] & FLAG_EPHEMERAL
+
+    switched = await fake.slash_command("chatscribe", [{"name": "auto", "type": 1, "options": [
+        {"name": "state", "type": 3, "value": "off"}]}], member=fake.member(fake.moderator, moderator=True))
+    (confirmation,) = await fake.wait_calls("POST", f"/interactions/{switched['id']}/{switched['token']}/callback")
+    assert confirmation.body["data"]["content"] == AUTO_ANSWERS["off"]
+
+    await fake.user_message(
+        attachments=[fake.attachment(audio("jfk_voice.ogg"), "voice-message.ogg", "audio/ogg", voice=True)],
+        voice=True)
+    await fake.user_message("!transcribe")  # answered after the voice message was (not) handled
+    replies = await answers(fake, 2)
+    assert len(replies) == 2, "the second voice message got no automatic answer"
+    assert wer(JFK, replies[1].body["content"]) < 0.2
+
+
+# -- interactions -----------------------------------------------------------------------------------------
+
+
+async def test_slash_command_defers_then_follows_up_privately(
+        fake: FakeDiscord, bot: DiscordBot, audio: Callable[[str], bytes]) -> None:
+    attachment = fake.attachment(audio("jfk_video_note.mp4"), "note.mp4", "video/mp4")
+    interaction = await fake.slash_command(
+        "transcribe", [{"name": "file", "type": 11, "value": attachment["id"]},
+                       {"name": "ephemeral", "type": 5, "value": True}], attachments=[attachment])
+
+    (followup,) = await fake.wait_calls("POST", webhook_path(fake, interaction))
+
+    (callback,) = fake.find("POST", f"/interactions/{interaction['id']}/{interaction['token']}/callback")
+    assert callback.body["type"] == 5, "deferred (thinking) first"
+    assert fake.calls.index(callback) < fake.calls.index(followup)
+    assert wer(JFK, followup.body["content"]) < 0.2
+    assert followup.body["flags"] & FLAG_EPHEMERAL
+    assert followup.body["allowed_mentions"]["parse"] == []
+
+
+async def test_slash_command_with_unknown_language_explains(fake: FakeDiscord, bot: DiscordBot) -> None:
+    interaction = await fake.slash_command("transcribe", [{"name": "language", "type": 3, "value": "klingon"}])
+    (followup,) = await fake.wait_calls("POST", webhook_path(fake, interaction))
+    assert "klingon" in followup.body["content"]
+    assert "Traceback" not in followup.body["content"]
+
+
+async def test_context_menu_transcribes_the_message(
+        fake: FakeDiscord, bot: DiscordBot, audio: Callable[[str], bytes]) -> None:
+    message = await fake.user_message(attachments=[fake.attachment(audio("jfk.flac"), "jfk.flac", "audio/flac")])
+    interaction = await fake.context_menu("Transcribe", message)
+
+    (followup,) = await fake.wait_calls("POST", webhook_path(fake, interaction))
+
+    (callback,) = fake.find("POST", f"/interactions/{interaction['id']}/{interaction['token']}/callback")
+    assert callback.body["type"] == 5
+    assert wer(JFK, followup.body["content"]) < 0.2
+    assert not (followup.body.get("flags") or 0) & FLAG_EPHEMERAL
+
+
+# -- bad input and limits ---------------------------------------------------------------------------------
+
+
+async def test_random_bytes_then_a_good_file(
+        fake: FakeDiscord, bot: DiscordBot, audio: Callable[[str], bytes]) -> None:
+    await fake.user_message("!transcribe", attachments=[
+        fake.attachment(audio("random_bytes.ogg"), "broken.ogg", "audio/ogg")])
+    (refusal,) = await answers(fake)
+    assert refusal.body["content"].startswith("I couldn't read that file")
+
+    await fake.user_message("!transcribe", attachments=[fake.attachment(audio("jfk.m4a"), "ok.m4a", "audio/mp4")])
+    answer = (await answers(fake, 2))[1]
+    assert wer(JFK, answer.body["content"]) < 0.2
+
+
+async def test_too_large_attachment_is_refused_without_downloading(
+        fake: FakeDiscord, bot: DiscordBot, audio: Callable[[str], bytes]) -> None:
+    huge = fake.attachment(audio("jfk_voice.ogg"), "huge.ogg", "audio/ogg", size=500_000_000)
+    await fake.user_message("!transcribe", attachments=[huge])
+
+    (refusal,) = await answers(fake)
+
+    assert refusal.body["content"].startswith("That file is too large (500.0 MB)")
+    assert huge["id"] not in fake.downloads
+
+
+async def test_everyone_in_a_transcript_pings_nobody(
+        fake: FakeDiscord, bot: DiscordBot, audio: Callable[[str], bytes]) -> None:
+    # A recording that says "@everyone" can only be spoken by a text-to-speech engine; the text that
+    # reaches Discord is what matters, and the library's own reply() is what would ping by default.
+    await fake.user_message("@everyone !transcribe")
+    await fake.user_message("!transcribe @everyone @here", attachments=[
+        fake.attachment(audio("jfk.m4a"), "a.m4a", "audio/mp4")])
+    for call in await answers(fake, 1):
+        assert call.body["allowed_mentions"] == {"parse": [], "replied_user": False}
+
+
+async def test_bot_authors_are_ignored(fake: FakeDiscord, bot: DiscordBot, audio: Callable[[str], bytes]) -> None:
+    await fake.user_message("!transcribe", author=fake.other_bot,
+                            attachments=[fake.attachment(audio("jfk.m4a"), "a.m4a", "audio/mp4")])
+    await fake.user_message(author=fake.other_bot, voice=True, attachments=[
+        fake.attachment(audio("jfk_voice.ogg"), "v.ogg", "audio/ogg", voice=True)])
+    await fake.user_message("!transcribe")  # a person's command afterwards, answered in order
+
+    (only,) = await answers(fake)
+    assert only.body["content"] == NOTHING_FOUND
+
+
+# -- long transcripts, rate limits, reconnects ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def long_speech(audio_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """About three minutes of real speech (the shared recordings joined), built in a temp dir."""
+    pieces = [_decode(audio_dir / name) for name in ("multilingual.mp3", "jfk.flac", "multilingual.mp3",
+                                                     "hotwords.mp3", "multilingual.mp3")]
+    return _encode_flac(np.concatenate(pieces))
+
+
+async def test_long_transcript_is_split_under_2000_with_nothing_lost(
+        fake: FakeDiscord, tmp_path: Path, tiny_engine: FasterWhisperEngine, long_speech: bytes) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", model="tiny.en", device="cpu",  # type: ignore[call-arg]
+                        max_parts=20)
+    async with TranscriptionService(settings=settings, engine=tiny_engine) as service:
+        bot = DiscordBot(service=service, settings=discord_settings(fake), guild_ready_timeout=0.05)
+        await bot.start()
+        try:
+            attachment = fake.attachment(long_speech, "long.flac", "audio/flac")
+            await fake.user_message("!transcribe", attachments=[attachment])
+            await service.wait_idle()
+            replies = await answers(fake, 2)
+            transcript = await service.cached(_cached_request(attachment["id"]))
+        finally:
+            await bot.stop()
+
+    assert transcript is not None
+    assert len(transcript.text) > 2000
+    contents = [c.body["content"] for c in replies]
+    assert all(len(content) <= 2000 for content in contents)
+    assert unescape("".join(contents)) == transcript.text
+    assert all(not content[-1].isalnum() or content is contents[-1] for content in contents), "cut inside a word"
+
+
+async def test_rate_limited_reply_is_retried(fake: FakeDiscord, bot: DiscordBot,
+                                             audio: Callable[[str], bytes]) -> None:
+    fake.rate_limit_next(channel_posts(fake), retry_after=0.2)
+    await fake.user_message("!transcribe", attachments=[fake.attachment(audio("jfk.m4a"), "a.m4a", "audio/mp4")])
+
+    calls = await fake.wait_calls("POST", channel_posts(fake), 2)
+
+    assert calls[0].body == calls[1].body, "the same answer was sent again after the 429"
+    assert len(fake.bot_messages()) == 1
+
+
+async def test_gateway_disconnect_resumes_and_keeps_serving(
+        fake: FakeDiscord, bot: DiscordBot, audio: Callable[[str], bytes]) -> None:
+    await fake.drop_connection()
+    await fake.user_message("!transcribe", attachments=[fake.attachment(audio("jfk.m4a"), "a.m4a", "audio/mp4")])
+    await fake.connected()
+
+    (answer,) = await answers(fake)
+
+    assert fake.resumes == 1 and fake.identifies == 1
+    assert wer(JFK, answer.body["content"]) < 0.2
+
+
+async def test_token_never_reaches_the_logs(fake: FakeDiscord, bot: DiscordBot, caplog: pytest.LogCaptureFixture,
+                                            audio: Callable[[str], bytes]) -> None:
+    caplog.set_level("DEBUG")
+    attachment = fake.attachment(audio("jfk.m4a"), "a.m4a", "audio/mp4")
+    interaction = await fake.slash_command("transcribe", [{"name": "file", "type": 11, "value": attachment["id"]}],
+                                           attachments=[attachment])
+    await fake.wait_calls("POST", webhook_path(fake, interaction))
+    assert fake.token not in caplog.text
+    assert str(interaction["token"]) not in caplog.text
+
+
+# -- helpers ----------------------------------------------------------------------------------------------
+
+
+def _cached_request(attachment_id: str) -> MediaRequest:
+    async def never(max_bytes: int) -> bytes:
+        raise AssertionError("the cached transcript is read without downloading")
+
+    return MediaRequest(platform="discord", chat_id="", user_id="", fetch=never, platform_file_id=attachment_id)
+
+
+def _decode(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        frames = [f.to_ndarray().reshape(-1) for frame in container.decode(audio=0) for f in resampler.resample(frame)]
+    return np.concatenate(frames)
+
+
+def _encode_flac(samples: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="flac") as container:
+        stream = container.add_stream("flac", rate=SAMPLE_RATE, layout="mono")
+        pcm = (np.clip(samples, -1, 1) * 32767).astype(np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buffer.getvalue()
