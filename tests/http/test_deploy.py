@@ -65,19 +65,34 @@ def test_every_setting_named_in_deploy_exists_in_env_example() -> None:
 
 def test_compose_services_build_from_existing_files_and_stop_gracefully() -> None:
     compose = _compose()
-    assert set(compose["services"]) == {"chatscribe", "chatscribe-gpu"}
-    for name, service in compose["services"].items():
+    services = compose["services"]
+    assert set(services) == {"chatscribe", "chatscribe-gpu", "redis", "chatscribe-worker"}
+    for name in ("chatscribe", "chatscribe-gpu", "chatscribe-worker"):
+        service = services[name]
         context = (DEPLOY / service["build"]["context"]).resolve()
         assert (context / service["build"]["dockerfile"]).is_file(), name
-        assert service["environment"]["CHATSCRIBE_HTTP_HOST"] == "0.0.0.0"
-        for volume in service["volumes"]:
-            assert volume.split(":")[0] in compose["volumes"]
         grace = service["stop_grace_period"]
         assert grace.endswith("s")
         assert float(grace[:-1]) > _default_grace()
+    for name in ("chatscribe", "chatscribe-gpu"):
+        service = services[name]
+        assert service["environment"]["CHATSCRIBE_HTTP_HOST"] == "0.0.0.0"
         assert all(port.startswith("127.0.0.1:") for port in service["ports"]), "publish on loopback only"
-    gpu = compose["services"]["chatscribe-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]
+        for volume in service["volumes"]:
+            assert volume.split(":")[0] in compose["volumes"]
+    gpu = services["chatscribe-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["capabilities"] == ["gpu"]
+
+
+def test_compose_scaleout_workers_reach_redis() -> None:
+    services = _compose()["services"]
+    worker = services["chatscribe-worker"]
+    assert worker["command"] == ["worker"]
+    assert worker["healthcheck"] == {"disable": True}  # no HTTP server in a worker
+    broker = worker["environment"]["CHATSCRIBE_BROKER_URL"]
+    assert broker.startswith("redis://redis:")
+    assert "redis" in worker["depends_on"]
+    assert services["redis"]["profiles"] == worker["profiles"] == ["scaleout"]
 
 
 def test_kubernetes_objects_have_their_required_fields() -> None:
@@ -134,12 +149,36 @@ def test_service_routes_to_the_pods_http_port() -> None:
     assert {p["targetPort"] for p in service["spec"]["ports"]} <= names
 
 
+def test_scaleout_workers_share_the_front_ends_settings_and_find_redis() -> None:
+    docs = [d for path in sorted((KUBERNETES / "scaleout").glob("*.yaml")) if path.name != "kustomization.yaml"
+            for d in yaml.safe_load_all(path.read_text()) if d]
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    (redis_service,) = [d for d in docs if d["kind"] == "Service"]
+    worker = deployments["chatscribe-worker"]["spec"]["template"]
+    (container,) = worker["spec"]["containers"]
+    assert container["args"] == ["worker"]
+    sources = {next(iter(ref.values()))["name"] for ref in container["envFrom"]}
+    assert sources == {_by_kind("ConfigMap")[0]["metadata"]["name"], _by_kind("Secret")[0]["metadata"]["name"]}
+    assert worker["spec"]["terminationGracePeriodSeconds"] > _default_grace()
+    redis_pod = deployments["chatscribe-redis"]["spec"]["template"]
+    assert redis_service["spec"]["selector"].items() <= redis_pod["metadata"]["labels"].items()
+    # The broker URL the ConfigMap offers (commented out until scale-out is chosen) names that Service.
+    offered = re.search(r"#\s*CHATSCRIBE_BROKER_URL:\s*redis://([\w-]+):(\d+)",
+                        (KUBERNETES / "configmap.yaml").read_text())
+    assert offered
+    assert offered.group(1) == redis_service["metadata"]["name"]
+    assert int(offered.group(2)) == redis_service["spec"]["ports"][0]["port"]
+
+
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
-def test_kustomization_builds_every_object() -> None:
-    built = subprocess.run(["kubectl", "kustomize", str(KUBERNETES)], capture_output=True, text=True,
-                           timeout=60, check=True).stdout
-    kinds = sorted(d["kind"] for d in yaml.safe_load_all(built) if d)
-    assert kinds == sorted(d["kind"] for d in _manifests())
+def test_kustomizations_build_every_object() -> None:
+    def build(folder: Path) -> list[str]:
+        built = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True, text=True,
+                               timeout=60, check=True).stdout
+        return sorted(d["kind"] for d in yaml.safe_load_all(built) if d)
+
+    assert build(KUBERNETES) == sorted(d["kind"] for d in _manifests())
+    assert build(KUBERNETES / "scaleout") == ["Deployment", "Deployment", "Service"]
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
@@ -155,7 +194,7 @@ def test_dockerfile_runs_as_non_root_with_a_volume_and_healthcheck(dockerfile: P
     assert "/healthz" in instructions["HEALTHCHECK"][0]
     assert any("CHATSCRIBE_HTTP_HOST=0.0.0.0" in env for env in instructions["ENV"])
     assert any("CHATSCRIBE_DATA_DIR=/data" in env for env in instructions["ENV"])
-    assert any('".[bundled-models]"' in run for run in instructions["RUN"])
+    assert any('".[bundled-models,scaleout]"' in run for run in instructions["RUN"])
     for copy in instructions["COPY"]:
         for source in copy.split()[:-1]:
             assert (ROOT / source).exists(), f"{dockerfile.name}: COPY {source} does not exist"
