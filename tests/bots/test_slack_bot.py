@@ -8,13 +8,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import signal
+import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import yaml
 from aiohttp import web
 
 from chatscribe.adapters.slack import unescape
@@ -34,6 +40,7 @@ from tests.fakes.slack_api import (
 )
 from tests.wer import wer
 
+ROOT = Path(__file__).resolve().parents[2]
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 CHANNEL = "C0GENERAL"
 JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
@@ -393,3 +400,74 @@ async def test_status_message_is_replaced_by_the_transcript(fake: FakeSlack, ser
     assert reply.get("edited")
     assert wer(JFK, text_of(reply)) < 0.3
     assert fake.calls_to("chat.update")[-1].params["ts"] == reply["ts"]
+
+
+def test_manifest_matches_what_the_bot_serves() -> None:
+    manifest = yaml.safe_load((ROOT / "deploy" / "slack-app-manifest.yaml").read_text())
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    assert {"commands", "chat:write", "files:read", "files:write", "channels:history", "groups:history",
+            "im:history", "mpim:history"} <= scopes
+    (command,) = manifest["features"]["slash_commands"]
+    assert command["command"] == "/transcribe"
+    assert command["url"].endswith("/slack/events")
+    (shortcut,) = manifest["features"]["shortcuts"]
+    assert (shortcut["type"], shortcut["callback_id"]) == ("message", "transcribe")
+    settings = manifest["settings"]
+    assert set(settings["event_subscriptions"]["bot_events"]) == {"message.channels", "message.groups",
+                                                                  "message.im", "message.mpim"}
+    assert settings["interactivity"]["request_url"].endswith("/slack/events")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_chatscribe_run_slack_end_to_end(fake: FakeSlack, audio: Any, tmp_path: Path) -> None:
+    port = _free_port()
+    env = {**os.environ, "SLACK_BOT_TOKEN": fake.token, "SLACK_SIGNING_SECRET": SECRET,
+           "SLACK_API_URL": fake.api_url, "CHATSCRIBE_DATA_DIR": str(tmp_path / "data"),
+           "CHATSCRIBE_MODEL": "tiny.en", "CHATSCRIBE_DEVICE": "cpu", "CHATSCRIBE_HTTP_PORT": str(port),
+           "CHATSCRIBE_HTTP_HOST": "127.0.0.1", "CHATSCRIBE_LOG_LEVEL": "DEBUG"}
+    env.pop("SLACK_APP_TOKEN", None)
+    log_file = tmp_path / "chatscribe.log"
+    with log_file.open("wb") as log_out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "chatscribe", "run", "slack", cwd=tmp_path, env=env,
+            stdout=log_out, stderr=asyncio.subprocess.STDOUT)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            async with aiohttp.ClientSession() as http:
+                await _until_ready(http, base, process)
+                info = fake.add_file("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
+                message = fake.add_message(CHANNEL, files=[info])
+                body = event_body(message_event(CHANNEL, message))
+                headers = {"Content-Type": "application/json", **signed_headers(SECRET, body)}
+                async with http.post(f"{base}/slack/events", data=body, headers=headers) as response:
+                    assert response.status == 200
+                (reply,) = await fake.wait_for(lambda: fake.bot_messages(CHANNEL, message["ts"]), timeout=120)
+                assert wer(JFK, text_of(reply)) < 0.3
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(process.wait(), timeout=60)
+    assert code == 0
+    logged = log_file.read_text()
+    assert fake.token not in logged
+    assert SECRET not in logged
+
+
+async def _until_ready(http: aiohttp.ClientSession, base: str, process: asyncio.subprocess.Process) -> None:
+    """Poll /readyz (with a deadline) until the model is loaded and the Slack bot is connected."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.returncode is None, "chatscribe exited early"
+        try:
+            async with http.get(f"{base}/readyz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientConnectionError:
+            pass
+        await asyncio.sleep(0.2)
+    raise AssertionError("chatscribe run slack did not become ready")
