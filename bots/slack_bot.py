@@ -95,6 +95,7 @@ class SlackBot:
             retry_handlers=[AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
         )
         self._token_origins = {("https", host, 443) for host in SLACK_FILE_HOSTS} | {_origin(api_url)}
+        _quiet_token_warning()
         self.app = AsyncApp(
             client=self.client, signing_secret=settings.signing_secret.get_secret_value(),
             process_before_response=False, raise_error_for_unhandled_request=False,
@@ -119,8 +120,15 @@ class SlackBot:
         except SlackApiError as exc:
             raise ConfigError(f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')}).") from None
         self.bot_user_id = auth.get("user_id")
-        if self.settings.app_token.get_secret_value():
-            self._socket = AsyncSocketModeHandler(self.app, self.settings.app_token.get_secret_value())
+        app_token = self.settings.app_token.get_secret_value()
+        if app_token:
+            # The Socket Mode client retries a refused token forever; check it once and say so instead.
+            try:
+                await self.client.apps_connections_open(app_token=app_token)
+            except SlackApiError as exc:
+                raise ConfigError(f"Slack refused SLACK_APP_TOKEN ({exc.response.get('error')}): it must be an "
+                                  "app-level token (xapp-…) with the connections:write scope.") from None
+            self._socket = AsyncSocketModeHandler(self.app, app_token)
             await self._socket.connect_async()
         self._problem = None
         log.info("slack: signed in as %s in %s (%s mode)", auth.get("user"), auth.get("team"),
@@ -136,8 +144,11 @@ class SlackBot:
             self._session = None
 
     def not_ready(self) -> str | None:
-        if self._problem is None and self._socket is not None and not self._socket.client.is_connected():
-            return "Socket Mode is reconnecting"
+        if self._problem is None and self._socket is not None:
+            client = self._socket.client
+            session = client.current_session
+            if client.closed or client.stale or session is None or session.closed:
+                return "Slack Socket Mode is reconnecting"
         return self._problem
 
     async def _http_events(self, request: web.Request) -> web.Response:
@@ -387,6 +398,22 @@ async def _read_media(response: aiohttp.ClientResponse, max_bytes: int) -> bytes
     if data[:64].lstrip().lower().startswith((b"<!doctype html", b"<html")):
         raise DownloadFailed(SCOPE_HINT, detail="got an HTML page instead of the file")
     return bytes(data)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+def _quiet_token_warning() -> None:
+    """bolt also reads SLACK_BOT_TOKEN from the environment and warns that the client's token wins: it does."""
+    bolt_log = logging.getLogger("slack_bolt.AsyncApp")
+    if not any(isinstance(f, _DropMessage) for f in bolt_log.filters):
+        bolt_log.addFilter(_DropMessage("As you gave `client` as well"))
 
 
 def _origin(url: str) -> tuple[str, str, int]:

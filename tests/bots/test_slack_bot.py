@@ -25,6 +25,7 @@ from aiohttp import web
 
 from chatscribe.adapters.slack import unescape
 from chatscribe.bots.slack_bot import SlackBot, SlackSettings
+from chatscribe.core.errors import ConfigError
 from chatscribe.core.jobs import Job
 from chatscribe.core.media import MediaRequest
 from chatscribe.core.options import TranscribeOptions
@@ -33,6 +34,7 @@ from tests.fakes.slack_api import (
     FakeSlack,
     RecordingHost,
     command_body,
+    command_payload,
     event_body,
     message_event,
     shortcut_body,
@@ -400,6 +402,42 @@ async def test_status_message_is_replaced_by_the_transcript(fake: FakeSlack, ser
     assert reply.get("edited")
     assert wer(JFK, text_of(reply)) < 0.3
     assert fake.calls_to("chat.update")[-1].params["ts"] == reply["ts"]
+
+
+async def test_socket_mode_serves_the_same_handlers(fake: FakeSlack, service: Any, audio: Any) -> None:
+    settings = SlackSettings(_env_file=None, bot_token=fake.token, signing_secret=SECRET,  # type: ignore[call-arg]
+                             app_token=fake.app_token, api_url=fake.api_url)
+    bot = SlackBot(settings=settings, service=service)
+    await bot.start()
+    try:
+        assert bot.not_ready() is None
+        info = fake.add_file("jfk.m4a", audio("jfk.m4a"), mimetype="audio/mp4", subtype="slack_audio")
+        message = fake.add_message(CHANNEL, files=[info])
+        payload = json.loads(event_body(message_event(CHANNEL, message), event_id="EvSocket1"))
+        envelope = await fake.socket_send("events_api", payload)
+        await fake.socket_send("events_api", payload, retry_attempt=1)  # Slack's retry: same event_id
+        (reply,) = await fake.wait_for(lambda: fake.bot_messages(CHANNEL, message["ts"]))
+        assert wer(JFK, text_of(reply)) < 0.3
+        assert any(ack.get("envelope_id") == envelope for ack in fake.socket_acks)
+
+        command = command_payload("auto off", channel=CHANNEL, response_url=fake.response_url())
+        acked = await fake.socket_send("slash_commands", command)
+        ack = await fake.wait_for(lambda: next((a for a in fake.socket_acks if a["envelope_id"] == acked), None))
+        assert "off" in ack["payload"]["text"]
+        await service.wait_idle()
+    finally:
+        await bot.stop()
+    assert len(fake.bot_messages(CHANNEL, message["ts"])) == 1
+    assert bot.not_ready() is not None
+
+
+async def test_refused_app_token_is_a_clear_config_error(fake: FakeSlack, service: Any) -> None:
+    settings = SlackSettings(_env_file=None, bot_token=fake.token, signing_secret=SECRET,  # type: ignore[call-arg]
+                             app_token="xapp-1-wrong", api_url=fake.api_url)
+    bot = SlackBot(settings=settings, service=service)
+    with pytest.raises(ConfigError, match="SLACK_APP_TOKEN"):
+        await bot.start()
+    await bot.stop()
 
 
 def test_manifest_matches_what_the_bot_serves() -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+import aiohttp
 from aiohttp import web
 
 SECTION_LIMIT = 3000
@@ -57,6 +58,7 @@ class Upload:
 @dataclass
 class FakeSlack:
     token: str = "xoxb-fake-bot-token"
+    app_token: str = "xapp-1-fake-app-token"
     bot_user_id: str = "UBOT"
     bot_id: str = "BBOT"
     team_id: str = "T0001"
@@ -74,6 +76,9 @@ class FakeSlack:
     """False: the token lacks files:read, so private file URLs answer the sign-in page."""
     download_gate: asyncio.Event | None = None
     """When set to an unset Event, file downloads wait for it (to prove an ack did not wait on work)."""
+    socket_acks: list[dict[str, Any]] = field(default_factory=list)
+    """What the app sent back over the Socket Mode connection (acks with their payloads)."""
+    _sockets: list[web.WebSocketResponse] = field(default_factory=list)
     _rate_limits: dict[str, float] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _clock: float = field(default_factory=lambda: float(int(time.time()) - 3600))
@@ -89,6 +94,7 @@ class FakeSlack:
         app.router.add_get("/files-pri/{team}-{file_id}/{name}", self._download)
         app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_post("/response/{key}", self._response)
+        app.router.add_get("/socket-mode", self._socket_mode)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -98,6 +104,8 @@ class FakeSlack:
         return self.url
 
     async def stop(self) -> None:
+        for socket in list(self._sockets):
+            await socket.close()
         if self._runner:
             await self._runner.cleanup()
 
@@ -161,7 +169,8 @@ class FakeSlack:
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         params = await _params(request)
-        authorized = request.headers.get("Authorization") == f"Bearer {self.token}"
+        token = self.app_token if method == "apps.connections.open" else self.token
+        authorized = request.headers.get("Authorization") == f"Bearer {token}"
         self.calls.append(Call(method, params, authorized))
         try:
             if method in self._rate_limits:
@@ -182,6 +191,9 @@ class FakeSlack:
     def _m_auth_test(self, _: dict[str, Any]) -> dict[str, Any]:
         return {"url": "https://fake-team.slack.com/", "team": "Fake", "user": "chatscribe",
                 "team_id": self.team_id, "user_id": self.bot_user_id, "bot_id": self.bot_id}
+
+    def _m_apps_connections_open(self, _: dict[str, Any]) -> dict[str, Any]:
+        return {"url": f"ws{self.url.removeprefix('http')}/socket-mode?ticket={next(self._ids)}"}
 
     def _m_chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:
         _check_blocks(p)
@@ -261,6 +273,29 @@ class FakeSlack:
         if not authorized or stored is None or not self.files_read_scope:
             return web.Response(body=LOGIN_PAGE, content_type="text/html")
         return web.Response(body=stored.data, content_type=stored.info["mimetype"])
+
+    async def _socket_mode(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        self._sockets.append(socket)
+        await socket.send_json({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0001"}})
+        try:
+            async for frame in socket:
+                if frame.type == aiohttp.WSMsgType.TEXT:
+                    self.socket_acks.append(json.loads(frame.data))
+                    await self._notify()
+        finally:
+            self._sockets.remove(socket)
+        return socket
+
+    async def socket_send(self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0) -> str:
+        """Slack pushes an envelope (events_api, slash_commands, interactive) to the connected app."""
+        envelope_id = f"env-{next(self._ids)}"
+        await self._sockets[-1].send_json({
+            "envelope_id": envelope_id, "type": kind, "payload": payload, "retry_attempt": retry_attempt,
+            "retry_reason": "timeout" if retry_attempt else "", "accepts_response_payload": kind != "events_api",
+        })
+        return envelope_id
 
     async def _response(self, request: web.Request) -> web.Response:
         self.responses.append(await request.json())
@@ -360,12 +395,17 @@ def message_event(channel: str, message: dict[str, Any]) -> dict[str, Any]:
 
 def command_body(text: str, *, channel: str, response_url: str, user: str = "UALICE",
                  team_id: str = "T0001") -> str:
-    return urlencode({
+    return urlencode(command_payload(text, channel=channel, response_url=response_url, user=user, team_id=team_id))
+
+
+def command_payload(text: str, *, channel: str, response_url: str, user: str = "UALICE",
+                    team_id: str = "T0001") -> dict[str, str]:
+    return {
         "token": "legacy-verification-token", "team_id": team_id, "team_domain": "fake-team",
         "channel_id": channel, "channel_name": "general", "user_id": user, "user_name": "alice",
         "command": "/transcribe", "text": text, "api_app_id": "A0001", "response_url": response_url,
         "trigger_id": "1.2.3",
-    })
+    }
 
 
 def shortcut_body(message: dict[str, Any], *, channel: str, response_url: str, user: str = "UALICE",
