@@ -147,7 +147,7 @@ def _decode_stream(
     container: av.container.InputContainer, stream: av.audio.AudioStream, max_duration_s: float
 ) -> DecodedAudio:
     # Threaded decoding of many tiny audio frames costs more than it saves.
-    stream.thread_type = "NONE"
+    stream.codec_context.thread_type = "NONE"
     resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
     max_samples = int(max_duration_s * SAMPLE_RATE)
     chunks: list[np.ndarray] = []

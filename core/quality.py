@@ -34,7 +34,8 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 def validate(transcript: Transcript, audio: np.ndarray) -> Transcript:
     """Flag low-confidence segments, drop likely hallucinations; no speech leaves no segments."""
     speech = _speech_mask(audio)
-    kept, dropped = [], []
+    kept: list[Segment] = []
+    dropped: list[Segment] = []
     for segment in transcript.segments:
         flags = _flags(segment, _coverage(speech, segment))
         target = dropped if HALLUCINATION in flags else kept
