@@ -27,7 +27,8 @@ async def doctor(settings: Settings) -> int:
         engine = await asyncio.to_thread(load_engine, settings)
         print(f"device        {engine.device.device}, compute type {engine.device.compute_type}")
         print(f"              why: {engine.device.reason}")
-        print(f"engine        faster-whisper ({engine.model_id})")
+        kind = "transformers" if "transformers" in engine.model_id else "faster-whisper"
+        print(f"engine        {kind} ({engine.model_id}); CHATSCRIBE_ENGINE={settings.engine}")
     except ChatscribeError as exc:
         problems += 1
         print(f"model         {settings.model}: PROBLEM: {exc.user_message}")
