@@ -53,26 +53,35 @@ UNKNOWN_LANGUAGE = "I don't know the language {value!r}: use a code like `en` or
 
 
 class DiscordSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="DISCORD_", env_file=ENV_FILE, env_file_encoding="utf-8",
+                                      extra="ignore")
 
-    discord_bot_token: SecretStr
-    """The bot's token (Developer Portal -> your application -> Bot -> Reset Token)."""
-    discord_command_prefix: str = "!"
-    discord_guild_ids: str = ""
-    """Comma-separated server ids to sync the slash commands to at once; empty syncs them globally."""
-    discord_api_base_url: str = DISCORD_API
+    bot_token: SecretStr = SecretStr("")
+    """Developer Portal -> your application -> Bot -> Reset Token."""
+    command_prefix: str = "!"
+    """Prefix of the text command: `!transcribe`."""
+    guild_ids: str = ""
+    """Comma-separated server ids to sync the slash commands to at once; empty syncs them globally (slower)."""
+    api_base_url: str = DISCORD_API
     """REST base; the gateway is then asked of `GET /gateway/bot` on it (proxies, tests)."""
 
-    @field_validator("discord_guild_ids")
+    @field_validator("guild_ids")
     @classmethod
     def _check_ids(cls, value: str) -> str:
         if any(not part.strip().isdigit() for part in value.split(",") if part.strip()):
             raise ValueError("expected comma-separated numeric server ids")
         return value
 
+    @field_validator("command_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not value.strip() or any(c.isspace() for c in value.strip()):
+            raise ValueError("expected a non-empty prefix without spaces, e.g. !")
+        return value.strip()
+
     @property
-    def guild_ids(self) -> tuple[int, ...]:
-        return tuple(int(part) for part in self.discord_guild_ids.split(",") if part.strip())
+    def guild_id_list(self) -> tuple[int, ...]:
+        return tuple(int(part) for part in self.guild_ids.split(",") if part.strip())
 
 
 class _Client(discord.Client):
@@ -113,9 +122,9 @@ class DiscordBot:
         return []  # everything arrives over the gateway
 
     async def start(self) -> None:
-        _redact_tokens(self.settings.discord_bot_token.get_secret_value())
+        _redact_tokens(self.settings.bot_token.get_secret_value())
         # discord.py builds every REST URL (webhooks included) from this class attribute.
-        Route.BASE = self.settings.discord_api_base_url.rstrip("/")
+        Route.BASE = self.settings.api_base_url.rstrip("/")
         self._session = aiohttp.ClientSession()
         self._client = _Client(self, guild_ready_timeout=self._guild_ready_timeout)
         self.service.register(self.platform, self)
@@ -127,8 +136,7 @@ class DiscordBot:
             await self._close_session()
             self._task.result()  # raises why it stopped (bad token, missing intent, unreachable)
             raise ConnectionError("the Discord client stopped before it was ready")
-        resumed = await self.service.resume(self.platform)
-        log.info("Discord bot connected as %s; %d unfinished job(s) resumed", self._client.user, resumed)
+        log.info("Discord bot connected as %s", self._client.user)
 
     async def stop(self) -> None:
         if self._client is not None:
@@ -147,7 +155,7 @@ class DiscordBot:
 
     async def _run(self, client: _Client) -> None:
         async with client:
-            await client.start(self.settings.discord_bot_token.get_secret_value())
+            await client.start(self.settings.bot_token.get_secret_value())
 
     async def _close_session(self) -> None:
         if self._session is not None:
@@ -160,8 +168,8 @@ class DiscordBot:
         _, url, _ = await client.http.get_bot_gateway()
         DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
         self._add_commands(client.tree)
-        if self.settings.guild_ids:
-            for guild_id in self.settings.guild_ids:
+        if self.settings.guild_id_list:
+            for guild_id in self.settings.guild_id_list:
                 guild = discord.Object(guild_id)
                 client.tree.copy_global_to(guild=guild)
                 await client.tree.sync(guild=guild)
@@ -206,7 +214,7 @@ class DiscordBot:
         if message.author.bot:  # bots, this one included, never trigger work
             return
         try:
-            command = _parse_command(message.content, self.settings.discord_command_prefix)
+            command = _parse_command(message.content, self.settings.command_prefix)
             if command is not None:
                 await self._on_text_command(message, command)
             elif adapter.is_voice_message(message) and await self._auto_enabled(message.guild):

@@ -32,8 +32,8 @@ async def fake() -> AsyncIterator[FakeDiscord]:
 
 
 def discord_settings(fake: FakeDiscord, **overrides: object) -> DiscordSettings:
-    return DiscordSettings(_env_file=None, discord_bot_token=fake.token,  # type: ignore[call-arg]
-                           discord_api_base_url=fake.base_url, **overrides)
+    return DiscordSettings(_env_file=None, bot_token=fake.token,  # type: ignore[call-arg]
+                           api_base_url=fake.base_url, **overrides)
 
 
 @pytest.fixture
@@ -217,15 +217,16 @@ async def test_too_large_attachment_is_refused_without_downloading(
     assert huge["id"] not in fake.downloads
 
 
-async def test_everyone_in_a_transcript_pings_nobody(
-        fake: FakeDiscord, bot: DiscordBot, audio: Callable[[str], bytes]) -> None:
-    # A recording that says "@everyone" can only be spoken by a text-to-speech engine; the text that
-    # reaches Discord is what matters, and the library's own reply() is what would ping by default.
-    await fake.user_message("@everyone !transcribe")
-    await fake.user_message("!transcribe @everyone @here", attachments=[
-        fake.attachment(audio("jfk.m4a"), "a.m4a", "audio/mp4")])
-    for call in await answers(fake, 1):
-        assert call.body["allowed_mentions"] == {"parse": [], "replied_user": False}
+async def test_everyone_in_an_answer_pings_nobody(fake: FakeDiscord, bot: DiscordBot) -> None:
+    # The answer quotes what it did not understand, so "@everyone" reaches the channel as text.
+    await fake.user_message("!transcribe @everyone")
+
+    (answer,) = await answers(fake)
+
+    assert "@everyone" in answer.body["content"]
+    (sent,) = fake.bot_messages()
+    assert sent["mention_everyone"] is False
+    assert sent["mentions"] == [], "the person who asked is not pinged either"
 
 
 async def test_bot_authors_are_ignored(fake: FakeDiscord, bot: DiscordBot, audio: Callable[[str], bytes]) -> None:
@@ -293,7 +294,8 @@ async def test_gateway_disconnect_resumes_and_keeps_serving(
 
     (answer,) = await answers(fake)
 
-    assert fake.resumes == 1 and fake.identifies == 1
+    assert fake.resumes == 1
+    assert fake.identifies == 1
     assert wer(JFK, answer.body["content"]) < 0.2
 
 
@@ -306,6 +308,37 @@ async def test_token_never_reaches_the_logs(fake: FakeDiscord, bot: DiscordBot, 
     await fake.wait_calls("POST", webhook_path(fake, interaction))
     assert fake.token not in caplog.text
     assert str(interaction["token"]) not in caplog.text
+
+
+async def test_accepted_work_survives_a_restart(
+        fake: FakeDiscord, tmp_path: Path, tiny_engine: FasterWhisperEngine, audio: Callable[[str], bytes]) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", model="tiny.en", device="cpu")  # type: ignore[call-arg]
+    attachment = fake.attachment(audio("jfk.m4a"), "memo.m4a", "audio/mp4")
+    first_url = attachment["url"]
+    fake.hold_downloads()
+    service = TranscriptionService(settings=settings, engine=tiny_engine)
+    bot = DiscordBot(service=service, settings=discord_settings(fake), guild_ready_timeout=0.05)
+    await bot.start()
+    command = await fake.user_message("!transcribe", attachments=[attachment])
+    await fake.wait_calls("GET", first_url.split(str(fake.port))[1])  # accepted, and downloading
+    await service.aclose(grace_s=0)  # the process dies mid-download
+    await bot.stop()
+
+    fake.expire(attachment)  # by the time it is back, the signed URL has expired
+    fake.release_downloads()
+    async with TranscriptionService(settings=settings, engine=tiny_engine) as restarted:
+        bot = DiscordBot(service=restarted, settings=discord_settings(fake), guild_ready_timeout=0.05)
+        await bot.start()
+        try:
+            assert await restarted.resume("discord") == 1
+            (answer,) = await answers(fake)
+        finally:
+            await bot.stop()
+
+    assert wer(JFK, answer.body["content"]) < 0.2
+    assert str(answer.body["message_reference"]["message_id"]) == command["id"]
+    assert attachment["url"] != first_url
+    assert fake.find("GET", attachment["url"].split(str(fake.port))[1]), "the fresh URL was used"
 
 
 # -- helpers ----------------------------------------------------------------------------------------------

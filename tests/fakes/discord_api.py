@@ -76,6 +76,9 @@ class FakeDiscord:
         self._connected = asyncio.Event()
         self._changed = asyncio.Condition()
         self._rate_limits: dict[str, float] = {}
+        self._expired: set[str] = set()
+        self._downloads_open = asyncio.Event()
+        self._downloads_open.set()
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -167,6 +170,20 @@ class FakeDiscord:
         permissions = EVERYONE_PERMISSIONS | (MANAGE_GUILD if moderator else 0)
         return {"user": user, "roles": roles, "joined_at": _now(), "deaf": False, "mute": False, "flags": 0,
                 "permissions": str(permissions)}
+
+    def hold_downloads(self) -> None:
+        """Attachment downloads wait (their GET is recorded) until release_downloads()."""
+        self._downloads_open.clear()
+
+    def release_downloads(self) -> None:
+        self._downloads_open.set()
+
+    def expire(self, attachment: Payload) -> None:
+        """Make the attachment's signed URL stop working and give its message a fresh one, as Discord's CDN does."""
+        old_id = attachment["url"].split("/")[-2]
+        self._expired.add(old_id)
+        fresh = self.attachment(self._files[old_id][0], attachment["filename"], self._files[old_id][1])
+        attachment.update(url=fresh["url"], proxy_url=fresh["url"])
 
     def rate_limit_next(self, path_suffix: str, retry_after: float) -> None:
         """Answer the next request whose path ends with `path_suffix` with a 429."""
@@ -360,6 +377,10 @@ class FakeDiscord:
     async def _cdn(self, request: web.Request) -> web.Response:
         file_id = request.match_info["file_id"]
         self.downloads.append(file_id)
+        await self._record(Call("GET", request.path, dict(request.query), None))
+        await self._downloads_open.wait()
+        if file_id in self._expired:
+            return web.Response(status=404, text="This content is no longer available.")
         data, content_type = self._files[file_id]
         return web.Response(body=data, content_type=content_type)
 
@@ -414,7 +435,15 @@ class FakeDiscord:
         attachments = [self.attachment(f.data, f.name) for f in files]
         message = self._message(self.bot_user, body.get("content") or "", attachments,
                                 flags=body.get("flags") or 0, reply_to=reply_to, webhook=webhook)
-        message["allowed_mentions"] = body.get("allowed_mentions")  # kept for tests to read back
+        allowed = body.get("allowed_mentions")
+        message["allowed_mentions"] = allowed  # kept for tests to read back
+        # Discord's rules: without allowed_mentions everything in the text pings, and so does a reply.
+        parse = allowed.get("parse", []) if allowed is not None else ["everyone", "users", "roles"]
+        message["mention_everyone"] = "everyone" in parse and ("@everyone" in message["content"]
+                                                               or "@here" in message["content"])
+        replied = message.get("referenced_message")
+        pings_author = allowed is None or allowed.get("replied_user", False)
+        message["mentions"] = [replied["author"]] if replied and pings_author else []
         return message
 
     def _find(self, message_id: str) -> Payload:
