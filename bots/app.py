@@ -8,7 +8,6 @@ the grace, stop the bots, stop the server; what is left stays in the journal for
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 
@@ -22,6 +21,7 @@ from .http import HttpServer, create_app
 from .platforms import configured
 
 log = logging.getLogger("chatscribe")
+BOT_STOP_S = 3.0
 
 
 async def run(settings: Settings, requested: list[str]) -> int:

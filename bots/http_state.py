@@ -41,7 +41,9 @@ class ServerState:
 
     def not_ready(self) -> list[str]:
         reasons = []
-        if self.service is None or not getattr(self.service, "engine_ready", True):
+        if self.service is not None and self.service.closing:
+            reasons.append("shutting down")
+        elif self.service is None or not getattr(self.service, "engine_ready", True):
             reasons.append("model loading")
         if not _writable(self.settings.data_dir):
             reasons.append(f"data dir {self.settings.data_dir} is not writable")

@@ -112,6 +112,11 @@ class TranscriptionService:
         self._shared = limits
 
     @property
+    def closing(self) -> bool:
+        """True once shutdown began: no new work is taken."""
+        return self._closing
+
+    @property
     def engine_ready(self) -> bool:
         """False until the model is loaded (or the workers are reachable): /readyz says so."""
         return self._runner is not None
