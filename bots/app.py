@@ -8,6 +8,7 @@ the grace, stop the bots, stop the server; what is left stays in the journal for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 
