@@ -8,7 +8,6 @@ the grace, stop the bots, stop the server; what is left stays in the journal for
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 
@@ -73,9 +72,9 @@ async def run(settings: Settings, requested: list[str]) -> int:
         await service.aclose()
         if workers is not None:
             await workers.aclose()
-        for bot in reversed(started):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(bot.stop(), timeout=3)
+        # The grace went to the running transcriptions; disconnecting gets what is left of 15 s.
+        if started:
+            await asyncio.wait([asyncio.ensure_future(bot.stop()) for bot in started], timeout=BOT_STOP_S)
         await server.stop()
 
 
