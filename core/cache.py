@@ -93,7 +93,13 @@ class TranscriptCache:
             except sqlite3.DatabaseError as exc:
                 self._recover(exc)
                 return None
-        return dataclasses.replace(decode_transcript(json.loads(row[0])), from_cache=True)
+        try:
+            transcript = decode_transcript(json.loads(row[0]))
+        except (ValueError, TypeError, KeyError) as exc:
+            # Written by a version with another Transcript shape: a miss, and the run refreshes it.
+            log.info("cached transcript %s/%s no longer decodes (%s); ignoring it", content_hash, variant, exc)
+            return None
+        return dataclasses.replace(transcript, from_cache=True)
 
     def hash_for(self, platform: str, file_id: str) -> str | None:
         with self._lock:

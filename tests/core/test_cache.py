@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import sqlite3
 import threading
 from pathlib import Path
 
 import pytest
 
-from chatscribe.core.cache import TranscriptCache
+from chatscribe.core.cache import TranscriptCache, encode_transcript
 from chatscribe.core.transcript import LOW_CONFIDENCE, Segment, Transcript, Word
 
 
@@ -172,8 +174,14 @@ def test_concurrent_use_from_threads(cache_path: Path) -> None:
 
 
 def _body_of(transcript: Transcript) -> str:
-    import json
-
-    from chatscribe.core.cache import encode_transcript
-
     return json.dumps(encode_transcript(transcript), ensure_ascii=False)
+
+
+def test_an_entry_from_another_version_is_a_miss_then_replaced(cache_path: Path) -> None:
+    cache = TranscriptCache(cache_path, max_bytes=1_000_000)
+    cache.put(content_hash(1), "v", make_transcript())
+    with sqlite3.connect(cache_path) as other_version:
+        other_version.execute("UPDATE transcripts SET body=?", ('{"segments": [], "speaker_count": 2}',))
+    assert cache.get(content_hash(1), "v") is None
+    cache.put(content_hash(1), "v", make_transcript())
+    assert cache.get(content_hash(1), "v") is not None
