@@ -131,6 +131,10 @@ def is_new_share(event: Mapping[str, Any]) -> bool:
     return event.get("subtype") in (None, "file_share", "thread_broadcast") and bool(event.get("files"))
 
 
+def message_with_ts(messages: Iterable[Mapping[str, Any]], ts: str) -> Mapping[str, Any] | None:
+    return next((m for m in messages if m.get("ts") == ts), None)
+
+
 def latest_media_message(messages: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The newest message (conversations.history order: newest first) carrying audio or video."""
     return next((m for m in messages if message_files(m)), None)

@@ -68,6 +68,8 @@ class SlackSettings(BaseSettings):
     """App-level token (xapp-…, scope connections:write): set it to use Socket Mode instead of HTTP."""
     api_url: str = Field(default="https://slack.com/api/")
     """Web API base URL (slack_sdk base_url); also a host the bot token may be sent to for files."""
+    auto_transcribe: bool = True
+    """Transcribe audio and video shared in channels without being asked; `/transcribe auto on|off` per channel."""
     status_after_s: float = Field(default=15, ge=0)
     """Post a "Transcribing…" status in the thread when the answer is expected to take longer than this."""
 
@@ -185,7 +187,11 @@ class SlackBot:
         channel, user = event.get("channel_id", ""), event.get("user_id", "")
         if not channel or user == self.bot_user_id or not self.auto_enabled(channel):
             return
-        info = (await self.client.files_info(file=event["file_id"]))["file"]
+        try:
+            info = (await self.client.files_info(file=event["file_id"]))["file"]
+        except SlackApiError as exc:
+            log.warning("slack: files.info for a shared file failed: %s", exc.response.get("error"))
+            return
         file = adapter.parse_file(info)
         share = adapter.share_of(info, channel)
         if file is None or not file.is_media or share is None or not self.claim(channel, file.id, share[0]):
@@ -227,14 +233,12 @@ class SlackBot:
         if link is None:
             history = await self.client.conversations_history(channel=channel, limit=50)
             return adapter.latest_media_message(history.get("messages", [])), channel
-        if link.thread_ts:
-            replies = await self.client.conversations_replies(channel=link.channel, ts=link.thread_ts)
-            found = [m for m in replies.get("messages", []) if m.get("ts") == link.ts]
+        if link.thread_ts:  # a reply is only found through its thread
+            answer = await self.client.conversations_replies(channel=link.channel, ts=link.thread_ts)
         else:
-            history = await self.client.conversations_history(channel=link.channel, latest=link.ts,
-                                                              inclusive=True, limit=1)
-            found = [m for m in history.get("messages", []) if m.get("ts") == link.ts]
-        return (found[0] if found else None), link.channel
+            answer = await self.client.conversations_history(channel=link.channel, latest=link.ts,
+                                                             inclusive=True, limit=1)
+        return adapter.message_with_ts(answer.get("messages", []), link.ts), link.channel
 
     async def _on_shortcut(self, ack: Any, shortcut: dict[str, Any], respond: Any) -> None:
         await ack()
@@ -259,7 +263,8 @@ class SlackBot:
         return _remember(self._claimed, (channel, file_id, message_ts))
 
     def auto_enabled(self, channel: str) -> bool:
-        return self.service.preferences.get(self.platform, channel, "auto", "on") == "on"
+        default = "on" if self.settings.auto_transcribe else "off"
+        return self.service.preferences.get(self.platform, channel, "auto", default) == "on"
 
     async def submit(self, file: adapter.SlackFile, target: adapter.Target, *, message_ts: str) -> None:
         request = adapter.media_request(file, target, message_ts=message_ts, fetch=self.fetcher({"url": file.url}))

@@ -180,6 +180,17 @@ async def test_transcribe_command_with_a_permalink_answers_in_that_thread(slack:
     assert wer(JFK, reply) < 0.3
 
 
+async def test_permalink_to_a_channel_the_bot_is_not_in_says_how_to_fix_it(slack: Slack, audio: Any) -> None:
+    fake = slack.fake
+    message = fake.add_message("C0SECRET", files=[fake.add_file("a.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")])
+    fake.outside.add("C0SECRET")
+    status, _, _ = await slack.command(fake.permalink("C0SECRET", message["ts"]))
+    assert status == 200
+    (answer,) = await fake.wait_for(lambda: fake.responses)
+    assert "invite me" in answer["text"]
+    assert fake.downloads == []
+
+
 async def test_private_transcribe_is_ephemeral(slack: Slack, audio: Any) -> None:
     fake = slack.fake
     message = fake.add_message(CHANNEL, files=[fake.add_file("a.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")])
@@ -299,6 +310,20 @@ async def test_too_large_is_refused_before_download(slack: Slack, audio: Any) ->
     (answer,) = await slack.replies(message)
     assert "too large" in answer
     assert slack.fake.downloads == []
+
+
+async def test_a_channel_the_bot_was_removed_from_is_given_up_not_retried(slack: Slack, audio: Any,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    fake = slack.fake
+    info = fake.add_file("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
+    message = fake.add_message(CHANNEL, files=[info])
+    fake.outside.add(CHANNEL)  # removed from the channel right after the share
+    assert await slack.event(message_event(CHANNEL, message)) == 200
+    await fake.wait_for(lambda: fake.calls_to("chat.postMessage"))
+    await slack.service.wait_idle()
+    assert len(fake.calls_to("chat.postMessage")) == 1  # no retries of a hopeless answer
+    assert set(slack.service.journal.states().values()) == {"delivered"}
+    assert "not_in_channel" in caplog.text
 
 
 async def test_rate_limit_is_waited_out(slack: Slack, audio: Any) -> None:

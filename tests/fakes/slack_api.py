@@ -72,6 +72,8 @@ class FakeSlack:
     files: dict[str, StoredFile] = field(default_factory=dict)
     downloads: list[tuple[str, bool]] = field(default_factory=list)
     """(file id, Bearer token was right) per private file request."""
+    outside: set[str] = field(default_factory=set)
+    """Channels the bot is not a member of: reading or posting there answers not_in_channel."""
     files_read_scope: bool = True
     """False: the token lacks files:read, so private file URLs answer the sign-in page."""
     download_gate: asyncio.Event | None = None
@@ -306,6 +308,8 @@ class FakeSlack:
     def _channel(self, channel: str) -> list[dict[str, Any]]:
         if not channel.startswith(("C", "G", "D")):
             raise _ApiError("channel_not_found")
+        if channel in self.outside:
+            raise _ApiError("not_in_channel")
         return self.history.setdefault(channel, [])
 
     def _next_ts(self) -> str:
