@@ -7,9 +7,9 @@ and otherwise CPU (int8), saying why in one warning instead of crashing on a hal
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -84,6 +84,108 @@ class FasterWhisperEngine:
                 language, probability = max(allowed, key=lambda item: item[1])
         return language, float(probability)
 
+    # -- the pieces cross-request batching (core/batching.py) builds on ------------------------------
+
+    def feature_windows(self, audios: Sequence[np.ndarray]) -> np.ndarray:
+        """Log-Mel features of each clip padded or cut to one 30 s window: (clips, mels, 3000)."""
+        extractor = self._model.feature_extractor
+        windows = [extractor(_fit_window(audio), padding=0)[:, : extractor.nb_max_frames] for audio in audios]
+        return np.stack(windows).astype(np.float32)
+
+    def encode(self, features: np.ndarray) -> Any:
+        """One encoder pass over a batch of windows (a CTranslate2 StorageView)."""
+        return self._model.encode(features)
+
+    def detect_languages(self, encoder_output: Any, among: tuple[str, ...] = ()) -> list[tuple[str, float]]:
+        """The most likely language of each encoded window, restricted to `among` when given."""
+        if not self.multilingual:
+            return [("en", 1.0)] * int(encoder_output.shape[0])
+        detected = []
+        for ranked in self._model.model.detect_language(encoder_output):
+            scores = [(token[2:-2], float(p)) for token, p in ranked]  # "<|en|>" -> "en"
+            allowed = [item for item in scores if item[0] in among] or scores
+            detected.append(max(allowed, key=lambda item: item[1]))
+        return detected
+
+    def tokenizer(self, language: str, task: str) -> Any:
+        from faster_whisper.tokenizer import Tokenizer
+
+        return Tokenizer(
+            self._model.hf_tokenizer, self.multilingual, task=task if self.multilingual else "transcribe",
+            language=language if self.multilingual else "en",
+        )
+
+    def generate(
+        self, encoder_output: Any, tokenizers: Sequence[Any], vocabulary: str | None, *, beam_size: int,
+        temperature: float,
+    ) -> list[Generated]:
+        """Decode every encoded window in one batched call, with timestamps, as transcribe() decodes one."""
+        from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+
+        model = self._model
+        prompts = [
+            model.get_prompt(tok, tok.encode(" " + vocabulary.strip()) if vocabulary else []) for tok in tokenizers
+        ]
+        sampling = {"sampling_temperature": temperature, "sampling_topk": 0} if temperature > 0 else {}
+        results = model.model.generate(
+            encoder_output, prompts, beam_size=1 if temperature > 0 else beam_size, max_length=model.max_length,
+            return_scores=True, return_no_speech_prob=True, suppress_blank=True,
+            suppress_tokens=list(get_suppressed_tokens(tokenizers[0], (-1,)) or ()),
+            max_initial_timestamp_index=round(1.0 / model.time_precision), **sampling,
+        )
+        generated = []
+        for tok, result in zip(tokenizers, results, strict=True):
+            tokens = list(result.sequences_ids[0])
+            generated.append(Generated(
+                tokens=tokens, avg_logprob=float(result.scores[0]) * len(tokens) / (len(tokens) + 1),
+                no_speech_prob=float(result.no_speech_prob),
+                compression_ratio=get_compression_ratio(tok.decode(tokens).strip()),
+            ))
+        return generated
+
+    def split_segments(self, tokenizer: Any, tokens: list[int], duration_s: float) -> list[dict[str, Any]]:
+        """Cut one window's tokens at its timestamp tokens: dicts with start, end, text, tokens.
+
+        Unlike transcribe(), which decodes the rest again from the last timestamp, a batched window is
+        decoded once: text after the last timestamp is kept, ending with the window.
+        """
+        begin, precision = tokenizer.timestamp_begin, self._model.time_precision
+        segments: list[dict[str, Any]] = []
+        text: list[int] = []
+        start = 0.0
+        for token in tokens:
+            if token < tokenizer.eot:
+                text.append(token)
+            elif token >= begin:
+                at = (token - begin) * precision
+                if text:
+                    segments.append({"start": start, "end": at, "tokens": text, "seek": 0})
+                    text = []
+                start = at
+        if text:
+            segments.append({"start": start, "end": max(start, duration_s), "tokens": text, "seek": 0})
+        for segment in segments:
+            segment["text"] = tokenizer.decode(segment["tokens"])
+        return [s for s in segments if s["text"].strip()]
+
+    def align_words(
+        self, windows: list[list[dict[str, Any]]], tokenizer: Any, encoder_output: Any, durations_s: Sequence[float]
+    ) -> None:
+        """Add "words" (start, end, word, probability) to each window's segments from cross-attention.
+
+        Every window needs at least one segment: the alignment cannot take an empty token list.
+        """
+        sizes = [int(np.ceil(d) * self._model.frames_per_second) for d in durations_s]
+        self._model.add_word_timestamps(windows, tokenizer, encoder_output, sizes, _PREPEND, _APPEND, 0.0)
+
+    def speech_chunks(self, audio: np.ndarray) -> list[dict[str, int]] | None:
+        """Where the VAD filter of transcribe() hears speech (sample spans), or None when it is off."""
+        if not self.vad:
+            return None
+        from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+        return list(get_speech_timestamps(audio, VadOptions()))
+
     def transcribe(
         self, audio: np.ndarray, options: TranscribeOptions, progress: Progress | None = None
     ) -> Transcript:
@@ -123,6 +225,26 @@ class FasterWhisperEngine:
 
 
 _FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+_PREPEND = "\"'“¿([{-"
+_APPEND = "\"'.。,，!！?？:：”)]}、"
+"""faster-whisper's defaults for attaching punctuation to words."""
+WINDOW_SAMPLES = 30 * SAMPLE_RATE
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """One decoded window."""
+
+    tokens: list[int]
+    avg_logprob: float
+    no_speech_prob: float
+    compression_ratio: float
+
+
+def _fit_window(audio: np.ndarray) -> np.ndarray:
+    fitted = np.zeros(WINDOW_SAMPLES, dtype=np.float32)
+    fitted[: min(len(audio), WINDOW_SAMPLES)] = audio[:WINDOW_SAMPLES]
+    return fitted
 
 
 def choose_device(device: str, compute_type: str) -> DeviceChoice:

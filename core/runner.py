@@ -14,13 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from .batching import MAX_NOTE_S, BatchEngine, Batcher, BatchingMode, Note
 from .engine import Engine
 from .jobs import ProgressUpdate
-from .media import decode_audio
+from .media import DecodedAudio, decode_audio
 from .metrics import Metrics
 from .options import TranscribeOptions
 from .quality import validate
-from .scheduler import FairScheduler
+from .scheduler import FairScheduler, Release, Ticket
 from .speed import SpeedEstimate
 from .threads import run_in_daemon_thread
 from .transcript import Transcript
@@ -59,14 +60,29 @@ class Runner(Protocol):
         ...
 
 
+@dataclass(eq=False)
+class _Pending:
+    work: Work
+    notify: Notify | None
+    future: asyncio.Future[Transcript]
+
+
 class LocalRunner:
-    def __init__(self, engine: Engine, *, slots: int, max_duration_s: float, metrics: Metrics) -> None:
+    """Transcribes in this process; short notes waiting together share engine calls (core/batching.py)."""
+
+    def __init__(
+        self, engine: Engine, *, slots: int, max_duration_s: float, metrics: Metrics, batch_window_s: float = 0.03,
+        batching: BatchingMode = "auto", max_batch: int | None = None,
+    ) -> None:
         self.engine = engine
-        self.model_id = engine.model_id
-        self.scheduler = FairScheduler(slots)
+        self.batcher = make_batcher(engine, batching)
+        cap = max_batch or (default_max_batch(engine) if self.batcher else 1)
+        self.model_id = self.batcher.model_id if self.batcher else engine.model_id
+        self.scheduler = FairScheduler(slots, max_batch=cap, window_s=batch_window_s)
         self.speed = SpeedEstimate()
         self.max_duration_s = max_duration_s
         self.metrics = metrics
+        self._batches: set[asyncio.Task[None]] = set()
 
     def backlog(self) -> tuple[int, float]:
         return self.scheduler.waiting, self.scheduler.waiting_audio_s()
@@ -78,35 +94,132 @@ class LocalRunner:
         self.scheduler.close()
 
     async def run(self, work: Work, notify: Notify | None = None) -> Transcript:
-        loop = asyncio.get_running_loop()
-        estimate = work.duration_s
+        pending = _Pending(work, notify, asyncio.get_running_loop().create_future())
+        pending.future.add_done_callback(_retrieved)
+        batchable = self.batcher is not None and work.duration_s <= MAX_NOTE_S
+        ticket = self.scheduler.submit(
+            work.chat_id, work.duration_s, item=pending, on_grant=self._start,
+            on_fail=lambda exc: _settle(pending, exc),
+            batch_key=work.options.batch_key() if batchable else None,
+            on_position=self._positions(work, notify) if notify else None,
+        )
+        try:
+            return await asyncio.shield(pending.future)
+        except asyncio.CancelledError:
+            self.scheduler.withdraw(ticket)  # still waiting: give the place up; running: the batch goes on
+            raise
 
+    def _positions(self, work: Work, notify: Notify) -> Callable[[int], None]:
         def on_position(position: int) -> None:
-            assert notify is not None
             ahead = self.speed.seconds_for(self.scheduler.waiting_audio_s(), position) / self.scheduler.slots
-            notify(ProgressUpdate("queued", position=position, eta_s=ahead + self.speed.seconds_for(estimate, 1)))
+            own = self.speed.seconds_for(work.duration_s, 1)
+            notify(ProgressUpdate("queued", position=position, eta_s=ahead + own))
+
+        return on_position
+
+    def _start(self, tickets: list[Ticket], release: Release) -> None:
+        task = asyncio.ensure_future(self._run_batch([t.item for t in tickets], release))
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _run_batch(self, batch: list[_Pending], release: Release) -> None:
+        try:
+            for pending in batch:
+                if pending.notify:
+                    eta = self.speed.seconds_for(pending.work.duration_s, 1)
+                    pending.notify(ProgressUpdate("transcribing", fraction=0.0, eta_s=eta))
+            started = time.monotonic()
+            if len(batch) == 1:
+                outcomes = [await run_in_daemon_thread(self._work, batch[0].work, self._fractions(batch[0]))]
+            else:
+                outcomes = await run_in_daemon_thread(self._work_batch, [p.work for p in batch])
+            share = (time.monotonic() - started) / len(batch)
+            for pending, outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, Transcript):
+                    self._observe(outcome, share)
+                _settle(pending, outcome)
+        except Exception as exc:
+            for pending in batch:
+                _settle(pending, exc)
+        finally:
+            release()
+
+    def _fractions(self, pending: _Pending) -> Callable[[float], None] | None:
+        notify = pending.notify
+        if notify is None:
+            return None
+        loop = asyncio.get_running_loop()
 
         def on_fraction(fraction: float) -> None:  # called from the worker thread
-            assert notify is not None
-            eta = self.speed.seconds_for(estimate * (1 - fraction), 0)
+            eta = self.speed.seconds_for(pending.work.duration_s * (1 - fraction), 0)
             loop.call_soon_threadsafe(notify, ProgressUpdate("transcribing", fraction=fraction, eta_s=eta))
 
-        async with self.scheduler.turn(work.chat_id, estimate, on_position if notify else None):
-            if notify:
-                notify(ProgressUpdate("transcribing", fraction=0.0, eta_s=self.speed.seconds_for(estimate, 1)))
-            started = time.monotonic()
-            transcript = await run_in_daemon_thread(self._work, work, on_fraction if notify else None)
-        self.speed.observe(transcript.duration_s, time.monotonic() - started)
+        return on_fraction
+
+    def _observe(self, transcript: Transcript, elapsed_s: float) -> None:
+        self.speed.observe(transcript.duration_s, elapsed_s)
         self.metrics.transcriptions.inc()
         self.metrics.audio_seconds.observe(transcript.duration_s)
         self.metrics.realtime_factor.set(self.speed.rtf)
-        return transcript
 
-    def _work(self, work: Work, on_fraction: Callable[[float], None] | None) -> Transcript:
-        decoded = decode_audio(work.data, max_duration_s=self.max_duration_s)
-        raw = self.engine.transcribe(decoded.samples, work.options, on_fraction)
-        checked = validate(raw, decoded.samples)
-        return dataclasses.replace(checked, truncated=decoded.truncated)
+    def _work(self, work: Work, on_fraction: Callable[[float], None] | None) -> Transcript | Exception:
+        try:
+            decoded = decode_audio(work.data, max_duration_s=self.max_duration_s)
+            raw = self.engine.transcribe(decoded.samples, work.options, on_fraction)
+            return _checked(raw, decoded)
+        except Exception as exc:
+            return exc
+
+    def _work_batch(self, works: list[Work]) -> list[Transcript | Exception]:
+        """Each note decoded on its own (a bad file fails alone), the readable ones transcribed together."""
+        assert self.batcher is not None
+        outcomes: list[Transcript | Exception] = []
+        decoded: list[tuple[int, DecodedAudio]] = []
+        for index, work in enumerate(works):
+            try:
+                decoded.append((index, decode_audio(work.data, max_duration_s=self.max_duration_s)))
+                outcomes.append(_NOT_YET)
+            except Exception as exc:
+                outcomes.append(exc)
+        raws = self.batcher.transcribe([Note(audio.samples, works[i].options) for i, audio in decoded])
+        for (index, audio), raw in zip(decoded, raws, strict=True):
+            outcomes[index] = raw if isinstance(raw, Exception) else _checked(raw, audio)
+        return outcomes
+
+
+_NOT_YET = RuntimeError("not transcribed")
+
+
+def _checked(raw: Transcript, decoded: DecodedAudio) -> Transcript:
+    """The quality pass, on the note's own audio."""
+    return dataclasses.replace(validate(raw, decoded.samples), truncated=decoded.truncated)
+
+
+def _settle(pending: _Pending, outcome: Transcript | BaseException) -> None:
+    if pending.future.done():
+        return
+    if isinstance(outcome, BaseException):
+        pending.future.set_exception(outcome)
+    else:
+        pending.future.set_result(outcome)
+
+
+def _retrieved(future: asyncio.Future[Transcript]) -> None:
+    """Its caller may have gone (cancelled): the outcome is still looked at, so asyncio logs nothing."""
+    if not future.cancelled():
+        future.exception()
+
+
+def make_batcher(engine: Engine, mode: BatchingMode) -> Batcher | None:
+    """A Batcher when the engine exposes what batching needs and batching is not off."""
+    if mode == "off" or not isinstance(engine, BatchEngine):
+        return None
+    return Batcher(engine, strategy=mode, device=engine.device.device)
+
+
+def default_max_batch(engine: Engine) -> int:
+    """Notes per batch: a GPU takes many windows at once; a CPU answers a batch only when all of it is done."""
+    return 32 if engine.device.device == "cuda" else 8
 
 
 def default_slots(engine: Engine) -> int:
