@@ -25,11 +25,13 @@ from taskiq.receiver import Receiver
 from chatscribe.core.config import Settings
 from chatscribe.core.errors import ChatscribeError
 from chatscribe.core.metrics import Metrics
-from chatscribe.core.redis_runner import TASK_NAME, StreamBroker, shared_model_id
+from chatscribe.core.redis_broker import StreamBroker
+from chatscribe.core.redis_runner import TASK_NAME, shared_model_id
 from chatscribe.core.redis_state import (
     ERROR_TTL_S,
     EVENTS,
     PREFIX,
+    TRANSCRIBED,
     UNREACHABLE,
     WORKERS,
     async_client,
@@ -126,7 +128,7 @@ class Worker:
         else:
             await self._redis(lambda: self.redis.publish(EVENTS, f"started {key}"))
             outcome = await self._run(Work(chat_id, data, duration_s, load_options(options)))
-        await self._redis(lambda: self._save(key, outcome))
+        await self._redis(lambda: self._save(key, outcome, ran=attempts <= MAX_ATTEMPTS))
         self.done += 1
 
     async def _run(self, work: Work) -> Transcript | ChatscribeError:
@@ -152,7 +154,7 @@ class Worker:
             count, _ = await pipe.execute()
         return int(count)
 
-    async def _save(self, key: str, outcome: Transcript | ChatscribeError) -> None:
+    async def _save(self, key: str, outcome: Transcript | ChatscribeError, *, ran: bool) -> None:
         """Outcome, then cleanup and the announcement, in one transaction: a front end sees all or nothing."""
         async with self.redis.pipeline(transaction=True) as pipe:
             if isinstance(outcome, Transcript):
@@ -160,6 +162,8 @@ class Worker:
             else:
                 pipe.set(error_key(key), dump_outcome(outcome), ex=ERROR_TTL_S)
             pipe.delete(media_key(key), f"{PREFIX}attempts:{key}")
+            if ran:
+                pipe.incr(TRANSCRIBED)
             pipe.publish(EVENTS, f"done {key}")
             await pipe.execute()
 

@@ -9,6 +9,7 @@ Keys (all under `chatscribe:`), with `key` = "<model id>:<options digest>:<conte
   workers        hash: worker name -> JSON (model, slots, last seen); `chatscribe doctor` lists them
   frontends      hash: front end id -> JSON (jobs accepted and unanswered, last seen): the shared queue cap
   rate:<user>    sorted set of recent submissions: the per-person rate limit across front ends
+  transcribed    counter of engine runs by all workers
   events         pub/sub channel: "<started|done> <key>", a fast path; front ends also poll, so none is lost
 The work itself travels as taskiq messages on the `chatscribe:jobs` stream (core/redis_runner.py).
 """
@@ -45,6 +46,8 @@ GROUP = "workers"
 EVENTS = PREFIX + "events"
 WORKERS = PREFIX + "workers"
 FRONTENDS = PREFIX + "frontends"
+TRANSCRIBED = PREFIX + "transcribed"
+"""Counter of engine runs by all workers (cache misses), for `doctor` and benchmarks."""
 MEDIA_TTL_S = 3600
 ERROR_TTL_S = 600
 SEEN_TTL_S = 15.0

@@ -1,0 +1,126 @@
+"""Scale-out with a real redis-server and real `chatscribe worker` processes running tiny.en.
+
+Every accepted note is answered exactly once when a worker is SIGKILLed mid-job and when Redis is
+stopped and started again mid-burst; the same content from two chats, on two front ends, is
+transcribed once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("taskiq_redis", reason="the scaleout extra is not installed (pip install -e '.[dev]')")
+
+from chatscribe.core.redis_runner import DELAYED
+from chatscribe.core.redis_state import GROUP, STREAM, TRANSCRIBED
+from chatscribe.core.transcript import Transcript
+from tests.audio_tools import variants
+from tests.scaleout.cluster import FrontEnd, RedisServer, Workers, await_until, front_end
+
+pytestmark = pytest.mark.timeout(240)
+
+NOTE_S = 3.0
+
+
+def notes(audio: Callable[[str], bytes], count: int) -> list[bytes]:
+    return variants(audio("jfk.flac"), count, seconds=NOTE_S)
+
+
+async def submit_all(front: FrontEnd, media: list[bytes], *, chats: int, start: int = 0) -> list[str]:
+    ids = []
+    for index, data in enumerate(media, start=start):
+        name = f"note-{index}"
+        front.collector.files[name] = data
+        job = await front.service.submit(front.collector.request(name, chat=f"chat-{index % chats}"))
+        ids.append(job.id)
+    return ids
+
+
+def assert_answered_once(front: FrontEnd, job_ids: list[str]) -> None:
+    answered = Counter(answer.job_id for answer in front.collector.answers)
+    assert set(answered) == set(job_ids), "every accepted note gets an answer"
+    assert max(answered.values()) == 1, f"answered more than once: {[j for j, n in answered.items() if n > 1]}"
+    for answer in front.collector.answers:
+        assert isinstance(answer.outcome, Transcript), answer.outcome
+        assert "americans" in answer.outcome.text.lower(), answer.outcome.text
+    states = front.service.journal.states()
+    assert {states[job_id] for job_id in job_ids} == {"delivered"}
+
+
+async def test_worker_killed_mid_job_every_note_answered_once(
+    redis_server: RedisServer, workers: Workers, audio: Callable[[str], bytes], tmp_path: Path
+) -> None:
+    workers.start(2)
+    client = redis_server.client()
+    async with front_end(redis_server, tmp_path / "front") as front:
+        job_ids = await submit_all(front, notes(audio, 30), chats=6)
+
+        def holder() -> str | None:  # a worker holding a job it has not finished
+            summary = client.xpending(STREAM, GROUP)
+            for consumer in summary["consumers"] if summary["pending"] else ():
+                if consumer["pending"] and len(front.collector.answers) >= 2:
+                    return str(consumer["name"].decode() if isinstance(consumer["name"], bytes) else consumer["name"])
+            return None
+
+        victim_name = await await_until(holder, "a worker in the middle of a job", timeout=90)
+        victim = workers.by_name(victim_name)
+        assert victim is not None
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=10)
+
+        await front.collector.wait_for(len(job_ids), timeout=150)
+        await front.service.wait_idle()
+        assert_answered_once(front, job_ids)
+    assert "taking over job message" in workers.log_text(), "the survivor took over the killed worker's job"
+    client.close()
+
+
+async def test_redis_stopped_and_restarted_mid_burst_nothing_lost(
+    redis_server: RedisServer, workers: Workers, audio: Callable[[str], bytes], tmp_path: Path
+) -> None:
+    workers.start(2)
+    media = notes(audio, 20)
+    async with front_end(redis_server, tmp_path / "front") as front:
+        job_ids = await submit_all(front, media[:14], chats=4)
+        await await_until(lambda: len(front.collector.answers) >= 2, "the first answers", timeout=90)
+
+        redis_server.stop()
+        # Still accepting: journaled locally, and the people are told their answers are delayed.
+        job_ids += await submit_all(front, media[14:], chats=4, start=14)
+        await await_until(
+            lambda: any(update.detail == DELAYED for _, update in front.collector.progress_updates),
+            "a 'delayed' status", timeout=30,
+        )
+        redis_server.start()  # empty: no persistence, so the front end publishes its waiting work again
+
+        await front.collector.wait_for(len(job_ids), timeout=150)
+        await front.service.wait_idle()
+        assert_answered_once(front, job_ids)
+    assert all(p.poll() is None for p in workers.processes), "workers survive the outage and reconnect"
+
+
+async def test_same_content_from_two_chats_on_two_front_ends_is_transcribed_once(
+    redis_server: RedisServer, workers: Workers, audio: Callable[[str], bytes], tmp_path: Path
+) -> None:
+    workers.start(2)
+    data = notes(audio, 1)[0]
+    async with front_end(redis_server, tmp_path / "a") as first, front_end(redis_server, tmp_path / "b") as second:
+        ids_first = await submit_all(first, [data, data], chats=2)
+        ids_second = await submit_all(second, [data], chats=1, start=7)
+        await first.collector.wait_for(2, timeout=90)
+        await second.collector.wait_for(1, timeout=90)
+        await first.service.wait_idle()
+        await second.service.wait_idle()
+        assert_answered_once(first, ids_first)
+        assert_answered_once(second, ids_second)
+        texts = {a.outcome.text for a in [*first.collector.answers, *second.collector.answers]}  # type: ignore[union-attr]
+        assert len(texts) == 1
+    client = redis_server.client()
+    assert int(client.get(TRANSCRIBED) or 0) == 1, "one engine run for three requests of the same content"
+    client.close()
