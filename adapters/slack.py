@@ -16,6 +16,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from chatscribe.core.errors import ChatscribeError
+from chatscribe.core.jobs import ProgressUpdate
 from chatscribe.core.media import Fetch, MediaRequest
 from chatscribe.core.text import split_text
 from chatscribe.core.transcript import Transcript, render
@@ -325,6 +326,15 @@ def render_error(error: ChatscribeError, *, file_name: str | None = None) -> Sla
 
 def render_notice(text: str) -> SlackMessage:
     return SlackMessage((escape(text),))
+
+
+def status_text(update: ProgressUpdate, file_name: str | None) -> str:
+    """The "Transcribing…" line shown in the thread while a long recording waits or runs."""
+    name = f" {file_name}" if file_name else ""
+    if update.stage == "queued" and update.position:
+        return f"Waiting to transcribe{name}: number {update.position} in the queue…"
+    percent = f" {update.fraction:.0%}" if update.fraction else ""
+    return f"Transcribing{name}…{percent}"
 
 
 def _sections(chunk: str) -> tuple[str, ...]:

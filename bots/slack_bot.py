@@ -297,7 +297,7 @@ class SlackBot:
             if status.done or (status.ts and loop.time() - status.last_update < 5):
                 return
             status.last_update = loop.time()
-            message = adapter.render_notice(_status_text(update, job.request.file_name))
+            message = adapter.render_notice(adapter.status_text(update, job.request.file_name))
             if status.ts is None:
                 answer = await self.client.chat_postMessage(
                     channel=target.channel, thread_ts=target.thread_ts, text=message.text, blocks=message.blocks())
@@ -437,12 +437,4 @@ def _remember(seen: OrderedDict[Any, None], key: object, limit: int = 10_000) ->
     return True
 
 
-def _status_text(update: ProgressUpdate, file_name: str | None) -> str:
-    name = f" {file_name}" if file_name else ""
-    if update.stage == "queued" and update.position:
-        return f"Transcribing{name} soon: {update.position} ahead in the queue…"
-    percent = f" {update.fraction:.0%}" if update.fraction else ""
-    return f"Transcribing{name}…{percent}"
-
-
-__all__ = ["SlackBot", "SlackSettings", "BoltResponse"]
+__all__ = ["SlackBot", "SlackSettings"]
