@@ -6,6 +6,7 @@ real tiny.en model on the shared audio.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -105,11 +106,12 @@ async def fake() -> AsyncIterator[FakeSlack]:
     await slack.stop()
 
 
-@pytest.fixture
-async def slack(fake: FakeSlack, service: Any) -> AsyncIterator[Slack]:
-    settings = SlackSettings(_env_file=None, bot_token=fake.token, signing_secret=SECRET,  # type: ignore[call-arg]
-                             api_url=fake.api_url)
-    bot = SlackBot(settings=settings, service=service)
+@contextlib.asynccontextmanager
+async def running(fake: FakeSlack, service: Any, **settings: Any) -> AsyncIterator[Slack]:
+    """A SlackBot on the service, its /slack/events route served by an aiohttp server on 127.0.0.1."""
+    config = SlackSettings(_env_file=None, bot_token=fake.token, signing_secret=SECRET,  # type: ignore[call-arg]
+                           api_url=fake.api_url, **settings)
+    bot = SlackBot(settings=config, service=service)
     app = web.Application()
     app.add_routes(bot.routes())
     runner = web.AppRunner(app, access_log=None)
@@ -118,11 +120,19 @@ async def slack(fake: FakeSlack, service: Any) -> AsyncIterator[Slack]:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     await bot.start()
-    async with aiohttp.ClientSession() as http:
-        yield Slack(fake, bot, service, f"http://127.0.0.1:{port}", http)
-    await service.wait_idle()
-    await bot.stop()
-    await runner.cleanup()
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield Slack(fake, bot, service, f"http://127.0.0.1:{port}", http)
+    finally:
+        await bot.stop()
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def slack(fake: FakeSlack, service: Any) -> AsyncIterator[Slack]:
+    async with running(fake, service) as harness:
+        yield harness
+        await service.wait_idle()
 
 
 async def test_shared_voice_note_is_transcribed_in_its_thread(slack: Slack, audio: Any,
@@ -463,6 +473,42 @@ async def test_refused_app_token_is_a_clear_config_error(fake: FakeSlack, servic
     with pytest.raises(ConfigError, match="SLACK_APP_TOKEN"):
         await bot.start()
     await bot.stop()
+
+
+async def test_accepted_work_survives_a_restart(fake: FakeSlack, settings: Any, tiny_engine: Any,
+                                               audio: Any) -> None:
+    from chatscribe.core.service import TranscriptionService
+
+    fake.download_gate = asyncio.Event()
+    first = TranscriptionService(settings=settings, engine=tiny_engine)
+    async with running(fake, first) as slack:
+        message = await slack.share("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
+        await fake.wait_for(lambda: fake.downloads)  # accepted and running when the process goes down
+        await first.aclose(grace_s=0)
+    fake.download_gate.set()
+
+    second = TranscriptionService(settings=settings, engine=tiny_engine)
+    try:
+        async with running(fake, second):
+            assert await second.resume("slack") == 1
+            (reply,) = await fake.wait_for(lambda: fake.bot_messages(CHANNEL, message["ts"]))
+            await second.wait_idle()
+    finally:
+        await second.aclose()
+    assert wer(JFK, text_of(reply)) < 0.3
+    assert [authorized for _, authorized in fake.downloads] == [True, True]
+
+
+async def test_too_long_recording_gets_its_own_answer(fake: FakeSlack, settings: Any, tiny_engine: Any,
+                                                     audio: Any) -> None:
+    from chatscribe.core.service import TranscriptionService
+
+    short_limit = settings.model_copy(update={"max_duration_s": 5})
+    async with TranscriptionService(settings=short_limit, engine=tiny_engine) as service, \
+            running(fake, service) as slack:
+        message = await slack.share("jfk.flac", audio("jfk.flac"), mimetype="audio/flac")
+        (answer,) = await slack.replies(message)
+    assert "too long" in answer
 
 
 def test_manifest_matches_what_the_bot_serves() -> None:
