@@ -168,13 +168,20 @@ class DiscordBot:
         _, url, _ = await client.http.get_bot_gateway()
         DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
         self._add_commands(client.tree)
-        if self.settings.guild_id_list:
-            for guild_id in self.settings.guild_id_list:
-                guild = discord.Object(guild_id)
-                client.tree.copy_global_to(guild=guild)
-                await client.tree.sync(guild=guild)
-        else:
-            await client.tree.sync()
+        try:
+            await self._sync_commands(client.tree)
+        except discord.HTTPException as exc:  # `!transcribe` and voice messages still work without them
+            log.error("could not register the slash commands (HTTP %s): invite the bot with the "
+                      "applications.commands scope, or check DISCORD_GUILD_IDS", exc.status)
+
+    async def _sync_commands(self, tree: app_commands.CommandTree[_Client]) -> None:
+        if not self.settings.guild_id_list:
+            await tree.sync()  # global commands can take up to an hour to appear
+            return
+        for guild_id in self.settings.guild_id_list:
+            guild = discord.Object(guild_id)
+            tree.copy_global_to(guild=guild)
+            await tree.sync(guild=guild)
 
     def _require_client(self) -> _Client:
         if self._client is None:
@@ -204,11 +211,11 @@ class DiscordBot:
             await self._set_preference(interaction, AUTO_VOICE, state, AUTO_ANSWERS[state])
 
         @group.command(name="format", description="File type for transcripts too long for a few messages")
-        async def file_format(interaction: discord.Interaction, kind: adapter.FileFormat) -> None:
+        async def file_format(interaction: discord.Interaction, kind: Literal["txt", "srt", "vtt"]) -> None:
             await self._set_preference(interaction, FILE_FORMAT, kind, f"Long transcripts will come as .{kind}.")
 
         tree.add_command(group)
-        tree.on_error = self._on_app_command_error  # type: ignore[method-assign]
+        tree.error(self._on_app_command_error)
 
     async def _on_message(self, message: discord.Message) -> None:
         if message.author.bot:  # bots, this one included, never trigger work
@@ -413,8 +420,8 @@ class DiscordBot:
         self._typing[job_id] = now
         try:
             await self._require_client().http.send_typing(int(channel_id))
-        except discord.HTTPException as exc:  # cosmetic: never fail the work for it
-            log.debug("typing indicator failed: %s", exc.status)
+        except (discord.HTTPException, aiohttp.ClientError) as exc:  # cosmetic: never fail the work for it
+            log.debug("typing indicator failed: %s", exc)
 
     async def _download(self, url: str, max_bytes: int) -> bytes:
         if self._session is None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
 import re
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -341,7 +346,53 @@ async def test_accepted_work_survives_a_restart(
     assert fake.find("GET", attachment["url"].split(str(fake.port))[1]), "the fresh URL was used"
 
 
+async def test_chatscribe_run_discord_subprocess_answers_a_command(
+        fake: FakeDiscord, tmp_path: Path, model_dir: Path, tiny_engine: FasterWhisperEngine,
+        audio: Callable[[str], bytes]) -> None:
+    env = {
+        **os.environ,
+        "DISCORD_BOT_TOKEN": fake.token,
+        "DISCORD_API_BASE_URL": fake.base_url,
+        "CHATSCRIBE_DATA_DIR": str(model_dir),  # holds the already assembled tiny.en model
+        "CHATSCRIBE_MODEL": "tiny.en",
+        "CHATSCRIBE_DEVICE": "cpu",
+        "CHATSCRIBE_HTTP_PORT": str(_free_port()),
+        "CHATSCRIBE_LOG_LEVEL": "DEBUG",  # the most talkative the logs get: still no token
+    }
+    log_path = tmp_path / "chatscribe.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(  # noqa: ASYNC220 - a long-running child, watched through the fake
+            [sys.executable, "-m", "chatscribe", "run", "discord"], env=env, cwd=tmp_path,
+            stdout=log_file, stderr=subprocess.STDOUT,
+        )
+        try:
+            await _until(lambda: fake.identifies > 0 or process.poll() is not None, timeout=120)
+            assert process.poll() is None, "chatscribe run exited early"
+            await fake.user_message("!transcribe", attachments=[
+                fake.attachment(audio("jfk_voice.ogg"), "voice.ogg", "audio/ogg")])
+            (answer,) = await answers(fake)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    output = log_path.read_text(errors="replace")
+    assert process.returncode == 0, output
+    assert wer(JFK, answer.body["content"]) < 0.2
+    assert fake.token not in output
+
+
 # -- helpers ----------------------------------------------------------------------------------------------
+
+
+async def _until(condition: Callable[[], bool], *, timeout: float) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.1)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _cached_request(attachment_id: str) -> MediaRequest:
