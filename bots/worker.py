@@ -24,6 +24,7 @@ from taskiq.receiver import Receiver
 
 from chatscribe.core.config import Settings
 from chatscribe.core.errors import ChatscribeError
+from chatscribe.core.jobs import ProgressUpdate
 from chatscribe.core.metrics import Metrics
 from chatscribe.core.redis_broker import StreamBroker
 from chatscribe.core.redis_runner import TASK_NAME, shared_model_id
@@ -126,16 +127,22 @@ class Worker:
                       attempts - 1)
             outcome = ChatscribeError(INTERNAL_ERROR)
         else:
-            await self._redis(lambda: self.redis.publish(EVENTS, f"started {key}"))
-            outcome = await self._run(Work(chat_id, data, duration_s, load_options(options)))
+            outcome = await self._run(key, Work(chat_id, data, duration_s, load_options(options)))
         await self._redis(lambda: self._save(key, outcome, ran=attempts <= MAX_ATTEMPTS))
         self.done += 1
 
-    async def _run(self, work: Work) -> Transcript | ChatscribeError:
+    async def _run(self, key: str, work: Work) -> Transcript | ChatscribeError:
         self.busy += 1
         started = time.monotonic()
+        announced: list[asyncio.Task[Any]] = []
+
+        def on_progress(update: ProgressUpdate) -> None:
+            # The front end says "transcribing" when the engine starts, not while this worker holds it waiting.
+            if update.stage == "transcribing" and not announced:
+                announced.append(asyncio.ensure_future(self._announce_started(key)))
+
         try:
-            transcript = await self.runner.run(work)
+            transcript = await self.runner.run(work, on_progress)
         except ChatscribeError as exc:
             return exc
         except Exception:
@@ -166,6 +173,10 @@ class Worker:
                 pipe.incr(TRANSCRIBED)
             pipe.publish(EVENTS, f"done {key}")
             await pipe.execute()
+
+    async def _announce_started(self, key: str) -> None:
+        with contextlib.suppress(*UNREACHABLE):  # progress is best effort
+            await self.redis.publish(EVENTS, f"started {key}")
 
     async def _announce_done(self, key: str) -> None:
         await self.redis.delete(media_key(key))
@@ -199,13 +210,18 @@ class Worker:
             await asyncio.sleep(self.heartbeat_s)  # the heartbeat period
 
 
-def build_runner(settings: Settings) -> tuple[Runner, int]:
-    """The one model of this process and how many jobs it takes at once. Slow: run it off the loop."""
+def build_runner(settings: Settings) -> tuple[LocalRunner, int]:
+    """The one model of this process, and how many jobs it holds at once. Slow: run it off the loop.
+
+    Holding slots x batch size lets short notes waiting together go through the engine as one batch
+    (core/batching.py); the runner's fair scheduler orders what this worker holds.
+    """
     engine = load_engine(settings)
     slots = settings.workers or default_slots(engine)
     log.info("model %s ready on %s (%s)", settings.model, engine.device.device, engine.device.compute_type)
-    runner = LocalRunner(engine, slots=slots, max_duration_s=settings.max_duration_s, metrics=Metrics())
-    return runner, slots
+    runner = LocalRunner(engine, slots=slots, max_duration_s=settings.max_duration_s, metrics=Metrics(),
+                         batch_window_s=settings.batch_window_ms / 1000)
+    return runner, slots * runner.scheduler.max_batch
 
 
 async def run_worker(settings: Settings) -> int:

@@ -61,14 +61,16 @@ async def test_worker_killed_mid_job_every_note_answered_once(
     async with front_end(redis_server, tmp_path / "front") as front:
         job_ids = await submit_all(front, notes(audio, 30), chats=6)
 
-        def holder() -> str | None:  # a worker holding a job it has not finished
+        def holder() -> str | None:
+            """A worker that took several notes at once (a batch) and has answered none of them yet."""
             summary = client.xpending(STREAM, GROUP)
             for consumer in summary["consumers"] if summary["pending"] else ():
-                if consumer["pending"] and len(front.collector.answers) >= 2:
-                    return str(consumer["name"].decode() if isinstance(consumer["name"], bytes) else consumer["name"])
+                if consumer["pending"] >= 2 and front.collector.answers:
+                    name = consumer["name"]
+                    return name.decode() if isinstance(name, bytes) else str(name)
             return None
 
-        victim_name = await await_until(holder, "a worker in the middle of a job", timeout=90)
+        victim_name = await await_until(holder, "a worker holding a batch mid-burst", timeout=90)
         victim = workers.by_name(victim_name)
         assert victim is not None
         os.kill(victim.pid, signal.SIGKILL)
