@@ -114,6 +114,10 @@ class SlackBot:
 
     # -- Bot protocol ---------------------------------------------------------------------------------
     def routes(self) -> list[web.RouteDef]:
+        if not self.settings.signing_secret.get_secret_value():
+            # Anyone can sign with an empty secret: without one, only Socket Mode is served.
+            log.warning("slack: SLACK_SIGNING_SECRET is empty, so /slack/events is not served (Socket Mode only)")
+            return []
         return [web.post("/slack/events", self._http_events)]
 
     async def start(self) -> None:

@@ -466,6 +466,12 @@ async def test_socket_mode_serves_the_same_handlers(fake: FakeSlack, service: An
     assert bot.not_ready() is not None
 
 
+async def test_without_a_signing_secret_no_http_endpoint_is_served(fake: FakeSlack, service: Any) -> None:
+    settings = SlackSettings(_env_file=None, bot_token=fake.token,  # type: ignore[call-arg]
+                             app_token=fake.app_token, api_url=fake.api_url)
+    assert SlackBot(settings=settings, service=service).routes() == []
+
+
 async def test_refused_app_token_is_a_clear_config_error(fake: FakeSlack, service: Any) -> None:
     settings = SlackSettings(_env_file=None, bot_token=fake.token, signing_secret=SECRET,  # type: ignore[call-arg]
                              app_token="xapp-1-wrong", api_url=fake.api_url)
