@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
 from chatscribe import __version__
@@ -41,9 +42,39 @@ async def doctor(settings: Settings) -> int:
         journal.close()
     print(f"http          {settings.http_host}:{settings.http_port}"
           f"{' (API keys set)' if settings.api_key_list else ''}")
+    problems += await _broker(settings)
     for name, status in platform_status().items():
         print(f"{name:<13} {status}")
     return 1 if problems else 0
+
+
+async def _broker(settings: Settings) -> int:
+    """The Redis shared with `chatscribe worker` processes: reachable, workers seen, queue depth."""
+    url = settings.broker_url.get_secret_value()
+    if not url:
+        print("broker        none: transcription runs in this process (CHATSCRIBE_BROKER_URL shares it with workers)")
+        return 0
+    try:
+        from chatscribe.core.redis_runner import ping
+        from chatscribe.core.redis_state import describe_url
+    except ImportError:
+        print("broker        PROBLEM: CHATSCRIBE_BROKER_URL is set but the scale-out packages are missing: "
+              "pip install 'chatscribe[scaleout]'")
+        return 1
+    state = await ping(url)
+    if not state["reachable"]:
+        print(f"broker        {describe_url(url)}: PROBLEM: unreachable ({state['error']})")
+        return 1
+    print(f"broker        {describe_url(url)}: {state['waiting']} job(s) waiting, {state['running']} held by "
+          f"workers, {state['transcribed']} transcribed so far")
+    workers = state["workers"]
+    if not workers:
+        print("workers       none seen: start `chatscribe worker` (jobs wait until one runs)")
+    for index, worker in enumerate(workers):
+        label = "workers" if index == 0 else ""
+        print(f"{label:<13} {worker.name}: model {worker.model_id}, {worker.busy} of {worker.slots} busy, "
+              f"{worker.done} done, seen {max(0.0, time.time() - worker.seen):.0f} s ago")
+    return 0
 
 
 def _writable(path: Path) -> str:

@@ -31,8 +31,10 @@ from .jobs import ProgressUpdate
 from .redis_broker import StreamBroker
 from .redis_state import (
     EVENTS,
+    GROUP,
     MEDIA_TTL_S,
     STREAM,
+    TRANSCRIBED,
     UNREACHABLE,
     WORKERS,
     SharedLimits,
@@ -302,10 +304,12 @@ async def ping(url: str) -> dict[str, Any]:
     try:
         await conn.ping()
         workers = parse_workers(await conn.hgetall(WORKERS))
-        depth = int(await conn.xlen(STREAM)) if await conn.exists(STREAM) else 0
-        return {"reachable": True, "workers": workers, "queue": depth}
+        total = int(await conn.xlen(STREAM)) if await conn.exists(STREAM) else 0
+        held = int((await conn.xpending(STREAM, GROUP))["pending"]) if total else 0
+        return {"reachable": True, "workers": workers, "waiting": total - held, "running": held,
+                "transcribed": int(await conn.get(TRANSCRIBED) or 0)}
     except RedisError as exc:
-        return {"reachable": False, "error": str(exc), "workers": [], "queue": 0}
+        return {"reachable": False, "error": str(exc), "workers": []}
     finally:
         await conn.aclose()
 
