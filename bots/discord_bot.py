@@ -9,14 +9,10 @@ the journaled reference and sends the answers.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
-import re
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
-import aiohttp
 import discord
 import yarl
 from aiohttp import web
@@ -27,9 +23,10 @@ from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chatscribe.adapters import discord as adapter
+from chatscribe.bots.discord_delivery import FILE_FORMAT, DiscordDelivery, redact_tokens
 from chatscribe.bots.languages import language_code
 from chatscribe.core.config import ENV_FILE
-from chatscribe.core.errors import ChatscribeError, DownloadFailed, MediaTooLarge
+from chatscribe.core.errors import ChatscribeError
 from chatscribe.core.jobs import Job, ProgressUpdate, Receipt
 from chatscribe.core.media import Fetch
 from chatscribe.core.options import TranscribeOptions
@@ -42,9 +39,7 @@ log = logging.getLogger(__name__)
 
 DISCORD_API = "https://discord.com/api/v10"
 HISTORY_LIMIT = 20
-TYPING_EVERY_S = 8.0  # Discord shows "typing…" for 10 s after each trigger
 AUTO_VOICE = "auto_voice"
-FILE_FORMAT = "file_format"
 AUTO_ANSWERS = {"on": "Voice messages in this server will be transcribed automatically.",
                 "off": "Voice messages in this server will only be transcribed on request."}
 INTERNAL_ERROR = "Something went wrong on my side; please try again later."
@@ -113,8 +108,8 @@ class DiscordBot:
         self._guild_ready_timeout = guild_ready_timeout
         self._client: _Client | None = None
         self._task: asyncio.Task[None] | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._typing: dict[str, float] = {}
+        self._delivery = DiscordDelivery(client=self._require_client, preferences=service.preferences,
+                                         max_parts=service.settings.max_parts)
 
     # -- Bot protocol ------------------------------------------------------------------------------
 
@@ -122,10 +117,10 @@ class DiscordBot:
         return []  # everything arrives over the gateway
 
     async def start(self) -> None:
-        _redact_tokens(self.settings.bot_token.get_secret_value())
+        redact_tokens(self.settings.bot_token.get_secret_value())
         # discord.py builds every REST URL (webhooks included) from this class attribute.
         Route.BASE = self.settings.api_base_url.rstrip("/")
-        self._session = aiohttp.ClientSession()
+        await self._delivery.open()
         self._client = _Client(self, guild_ready_timeout=self._guild_ready_timeout)
         self.service.register(self.platform, self)
         self._task = asyncio.create_task(self._run(self._client), name="discord")
@@ -133,7 +128,7 @@ class DiscordBot:
         await asyncio.wait({self._task, ready}, return_when=asyncio.FIRST_COMPLETED)
         if self._task.done():
             ready.cancel()
-            await self._close_session()
+            await self._delivery.close()
             self._task.result()  # raises why it stopped (bad token, missing intent, unreachable)
             raise ConnectionError("the Discord client stopped before it was ready")
         log.info("Discord bot connected as %s", self._client.user)
@@ -143,7 +138,7 @@ class DiscordBot:
             await self._client.close()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
-        await self._close_session()
+        await self._delivery.close()
         Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = _ORIGINAL_BASE, _ORIGINAL_GATEWAY
 
     def not_ready(self) -> str | None:
@@ -156,11 +151,6 @@ class DiscordBot:
     async def _run(self, client: _Client) -> None:
         async with client:
             await client.start(self.settings.bot_token.get_secret_value())
-
-    async def _close_session(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
     async def _setup(self) -> None:
         client = self._require_client()
@@ -304,7 +294,7 @@ class DiscordBot:
             try:
                 await self._submit(attachment, target, str(source.id), str(answer_to.author.id), options, voice)
             except ChatscribeError as exc:  # refused up front (too large, busy): answer at once, go on
-                await self._deliver_now(target, exc)
+                await self._delivery.answer_now(target, exc)
 
     async def _submit_interaction(self, interaction: discord.Interaction,
                                   items: list[tuple[discord.Attachment, str | None]], source_id: str | None,
@@ -317,7 +307,7 @@ class DiscordBot:
             try:
                 await self._submit(attachment, target, source_id, str(interaction.user.id), options, False)
             except ChatscribeError as exc:
-                await self._deliver_now(target, exc)
+                await self._delivery.answer_now(target, exc)
 
     async def _submit(self, attachment: discord.Attachment, target: adapter.Target, source_id: str | None,
                       user_id: str, options: TranscribeOptions, voice: bool) -> None:
@@ -326,7 +316,7 @@ class DiscordBot:
                                         fetch=self.fetcher(reference), voice=voice)
         job = await self.service.submit(request, options)
         if target.interaction_token is None:
-            await self._trigger_typing(job.id, target.channel_id)
+            await self._delivery.typing(job.id, target.channel_id)
 
     async def _auto_enabled(self, guild: discord.Guild | None) -> bool:
         if guild is None:
@@ -334,125 +324,16 @@ class DiscordBot:
         value = await asyncio.to_thread(self.service.preferences.get, self.platform, str(guild.id), AUTO_VOICE, "on")
         return value != "off"
 
-    # -- Delivery ----------------------------------------------------------------------------------
+    # -- Delivery (the service calls these; the sending lives in discord_delivery) -----------------------
 
     def fetcher(self, reference: Mapping[str, str]) -> Fetch:
-        source = adapter.source_of(reference)
-        channel_id = reference["channel_id"]
-
-        async def fetch(max_bytes: int) -> bytes:
-            try:
-                return await self._download(source.url, max_bytes)
-            except DownloadFailed:
-                if source.message_id is None:
-                    raise
-            # Attachment URLs are signed and expire; the message gives a fresh one.
-            fresh = await self._fresh_url(channel_id, source)
-            return await self._download(fresh, max_bytes)
-
-        return fetch
+        return self._delivery.fetcher(reference)
 
     async def progress(self, job: Job, update: ProgressUpdate) -> None:
-        target = adapter.target_of(job.request.reference)
-        if target.interaction_token is None:  # interactions already show "thinking…"
-            await self._trigger_typing(job.id, target.channel_id)
+        await self._delivery.progress(job, update)
 
     async def deliver(self, job: Job, outcome: Transcript | ChatscribeError, receipt: Receipt) -> None:
-        self._typing.pop(job.id, None)
-        target = adapter.target_of(job.request.reference)
-        replies = await self._render(target, outcome)
-        for reply in replies[job.parts_sent:]:
-            if not await self._send(target, reply):
-                return
-            await receipt.part_sent()
-
-    async def _deliver_now(self, target: adapter.Target, error: ChatscribeError) -> None:
-        for reply in await self._render(target, error):
-            await self._send(target, reply)
-
-    async def _render(self, target: adapter.Target, outcome: Transcript | ChatscribeError) -> list[adapter.Reply]:
-        file_format = "txt"
-        if target.guild_id is not None:
-            file_format = await asyncio.to_thread(
-                self.service.preferences.get, self.platform, target.guild_id, FILE_FORMAT, "txt") or "txt"
-        return adapter.render_answer(outcome, max_parts=self.service.settings.max_parts, file_format=file_format,
-                                     label=target.label)
-
-    async def _send(self, target: adapter.Target, reply: adapter.Reply) -> bool:
-        """Send one message; False when it can never arrive (gone or forbidden), raises to be retried."""
-        client = self._require_client()
-        file = discord.File(_io(reply.file.data), filename=reply.file.name) if reply.file else discord.utils.MISSING
-        try:
-            if target.interaction_token and target.application_id:
-                try:
-                    # What Interaction.followup builds, from ids that survive a restart.
-                    webhook = discord.Webhook.from_state(
-                        {"id": int(target.application_id), "type": 3, "token": target.interaction_token},
-                        client._connection)
-                    await webhook.send(reply.content, file=file, ephemeral=target.ephemeral, wait=True,
-                                       allowed_mentions=discord.AllowedMentions.none())
-                    return True
-                except discord.HTTPException as exc:
-                    if exc.status not in (401, 404):  # anything else is worth a retry
-                        raise
-                    if target.ephemeral:  # never post a private answer publicly
-                        log.warning("interaction expired before its private answer could be sent")
-                        return False
-                    log.info("interaction expired; answering in the channel instead")
-                    if reply.file:
-                        file = discord.File(_io(reply.file.data), filename=reply.file.name)
-            channel = client.get_partial_messageable(int(target.channel_id),
-                                                     guild_id=int(target.guild_id) if target.guild_id else None)
-            reference = None
-            if target.reply_to:
-                reference = discord.MessageReference(message_id=int(target.reply_to), channel_id=channel.id,
-                                                     fail_if_not_exists=False)
-            await channel.send(reply.content, file=file, reference=reference, mention_author=False)  # type: ignore[arg-type]
-            return True
-        except (discord.NotFound, discord.Forbidden) as exc:
-            log.warning("cannot answer in channel %s: %s", target.channel_id, exc.text or exc.status)
-            return False
-
-    async def _trigger_typing(self, job_id: str, channel_id: str) -> None:
-        now = time.monotonic()
-        if now - self._typing.get(job_id, 0.0) < TYPING_EVERY_S:
-            return
-        self._typing[job_id] = now
-        try:
-            await self._require_client().http.send_typing(int(channel_id))
-        except (discord.HTTPException, aiohttp.ClientError) as exc:  # cosmetic: never fail the work for it
-            log.debug("typing indicator failed: %s", exc)
-
-    async def _download(self, url: str, max_bytes: int) -> bytes:
-        if self._session is None:
-            raise DownloadFailed("I'm restarting: please send that again in a minute.")
-        try:
-            async with self._session.get(url) as response:
-                if response.status != 200:
-                    raise DownloadFailed(_DOWNLOAD_FAILED, detail=f"HTTP {response.status}")
-                if response.content_length is not None and response.content_length > max_bytes:
-                    raise MediaTooLarge(response.content_length, max_bytes)
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.content.iter_chunked(1 << 16):
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise MediaTooLarge(None, max_bytes)
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise DownloadFailed(_DOWNLOAD_FAILED, detail=type(exc).__name__) from exc
-
-    async def _fresh_url(self, channel_id: str, source: adapter.Source) -> str:
-        client = self._require_client()
-        try:
-            message = await client.get_partial_messageable(int(channel_id)).fetch_message(int(source.message_id or 0))
-        except discord.HTTPException as exc:
-            raise DownloadFailed(_DOWNLOAD_FAILED, detail=f"message fetch: HTTP {exc.status}") from exc
-        for attachment in message.attachments:
-            if str(attachment.id) == source.attachment_id:
-                return attachment.url
-        raise DownloadFailed("That file was deleted before I could transcribe it.")
+        await self._delivery.deliver(job, outcome, receipt)
 
     async def _reply(self, message: discord.Message, text: str) -> None:
         try:
@@ -462,9 +343,6 @@ class DiscordBot:
 
 
 _ORIGINAL_BASE, _ORIGINAL_GATEWAY = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
-_DOWNLOAD_FAILED = "I couldn't download that file from Discord; please send it again."
-_TOKEN_IN_PATH = re.compile(r"/(webhooks|interactions)/(\d+)/[^/\s?'\"]+")
-_TOKEN_IN_PAYLOAD = re.compile(r"""(['"]token['"]:\s*['"])[^'"]+""")
 
 
 def _parse_command(content: str, prefix: str) -> TranscribeOptions | None:
@@ -501,32 +379,3 @@ async def _latest_media(channel: discord.abc.Messageable, *, before: discord.Mes
 
 def _guild_id(guild: discord.Guild | None) -> str | None:
     return str(guild.id) if guild is not None else None
-
-
-def _io(data: bytes) -> io.BytesIO:
-    return io.BytesIO(data)
-
-
-class _Redact(logging.Filter):
-    def __init__(self, token: str) -> None:
-        super().__init__()
-        self._token = token
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = _TOKEN_IN_PATH.sub(r"/\1/\2/[redacted]", message)
-        cleaned = _TOKEN_IN_PAYLOAD.sub(r"\1[redacted]", cleaned)
-        if self._token:
-            cleaned = cleaned.replace(self._token, "[redacted]")
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        return True
-
-
-def _redact_tokens(token: str) -> None:
-    """discord.py logs request URLs at debug level; interaction tokens are part of webhook URLs."""
-    for name in ("discord.http", "discord.webhook.async_", "discord.gateway", "discord.client", "discord.state"):
-        logger = logging.getLogger(name)
-        for existing in [f for f in logger.filters if isinstance(f, _Redact)]:
-            logger.removeFilter(existing)
-        logger.addFilter(_Redact(token))
