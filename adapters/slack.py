@@ -110,6 +110,11 @@ def parse_file(data: Mapping[str, Any]) -> SlackFile | None:
     )
 
 
+def needs_lookup(data: Mapping[str, Any]) -> bool:
+    """Slack sometimes sends a file as its id alone, to be read with files.info."""
+    return bool(data.get("id")) and (data.get("file_access") == "check_file_info" or not data.get("mimetype"))
+
+
 def message_files(message: Mapping[str, Any], *, media_only: bool = True) -> list[SlackFile]:
     files = [f for f in (parse_file(d) for d in message.get("files") or ()) if f is not None]
     return [f for f in files if f.is_media] if media_only else files
@@ -138,7 +143,8 @@ def message_with_ts(messages: Iterable[Mapping[str, Any]], ts: str) -> Mapping[s
 
 def latest_media_message(messages: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The newest message (conversations.history order: newest first) carrying audio or video."""
-    return next((m for m in messages if message_files(m)), None)
+    return next((m for m in messages
+                 if message_files(m) or any(needs_lookup(f) for f in m.get("files") or ())), None)
 
 
 def share_of(info: Mapping[str, Any], channel: str) -> tuple[str, str] | None:

@@ -182,7 +182,7 @@ class SlackBot:
         if not self.auto_enabled(channel):
             return
         target = adapter.Target(channel, adapter.thread_of(event), str(event.get("user", "")))
-        for file in adapter.message_files(event):
+        for file in await self._files_of(event, media_only=True):
             if self.claim(channel, file.id, event["ts"]):
                 await self.submit(file, target, message_ts=event["ts"])
 
@@ -221,8 +221,7 @@ class SlackBot:
             await respond(text=adapter.lookup_problem(str(exc.response.get("error"))))
             return
         explicit = parsed.permalink is not None
-        files = adapter.message_files(message, media_only=not explicit) if message else []
-        files = [f for f in files if f.is_media] or files
+        files = await self._files_of(message, media_only=not explicit) if message else []
         if message is None or not files:
             await respond(text=adapter.nothing_found(explicit))
             return
@@ -244,11 +243,30 @@ class SlackBot:
                                                              inclusive=True, limit=1)
         return adapter.message_with_ts(answer.get("messages", []), link.ts), link.channel
 
+    async def _files_of(self, message: Mapping[str, Any], *, media_only: bool) -> list[adapter.SlackFile]:
+        """The message's files; when Slack sent only ids (file_access: check_file_info), asked for in full.
+
+        media_only=False is for a person pointing at a message: its audio/video if it has any, else every
+        file, and the decoder decides.
+        """
+        files = []
+        for raw in message.get("files") or ():
+            if adapter.needs_lookup(raw):
+                try:
+                    raw = (await self.client.files_info(file=raw["id"]))["file"]
+                except SlackApiError as exc:
+                    log.warning("slack: files.info failed for a shared file: %s", exc.response.get("error"))
+                    continue
+            file = adapter.parse_file(raw)
+            if file is not None:
+                files.append(file)
+        media = [f for f in files if f.is_media]
+        return media if media_only else media or files
+
     async def _on_shortcut(self, ack: Any, shortcut: dict[str, Any], respond: Any) -> None:
         await ack()
         message, channel = shortcut.get("message") or {}, shortcut["channel"]["id"]
-        files = adapter.message_files(message, media_only=False)
-        files = [f for f in files if f.is_media] or files
+        files = await self._files_of(message, media_only=False)
         if not files:
             await respond(text=adapter.nothing_found(True))
             return

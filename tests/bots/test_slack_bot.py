@@ -159,6 +159,17 @@ async def test_slack_clips_are_decided_by_content_not_name(slack: Slack, audio: 
     assert wer(JFK, reply) < 0.3
 
 
+async def test_a_file_sent_as_its_id_alone_is_looked_up(slack: Slack, audio: Any) -> None:
+    fake = slack.fake
+    info = fake.add_file("Audio Clip", audio("jfk.m4a"), mimetype="audio/mp4", subtype="slack_audio")
+    message = fake.add_message(CHANNEL, files=[info])
+    truncated = {"id": info["id"], "mode": "file_access", "file_access": "check_file_info", "user": "UALICE"}
+    assert await slack.event(message_event(CHANNEL, {**message, "files": [truncated]})) == 200
+    (reply,) = await slack.replies(message)
+    assert wer(JFK, reply) < 0.3
+    assert fake.calls_to("files.info")
+
+
 async def test_transcribe_command_acks_before_the_work_and_picks_the_latest_clip(slack: Slack, audio: Any) -> None:
     fake = slack.fake
     fake.add_message(CHANNEL, files=[fake.add_file("old.ogg", audio("silence_10s.ogg"), mimetype="audio/ogg")])
