@@ -1,0 +1,222 @@
+"""A burst of voice notes through the service's journaled path against a plain first-in-first-out queue.
+
+    python -m bench.bench_burst [--model tiny.en] [--scenario forwarding mixed] [--quick] [--no-write]
+
+Both sides get the same 40 notes (bench/burst_notes.py) at the same moments, with the same engine
+(one model instance, CPU, the service's default settings) and one transcription at a time. The service
+side is `submit()` with a Delivery that records when each answer arrives, as a bot would; the FIFO side
+is one worker taking notes in arrival order and doing the same work (decode, engine, quality pass).
+Time to answer = answer time - the moment the note was sent. Writes the `burst` section of
+docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from bench.burst_notes import SHORT_S, Note, Scenario, scenarios
+from bench.report import AUDIO_DIR, format_machine, machine_info, mark, median, percentile, table, write_section
+from chatscribe.bots.engine_loader import load_engine
+from chatscribe.core.config import Settings
+from chatscribe.core.engine import Engine
+from chatscribe.core.errors import ChatscribeError
+from chatscribe.core.jobs import Job, ProgressUpdate, Receipt
+from chatscribe.core.media import Fetch, MediaRequest, decode_audio
+from chatscribe.core.options import TranscribeOptions
+from chatscribe.core.quality import validate
+from chatscribe.core.service import TranscriptionService
+from chatscribe.core.transcript import Transcript
+
+TARGET_RATIO = 3.0
+
+
+class _Recorder:
+    """The Delivery of a chat platform that only notes when each answer would have been sent."""
+
+    def __init__(self, notes: Mapping[str, Note]) -> None:
+        self.notes = notes
+        self.answered: dict[str, float] = {}
+        self.failed: dict[str, str] = {}
+        self.done = asyncio.Event()
+
+    def fetcher(self, reference: Mapping[str, str]) -> Fetch:
+        data = self.notes[reference["note"]].data
+
+        async def fetch(limit: int) -> bytes:
+            return data
+
+        return fetch
+
+    async def progress(self, job: Job, update: ProgressUpdate) -> None:
+        pass
+
+    async def deliver(self, job: Job, outcome: Transcript | ChatscribeError, receipt: Receipt) -> None:
+        await receipt.part_sent()
+        note = job.request.reference["note"]
+        self.answered[note] = time.monotonic()
+        if isinstance(outcome, ChatscribeError):
+            self.failed[note] = outcome.user_message
+        if len(self.answered) == len(self.notes):
+            self.done.set()
+
+
+async def _arrive(notes: tuple[Note, ...], send: Any) -> tuple[float, dict[str, float]]:
+    """Send each note at its moment (a benchmark replays a timeline: sleeping is the point here)."""
+    start = time.monotonic()
+    sent: dict[str, float] = {}
+    for note in notes:
+        await asyncio.sleep(max(0.0, start + note.arrival_s - time.monotonic()))
+        sent[str(note.index)] = time.monotonic()
+        await send(note)
+    return start, sent
+
+
+async def run_service(scenario: Scenario, settings: Settings, engine: Engine) -> dict[str, Any]:
+    recorder = _Recorder({str(note.index): note for note in scenario.notes})
+    async with TranscriptionService(settings=settings, engine=engine) as service:
+        service.register("bench", recorder)
+
+        async def send(note: Note) -> None:
+            reference = {"note": str(note.index)}
+            request = MediaRequest(platform="bench", chat_id=note.chat_id, user_id=note.chat_id,
+                                   fetch=recorder.fetcher(reference), kind="voice", mime_type="audio/ogg",
+                                   size_bytes=len(note.data), duration_hint_s=round(note.duration_s),
+                                   reference=reference)
+            await service.submit(request, TranscribeOptions())
+
+        start, sent = await _arrive(scenario.notes, send)
+        await recorder.done.wait()
+    return _outcome(scenario, start, sent, recorder.answered, recorder.failed)
+
+
+async def run_fifo(scenario: Scenario, settings: Settings, engine: Engine) -> dict[str, Any]:
+    queue: asyncio.Queue[Note] = asyncio.Queue()
+    answered: dict[str, float] = {}
+    failed: dict[str, str] = {}
+
+    def work(note: Note) -> Transcript:  # what the service's runner does with a note, nothing more
+        decoded = decode_audio(note.data, max_duration_s=settings.max_duration_s)
+        return validate(engine.transcribe(decoded.samples, TranscribeOptions()), decoded.samples)
+
+    async def worker() -> None:
+        while True:
+            note = await queue.get()
+            try:
+                await asyncio.to_thread(work, note)
+            except ChatscribeError as exc:
+                failed[str(note.index)] = exc.user_message
+            answered[str(note.index)] = time.monotonic()
+            queue.task_done()
+
+    async def send(note: Note) -> None:
+        queue.put_nowait(note)
+
+    task = asyncio.create_task(worker())
+    start, sent = await _arrive(scenario.notes, send)
+    await queue.join()
+    task.cancel()
+    return _outcome(scenario, start, sent, answered, failed)
+
+
+def _outcome(scenario: Scenario, start: float, sent: dict[str, float], answered: dict[str, float],
+             failed: dict[str, str]) -> dict[str, Any]:
+    waits = {note.index: answered[str(note.index)] - sent[str(note.index)] for note in scenario.notes}
+    return {"waits": waits, "makespan_s": max(answered.values()) - start, "failed": failed,
+            "order": sorted(waits, key=lambda index: answered[str(index)])}
+
+
+async def _main(args: argparse.Namespace) -> str:
+    info = machine_info()
+    started = time.monotonic()
+    chosen = [s for s in scenarios(AUDIO_DIR) if s.name in args.scenario]
+    if args.quick:  # a smaller burst: checks the script, not the scheduler
+        chosen = [Scenario(s.name, s.description + " (quick: first 12 notes)", s.notes[:12]) for s in chosen]
+    root = Path(tempfile.mkdtemp(prefix="chatscribe-burst-"))
+    base = Settings(_env_file=None, data_dir=root / "models", model=args.model, device="cpu")  # type: ignore[call-arg]
+    engine = await asyncio.to_thread(load_engine, base)
+    warm = chosen[0].notes[0]
+    await asyncio.to_thread(engine.transcribe, decode_audio(warm.data, max_duration_s=60).samples, TranscribeOptions())
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    for number, scenario in enumerate(chosen):
+        sides = [("FIFO", run_fifo), ("chatscribe", run_service)]
+        if number % 2:  # alternate which side goes first, so a busy neighbour does not always hit the same one
+            sides.reverse()
+        for name, run in sides:
+            settings = base.model_copy(update={"data_dir": root / f"{scenario.name}-{name}"})
+            results.setdefault(scenario.name, {})[name] = await run(scenario, settings, engine)
+            print(f"{scenario.name} {name}: done ({time.monotonic() - started:.0f} s)", file=sys.stderr)
+    return _render(args, info, chosen, results, time.monotonic() - started)
+
+
+def _render(args: argparse.Namespace, info: dict[str, str], chosen: list[Scenario],
+            results: dict[str, dict[str, dict[str, Any]]], elapsed: float) -> str:
+    parts = [
+        f"## Burst: fair scheduler vs first-in-first-out (`{args.model}`, CPU)",
+        f"Measured in one run of {elapsed / 60:.1f} min. 40 OGG/Opus voice notes of 2–60 s from 8 chats, each a "
+        "different slice of the real English speech in `../shared/audio` (bench/burst_notes.py, fixed seed), "
+        "sent on a fixed timeline. chatscribe: `TranscriptionService.submit()` with the default settings "
+        "(1 transcription at a time on CPU, VAD on, beam 5), answers recorded by the Delivery. FIFO: one worker, "
+        "same engine instance, same work per note (decode, engine, quality pass), arrival order. "
+        f"Time to answer = answer - sent; short = under {SHORT_S:.0f} s.",
+        format_machine(info),
+    ]
+    targets, rows = [], []
+    for scenario in chosen:
+        fifo, ours = results[scenario.name]["FIFO"], results[scenario.name]["chatscribe"]
+        ratio = _p95(fifo, scenario, short=True) / _p95(ours, scenario, short=True)
+        targets.append([f"{scenario.name}: FIFO p95 / chatscribe p95, notes under {SHORT_S:.0f} s",
+                        f"≥ {TARGET_RATIO:.0f}×", f"{ratio:.1f}×", mark(ratio >= TARGET_RATIO)])
+        for name, result in (("FIFO", fifo), ("chatscribe", ours)):
+            rows.append([scenario.name, name, *_stats(result, scenario, short=True), *_stats(result, scenario),
+                         *_stats(result, scenario, short=False), f"{result['makespan_s']:.1f} s",
+                         len(result["failed"])])
+    parts += ["### Target", table(["Target", "Goal", "Measured", ""], targets),
+              "### Time to answer (seconds)",
+              table(["Burst", "Queue", "short p50", "short p95", "all p50", "all p95", "≥ 10 s p50", "≥ 10 s p95",
+                     "last answer", "errors"], rows),
+              "### The bursts"]
+    for scenario in chosen:
+        total = sum(note.duration_s for note in scenario.notes)
+        short = sum(note.short for note in scenario.notes)
+        parts.append(f"- **{scenario.name}**: {scenario.description}. {len(scenario.notes)} notes, {short} short, "
+                     f"{total:.0f} s of audio in all.")
+    return "\n\n".join(parts)
+
+
+def _pick(result: dict[str, Any], scenario: Scenario, short: bool | None) -> list[float]:
+    return [result["waits"][n.index] for n in scenario.notes if short is None or n.short == short]
+
+
+def _p95(result: dict[str, Any], scenario: Scenario, short: bool | None = None) -> float:
+    return percentile(_pick(result, scenario, short), 95)
+
+
+def _stats(result: dict[str, Any], scenario: Scenario, short: bool | None = None) -> list[str]:
+    waits = _pick(result, scenario, short)
+    return [f"{median(waits):.1f}", f"{percentile(waits, 95):.1f}"] if waits else ["–", "–"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_burst", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="tiny.en",
+                        help="tiny.en (default: the whole bench in ~2 min on 2 cores) or base (realistic, ~3× slower)")
+    parser.add_argument("--scenario", nargs="+", default=["forwarding", "mixed"], choices=["forwarding", "mixed"])
+    parser.add_argument("--quick", action="store_true", help="the first 12 notes only: checks the script")
+    parser.add_argument("--no-write", action="store_true", help="print the section, leave docs/ untouched")
+    args = parser.parse_args(argv)
+    markdown = asyncio.run(_main(args))
+    print(markdown)
+    if not args.no_write:
+        write_section("burst", markdown)
+        print("wrote the burst section of docs/benchmarks.md", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
