@@ -416,6 +416,25 @@ async def test_long_transcript_fits_slack_and_nothing_is_lost(slack: Slack) -> N
     assert huge.text.startswith(text_of(preview).removesuffix(" …"))
 
 
+async def test_format_command_picks_the_file_type_of_long_transcripts(slack: Slack) -> None:
+    status, answer, _ = await slack.command("format srt")
+    assert status == 200
+    assert ".srt" in answer
+    sentence = "Ask not what your country can do for you, ask what you can do for your country."
+    thread = slack.fake.add_message(CHANNEL, text="the long talk")
+    await _deliver(slack, _transcript(" ".join([sentence] * 600)), thread)
+    (upload,) = slack.fake.uploads.values()
+    assert upload.filename == "talk.srt"
+    assert upload.data.decode().startswith("1\n00:00:00,000 --> 00:00:01,000\n")
+
+
+async def test_unknown_command_text_gets_help(slack: Slack) -> None:
+    status, answer, _ = await slack.command("please transcribe everything")
+    assert status == 200
+    assert "didn't understand" in answer
+    assert "/transcribe auto on|off" in answer
+
+
 async def test_channel_mentions_in_a_transcript_are_escaped(slack: Slack) -> None:
     thread = slack.fake.add_message(CHANNEL, text="a clip")
     await _deliver(slack, _transcript("Hey <!channel> look at <https://evil.example|this> & <@U123>"), thread)
