@@ -2,8 +2,8 @@
 
 Pure translation, no network: the bot hands in the download coroutine and sends what is rendered here.
 Transcript text is escaped for mrkdwn (&, <, >) and sent with `verbatim` so it can never form a mention,
-a link or `<!channel>`. A section holds at most 3000 characters and a message at most three sections,
-well under the ~13,000 characters at which Slack answers `msg_blocks_too_long`.
+a link or `<!channel>`. A section holds at most 3000 characters and a message's sections together at most
+9000, well under the ~13,000 characters at which Slack answers `msg_blocks_too_long`.
 """
 
 from __future__ import annotations

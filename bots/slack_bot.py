@@ -47,8 +47,8 @@ MAX_REDIRECTS = 3
 # Slack errors that no retry can fix: answering is given up (and logged) instead of retried.
 PERMANENT_ERRORS = frozenset({
     "channel_not_found", "not_in_channel", "is_archived", "msg_too_long", "msg_blocks_too_long", "invalid_blocks",
-    "no_permission", "missing_scope", "user_not_in_channel", "restricted_action", "message_not_found",
-    "cant_update_message", "invalid_auth", "account_inactive", "token_revoked",
+    "no_permission", "missing_scope", "user_not_in_channel", "restricted_action", "invalid_auth",
+    "account_inactive", "token_revoked",
 })
 SCOPE_HINT = (
     "I couldn't download that file: Slack answered with its sign-in page instead of the file. "
@@ -373,12 +373,21 @@ class SlackBot:
         elif target.private:
             await self.client.chat_postEphemeral(channel=target.channel, user=target.user, text=part.text,
                                                  blocks=part.blocks(), thread_ts=target.thread_ts)
-        elif replace_ts:
-            await self.client.chat_update(channel=target.channel, ts=replace_ts, text=part.text,
-                                          blocks=part.blocks())
+        elif replace_ts and await self._replace(target.channel, replace_ts, part):
+            return
         else:
             await self.client.chat_postMessage(channel=target.channel, thread_ts=target.thread_ts, text=part.text,
                                                blocks=part.blocks(), unfurl_links=False, unfurl_media=False)
+
+    async def _replace(self, channel: str, ts: str, message: adapter.SlackMessage) -> bool:
+        """Turn the status message into the answer; False when it is gone (deleted) and a new one is needed."""
+        try:
+            await self.client.chat_update(channel=channel, ts=ts, text=message.text, blocks=message.blocks())
+        except SlackApiError as exc:
+            if exc.response.get("error") not in ("message_not_found", "cant_update_message"):
+                raise
+            return False
+        return True
 
     async def _post_quietly(self, target: adapter.Target, message: adapter.SlackMessage) -> None:
         try:
