@@ -109,6 +109,8 @@ async def fake() -> AsyncIterator[FakeSlack]:
 @contextlib.asynccontextmanager
 async def running(fake: FakeSlack, service: Any, **settings: Any) -> AsyncIterator[Slack]:
     """A SlackBot on the service, its /slack/events route served by an aiohttp server on 127.0.0.1."""
+    # Whether a "Transcribing…" status is posted depends on measured speed: tested on its own below.
+    settings.setdefault("status_after_s", 3600)
     config = SlackSettings(_env_file=None, bot_token=fake.token, signing_secret=SECRET,  # type: ignore[call-arg]
                            api_url=fake.api_url, **settings)
     bot = SlackBot(settings=config, service=service)
