@@ -13,9 +13,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
-import aiohttp
 from aiohttp import web
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,28 +30,23 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from chatscribe.adapters import slack as adapter
 from chatscribe.core.config import ENV_FILE
-from chatscribe.core.errors import ChatscribeError, ConfigError, DownloadFailed, MediaTooLarge
+from chatscribe.core.errors import ChatscribeError, ConfigError
 from chatscribe.core.jobs import Job, ProgressUpdate, Receipt
 from chatscribe.core.media import Fetch
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.service import TranscriptionService
 from chatscribe.core.transcript import Transcript
 
+from .slack_files import SlackFiles
+
 log = logging.getLogger(__name__)
 
-SLACK_FILE_HOSTS = frozenset({"files.slack.com"})
-"""Where Slack serves url_private_download; the bot token is sent to no other host (plus SLACK_API_URL's)."""
-MAX_REDIRECTS = 3
 # Slack errors that no retry can fix: answering is given up (and logged) instead of retried.
 PERMANENT_ERRORS = frozenset({
     "channel_not_found", "not_in_channel", "is_archived", "msg_too_long", "msg_blocks_too_long", "invalid_blocks",
     "no_permission", "missing_scope", "user_not_in_channel", "restricted_action", "invalid_auth",
     "account_inactive", "token_revoked",
 })
-SCOPE_HINT = (
-    "I couldn't download that file: Slack answered with its sign-in page instead of the file. "
-    "The app needs the `files:read` scope: add it and reinstall the app."
-)
 
 
 class SlackSettings(BaseSettings):
@@ -96,7 +89,7 @@ class SlackBot:
             token=settings.bot_token.get_secret_value() or None, base_url=api_url,
             retry_handlers=[AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
         )
-        self._token_origins = {("https", host, 443) for host in SLACK_FILE_HOSTS} | {_origin(api_url)}
+        self.files = SlackFiles(settings.bot_token.get_secret_value(), api_url=api_url)
         _quiet_token_warning()
         self.app = AsyncApp(
             client=self.client, signing_secret=settings.signing_secret.get_secret_value(),
@@ -105,7 +98,6 @@ class SlackBot:
         self._seen_events: OrderedDict[str, None] = OrderedDict()
         self._claimed: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self._statuses: OrderedDict[str, _Status] = OrderedDict()
-        self._session: aiohttp.ClientSession | None = None
         self._socket: AsyncSocketModeHandler | None = None
         self._problem: str | None = "not started"
         self.bot_user_id: str | None = None
@@ -145,9 +137,7 @@ class SlackBot:
         if self._socket is not None:
             await self._socket.close_async()
             self._socket = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.files.close()
 
     def not_ready(self) -> str | None:
         if self._problem is None and self._socket is not None:
@@ -305,7 +295,7 @@ class SlackBot:
         url = reference["url"]
 
         async def fetch(max_bytes: int) -> bytes:
-            return await self.download(url, max_bytes)
+            return await self.files.download(url, max_bytes)
 
         return fetch
 
@@ -395,46 +385,6 @@ class SlackBot:
         except SlackApiError as exc:
             log.warning("slack: could not answer in %s: %s", target.channel, exc.response.get("error"))
 
-    # -- downloads ------------------------------------------------------------------------------------
-    async def download(self, url: str, max_bytes: int) -> bytes:
-        """url_private_download with the bot token, which goes to Slack's file host and nowhere else."""
-        if _origin(url) not in self._token_origins:
-            log.warning("slack: refused to fetch a file from %s (not a Slack file host)", urlsplit(url).hostname)
-            raise DownloadFailed("I won't download that file: its link doesn't point to Slack's file server.")
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600, sock_read=60))
-        token = self.settings.bot_token.get_secret_value()
-        try:
-            for _ in range(MAX_REDIRECTS + 1):
-                # The token rides along only to Slack's own hosts, also across redirects.
-                headers = {"Authorization": f"Bearer {token}"} if _origin(url) in self._token_origins else {}
-                async with self._session.get(url, headers=headers, allow_redirects=False) as response:
-                    if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
-                        url = urljoin(url, response.headers["Location"])
-                        continue
-                    return await _read_media(response, max_bytes)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise DownloadFailed("I couldn't download that file from Slack; please try again.",
-                                 detail=type(exc).__name__) from exc
-        raise DownloadFailed("I couldn't download that file: Slack kept redirecting.")
-
-
-async def _read_media(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
-    if response.status != 200:
-        raise DownloadFailed(f"Slack wouldn't hand over that file (HTTP {response.status}).")
-    if response.content_length is not None and response.content_length > max_bytes:
-        raise MediaTooLarge(response.content_length, max_bytes)
-    if response.content_type == "text/html":
-        raise DownloadFailed(SCOPE_HINT, detail="got an HTML page instead of the file")
-    data = bytearray()
-    async for chunk in response.content.iter_chunked(64 * 1024):
-        data.extend(chunk)
-        if len(data) > max_bytes:
-            raise MediaTooLarge(None, max_bytes)
-    if data[:64].lstrip().lower().startswith((b"<!doctype html", b"<html")):
-        raise DownloadFailed(SCOPE_HINT, detail="got an HTML page instead of the file")
-    return bytes(data)
-
 
 class _DropMessage(logging.Filter):
     def __init__(self, prefix: str) -> None:
@@ -450,12 +400,6 @@ def _quiet_token_warning() -> None:
     bolt_log = logging.getLogger("slack_bolt.AsyncApp")
     if not any(isinstance(f, _DropMessage) for f in bolt_log.filters):
         bolt_log.addFilter(_DropMessage("As you gave `client` as well"))
-
-
-def _origin(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
 
 
 def _remember(seen: OrderedDict[Any, None], key: object, limit: int = 10_000) -> bool:

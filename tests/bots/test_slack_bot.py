@@ -549,6 +549,19 @@ async def test_too_long_recording_gets_its_own_answer(fake: FakeSlack, settings:
     assert "too long" in answer
 
 
+async def test_a_file_larger_than_it_claimed_stops_downloading_at_the_limit(fake: FakeSlack, settings: Any,
+                                                                            tiny_engine: Any, audio: Any) -> None:
+    from chatscribe.core.service import TranscriptionService
+
+    small_limit = settings.model_copy(update={"max_file_mb": 0.05})  # 50 kB; jfk.m4a is 93 kB
+    async with TranscriptionService(settings=small_limit, engine=tiny_engine) as service, \
+            running(fake, service) as slack:
+        message = await slack.share("jfk.m4a", audio("jfk.m4a"), mimetype="audio/mp4", size=1_000)
+        (answer,) = await slack.replies(message)
+    assert "too large" in answer
+    assert len(fake.downloads) == 1
+
+
 def test_manifest_matches_what_the_bot_serves() -> None:
     manifest = yaml.safe_load((ROOT / "deploy" / "slack-app-manifest.yaml").read_text())
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
