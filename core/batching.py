@@ -40,8 +40,10 @@ PACK_LIMIT_S = 29.0
 """Leave the window's last second empty: speech running into its edge may be cut mid-word."""
 GAP_S = 2.0
 """Silence between packed notes: Whisper closes a segment there and the words' times stay apart."""
-MIN_WORDS_PER_S = 0.25
-"""Fewer words than this per second of a packed note's speech: Whisper likely skipped it."""
+EDGE_S = 1.5
+LONGEST_PAUSE_S = 3.0
+"""Speech left without words: at a note's start or end for longer than EDGE_S, or inside it for longer
+than LONGEST_PAUSE_S (the VAD already cut pauses over 2 s), means Whisper stopped early or skipped it."""
 COMPRESSION_LIMIT = 2.4
 LOGPROB_LIMIT = -1.0
 """Whisper's own checks: a window failing them is decoded again on its own, with the fallback schedule."""
@@ -265,8 +267,8 @@ class Batcher:
             if options.temperature is None and _fails_checks(result):
                 continue  # decoded again alone, with Whisper's temperature fallback
             for note, note_segments in _split(window, window_segments, result).items():
-                if len(window.notes) > 1 and _skipped(note, note_segments):
-                    continue
+                if _incomplete(note, note_segments):
+                    continue  # transcribe() would decode the rest of the window again: alone, it will
                 restored = _restore(note, note_segments, keep_words=options.word_timestamps)
                 answered[note.index] = self._transcript(restored, options, code, probability, note.duration_s)
         return answered
@@ -311,9 +313,12 @@ def _fails_checks(result: Generated) -> bool:
     return result.compression_ratio > COMPRESSION_LIMIT or result.avg_logprob < LOGPROB_LIMIT
 
 
-def _skipped(note: _Prepared, segments: list[Segment]) -> bool:
-    words = sum(len(s.words) for s in segments)
-    return words < MIN_WORDS_PER_S * note.speech_s
+def _incomplete(note: _Prepared, segments: list[Segment]) -> bool:
+    spans = [(w.start, w.end) for s in segments for w in s.words] or [(s.start, s.end) for s in segments]
+    if not spans:
+        return True
+    pauses = [later[0] - earlier[1] for earlier, later in zip(spans, spans[1:], strict=False)]
+    return spans[0][0] > EDGE_S or note.speech_s - spans[-1][1] > EDGE_S or any(p > LONGEST_PAUSE_S for p in pauses)
 
 
 def _split(window: _Window, segments: list[dict[str, Any]], result: Generated) -> dict[_Prepared, list[Segment]]:

@@ -87,9 +87,14 @@ class FasterWhisperEngine:
     # -- the pieces cross-request batching (core/batching.py) builds on ------------------------------
 
     def feature_windows(self, audios: Sequence[np.ndarray]) -> np.ndarray:
-        """Log-Mel features of each clip padded or cut to one 30 s window: (clips, mels, 3000)."""
+        """Log-Mel features of each clip in one 30 s window, (clips, mels, 3000), as transcribe() makes them."""
+        from faster_whisper.audio import pad_or_trim
+
         extractor = self._model.feature_extractor
-        windows = [extractor(_fit_window(audio), padding=0)[:, : extractor.nb_max_frames] for audio in audios]
+        windows = []
+        for audio in audios:
+            features = extractor(audio[:WINDOW_SAMPLES])
+            windows.append(pad_or_trim(features[:, : features.shape[-1] - 1], extractor.nb_max_frames))
         return np.stack(windows).astype(np.float32)
 
     def encode(self, features: np.ndarray) -> Any:
@@ -240,11 +245,6 @@ class Generated:
     no_speech_prob: float
     compression_ratio: float
 
-
-def _fit_window(audio: np.ndarray) -> np.ndarray:
-    fitted = np.zeros(WINDOW_SAMPLES, dtype=np.float32)
-    fitted[: min(len(audio), WINDOW_SAMPLES)] = audio[:WINDOW_SAMPLES]
-    return fitted
 
 
 def choose_device(device: str, compute_type: str) -> DeviceChoice:
