@@ -100,7 +100,8 @@ class TranscriptionService:
     def set_engine(self, engine: Engine) -> None:
         """Transcribe in this process with `engine` (the one model instance, shared by every bot)."""
         slots = self.settings.workers or default_slots(engine)
-        self.set_runner(LocalRunner(engine, slots=slots, max_duration_s=self.max_duration_s, metrics=self.metrics))
+        self.set_runner(LocalRunner(engine, slots=slots, max_duration_s=self.max_duration_s, metrics=self.metrics,
+                                    batch_window_s=self.settings.batch_window_ms / 1000))
 
     def set_runner(self, runner: Runner) -> None:
         self._runner = runner
