@@ -76,7 +76,24 @@ class Reply:
     file: OutgoingFile | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class CommandArgs:
+    """`!transcribe [language] [translate]`: the words after the command, not yet validated."""
+
+    language: str | None = None
+    translate: bool = False
+
+
 # -- inbound -----------------------------------------------------------------------------------------
+
+
+def parse_command(content: str, prefix: str) -> CommandArgs | None:
+    """The text command's arguments; None when the message is not `{prefix}transcribe`."""
+    words = content.split()
+    if not words or words[0].lower() != f"{prefix}transcribe":
+        return None
+    rest = [word for word in words[1:] if word.lower() != "translate"]
+    return CommandArgs(language=" ".join(rest) or None, translate=len(rest) < len(words) - 1)
 
 
 def is_media(attachment: discord.Attachment) -> bool:
@@ -183,7 +200,7 @@ def _as_file(transcript: Transcript, body: str, file_format: str) -> Reply:
 
 
 __all__ = [
-    "FILE_FORMATS", "MESSAGE_LIMIT", "NO_SPEECH", "NOTHING_FOUND", "FileFormat", "OutgoingFile", "Reply", "Source",
-    "Target", "build_request", "is_media", "is_voice_message", "kind_of", "labelled", "media_attachments",
-    "render_answer", "source_of", "target_of", "to_reference",
+    "FILE_FORMATS", "MESSAGE_LIMIT", "NO_SPEECH", "NOTHING_FOUND", "CommandArgs", "FileFormat", "OutgoingFile",
+    "Reply", "Source", "Target", "build_request", "is_media", "is_voice_message", "kind_of", "labelled",
+    "media_attachments", "parse_command", "render_answer", "source_of", "target_of", "to_reference",
 ]

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
+import aiohttp
 import discord
 import yarl
 from aiohttp import web
@@ -26,7 +27,7 @@ from chatscribe.adapters import discord as adapter
 from chatscribe.bots.discord_delivery import FILE_FORMAT, DiscordDelivery, redact_tokens
 from chatscribe.bots.languages import language_code
 from chatscribe.core.config import ENV_FILE
-from chatscribe.core.errors import ChatscribeError
+from chatscribe.core.errors import ChatscribeError, ConfigError
 from chatscribe.core.jobs import Job, ProgressUpdate, Receipt
 from chatscribe.core.media import Fetch
 from chatscribe.core.options import TranscribeOptions
@@ -129,8 +130,9 @@ class DiscordBot:
         if self._task.done():
             ready.cancel()
             await self._delivery.close()
-            self._task.result()  # raises why it stopped (bad token, missing intent, unreachable)
-            raise ConnectionError("the Discord client stopped before it was ready")
+            failure = self._task.exception()
+            raise _explain(failure, self.settings.api_base_url) from failure
+        self._task.add_done_callback(_log_stop)
         log.info("Discord bot connected as %s", self._client.user)
 
     async def stop(self) -> None:
@@ -211,9 +213,9 @@ class DiscordBot:
         if message.author.bot:  # bots, this one included, never trigger work
             return
         try:
-            command = _parse_command(message.content, self.settings.command_prefix)
+            command = adapter.parse_command(message.content, self.settings.command_prefix)
             if command is not None:
-                await self._on_text_command(message, command)
+                await self._on_text_command(message, _options(command.language, command.translate))
             elif adapter.is_voice_message(message) and await self._auto_enabled(message.guild):
                 await self._submit_all(message, adapter.media_attachments(message), message,
                                        TranscribeOptions(), voice=True)
@@ -345,21 +347,6 @@ class DiscordBot:
 _ORIGINAL_BASE, _ORIGINAL_GATEWAY = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
 
 
-def _parse_command(content: str, prefix: str) -> TranscribeOptions | None:
-    """`!transcribe [language] [translate]` -> options; None when the message is no such command."""
-    words = content.split()
-    if not words or words[0].lower() != f"{prefix}transcribe":
-        return None
-    language: str | None = None
-    translate = False
-    for word in words[1:]:
-        if word.lower() == "translate":
-            translate = True
-        else:
-            language = word
-    return _options(language, translate)
-
-
 def _options(language: str | None, translate: bool) -> TranscribeOptions:
     code = None
     if language:
@@ -367,6 +354,26 @@ def _options(language: str | None, translate: bool) -> TranscribeOptions:
         if code is None:
             raise ChatscribeError(UNKNOWN_LANGUAGE.format(value=language[:40]))
     return TranscribeOptions(language=code, task="translate" if translate else "transcribe")
+
+
+def _explain(failure: BaseException | None, base_url: str) -> Exception:
+    """Why the client stopped before it was ready, in a sentence that says what to fix."""
+    if isinstance(failure, discord.LoginFailure) or (
+            isinstance(failure, discord.ConnectionClosed) and failure.code == 4004):
+        return ConfigError("Discord rejected DISCORD_BOT_TOKEN: copy it again from the Developer Portal "
+                           "(your application -> Bot -> Reset Token).")
+    if isinstance(failure, discord.PrivilegedIntentsRequired):
+        return ConfigError("Discord refused the Message Content intent: enable it in the Developer Portal "
+                           "(your application -> Bot -> Privileged Gateway Intents -> Message Content Intent).")
+    if isinstance(failure, (OSError, aiohttp.ClientError, discord.GatewayNotFound, discord.HTTPException)):
+        return ConfigError(f"Cannot reach Discord at {base_url} ({type(failure).__name__}): check the network "
+                           "and DISCORD_API_BASE_URL.")
+    return ConnectionError(f"the Discord client stopped before it was ready: {failure!r}")
+
+
+def _log_stop(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the Discord connection stopped: %s", _explain(task.exception(), "Discord"))
 
 
 async def _latest_media(channel: discord.abc.Messageable, *, before: discord.Message | None = None,

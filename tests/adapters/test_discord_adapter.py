@@ -12,10 +12,12 @@ import pytest
 from chatscribe.adapters.discord import (
     MESSAGE_LIMIT,
     NO_SPEECH,
+    CommandArgs,
     Source,
     Target,
     build_request,
     is_media,
+    parse_command,
     render_answer,
     source_of,
     target_of,
@@ -124,3 +126,23 @@ def test_interaction_target_round_trips() -> None:
     reference = to_reference(target, Source("3", "https://cdn.example/3"))
     assert target_of(reference) == target
     assert source_of(reference).message_id is None
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    ("!transcribe", CommandArgs()),
+    ("  !Transcribe  ", CommandArgs()),
+    ("!transcribe de", CommandArgs(language="de")),
+    ("!transcribe translate", CommandArgs(translate=True)),
+    ("!transcribe German translate", CommandArgs(language="German", translate=True)),
+    ("!transcribe haitian creole", CommandArgs(language="haitian creole")),
+    ("!transcribed", None),
+    ("please !transcribe", None),
+    ("", None),
+])
+def test_text_command_arguments(content: str, expected: CommandArgs | None) -> None:
+    assert parse_command(content, "!") == expected
+
+
+def test_another_prefix() -> None:
+    assert parse_command("?transcribe", "?") == CommandArgs()
+    assert parse_command("!transcribe", "?") is None

@@ -20,8 +20,10 @@ from chatscribe.adapters.discord import NO_SPEECH, NOTHING_FOUND
 from chatscribe.bots.discord_bot import AUTO_ANSWERS, NOT_ALLOWED, DiscordBot, DiscordSettings
 from chatscribe.core.config import Settings
 from chatscribe.core.engine import FasterWhisperEngine
+from chatscribe.core.errors import ConfigError
 from chatscribe.core.media import SAMPLE_RATE, MediaRequest
 from chatscribe.core.service import TranscriptionService
+from chatscribe.core.transcript import render
 from tests.fakes.discord_api import FLAG_EPHEMERAL, Call, FakeDiscord
 from tests.wer import wer
 
@@ -37,8 +39,8 @@ async def fake() -> AsyncIterator[FakeDiscord]:
 
 
 def discord_settings(fake: FakeDiscord, **overrides: object) -> DiscordSettings:
-    return DiscordSettings(_env_file=None, bot_token=fake.token,  # type: ignore[call-arg]
-                           api_base_url=fake.base_url, **overrides)
+    values: dict[str, object] = {"bot_token": fake.token, "api_base_url": fake.base_url, **overrides}
+    return DiscordSettings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 @pytest.fixture
@@ -183,6 +185,18 @@ async def test_slash_command_with_unknown_language_explains(fake: FakeDiscord, b
     assert "Traceback" not in followup.body["content"]
 
 
+async def test_slash_command_without_a_file_takes_the_latest_recording(
+        fake: FakeDiscord, bot: DiscordBot, audio: Callable[[str], bytes]) -> None:
+    await fake.user_message(attachments=[fake.attachment(audio("jfk.m4a"), "memo.m4a", "audio/mp4")])
+    await fake.user_message("nice speech")
+    interaction = await fake.slash_command("transcribe")
+
+    (followup,) = await fake.wait_calls("POST", webhook_path(fake, interaction))
+
+    assert wer(JFK, followup.body["content"]) < 0.2
+    assert not (followup.body.get("flags") or 0) & FLAG_EPHEMERAL
+
+
 async def test_context_menu_transcribes_the_message(
         fake: FakeDiscord, bot: DiscordBot, audio: Callable[[str], bytes]) -> None:
     message = await fake.user_message(attachments=[fake.attachment(audio("jfk.flac"), "jfk.flac", "audio/flac")])
@@ -256,9 +270,15 @@ def long_speech(audio_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> by
     return _encode_flac(np.concatenate(pieces))
 
 
+@pytest.fixture(scope="module")
+def long_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Shared by the two long-transcript tests: the second finds the first's transcript in the cache."""
+    return tmp_path_factory.mktemp("discord-long")
+
+
 async def test_long_transcript_is_split_under_2000_with_nothing_lost(
-        fake: FakeDiscord, tmp_path: Path, tiny_engine: FasterWhisperEngine, long_speech: bytes) -> None:
-    settings = Settings(_env_file=None, data_dir=tmp_path / "data", model="tiny.en", device="cpu",  # type: ignore[call-arg]
+        fake: FakeDiscord, long_data_dir: Path, tiny_engine: FasterWhisperEngine, long_speech: bytes) -> None:
+    settings = Settings(_env_file=None, data_dir=long_data_dir, model="tiny.en", device="cpu",  # type: ignore[call-arg]
                         max_parts=20)
     async with TranscriptionService(settings=settings, engine=tiny_engine) as service:
         bot = DiscordBot(service=service, settings=discord_settings(fake), guild_ready_timeout=0.05)
@@ -266,8 +286,9 @@ async def test_long_transcript_is_split_under_2000_with_nothing_lost(
         try:
             attachment = fake.attachment(long_speech, "long.flac", "audio/flac")
             await fake.user_message("!transcribe", attachments=[attachment])
+            await answers(fake)
             await service.wait_idle()
-            replies = await answers(fake, 2)
+            replies = await answers(fake)
             transcript = await service.cached(_cached_request(attachment["id"]))
         finally:
             await bot.stop()
@@ -275,9 +296,37 @@ async def test_long_transcript_is_split_under_2000_with_nothing_lost(
     assert transcript is not None
     assert len(transcript.text) > 2000
     contents = [c.body["content"] for c in replies]
+    assert len(contents) >= 2
     assert all(len(content) <= 2000 for content in contents)
     assert unescape("".join(contents)) == transcript.text
     assert all(not content[-1].isalnum() or content is contents[-1] for content in contents), "cut inside a word"
+
+
+async def test_past_max_parts_the_transcript_comes_as_a_subtitle_file(
+        fake: FakeDiscord, long_data_dir: Path, tiny_engine: FasterWhisperEngine, long_speech: bytes) -> None:
+    settings = Settings(_env_file=None, data_dir=long_data_dir, model="tiny.en", device="cpu",  # type: ignore[call-arg]
+                        max_parts=1)
+    async with TranscriptionService(settings=settings, engine=tiny_engine) as service:
+        bot = DiscordBot(service=service, settings=discord_settings(fake), guild_ready_timeout=0.05)
+        await bot.start()
+        try:
+            chosen = await fake.slash_command("chatscribe", [{"name": "format", "type": 1, "options": [
+                {"name": "kind", "type": 3, "value": "srt"}]}], member=fake.member(fake.moderator, moderator=True))
+            await fake.wait_calls("POST", f"/interactions/{chosen['id']}/{chosen['token']}/callback")
+            attachment = fake.attachment(long_speech, "long.flac", "audio/flac")
+            await fake.user_message("!transcribe", attachments=[attachment])
+            (answer,) = await answers(fake)
+            transcript = await service.cached(_cached_request(attachment["id"]))
+        finally:
+            await bot.stop()
+
+    assert transcript is not None
+    (upload,) = answer.files
+    assert upload.name == "transcript.srt"
+    assert upload.data.decode() == render(transcript, "srt")
+    assert len(answer.body["content"]) <= 2000
+    assert unescape(answer.body["content"]).startswith(transcript.text[:200])
+    assert "attached" in answer.body["content"]
 
 
 async def test_rate_limited_reply_is_retried(fake: FakeDiscord, bot: DiscordBot,
@@ -302,6 +351,19 @@ async def test_gateway_disconnect_resumes_and_keeps_serving(
     assert fake.resumes == 1
     assert fake.identifies == 1
     assert wer(JFK, answer.body["content"]) < 0.2
+
+
+async def test_a_wrong_token_or_missing_intent_is_explained(fake: FakeDiscord, service: TranscriptionService) -> None:
+    wrong = DiscordBot(service=service, settings=discord_settings(fake, bot_token="not-the-token"))
+    with pytest.raises(ConfigError, match="rejected DISCORD_BOT_TOKEN"):
+        await wrong.start()
+    await wrong.stop()
+
+    fake.message_content_intent = False
+    no_intent = DiscordBot(service=service, settings=discord_settings(fake), guild_ready_timeout=0.05)
+    with pytest.raises(ConfigError, match="Message Content Intent"):
+        await no_intent.start()
+    await no_intent.stop()
 
 
 async def test_token_never_reaches_the_logs(fake: FakeDiscord, bot: DiscordBot, caplog: pytest.LogCaptureFixture,

@@ -24,6 +24,7 @@ GATEWAY_HELLO, GATEWAY_HEARTBEAT_ACK = 10, 11
 FLAG_EPHEMERAL = 1 << 6
 FLAG_VOICE_MESSAGE = 1 << 13
 MANAGE_GUILD = 1 << 5
+MESSAGE_CONTENT = 1 << 15
 EVERYONE_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 15) | (1 << 16) | (1 << 31)  # view, send, attach, history
 
 
@@ -52,8 +53,10 @@ class _Session:
 
 
 class FakeDiscord:
-    def __init__(self, *, token: str = "fake-bot-token") -> None:
+    def __init__(self, *, token: str = "fake-bot-token", message_content_intent: bool = True) -> None:
         self.token = token
+        self.message_content_intent = message_content_intent
+        """Whether the application may ask for the privileged Message Content intent (Developer Portal switch)."""
         self._ids = itertools.count(1_100_000_000_000_000_000)
         self.application_id = self.new_id()
         self.bot_user = self._user("chatscribe", bot=True)
@@ -236,6 +239,9 @@ class FakeDiscord:
             elif op == GATEWAY_IDENTIFY:
                 if data.get("token") != self.token:
                     await ws.close(code=4004, message=b"Authentication failed.")
+                    break
+                if data.get("intents", 0) & MESSAGE_CONTENT and not self.message_content_intent:
+                    await ws.close(code=4014, message=b"Disallowed intent(s).")
                     break
                 self.identifies += 1
                 await self._identify(session)
