@@ -87,14 +87,14 @@ async def test_redis_stopped_and_restarted_mid_burst_nothing_lost(
     redis_server: RedisServer, workers: Workers, audio: Callable[[str], bytes], tmp_path: Path
 ) -> None:
     workers.start(2)
-    media = notes(audio, 20)
+    media = notes(audio, 14)
     async with front_end(redis_server, tmp_path / "front") as front:
-        job_ids = await submit_all(front, media[:14], chats=4)
+        job_ids = await submit_all(front, media[:10], chats=4)
         await await_until(lambda: len(front.collector.answers) >= 2, "the first answers", timeout=90)
 
         redis_server.stop()
         # Still accepting: journaled locally, and the people are told their answers are delayed.
-        job_ids += await submit_all(front, media[14:], chats=4, start=14)
+        job_ids += await submit_all(front, media[10:], chats=4, start=10)
         await await_until(
             lambda: any(update.detail == DELAYED for _, update in front.collector.progress_updates),
             "a 'delayed' status", timeout=30,
