@@ -45,6 +45,8 @@ AUTO_ANSWERS = {"on": "Voice messages in this server will be transcribed automat
                 "off": "Voice messages in this server will only be transcribed on request."}
 INTERNAL_ERROR = "Something went wrong on my side; please try again later."
 NOT_ALLOWED = "Only people with the Manage Server permission can change that."
+NO_HISTORY = ("I can't read this channel's earlier messages (Read Message History permission): attach the file "
+              "to the command or use the Transcribe command on its message.")
 UNKNOWN_LANGUAGE = "I don't know the language {value!r}: use a code like `en` or a name like `German`."
 
 
@@ -238,8 +240,11 @@ class DiscordBot:
             return message
         if message.reference is not None and message.reference.message_id is not None:
             replied = message.reference.resolved
-            if not isinstance(replied, discord.Message):
-                replied = await message.channel.fetch_message(message.reference.message_id)
+            if not isinstance(replied, discord.Message):  # not in the event (old message): ask for it
+                try:
+                    replied = await message.channel.fetch_message(message.reference.message_id)
+                except discord.NotFound:
+                    return None
             return replied if adapter.media_attachments(replied) else None
         return await _latest_media(message.channel, before=message)
 
@@ -378,9 +383,12 @@ def _log_stop(task: asyncio.Task[None]) -> None:
 
 async def _latest_media(channel: discord.abc.Messageable, *, before: discord.Message | None = None,
                         ) -> discord.Message | None:
-    async for candidate in channel.history(limit=HISTORY_LIMIT, before=before):
-        if not candidate.author.bot and adapter.media_attachments(candidate):
-            return candidate
+    try:
+        async for candidate in channel.history(limit=HISTORY_LIMIT, before=before):
+            if not candidate.author.bot and adapter.media_attachments(candidate):
+                return candidate
+    except discord.Forbidden as exc:
+        raise ChatscribeError(NO_HISTORY) from exc
     return None
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from chatscribe.adapters.discord import NO_SPEECH, NOTHING_FOUND
-from chatscribe.bots.discord_bot import AUTO_ANSWERS, NOT_ALLOWED, DiscordBot, DiscordSettings
+from chatscribe.bots.discord_bot import AUTO_ANSWERS, NO_HISTORY, NOT_ALLOWED, DiscordBot, DiscordSettings
 from chatscribe.core.config import Settings
 from chatscribe.core.engine import FasterWhisperEngine
 from chatscribe.core.errors import ConfigError
@@ -110,6 +110,13 @@ async def test_transcribe_alone_finds_the_latest_audio_in_the_channel(
 
     answer = (await answers(fake, 2))[1]
     assert wer(JFK, answer.body["content"]) < 0.2
+
+
+async def test_transcribe_alone_without_history_access_says_what_to_do(fake: FakeDiscord, bot: DiscordBot) -> None:
+    fake.forbid("GET", channel_posts(fake))
+    await fake.user_message("!transcribe")
+    (answer,) = await answers(fake)
+    assert answer.body["content"] == NO_HISTORY
 
 
 async def test_several_attachments_get_one_labelled_answer_each_in_order(

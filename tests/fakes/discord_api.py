@@ -80,6 +80,7 @@ class FakeDiscord:
         self._changed = asyncio.Condition()
         self._rate_limits: dict[str, float] = {}
         self._expired: set[str] = set()
+        self._forbidden: set[tuple[str, str]] = set()
         self._downloads_open = asyncio.Event()
         self._downloads_open.set()
         self._runner: web.AppRunner | None = None
@@ -188,6 +189,10 @@ class FakeDiscord:
         fresh = self.attachment(self._files[old_id][0], attachment["filename"], self._files[old_id][1])
         attachment.update(url=fresh["url"], proxy_url=fresh["url"])
 
+    def forbid(self, method: str, path_suffix: str) -> None:
+        """Answer such requests with 403, as Discord does when the bot lacks a permission in the channel."""
+        self._forbidden.add((method, path_suffix))
+
     def rate_limit_next(self, path_suffix: str, retry_after: float) -> None:
         """Answer the next request whose path ends with `path_suffix` with a 429."""
         self._rate_limits[path_suffix] = retry_after
@@ -278,6 +283,9 @@ class FakeDiscord:
         if request.headers.get("Authorization") != f"Bot {self.token}" and not path.startswith(
                 ("/webhooks/", "/interactions/")):
             return _json({"message": "401: Unauthorized", "code": 0}, status=401)
+        if any(request.method == m and path.endswith(suffix) for m, suffix in self._forbidden):
+            await self._record(call)
+            return _json({"message": "Missing Access", "code": 50001}, status=403)
         limited = next((s for s in self._rate_limits if path.endswith(s)), None)
         if limited is not None:
             retry_after = self._rate_limits.pop(limited)
