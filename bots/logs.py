@@ -12,8 +12,11 @@ import re
 import sys
 from collections.abc import Iterable
 
-# Telegram bot tokens have a fixed shape: redact them even when nobody registered them as secrets.
-_TELEGRAM_TOKEN = re.compile(r"\d{6,12}:[A-Za-z0-9_-]{30,}")
+# Telegram and Slack tokens have fixed shapes: redact them even when nobody registered them as secrets.
+_TOKEN_SHAPES = re.compile(
+    r"\d{6,12}:[A-Za-z0-9_-]{30,}"  # Telegram bot token
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}|xapp-[A-Za-z0-9-]{10,}"  # Slack tokens
+)
 _NOISY = ("httpx", "httpcore", "telegram.ext.ExtBot", "discord.http", "discord.gateway", "slack_sdk",
           "slack_bolt", "aiohttp.access", "faster_whisper")
 
@@ -28,7 +31,7 @@ class RedactSecrets:
     def redact(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "[redacted]")
-        return _TELEGRAM_TOKEN.sub("[redacted]", text)
+        return _TOKEN_SHAPES.sub("[redacted]", text)
 
 
 class _Redacting(logging.Formatter):

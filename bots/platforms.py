@@ -20,15 +20,19 @@ class Platform:
     module: str
     settings_class: str
     bot_class: str
-    required: tuple[tuple[str, str], ...]
-    """(settings field, environment variable) that must be set."""
+    required: tuple[tuple[str, str, str | None], ...]
+    """(settings field, environment variable, unless this other field is set) that must be set."""
 
     def settings(self) -> BaseSettings:
         cls = getattr(importlib.import_module(self.module), self.settings_class)
         return load(cls)
 
     def missing(self, settings: BaseSettings) -> list[str]:
-        return [env for field, env in self.required if not _secret_or_value(getattr(settings, field, None))]
+        return [
+            env for field, env, unless in self.required
+            if not _secret_or_value(getattr(settings, field, None))
+            and not (unless and _secret_or_value(getattr(settings, unless, None)))
+        ]
 
     def build(self, settings: BaseSettings, service: TranscriptionService) -> Bot:
         cls = getattr(importlib.import_module(self.module), self.bot_class)
@@ -37,11 +41,13 @@ class Platform:
 
 PLATFORMS = {
     "telegram": Platform("telegram", "chatscribe.bots.telegram_bot", "TelegramSettings", "TelegramBot",
-                         (("bot_token", "TELEGRAM_BOT_TOKEN"),)),
+                         (("bot_token", "TELEGRAM_BOT_TOKEN", None),)),
     "discord": Platform("discord", "chatscribe.bots.discord_bot", "DiscordSettings", "DiscordBot",
-                        (("bot_token", "DISCORD_BOT_TOKEN"),)),
+                        (("bot_token", "DISCORD_BOT_TOKEN", None),)),
     "slack": Platform("slack", "chatscribe.bots.slack_bot", "SlackSettings", "SlackBot",
-                      (("bot_token", "SLACK_BOT_TOKEN"), ("signing_secret", "SLACK_SIGNING_SECRET"))),
+                      # Socket Mode (an app token) needs no signing secret: nothing arrives over HTTP.
+                      (("bot_token", "SLACK_BOT_TOKEN", None),
+                       ("signing_secret", "SLACK_SIGNING_SECRET", "app_token"))),
 }
 
 
