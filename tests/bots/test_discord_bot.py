@@ -156,13 +156,17 @@ async def test_voice_message_is_transcribed_automatically_until_switched_off(
     (confirmation,) = await fake.wait_calls("POST", f"/interactions/{switched['id']}/{switched['token']}/callback")
     assert confirmation.body["data"]["content"] == AUTO_ANSWERS["off"]
 
-    await fake.user_message(
+    second = await fake.user_message(
         attachments=[fake.attachment(audio("jfk_voice.ogg"), "voice-message.ogg", "audio/ogg", voice=True)],
         voice=True)
-    await fake.user_message("!transcribe")  # answered after the voice message was (not) handled
+    command = await fake.user_message("!transcribe")  # on request it still works
     replies = await answers(fake, 2)
-    assert len(replies) == 2, "the second voice message got no automatic answer"
+    await bot.service.wait_idle()
+    replies = await answers(fake)
+    assert len(replies) == 2
+    assert str(replies[1].body["message_reference"]["message_id"]) == command["id"]
     assert wer(JFK, replies[1].body["content"]) < 0.2
+    assert all(str(r.body["message_reference"]["message_id"]) != second["id"] for r in replies)
 
 
 # -- interactions -----------------------------------------------------------------------------------------
@@ -260,10 +264,13 @@ async def test_bot_authors_are_ignored(fake: FakeDiscord, bot: DiscordBot, audio
                             attachments=[fake.attachment(audio("jfk.m4a"), "a.m4a", "audio/mp4")])
     await fake.user_message(author=fake.other_bot, voice=True, attachments=[
         fake.attachment(audio("jfk_voice.ogg"), "v.ogg", "audio/ogg", voice=True)])
-    await fake.user_message("!transcribe")  # a person's command afterwards, answered in order
+    await fake.user_message("!transcribe")  # a person's command: the bots' files are not theirs to pick
 
+    await answers(fake)
+    await bot.service.wait_idle()
     (only,) = await answers(fake)
     assert only.body["content"] == NOTHING_FOUND
+    assert not fake.downloads
 
 
 # -- long transcripts, rate limits, reconnects ------------------------------------------------------------
