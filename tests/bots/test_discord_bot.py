@@ -367,6 +367,26 @@ async def test_gateway_disconnect_resumes_and_keeps_serving(
     assert wer(JFK, answer.body["content"]) < 0.2
 
 
+async def test_commands_sync_to_the_configured_servers_for_instant_updates(
+        fake: FakeDiscord, service: TranscriptionService) -> None:
+    bot = DiscordBot(service=service, settings=discord_settings(fake, guild_ids=fake.guild_id),
+                     guild_ready_timeout=0.05)
+    await bot.start()
+    try:
+        assert bot.not_ready() is None
+    finally:
+        await bot.stop()
+    assert bot.not_ready() == "discord: not connected"
+    assert "global" not in fake.commands
+    synced = {c["name"]: c for c in fake.commands[fake.guild_id]}
+    assert set(synced) == {"transcribe", "Transcribe", "chatscribe"}
+    assert synced["Transcribe"]["type"] == 3, "a message context-menu command"
+    assert int(synced["chatscribe"]["default_member_permissions"]) == 1 << 5, "Manage Server by default"
+    options = {o["name"]: o for o in synced["transcribe"]["options"]}
+    assert set(options) == {"file", "language", "translate", "ephemeral"}
+    assert not any(o.get("required") for o in options.values())
+
+
 async def test_a_wrong_token_or_missing_intent_is_explained(fake: FakeDiscord, service: TranscriptionService) -> None:
     wrong = DiscordBot(service=service, settings=discord_settings(fake, bot_token="not-the-token"))
     with pytest.raises(ConfigError, match="rejected DISCORD_BOT_TOKEN"):
