@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import sys
 import tempfile
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.burst_notes import SHORT_S, Note, Scenario, scenarios
+from bench.burst_sim import POLICIES, simulate
 from bench.report import AUDIO_DIR, format_machine, machine_info, mark, median, percentile, table, write_section
 from chatscribe.bots.engine_loader import load_engine
 from chatscribe.core.config import Settings
@@ -100,6 +102,7 @@ async def run_fifo(scenario: Scenario, settings: Settings, engine: Engine) -> di
     queue: asyncio.Queue[Note] = asyncio.Queue()
     answered: dict[str, float] = {}
     failed: dict[str, str] = {}
+    work_s: dict[int, float] = {}
 
     def work(note: Note) -> Transcript:  # what the service's runner does with a note, nothing more
         decoded = decode_audio(note.data, max_duration_s=settings.max_duration_s)
@@ -108,11 +111,13 @@ async def run_fifo(scenario: Scenario, settings: Settings, engine: Engine) -> di
     async def worker() -> None:
         while True:
             note = await queue.get()
+            began = time.monotonic()
             try:
                 await asyncio.to_thread(work, note)
             except ChatscribeError as exc:
                 failed[str(note.index)] = exc.user_message
             answered[str(note.index)] = time.monotonic()
+            work_s[note.index] = answered[str(note.index)] - began
             queue.task_done()
 
     async def send(note: Note) -> None:
@@ -122,7 +127,7 @@ async def run_fifo(scenario: Scenario, settings: Settings, engine: Engine) -> di
     start, sent = await _arrive(scenario.notes, send)
     await queue.join()
     task.cancel()
-    return _outcome(scenario, start, sent, answered, failed)
+    return {**_outcome(scenario, start, sent, answered, failed), "work_s": work_s}
 
 
 def _outcome(scenario: Scenario, start: float, sent: dict[str, float], answered: dict[str, float],
@@ -150,7 +155,9 @@ async def _main(args: argparse.Namespace) -> str:
             sides.reverse()
         for name, run in sides:
             settings = base.model_copy(update={"data_dir": root / f"{scenario.name}-{name}"})
-            results.setdefault(scenario.name, {})[name] = await run(scenario, settings, engine)
+            cpu = _cpu_s()
+            result = await run(scenario, settings, engine)
+            results.setdefault(scenario.name, {})[name] = {**result, "cpu_s": _cpu_s() - cpu}
             print(f"{scenario.name} {name}: done ({time.monotonic() - started:.0f} s)", file=sys.stderr)
     return _render(args, info, chosen, results, time.monotonic() - started)
 
@@ -176,18 +183,42 @@ def _render(args: argparse.Namespace, info: dict[str, str], chosen: list[Scenari
         for name, result in (("FIFO", fifo), ("chatscribe", ours)):
             rows.append([scenario.name, name, *_stats(result, scenario, short=True), *_stats(result, scenario),
                          *_stats(result, scenario, short=False), f"{result['makespan_s']:.1f} s",
-                         len(result["failed"])])
+                         f"{result['cpu_s']:.0f} s", len(result["failed"])])
     parts += ["### Target", table(["Target", "Goal", "Measured", ""], targets),
               "### Time to answer (seconds)",
               table(["Burst", "Queue", "short p50", "short p95", "all p50", "all p95", "≥ 10 s p50", "≥ 10 s p95",
-                     "last answer", "errors"], rows),
+                     "last answer", "CPU time", "errors"], rows),
               "### The bursts"]
+    parts += ["### What another scheduler would give (simulated)",
+              "The FIFO run's measured work time of each note, replayed one at a time through other policies "
+              "(bench/burst_sim.py); the simulated FIFO row checks the simulation against the measured one. "
+              "Time to answer in seconds, and the short-note p95 of FIFO divided by the policy's."]
+    for scenario in chosen:
+        parts.append(table([f"{scenario.name}: policy", "short p50", "short p95", "FIFO p95 / p95", "all p95",
+                            "≥ 10 s p95"], _what_if(scenario, results[scenario.name]["FIFO"]["work_s"])))
     for scenario in chosen:
         total = sum(note.duration_s for note in scenario.notes)
         short = sum(note.short for note in scenario.notes)
         parts.append(f"- **{scenario.name}**: {scenario.description}. {len(scenario.notes)} notes, {short} short, "
                      f"{total:.0f} s of audio in all.")
     return "\n\n".join(parts)
+
+
+def _what_if(scenario: Scenario, work_s: dict[int, float]) -> list[list[object]]:
+    rows: list[list[object]] = []
+    fifo_p95 = 0.0
+    for name, policy in POLICIES.items():
+        result = {"waits": simulate(scenario.notes, work_s, policy)}
+        p95 = _p95(result, scenario, short=True)
+        fifo_p95 = fifo_p95 or p95
+        rows.append([name, *_stats(result, scenario, short=True)[:1], f"{p95:.1f}", f"{fifo_p95 / p95:.1f}×",
+                     _stats(result, scenario)[1], _stats(result, scenario, short=False)[1]])
+    return rows
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _pick(result: dict[str, Any], scenario: Scenario, short: bool | None) -> list[float]:
