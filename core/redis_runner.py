@@ -87,6 +87,7 @@ class _Pending:
     listeners: list[Notify] = field(default_factory=list)
     waiters: int = 0
     published: float | None = None
+    checked: float = 0.0
 
 
 class RedisRunner:
@@ -194,11 +195,11 @@ class RedisRunner:
                     if self.online is False:
                         log.info("Redis at %s answers again: publishing waiting jobs", self.where)
                     self.online, pause = True, 0.5
-                    next_poll = 0.0
+                    next_poll, force = 0.0, True  # after (re)connecting, check every job at once
                     while not self._closed:
                         if time.monotonic() >= next_poll:
-                            await self._poll()
-                            next_poll = time.monotonic() + self.poll_s
+                            await self._poll(force)
+                            next_poll, force = time.monotonic() + self.poll_s, False
                         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=self.poll_s)
                         if message is not None:
                             await self._on_event(message["data"])
@@ -207,13 +208,17 @@ class RedisRunner:
                 await asyncio.sleep(pause)  # back-off before reconnecting
                 pause = min(pause * 2, 5.0)
 
-    async def _poll(self) -> None:
+    async def _poll(self, force: bool = False) -> None:
         was_flowing = self._flowing()
         self.workers = parse_workers(await self.redis.hgetall(WORKERS))
         self.scheduler.resize(sum(w.slots for w in self.workers))
         await self.limits.publish_active(self.in_flight)
+        # Outcomes normally arrive as events; this re-check catches a missed one and keeps claims and
+        # media alive, so once every few seconds per job is enough (the claim lives ten polls).
+        due = time.monotonic() - self.claim_ttl_s / 3
         for pending in list(self._pending.values()):
-            await self._ensure(pending)
+            if force or pending.checked <= due:
+                await self._ensure(pending)
         if was_flowing and not self._flowing():
             log.warning("no transcription worker seen on %s: jobs wait until one starts", self.where)
             for pending in self._pending.values():
@@ -241,6 +246,7 @@ class RedisRunner:
     async def _ensure(self, pending: _Pending) -> None:
         """Resolve from a saved outcome, or make sure exactly one front end has this work published."""
         key, conn = pending.key, self.redis
+        pending.checked = time.monotonic()
         body, failure = await conn.mget(transcript_key(key), error_key(key))
         if body is not None:
             self._resolve(pending, load_transcript(body))
@@ -254,10 +260,10 @@ class RedisRunner:
             await conn.expire(claim_key(key), self.claim_ttl_s)
         # The media key lives exactly as long as a message for it is outstanding: if it is missing (first
         # time, Redis restarted empty, or it expired while all workers were gone) the work is published again.
+        if await conn.expire(media_key(key), MEDIA_TTL_S):
+            return
         if await conn.set(media_key(key), pending.work.data, nx=True, ex=MEDIA_TTL_S):
             await self._publish(pending)
-        else:
-            await conn.expire(media_key(key), MEDIA_TTL_S)
 
     async def _publish(self, pending: _Pending) -> None:
         work = pending.work
