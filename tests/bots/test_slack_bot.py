@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -24,13 +23,13 @@ import pytest
 import yaml
 from aiohttp import web
 
-from chatscribe.adapters.slack import unescape
 from chatscribe.bots.slack_bot import SlackBot, SlackSettings
 from chatscribe.core.errors import ConfigError
 from chatscribe.core.jobs import Job
 from chatscribe.core.media import MediaRequest
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.transcript import Segment, Transcript
+from tests.fakes.process import free_port, until_ready
 from tests.fakes.slack_api import (
     FakeSlack,
     RecordingHost,
@@ -40,6 +39,7 @@ from tests.fakes.slack_api import (
     message_event,
     shortcut_body,
     signed_headers,
+    text_of,
 )
 from tests.wer import wer
 
@@ -91,11 +91,6 @@ class Slack:
         found = await self.fake.wait_for(answered)
         await self.service.wait_idle()
         return [text_of(m) for m in found]
-
-
-def text_of(message: dict[str, Any]) -> str:
-    sections = [b["text"]["text"] for b in message.get("blocks") or () if b["type"] == "section"]
-    return unescape("".join(sections) if sections else message.get("text", ""))
 
 
 @pytest.fixture
@@ -578,14 +573,8 @@ def test_manifest_matches_what_the_bot_serves() -> None:
     assert settings["interactivity"]["request_url"].endswith("/slack/events")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def test_chatscribe_run_slack_end_to_end(fake: FakeSlack, audio: Any, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "SLACK_BOT_TOKEN": fake.token, "SLACK_SIGNING_SECRET": SECRET,
            "SLACK_API_URL": fake.api_url, "CHATSCRIBE_DATA_DIR": str(tmp_path / "data"),
            "CHATSCRIBE_MODEL": "tiny.en", "CHATSCRIBE_DEVICE": "cpu", "CHATSCRIBE_HTTP_PORT": str(port),
@@ -599,7 +588,7 @@ async def test_chatscribe_run_slack_end_to_end(fake: FakeSlack, audio: Any, tmp_
         try:
             base = f"http://127.0.0.1:{port}"
             async with aiohttp.ClientSession() as http:
-                await _until_ready(http, base, process)
+                await until_ready(http, base, process)
                 info = fake.add_file("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
                 message = fake.add_message(CHANNEL, files=[info])
                 body = event_body(message_event(CHANNEL, message))
@@ -616,18 +605,3 @@ async def test_chatscribe_run_slack_end_to_end(fake: FakeSlack, audio: Any, tmp_
     logged = log_file.read_text()
     assert fake.token not in logged
     assert SECRET not in logged
-
-
-async def _until_ready(http: aiohttp.ClientSession, base: str, process: asyncio.subprocess.Process) -> None:
-    """Poll /readyz (with a deadline) until the model is loaded and the Slack bot is connected."""
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.returncode is None, "chatscribe exited early"
-        try:
-            async with http.get(f"{base}/readyz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.2)
-    raise AssertionError("chatscribe run slack did not become ready")

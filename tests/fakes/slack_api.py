@@ -14,13 +14,15 @@ import hmac
 import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import web
+
+from chatscribe.adapters.slack import unescape
 
 SECTION_LIMIT = 3000
 BLOCKS_LIMIT = 13_000
@@ -34,6 +36,8 @@ class Call:
     method: str
     params: dict[str, Any]
     authorized: bool
+    error: str | None = None
+    """What Slack answered instead of ok (ratelimited, not_in_channel, …); None when the call was accepted."""
 
 
 @dataclass
@@ -173,19 +177,23 @@ class FakeSlack:
         params = await _params(request)
         token = self.app_token if method == "apps.connections.open" else self.token
         authorized = request.headers.get("Authorization") == f"Bearer {token}"
-        self.calls.append(Call(method, params, authorized))
+        call = Call(method, params, authorized)
+        self.calls.append(call)
         try:
             if method in self._rate_limits:
                 retry_after = self._rate_limits.pop(method)
+                call.error = "ratelimited"
                 return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
                                          headers={"Retry-After": f"{retry_after:g}"})
             if not authorized:
-                return web.json_response({"ok": False, "error": "invalid_auth"})
+                raise _ApiError("invalid_auth")
             handler = getattr(self, "_m_" + method.replace(".", "_"), None)
             if handler is None:
+                call.error = "unknown_method"
                 return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
             return web.json_response({"ok": True, **handler(params)})
         except _ApiError as exc:
+            call.error = str(exc)
             return web.json_response({"ok": False, "error": str(exc)})
         finally:
             await self._notify()
@@ -324,6 +332,12 @@ class FakeSlack:
 
 class _ApiError(Exception):
     pass
+
+
+def text_of(message: Mapping[str, Any]) -> str:
+    """What a person reads of a bot message (or of the chat.postMessage/chat.update parameters that made it)."""
+    sections = [b["text"]["text"] for b in message.get("blocks") or () if b["type"] == "section"]
+    return unescape("".join(sections) if sections else message.get("text", ""))
 
 
 def _check_blocks(params: dict[str, Any]) -> None:
