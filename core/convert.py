@@ -47,10 +47,10 @@ def read_ct2(model_bin: Path) -> dict[str, np.ndarray]:
     return variables
 
 
-def to_transformers(variables: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+def to_transformers(variables: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """transformers state dict and the model's dimensions, from CTranslate2 variables."""
     state: dict[str, np.ndarray] = {}
-    dims = {
+    dims: dict[str, Any] = {
         "d_model": int(variables["encoder/conv1/weight"].shape[0]),
         "num_mel_bins": int(variables["encoder/conv1/weight"].shape[1]),
         "vocab_size": int(variables["decoder/embeddings/weight"].shape[0]),

@@ -35,9 +35,8 @@ class TransformersWhisperEngine:
         folder = convert(model.path, models_dir(data_dir) / f"{model.name.replace('/', '--')}-transformers")
         dtype = torch.float16 if device == "cuda" else torch.float32
         self._torch = torch
-        self._model = WhisperForConditionalGeneration.from_pretrained(
-            folder, dtype=dtype, attn_implementation="sdpa"
-        ).to(device).eval()
+        model_on_cpu = WhisperForConditionalGeneration.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa")
+        self._model = model_on_cpu.to(device).eval()  # type: ignore[arg-type]
         self._tokenizer = tokenizers.Tokenizer.from_file(str(folder / "ct2-tokenizer.json"))
         self._features = FeatureExtractor(feature_size=self._model.config.num_mel_bins)
         self._dtype = dtype
@@ -71,11 +70,12 @@ class TransformersWhisperEngine:
                 segments[i].extend(self._segments(sequence, start / SAMPLE_RATE))
         return [
             Transcript(
-                segments=tuple(found), language=languages[i][0] if languages[i] else "en",
-                language_probability=languages[i][1] if languages[i] else 1.0,
-                duration_s=len(audios[i]) / SAMPLE_RATE, model=self.model_id, task=options.task,
+                segments=tuple(found), language=language[0], language_probability=language[1],
+                duration_s=len(audio) / SAMPLE_RATE, model=self.model_id, task=options.task,
             )
-            for i, found in enumerate(segments)
+            for found, language, audio in zip(
+                segments, (found or ("en", 1.0) for found in languages), audios, strict=True
+            )
         ]
 
     def _window_features(self, audio: np.ndarray) -> np.ndarray:
