@@ -263,6 +263,11 @@ class TranscriptionService:
 
             outcome = await self._run(job.request, job.options, on_progress)
         except ChatscribeError as exc:
+            if isinstance(exc, ShuttingDown) and self._closing:
+                # Stopping before its turn came: accepted work is not answered "send it again"; it stays
+                # journaled (running) and the next start resumes it.
+                log.info("job=%s left in the journal for the next start", job.id)
+                return
             outcome = exc
         except asyncio.CancelledError:
             raise  # shutdown: the journal still says queued/running, the next start resumes it
