@@ -1,0 +1,133 @@
+"""Accepted work survives the process: `chatscribe run slack` is SIGKILLed mid-job and after transcribing,
+SIGTERMed with work running and waiting, and restarted on the same data dir. Every shared recording is
+answered, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import CHANNEL, SECRET, UNFINISHED, SlackProcess
+from tests.fakes.slack_api import FakeSlack
+from tests.wer import wer
+
+pytestmark = pytest.mark.timeout(300)
+
+JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+SHUTDOWN_BOUND_S = 15
+"""The issue's bound on how long SIGTERM may take (default CHATSCRIBE_SHUTDOWN_GRACE_S=10, then disconnect)."""
+
+
+def carries(reference: str) -> Callable[[str], bool]:
+    """Whether a message text is the transcript of `reference` (its first words, for long recordings)."""
+    words = len(reference.split())
+    return lambda text: wer(reference, " ".join(text.split()[:words])) < 0.35
+
+
+def answers(chatscribe: SlackProcess, message: dict[str, Any], reference: str) -> list[str]:
+    """The transcripts Slack accepted into the message's thread (status messages are not answers)."""
+    return [text for text in chatscribe.sent(message) if carries(reference)(text)]
+
+
+@pytest.fixture
+def multilingual(references: dict[str, dict[str, Any]]) -> str:
+    """The English half: tiny.en is English-only, what it makes of the German half is not checked."""
+    return str(references["multilingual.mp3"]["text_en"])
+
+
+async def test_kill_9_while_transcribing_then_restart_answers_once(
+    chatscribe: SlackProcess, fake: FakeSlack, audio: Any, multilingual: str
+) -> None:
+    await chatscribe.start(SLACK_STATUS_AFTER_S="0")  # a "Transcribing…" status shows the engine started
+    message = await chatscribe.share("multilingual.mp3", audio("multilingual.mp3"), mimetype="audio/mpeg")
+    await chatscribe.until(lambda: any(t.startswith("Transcribing") for t in chatscribe.sent(message)),
+                           "the one-minute recording to be transcribing")
+    await chatscribe.kill()
+    (job_id,) = chatscribe.journal()
+    assert chatscribe.journal()[job_id] == "running"  # died mid-job, nothing answered
+    assert answers(chatscribe, message, multilingual) == []
+
+    await chatscribe.start()
+    await chatscribe.until(lambda: chatscribe.journal()[job_id] == "delivered", "the resumed job to be delivered")
+    assert len(answers(chatscribe, message, multilingual)) == 1
+    assert len(fake.downloads) == 2  # fetched again through the journaled Slack reference
+    assert all(authorized for _, authorized in fake.downloads)
+    assert list(chatscribe.journal()) == [job_id]
+
+
+async def test_crash_after_transcribing_before_sending_delivers_once_after_restart(
+    chatscribe: SlackProcess, fake: FakeSlack, audio: Any
+) -> None:
+    await chatscribe.start()
+    # Slack rate-limits the answer for five minutes: the process dies while it waits to send.
+    fake.rate_limit_next("chat.postMessage", retry_after_s=300)
+    message = await chatscribe.share("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
+    await chatscribe.until(lambda: fake.calls_to("chat.postMessage"), "the answer to be sent (and refused)")
+    await chatscribe.until(lambda: "transcribed" in chatscribe.journal().values(), "the journal to say transcribed")
+    await chatscribe.kill()
+    (job_id,) = chatscribe.journal()
+    assert chatscribe.journal()[job_id] == "transcribed"
+    assert [call.error for call in fake.calls_to("chat.postMessage")] == ["ratelimited"]
+    assert fake.bot_messages(CHANNEL, message["ts"]) == []
+
+    await chatscribe.start()
+    await chatscribe.until(lambda: chatscribe.journal()[job_id] == "delivered", "the transcript to be delivered")
+    assert len(answers(chatscribe, message, JFK)) == 1
+    (reply,) = fake.bot_messages(CHANNEL, message["ts"])
+    assert carries(JFK)(reply["text"])
+    assert len(fake.downloads) == 1  # the journal kept the transcript: nothing downloaded or transcribed again
+
+
+async def test_sigterm_exits_in_time_keeps_the_journal_and_the_restart_answers_the_rest(
+    chatscribe: SlackProcess, fake: FakeSlack, audio: Any, multilingual: str
+) -> None:
+    await chatscribe.start(SLACK_STATUS_AFTER_S="0")
+    long = await chatscribe.share("multilingual.mp3", audio("multilingual.mp3"), mimetype="audio/mpeg")
+    await chatscribe.until(lambda: any(t.startswith("Transcribing") for t in chatscribe.sent(long)),
+                           "the one-minute recording to be transcribing")
+    # Two short notes wait behind it (one transcription at a time): accepted, journaled, not started.
+    short = [await chatscribe.share("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg"),
+             await chatscribe.share("jfk.m4a", audio("jfk.m4a"), mimetype="audio/mp4")]
+    await chatscribe.until(lambda: len(chatscribe.journal()) == 3, "all three to be journaled")
+
+    code, took_s = await chatscribe.terminate()
+    assert took_s < SHUTDOWN_BOUND_S
+    assert code == 0
+    journal = chatscribe.journal()
+    assert len(journal) == 3
+    assert set(journal.values()) <= UNFINISHED | {"delivered"}, journal
+    left = [job for job, state in journal.items() if state != "delivered"]
+    assert len(left) >= 2  # the waiting notes stay in the journal for the next start
+    assert not any("restarting" in text for m in (long, *short) for text in chatscribe.sent(m))
+
+    await chatscribe.start(SLACK_STATUS_AFTER_S="3600")
+    await chatscribe.until(lambda: set(chatscribe.journal().values()) == {"delivered"},
+                           "every job to be delivered after the restart")
+    assert len(answers(chatscribe, long, multilingual)) == 1
+    for note in short:
+        assert len(answers(chatscribe, note, JFK)) == 1
+    assert not any("restarting" in text for m in (long, *short) for text in chatscribe.sent(m))
+
+
+async def test_json_logs_follow_one_job_id_and_hold_no_secret(
+    chatscribe: SlackProcess, fake: FakeSlack, audio: Any
+) -> None:
+    await chatscribe.start(CHATSCRIBE_LOG_LEVEL="DEBUG")
+    message = await chatscribe.share("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
+    await chatscribe.until(lambda: set(chatscribe.journal().values()) == {"delivered"}, "the answer")
+    code, _ = await chatscribe.terminate()
+    assert code == 0
+    assert len(answers(chatscribe, message, JFK)) == 1
+
+    (job_id,) = chatscribe.journal()
+    records = chatscribe.log_records(1)  # every stderr line is a JSON record
+    about_job = [r["message"] for r in records if r.get("job_id") == job_id]
+    assert "accepted" in about_job[0]
+    assert "delivered" in about_job[-1]
+    assert {r["job_id"] for r in records if "job_id" in r} == {job_id}
+    output = chatscribe.output_text()
+    assert fake.token not in output
+    assert SECRET not in output
