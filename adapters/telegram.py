@@ -1,0 +1,325 @@
+"""Telegram translation: Message -> MediaRequest pieces, Transcript -> Telegram messages, chat settings.
+
+Pure functions over python-telegram-bot's types and the core's values: no network. The bot
+(bots/telegram_bot.py) hands in the download coroutine and sends what these functions return.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from types import MappingProxyType
+from typing import Literal
+
+from telegram import Message
+
+from chatscribe.core.errors import ChatscribeError, MediaTooLarge
+from chatscribe.core.jobs import ProgressUpdate
+from chatscribe.core.media import Fetch, MediaRequest
+from chatscribe.core.options import TranscribeOptions
+from chatscribe.core.text import split_text, utf16_units
+from chatscribe.core.transcript import Transcript, render
+
+PLATFORM = "telegram"
+MESSAGE_LIMIT = 4096
+"""Telegram's limit for one message, in UTF-16 code units."""
+CAPTION_LIMIT = 1024
+PREVIEW_UNITS = 600
+CLOUD_FILE_LIMIT = 20_000_000
+"""getFile refuses bigger files unless the bot talks to a local Bot API server."""
+LOCAL_FILE_LIMIT = 2_000_000_000
+NO_SPEECH = "No speech detected."
+LOCAL_SERVER_HINT = (
+    "Telegram only lets bots download files up to 20 MB; the bot's operator can raise this to 2000 MB "
+    "by running a local Bot API server."
+)
+
+Format = Literal["text", "srt", "vtt"]
+FORMATS: tuple[Format, ...] = ("text", "srt", "vtt")
+
+
+# -- inbound -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramMedia:
+    """The one transcribable attachment of a message."""
+
+    kind: str
+    file_id: str
+    file_unique_id: str
+    mime_type: str | None
+    size_bytes: int | None
+    duration_s: float | None
+    file_name: str | None
+
+
+def media_of(message: Message | None) -> TelegramMedia | None:
+    """The voice note, audio, video note, video or audio/video document of a message, if any."""
+    if message is None:
+        return None
+    with warnings.catch_warnings():  # PTB 22 warns on `duration` about its coming int -> timedelta change
+        warnings.simplefilter("ignore")
+        return _media_of(message)
+
+
+def _media_of(message: Message) -> TelegramMedia | None:
+    if message.voice:
+        v = message.voice
+        return _media("voice", v.file_id, v.file_unique_id, v.mime_type, v.file_size, v.duration, None)
+    if message.audio:
+        a = message.audio
+        return _media("audio", a.file_id, a.file_unique_id, a.mime_type, a.file_size, a.duration, a.file_name)
+    if message.video_note:
+        n = message.video_note
+        return _media("video_note", n.file_id, n.file_unique_id, "video/mp4", n.file_size, n.duration, None)
+    if message.video:
+        m = message.video
+        return _media("video", m.file_id, m.file_unique_id, m.mime_type, m.file_size, m.duration, m.file_name)
+    document = message.document
+    if document and (document.mime_type or "").split("/")[0] in ("audio", "video"):
+        return _media("document", document.file_id, document.file_unique_id, document.mime_type,
+                      document.file_size, None, document.file_name)
+    return None
+
+
+def _media(kind: str, file_id: str, unique_id: str, mime: str | None, size: int | None, duration: object,
+           name: str | None) -> TelegramMedia:
+    # PTB 22 gives durations as int seconds or timedelta depending on PTB_TIMEDELTA.
+    seconds = getattr(duration, "total_seconds", None)
+    value = float(seconds()) if callable(seconds) else (float(duration) if duration else None)  # type: ignore[arg-type]
+    return TelegramMedia(kind, file_id, unique_id, mime, size, value, name)
+
+
+def reference(message: Message, media: TelegramMedia) -> dict[str, str]:
+    """What is needed to download the file and answer again after a restart."""
+    return {
+        "chat_id": str(message.chat_id),
+        "message_id": str(message.message_id),
+        "file_id": media.file_id,
+        "file_unique_id": media.file_unique_id,
+    }
+
+
+def media_request(message: Message, media: TelegramMedia, fetch: Fetch, *, user_id: int | None = None,
+                  answer_to: Message | None = None) -> MediaRequest:
+    """`answer_to` is the message the answer replies to (the media message unless told otherwise)."""
+    ref = reference(answer_to or message, media)
+    return MediaRequest(
+        platform=PLATFORM,
+        chat_id=str(message.chat_id),
+        user_id=str(user_id if user_id is not None else (message.from_user.id if message.from_user else 0)),
+        fetch=fetch,
+        kind=media.kind,
+        mime_type=media.mime_type,
+        size_bytes=media.size_bytes,
+        duration_hint_s=media.duration_s,
+        file_name=media.file_name,
+        platform_file_id=media.file_unique_id,
+        reference=MappingProxyType(ref),
+    )
+
+
+def download_limit(max_file_bytes: int, *, local_mode: bool) -> int:
+    return min(max_file_bytes, LOCAL_FILE_LIMIT if local_mode else CLOUD_FILE_LIMIT)
+
+
+def size_error(size_bytes: int | None, max_file_bytes: int, *, local_mode: bool) -> MediaTooLarge | None:
+    """The answer for a file too large to fetch, known from its declared size before any download."""
+    limit = download_limit(max_file_bytes, local_mode=local_mode)
+    if size_bytes is None or size_bytes <= limit:
+        return None
+    platform_bound = not local_mode and limit < max_file_bytes
+    return MediaTooLarge(size_bytes, limit, hint=LOCAL_SERVER_HINT if platform_bound else "")
+
+
+# -- chat settings -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChatSettings:
+    language: str | None = None
+    translate: bool = False
+    format: Format = "text"
+    timestamps: bool = False
+    vocabulary: str | None = None
+    auto: bool = False
+    """Groups: transcribe every voice note without /transcribe."""
+
+    @classmethod
+    def from_preferences(cls, stored: Mapping[str, str]) -> ChatSettings:
+        fmt = stored.get("format", "text")
+        return cls(
+            language=stored.get("language") or None,
+            translate=stored.get("translate") == "on",
+            format=fmt if fmt in FORMATS else "text",  # type: ignore[arg-type]
+            timestamps=stored.get("timestamps") == "on",
+            vocabulary=stored.get("vocab") or None,
+            auto=stored.get("auto") == "on",
+        )
+
+    def options(self, expected_languages: tuple[str, ...] = ()) -> TranscribeOptions:
+        return TranscribeOptions(
+            language=self.language, task="translate" if self.translate else "transcribe",
+            vocabulary=self.vocabulary, expected_languages=() if self.language else expected_languages,
+        )
+
+    def describe(self, *, group: bool) -> str:
+        lines = [
+            f"Language: {self.language or 'auto'}",
+            f"Translate to English: {_on(self.translate)}",
+            f"Format: {self.format}",
+            f"Timestamps: {_on(self.timestamps)}",
+            f"Vocabulary: {self.vocabulary or '(none)'}",
+        ]
+        if group:
+            lines.append(f"Auto-transcribe in this group: {_on(self.auto)}")
+        return "\n".join(lines)
+
+
+SETTING_COMMANDS = ("language", "translate", "format", "timestamps", "vocab", "auto")
+
+
+class SettingError(ValueError):
+    """A setting command with a value it does not accept; the message is the answer."""
+
+
+def parse_setting(command: str, argument: str,
+                  language_code: Callable[[str], str | None] = lambda v: v.lower() if v.isalpha() else None,
+                  ) -> tuple[str, str | None]:
+    """`/language de` -> ("language", "de"). None as value clears the setting back to its default.
+
+    `language_code` maps what a person typed ("de", "German") to a code, None when it is no language.
+    """
+    value = argument.strip()
+    if command == "language":
+        if not value:
+            raise SettingError("Usage: /language auto, or a language such as en, de or French.")
+        if value.lower() == "auto":
+            return "language", None
+        code = language_code(value)
+        if code is None:
+            raise SettingError(f"I don't know the language “{value[:30]}”: use e.g. en, de or French, or auto.")
+        return "language", code
+    if command in ("translate", "timestamps", "auto"):
+        switch = value.lower()
+        if switch not in ("on", "off"):
+            raise SettingError(f"Usage: /{command} on or /{command} off.")
+        return command, switch
+    if command == "format":
+        fmt = {"txt": "text"}.get(value.lower(), value.lower())
+        if fmt not in FORMATS:
+            raise SettingError("Usage: /format text, /format srt or /format vtt.")
+        return "format", fmt
+    if command == "vocab":
+        return "vocab", value[:500] or None
+    raise SettingError(f"Unknown setting /{command}.")
+
+
+def setting_confirmation(key: str, value: str | None) -> str:
+    if key == "vocab":
+        return f"Vocabulary set to: {value}" if value else "Vocabulary cleared."
+    if key == "language":
+        return f"Language set to {value}." if value else "Language set to auto-detect."
+    names = {"translate": "Translation to English", "timestamps": "Timestamps", "auto": "Auto-transcribe",
+             "format": "Format"}
+    return f"{names[key]}: {value}."
+
+
+def _on(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
+# -- outbound ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingText:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingDocument:
+    file_name: str
+    data: bytes
+    caption: str
+
+
+Outgoing = OutgoingText | OutgoingDocument
+
+
+def render_transcript(transcript: Transcript, chat: ChatSettings, *, max_parts: int,
+                      file_stem: str = "transcript") -> list[Outgoing]:
+    """The messages that answer with this transcript, in order.
+
+    Plain text goes inline, split under Telegram's limit; when it would take more than `max_parts`
+    messages, or the chat asked for subtitles, it goes as a file with a short preview so a chat is
+    never flooded.
+    """
+    if not transcript.has_speech:
+        return [OutgoingText(NO_SPEECH)]
+    notes = [OutgoingText(TRUNCATED_NOTE)] if transcript.truncated else []
+    text = render(transcript, "txt", timestamps=chat.timestamps)
+    parts = split_text(text, MESSAGE_LIMIT, utf16_units)
+    if chat.format == "text" and len(parts) <= max_parts:
+        return [*(OutgoingText(p) for p in parts), *notes]
+    extension = {"text": "txt", "srt": "srt", "vtt": "vtt"}[chat.format]
+    body = render(transcript, extension, timestamps=chat.timestamps)
+    document = OutgoingDocument(
+        file_name=f"{_safe_stem(file_stem)}.{extension}",
+        data=body.encode("utf-8"),
+        caption=f"Full transcript, {len(transcript.text):,} characters.",
+    )
+    return [OutgoingText(preview(transcript.text)), document, *notes]
+
+
+TRUNCATED_NOTE = "The file ended early (perhaps an interrupted upload): this is the part that was there."
+
+
+def preview(text: str, units: int = PREVIEW_UNITS) -> str:
+    if utf16_units(text) <= units:
+        return text
+    head = split_text(text, units, utf16_units)[0].rstrip()
+    return f"{head} …"
+
+
+def _safe_stem(name: str) -> str:
+    stem = PurePosixPath(name.replace("\\", "/")).stem
+    cleaned = "".join(c if c.isalnum() or c in "-_ " else "_" for c in stem).strip()
+    return cleaned[:60] or "transcript"
+
+
+def error_text(error: ChatscribeError) -> str:
+    """The sentence for a chat: the error's user message, never its detail or a traceback."""
+    return error.user_message
+
+
+def progress_text(update: ProgressUpdate) -> str:
+    if update.stage == "queued":
+        position = f" (position {update.position} in the queue)" if update.position else ""
+        return f"Waiting to transcribe{position}{_eta(update.eta_s)}…"
+    percent = int(max(0.0, min(1.0, update.fraction)) * 100)
+    return f"Transcribing… {percent}%{_eta(update.eta_s)}"
+
+
+def _eta(eta_s: float | None) -> str:
+    if not eta_s or eta_s < 5:
+        return ""
+    if eta_s < 90:
+        return f", about {round(eta_s / 5) * 5:.0f} s left"
+    return f", about {round(eta_s / 60):.0f} min left"
+
+
+HELP_PRIVATE = (
+    "Send me a voice note, audio or video and I reply with its text.\n"
+    "Settings: /language, /translate, /format, /timestamps, /vocab, /settings."
+)
+HELP_GROUP = (
+    "Reply /transcribe to a voice note, audio or video and I answer with its text.\n"
+    "Admins: /auto on transcribes every voice note here; /settings shows this group's settings."
+)
+NOT_ALLOWED = "Sorry, this bot is private: it only works in the chats its operator allowed."
+NOTHING_TO_TRANSCRIBE = "Reply /transcribe to a voice note, audio or video message."
+ADMINS_ONLY = "Only the group's admins can change its settings."
