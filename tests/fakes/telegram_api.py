@@ -172,8 +172,11 @@ class FakeTelegram:
         self._deleted.add((message["chat"]["id"], message["message_id"]))
 
     def fail_next(self, method: str, status: int = 429, *, retry_after: int | None = 1,
-                  description: str = "Too Many Requests: retry after 1") -> None:
-        self._failures.append(_Failure(method, status, description, retry_after))
+                  description: str = "Too Many Requests: retry after 1", times: int = 1) -> None:
+        self._failures.extend(_Failure(method, status, description, retry_after) for _ in range(times))
+
+    def clear_failures(self) -> None:
+        self._failures.clear()
 
     # -- what tests read back ----------------------------------------------------------------------
 
@@ -214,6 +217,7 @@ class FakeTelegram:
         method = request.match_info["method"]
         params = await _params(request)
         self.calls.append(Call(method, params))
+        await self._notify()  # a long poll must be visible as soon as it starts, not when it ends
         try:
             failure = next((f for f in self._failures if f.method == method), None)
             if failure:
