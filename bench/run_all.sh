@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Re-run every benchmark on this machine and rewrite its section of docs/benchmarks.md.
+# Run it from anywhere, on a quiet machine: `bench/run_all.sh`.
+# Each benchmark is one line of BENCHMARKS, a module and its arguments: append new ones there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-.venv/bin/python}"
+
+BENCHMARKS=(
+    "bench.bench_core"      # service vs plain faster-whisper, base int8 (~4–5 min on 2 cores)
+    "bench.bench_burst"     # 40-note burst, fair scheduler vs FIFO, tiny.en (~2–3 min on 2 cores)
+)
+
+failed=()
+all_started=$(date +%s)
+for module in "${BENCHMARKS[@]}"; do
+    started=$(date +%s)
+    echo "== $module" >&2
+    # shellcheck disable=SC2086  # word splitting wanted: an entry may carry arguments
+    if "$PYTHON" -m $module > /dev/null; then
+        echo "== $module: done in $(( $(date +%s) - started )) s" >&2
+    else
+        echo "== $module: FAILED after $(( $(date +%s) - started )) s" >&2
+        failed+=("$module")
+    fi
+done
+echo "== all benchmarks: $(( $(date +%s) - all_started )) s; results in docs/benchmarks.md" >&2
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "== failed: ${failed[*]}" >&2
+    exit 1
+fi
