@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
+import threading
 
 from chatscribe.core.config import Settings
 from chatscribe.core.errors import ChatscribeError, ConfigError
@@ -25,6 +28,12 @@ BOT_STOP_S = 3.0
 
 
 async def run(settings: Settings, requested: list[str]) -> int:
+    code = await _serve(settings, requested)
+    _exit_if_work_abandoned(code)
+    return code
+
+
+async def _serve(settings: Settings, requested: list[str]) -> int:
     platforms, problems = configured(requested)
     for problem in problems:
         log.error("%s", problem)
@@ -76,6 +85,23 @@ async def run(settings: Settings, requested: list[str]) -> int:
         if started:
             await asyncio.wait([asyncio.ensure_future(bot.stop()) for bot in started], timeout=BOT_STOP_S)
         await server.stop()
+
+
+def _exit_if_work_abandoned(code: int) -> None:
+    """Leave at once when a transcription cut off at the end of the grace is still running.
+
+    Its daemon thread (core/threads.py) is inside the engine's native code: finalizing the interpreter
+    under it aborts the process ("terminate called without an active exception", SIGABRT). Everything
+    worth keeping is closed by now (journal, cache, bots, HTTP server); the journal resumes the job.
+    """
+    abandoned = [t for t in threading.enumerate() if t.daemon and t.is_alive() and t.name.startswith("chatscribe-")]
+    if not abandoned:
+        return
+    log.info("stopped with %d transcription(s) cut off; the next start runs them again", len(abandoned))
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    os._exit(code)
 
 
 def _attach_workers(service: TranscriptionService, settings: Settings):  # type: ignore[no-untyped-def]
