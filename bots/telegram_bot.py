@@ -15,44 +15,31 @@ import asyncio
 import contextlib
 import hmac
 import logging
-import time
-import warnings
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from telegram import BotCommand, BotCommandScopeAllGroupChats, InputFile, Message, ReplyParameters, Update
-from telegram.constants import ChatAction, ChatMemberStatus, ChatType
-from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
+from telegram import BotCommand, BotCommandScopeAllGroupChats, Message, Update
+from telegram.constants import ChatMemberStatus, ChatType
+from telegram.error import InvalidToken, RetryAfter, TelegramError
 from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, filters
 
 from chatscribe.adapters import telegram as adapter
 from chatscribe.core.config import ENV_FILE
-from chatscribe.core.errors import ChatscribeError, ConfigError, DownloadFailed
-from chatscribe.core.jobs import Job, ProgressUpdate, Receipt
-from chatscribe.core.media import Fetch
-from chatscribe.core.transcript import Transcript
+from chatscribe.core.errors import ChatscribeError, ConfigError
 
 from .languages import language_code
+from .telegram_delivery import Sender, TelegramDelivery, retry_after_s
 
 if TYPE_CHECKING:
     from chatscribe.core.service import TranscriptionService
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 WEBHOOK_PATH = "/telegram/webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 POLL_TIMEOUT_S = 25
-EDIT_INTERVAL_S = 3.0
-"""Never more than one status edit per chat in this time: Telegram throttles busy chats."""
-ACTION_INTERVAL_S = 4.5
-"""A chat action shows for 5 s; repeat it a little before it fades."""
-NETWORK_RETRIES = 5
 OFFSET_KEY = "update_offset"
 _BOT_SCOPE = "_bot"
 MEDIA = (filters.VOICE | filters.AUDIO | filters.VIDEO_NOTE | filters.VIDEO
@@ -82,16 +69,6 @@ class TelegramSettings(BaseSettings):
         return frozenset(e for e in entries if e)
 
 
-@dataclass(eq=False)
-class _Status:
-    """The one status message of a job, edited as it progresses and finally turned into part 1."""
-
-    message_id: int | None = None
-    last_action: float = float("-inf")
-    done: bool = False
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
 class TelegramBot:
     platform = adapter.PLATFORM
 
@@ -108,15 +85,15 @@ class TelegramBot:
                     .base_file_url(settings.base_file_url).local_mode(settings.local_mode)
                     .updater(None).build())
         self._add_handlers()
-        self._status: dict[str, _Status] = {}
-        self._finished: OrderedDict[str, None] = OrderedDict()
-        self._last_edit: dict[int, float] = {}
+        self.sender = Sender(self.app)
+        self.delivery = TelegramDelivery(sender=self.sender, service=service, local_mode=settings.local_mode,
+                                         chat_settings=self._chat)
         self._poller: asyncio.Task[None] | None = None
         self._in_long_poll = False
         self._stopping = False
         self._problem: str | None = "starting"
         self._update_failed = False
-        service.register(self.platform, self)
+        service.register(self.platform, self.delivery)
 
     # -- Bot protocol ------------------------------------------------------------------------------
 
@@ -124,23 +101,31 @@ class TelegramBot:
         return [web.post(WEBHOOK_PATH, self._webhook)] if self.settings.webhook_url else []
 
     async def start(self) -> None:
-        await self._call(self.app.initialize)
+        try:
+            await self.sender.call(self.app.initialize)  # getMe: checks the token
+        except InvalidToken as exc:
+            raise ConfigError("Telegram rejected TELEGRAM_BOT_TOKEN: copy it again from @BotFather.") from exc
+        except TelegramError as exc:
+            raise ChatscribeError(f"Cannot reach the Telegram Bot API ({type(exc).__name__}); check the "
+                                  "network or TELEGRAM_BASE_URL.") from exc
         bot = self.app.bot
-        await self._call(lambda: bot.set_my_commands(_commands(group=False)))
-        await self._call(lambda: bot.set_my_commands(_commands(group=True), scope=BotCommandScopeAllGroupChats()))
+        await self.sender.call(lambda: bot.set_my_commands(_commands(group=False)))
+        await self.sender.call(lambda: bot.set_my_commands(_commands(group=True),
+                                                           scope=BotCommandScopeAllGroupChats()))
         if self.settings.webhook_url:
-            await self._call(lambda: bot.set_webhook(
+            await self.sender.call(lambda: bot.set_webhook(
                 self.settings.webhook_url, secret_token=self.settings.webhook_secret.get_secret_value(),
                 allowed_updates=["message"]))
             self._problem = None
         else:
-            await self._call(lambda: bot.delete_webhook(drop_pending_updates=False))
+            await self.sender.call(lambda: bot.delete_webhook(drop_pending_updates=False))
             self._poller = asyncio.create_task(self._poll(), name="telegram-polling")
         log.info("telegram: connected as @%s (%s)", bot.username, "webhook" if self.settings.webhook_url
                  else "long polling")
 
     async def stop(self) -> None:
         self._stopping = True
+        self.delivery.stopped = True
         if self._poller is not None:
             if self._in_long_poll:  # never cancel a handler half-way: it may be journaling a job
                 self._poller.cancel()
@@ -170,7 +155,7 @@ class TelegramBot:
                 log.error("telegram: %s; polling stopped", self._problem)
                 return
             except RetryAfter as exc:
-                await asyncio.sleep(_retry_after_s(exc))
+                await asyncio.sleep(retry_after_s(exc))
                 continue
             except TelegramError as exc:
                 self._problem = "cannot reach the Telegram Bot API"
@@ -230,7 +215,7 @@ class TelegramBot:
         private = message.chat.type == ChatType.PRIVATE
         if not self._is_allowed(message):
             if private:
-                await self._reply(message, adapter.NOT_ALLOWED)
+                await self.sender.reply(message, adapter.NOT_ALLOWED)
             return
         if private or self._chat(message.chat_id).auto:
             await self._accept(message, media, answer_to=message)
@@ -242,7 +227,7 @@ class TelegramBot:
         target = message.reply_to_message
         media = adapter.media_of(target)
         if target is None or media is None:
-            await self._reply(message, adapter.NOTHING_TO_TRANSCRIBE)
+            await self.sender.reply(message, adapter.NOTHING_TO_TRANSCRIBE)
             return
         user = message.from_user.id if message.from_user else None
         await self._accept(target, media, answer_to=target, user_id=user)
@@ -251,13 +236,13 @@ class TelegramBot:
         message = update.effective_message
         if message is not None and await self._check_allowed(message):
             group = message.chat.type != ChatType.PRIVATE
-            await self._reply(message, adapter.HELP_GROUP if group else adapter.HELP_PRIVATE)
+            await self.sender.reply(message, adapter.HELP_GROUP if group else adapter.HELP_PRIVATE)
 
     async def _on_settings(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         if message is not None and await self._check_allowed(message):
             group = message.chat.type != ChatType.PRIVATE
-            await self._reply(message, self._chat(message.chat_id).describe(group=group))
+            await self.sender.reply(message, self._chat(message.chat_id).describe(group=group))
 
     async def _on_setting(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
@@ -267,18 +252,18 @@ class TelegramBot:
         name = command.lstrip("/").split("@")[0].lower()
         group = message.chat.type != ChatType.PRIVATE
         if name == "auto" and not group:
-            await self._reply(message, "In a private chat every voice note is transcribed already.")
+            await self.sender.reply(message, "In a private chat every voice note is transcribed already.")
             return
         if group and not await self._is_admin(message):
-            await self._reply(message, adapter.ADMINS_ONLY)
+            await self.sender.reply(message, adapter.ADMINS_ONLY)
             return
         try:
             key, value = adapter.parse_setting(name, argument, language_code)
         except adapter.SettingError as exc:
-            await self._reply(message, str(exc))
+            await self.sender.reply(message, str(exc))
             return
         await asyncio.to_thread(self.service.preferences.set, self.platform, str(message.chat_id), key, value)
-        await self._reply(message, adapter.setting_confirmation(key, value))
+        await self.sender.reply(message, adapter.setting_confirmation(key, value))
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         error = context.error
@@ -292,173 +277,21 @@ class TelegramBot:
         too_large = adapter.size_error(media.size_bytes, self.service.max_file_bytes,
                                        local_mode=self.settings.local_mode)
         if too_large is not None:  # answered from the declared size: nothing is downloaded
-            await self._reply(answer_to, adapter.error_text(too_large))
+            await self.sender.reply(answer_to, adapter.error_text(too_large))
             return
         chat = self._chat(message.chat_id)
-        request = adapter.media_request(message, media, self.fetcher({"file_id": media.file_id}),
+        request = adapter.media_request(message, media, self.delivery.fetcher({"file_id": media.file_id}),
                                         user_id=user_id, answer_to=answer_to)
         try:
             job = await self.service.submit(request, chat.options(self.service.settings.expected_languages))
         except ChatscribeError as exc:
-            await self._reply(answer_to, adapter.error_text(exc))
+            await self.sender.reply(answer_to, adapter.error_text(exc))
             return
         except Exception:
             log.exception("telegram: could not accept a job")
             self._update_failed = True
             return
-        self._status.setdefault(job.id, _Status())
-        self._background(self._chat_action(message.chat_id, self._status[job.id]))
-
-    def fetcher(self, reference: Mapping[str, str]) -> Fetch:
-        file_id = reference["file_id"]
-        local_mode = self.settings.local_mode
-
-        async def fetch(max_bytes: int) -> bytes:
-            limit = adapter.download_limit(max_bytes, local_mode=local_mode)
-            try:
-                file = await self._call(lambda: self.app.bot.get_file(file_id))
-                too_large = adapter.size_error(file.file_size, max_bytes, local_mode=local_mode)
-                if too_large is not None:
-                    raise too_large
-                data = bytes(await self._call(file.download_as_bytearray))
-            except BadRequest as exc:
-                if "too big" in exc.message.lower():
-                    raise adapter.size_error(limit + 1, max_bytes, local_mode=local_mode) from exc  # type: ignore[misc]
-                raise DownloadFailed(_DOWNLOAD_FAILED, detail=exc.message) from exc
-            except TelegramError as exc:
-                raise DownloadFailed(_DOWNLOAD_FAILED, detail=type(exc).__name__) from exc
-            too_large = adapter.size_error(len(data), max_bytes, local_mode=local_mode)
-            if too_large is not None:
-                raise too_large
-            return data
-
-        return fetch
-
-    # -- Delivery ----------------------------------------------------------------------------------
-
-    async def progress(self, job: Job, update: ProgressUpdate) -> None:
-        if job.id in self._finished or self._stopping:
-            return
-        status = self._status.setdefault(job.id, _Status())
-        chat_id, reply_to = _where(job)
-        text = adapter.progress_text(update)
-        async with status.lock:
-            if status.done:
-                return
-            now = time.monotonic()
-            if status.message_id is None:
-                sent = await self._send_text(chat_id, reply_to, text)
-                status.message_id = sent.message_id
-                self._last_edit[chat_id] = now
-                # Journaled, so that the answer still replaces this message after a restart.
-                await asyncio.to_thread(self.service.journal.note, job.id, "status_message_id",
-                                        str(sent.message_id))
-            elif now - self._last_edit.get(chat_id, float("-inf")) >= EDIT_INTERVAL_S:
-                self._last_edit[chat_id] = now
-                with contextlib.suppress(BadRequest):  # "not modified" or deleted: nothing to show
-                    await self._call(lambda: self.app.bot.edit_message_text(text, chat_id, status.message_id))
-        await self._chat_action(chat_id, status)
-
-    async def deliver(self, job: Job, outcome: Transcript | ChatscribeError, receipt: Receipt) -> None:
-        if self._stopping:
-            raise _NotRunning("the Telegram bot is stopped; the answer stays journaled")
-        chat_id, reply_to = _where(job)
-        status = self._status.get(job.id) or _Status()
-        async with status.lock:  # waits for a status message still being sent
-            status.done = True
-        self._finish(job.id)
-        status_id = status.message_id or _int(job.notes.get("status_message_id"))
-        if isinstance(outcome, ChatscribeError):
-            items: list[adapter.Outgoing] = [adapter.OutgoingText(adapter.error_text(outcome))]
-        else:
-            items = adapter.render_transcript(outcome, self._chat(chat_id),
-                                              max_parts=self.service.settings.max_parts,
-                                              file_stem=job.request.file_name or "transcript")
-        try:
-            for index, item in enumerate(items):
-                if index < receipt.parts_sent:
-                    continue  # sent before a restart
-                editable = index == 0 and status_id and isinstance(item, adapter.OutgoingText)
-                if editable and await self._edit_into(chat_id, status_id, item.text):  # type: ignore[union-attr,arg-type]
-                    await receipt.part_sent()
-                    continue
-                await self._send(chat_id, reply_to, item)
-                await receipt.part_sent()
-        except Forbidden as exc:  # blocked or removed from the group: retrying cannot help
-            log.warning("job=%s cannot be answered: %s", job.id, exc.message)
-
-    def _finish(self, job_id: str) -> None:
-        self._status.pop(job_id, None)
-        self._finished[job_id] = None
-        while len(self._finished) > 1000:
-            self._finished.popitem(last=False)
-
-    async def _edit_into(self, chat_id: int, message_id: int, text: str) -> bool:
-        """Turn the status message into the first part; False when it is gone (send a new one)."""
-        try:
-            await self._call(lambda: self.app.bot.edit_message_text(text, chat_id, message_id))
-        except BadRequest as exc:
-            return "not modified" in exc.message.lower()  # already says this: an earlier attempt got through
-        return True
-
-    async def _send(self, chat_id: int, reply_to: int | None, item: adapter.Outgoing) -> None:
-        bot = self.app.bot
-        if isinstance(item, adapter.OutgoingText):
-            await self._send_text(chat_id, reply_to, item.text)
-            return
-
-        def send(reply: ReplyParameters | None) -> Awaitable[Message]:
-            document = InputFile(item.data, filename=item.file_name)
-            return bot.send_document(chat_id, document, caption=item.caption, reply_parameters=reply)
-
-        await self._with_reply_fallback(send, reply_to)
-
-    async def _send_text(self, chat_id: int, reply_to: int | None, text: str) -> Message:
-        return await self._with_reply_fallback(
-            lambda reply: self.app.bot.send_message(chat_id, text, reply_parameters=reply), reply_to)
-
-    async def _with_reply_fallback(self, send: Callable[[ReplyParameters | None], Awaitable[Message]],
-                                   reply_to: int | None) -> Message:
-        if reply_to is None:
-            return await self._call(lambda: send(None))
-        reply = ReplyParameters(reply_to, allow_sending_without_reply=True)
-        try:
-            return await self._call(lambda: send(reply))
-        except BadRequest as exc:
-            if "replied" not in exc.message.lower():
-                raise
-            # The original message was deleted (and the server ignored allow_sending_without_reply).
-            return await self._call(lambda: send(None))
-
-    async def _reply(self, message: Message, text: str) -> None:
-        await self._send_text(message.chat_id, message.message_id, text)
-
-    async def _chat_action(self, chat_id: int, status: _Status) -> None:
-        now = time.monotonic()
-        if status.done or now - status.last_action < ACTION_INTERVAL_S:
-            return
-        status.last_action = now
-        with contextlib.suppress(TelegramError):
-            await self.app.bot.send_chat_action(chat_id, ChatAction.TYPING)
-
-    async def _call(self, make: Callable[[], Awaitable[T]]) -> T:
-        """Wait out flood control and retry network errors; other errors are the caller's."""
-        pause = 1.0
-        for attempt in range(NETWORK_RETRIES + 1):
-            try:
-                return await make()
-            except RetryAfter as exc:
-                wait = _retry_after_s(exc)
-                log.info("telegram: flood control, waiting %.0f s", wait)
-                await asyncio.sleep(wait)
-            except (BadRequest, InvalidToken):
-                raise
-            except NetworkError:
-                if attempt == NETWORK_RETRIES:
-                    raise
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 30.0)
-        return await make()
+        self.delivery.accepted(job)
 
     # -- chats -------------------------------------------------------------------------------------
 
@@ -476,29 +309,17 @@ class TelegramBot:
     async def _check_allowed(self, message: Message) -> bool:
         if self._is_allowed(message):
             return True
-        await self._reply(message, adapter.NOT_ALLOWED)
+        await self.sender.reply(message, adapter.NOT_ALLOWED)
         return False
 
     async def _is_admin(self, message: Message) -> bool:
         if message.sender_chat is not None and message.sender_chat.id == message.chat_id:
             return True  # an anonymous admin posting as the group
-        if message.from_user is None:
+        user = message.from_user
+        if user is None:
             return False
-        member = await self._call(lambda: self.app.bot.get_chat_member(message.chat_id, message.from_user.id))
+        member = await self.sender.call(lambda: self.app.bot.get_chat_member(message.chat_id, user.id))
         return member.status in (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
-
-    def _background(self, coro: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(coro)
-        _BACKGROUND.add(task)
-        task.add_done_callback(_BACKGROUND.discard)
-
-
-class _NotRunning(RuntimeError):
-    """Raised to the service so that it keeps the job and retries the delivery later."""
-
-
-_BACKGROUND: set[asyncio.Future[None]] = set()
-_DOWNLOAD_FAILED = "I couldn't download that file from Telegram; please send it again."
 
 
 def _commands(*, group: bool) -> list[BotCommand]:
@@ -515,23 +336,6 @@ def _commands(*, group: bool) -> list[BotCommand]:
     if group:
         commands.insert(1, BotCommand("auto", "on|off: transcribe every voice note here (admins)"))
     return commands
-
-
-def _where(job: Job) -> tuple[int, int | None]:
-    reference = job.request.reference
-    return int(reference["chat_id"]), _int(reference.get("message_id"))
-
-
-def _int(value: str | None) -> int | None:
-    return int(value) if value else None
-
-
-def _retry_after_s(exc: RetryAfter) -> float:
-    with warnings.catch_warnings():  # PTB 22 warns about the int/timedelta migration on access
-        warnings.simplefilter("ignore")
-        value = exc.retry_after
-    seconds = value.total_seconds() if hasattr(value, "total_seconds") else float(value)
-    return max(0.5, seconds)
 
 
 class _RedactToken(logging.Filter):
