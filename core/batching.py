@@ -21,7 +21,7 @@ import threading
 import time
 import weakref
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -50,6 +50,7 @@ LOGPROB_LIMIT = -1.0
 
 Strategy = Literal["packed", "batched"]
 BatchingMode = Literal["auto", "packed", "batched", "off"]
+OnResult = Callable[[int, "Transcript | Exception"], None]
 """auto measures the device on the first batch; off transcribes every note alone."""
 
 
@@ -199,15 +200,29 @@ class Batcher:
 
     # -- transcribing --------------------------------------------------------------------------------
 
-    def transcribe(self, notes: Sequence[Note]) -> list[Transcript | Exception]:
-        """One result per note, in order; an Exception in place of a note that failed on its own."""
+    def transcribe(self, notes: Sequence[Note], on_result: OnResult | None = None) -> list[Transcript | Exception]:
+        """One result per note, in order; an Exception in place of a note that failed on its own.
+
+        `on_result(index, result)` hears of each note as soon as it is done: the batch's answers come
+        before the notes that must go alone (media over 30 s, doubtful decodings) are transcribed.
+        """
         answered: dict[int, Transcript | Exception] = {}
+
+        def done(index: int, result: Transcript | Exception) -> None:
+            answered[index] = result
+            if on_result is not None:
+                on_result(index, result)
+
         groups: dict[tuple[object, ...], list[int]] = defaultdict(list)
         for index, note in enumerate(notes):
             groups[note.options.batch_key()].append(index)
         for indices in groups.values():
-            answered.update(self._group([notes[i] for i in indices], indices))
-        return [answered[i] if i in answered else self._alone(note) for i, note in enumerate(notes)]
+            for index, result in self._group([notes[i] for i in indices], indices).items():
+                done(index, result)
+        for index, note in enumerate(notes):
+            if index not in answered:
+                done(index, self._alone(note))
+        return [answered[i] for i in range(len(notes))]
 
     def _group(self, notes: list[Note], indices: list[int]) -> dict[int, Transcript | Exception]:
         """Notes sharing options; the ones left out of the answer are transcribed alone."""

@@ -130,14 +130,13 @@ class LocalRunner:
                     pending.notify(ProgressUpdate("transcribing", fraction=0.0, eta_s=eta))
             started = time.monotonic()
             if len(batch) == 1:
-                outcomes = [await run_in_daemon_thread(self._work, batch[0].work, self._fractions(batch[0]))]
+                _settle(batch[0], await run_in_daemon_thread(self._work, batch[0].work, self._fractions(batch[0])))
             else:
-                outcomes = await run_in_daemon_thread(self._work_batch, [p.work for p in batch])
+                await run_in_daemon_thread(self._work_batch, batch, asyncio.get_running_loop())
             share = (time.monotonic() - started) / len(batch)
-            for pending, outcome in zip(batch, outcomes, strict=True):
-                if isinstance(outcome, Transcript):
-                    self._observe(outcome, share)
-                _settle(pending, outcome)
+            for pending in batch:
+                if pending.future.done() and not pending.future.cancelled() and pending.future.exception() is None:
+                    self._observe(pending.future.result(), share)
         except Exception as exc:
             for pending in batch:
                 _settle(pending, exc)
@@ -170,24 +169,29 @@ class LocalRunner:
         except Exception as exc:
             return exc
 
-    def _work_batch(self, works: list[Work]) -> list[Transcript | Exception]:
-        """Each note decoded on its own (a bad file fails alone), the readable ones transcribed together."""
+    def _work_batch(self, batch: list[_Pending], loop: asyncio.AbstractEventLoop) -> None:
+        """Each note decoded on its own (a bad file fails alone), the readable ones transcribed together;
+        every answer goes out as soon as it is ready."""
         assert self.batcher is not None
-        outcomes: list[Transcript | Exception] = []
-        decoded: list[tuple[int, DecodedAudio]] = []
-        for index, work in enumerate(works):
+        readable: list[tuple[_Pending, DecodedAudio]] = []
+        for pending in batch:
             try:
-                decoded.append((index, decode_audio(work.data, max_duration_s=self.max_duration_s)))
-                outcomes.append(_NOT_YET)
+                readable.append((pending, decode_audio(pending.work.data, max_duration_s=self.max_duration_s)))
             except Exception as exc:
-                outcomes.append(exc)
-        raws = self.batcher.transcribe([Note(audio.samples, works[i].options) for i, audio in decoded])
-        for (index, audio), raw in zip(decoded, raws, strict=True):
-            outcomes[index] = raw if isinstance(raw, Exception) else _checked(raw, audio)
-        return outcomes
+                loop.call_soon_threadsafe(_settle, pending, exc)
 
+        def on_result(index: int, raw: Transcript | Exception) -> None:
+            pending, audio = readable[index]
+            outcome: Transcript | Exception = raw
+            if isinstance(raw, Transcript):
+                try:
+                    outcome = _checked(raw, audio)
+                except Exception as exc:  # this note's answer, not the batch's
+                    outcome = exc
+            loop.call_soon_threadsafe(_settle, pending, outcome)
 
-_NOT_YET = RuntimeError("not transcribed")
+        notes = [Note(audio.samples, pending.work.options) for pending, audio in readable]
+        self.batcher.transcribe(notes, on_result)
 
 
 def _checked(raw: Transcript, decoded: DecodedAudio) -> Transcript:
