@@ -14,10 +14,8 @@ import pytest
 from chatscribe.core.media import decode_audio
 from tests.audio_tools import to_wav
 from tests.e2e.conftest import CHANNEL, SECRET, UNFINISHED, SlackProcess
-from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_api import FakeSlack, text_of
 from tests.wer import wer
-
-pytestmark = pytest.mark.timeout(300)
 
 JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
 SHUTDOWN_BOUND_S = 15
@@ -66,6 +64,11 @@ async def test_kill_9_while_transcribing_then_restart_answers_once(
     assert len(fake.downloads) == 2  # fetched again through the journaled Slack reference
     assert all(authorized for _, authorized in fake.downloads)
     assert list(chatscribe.journal()) == [job_id]
+    # The logs follow the job across the restart by the id it was accepted under.
+    assert any("accepted" in r["message"] for r in chatscribe.log_records(1) if r.get("job_id") == job_id)
+    after = [r["message"] for r in chatscribe.log_records(2) if r.get("job_id") == job_id]
+    assert "resumed" in after[0]
+    assert "delivered" in after[-1]
 
 
 async def test_crash_after_transcribing_before_sending_delivers_once_after_restart(
@@ -87,7 +90,7 @@ async def test_crash_after_transcribing_before_sending_delivers_once_after_resta
     await chatscribe.until(lambda: chatscribe.journal()[job_id] == "delivered", "the transcript to be delivered")
     assert len(answers(chatscribe, message, JFK)) == 1
     (reply,) = fake.bot_messages(CHANNEL, message["ts"])
-    assert carries(JFK)(reply["text"])
+    assert carries(JFK)(text_of(reply))
     assert len(fake.downloads) == 1  # the journal kept the transcript: nothing downloaded or transcribed again
 
 
