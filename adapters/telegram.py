@@ -322,4 +322,8 @@ HELP_GROUP = (
 )
 NOT_ALLOWED = "Sorry, this bot is private: it only works in the chats its operator allowed."
 NOTHING_TO_TRANSCRIBE = "Reply /transcribe to a voice note, audio or video message."
+PRIVACY_HINT = (
+    "I only see the voice notes of a group when I'm one of its admins or my privacy mode is off "
+    "(@BotFather → /setprivacy → Disable, then add me to the group again)."
+)
 ADMINS_ONLY = "Only the group's admins can change its settings."

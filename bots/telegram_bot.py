@@ -167,7 +167,10 @@ class TelegramBot:
                 self._in_long_poll = False
             self._problem, pause = None, 1.0
             for update in updates:
-                await self._process(update)
+                try:
+                    await self._process(update)
+                except Exception:  # one bad update never stops the bot
+                    log.exception("telegram: update %d could not be handled", update.update_id)
                 offset = update.update_id + 1
                 # Remembered too, so that a crash between journaling and the next getUpdates does not
                 # accept the same message twice after the restart.
@@ -189,6 +192,8 @@ class TelegramBot:
         expected = self.settings.webhook_secret.get_secret_value()
         if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
             return web.Response(status=401, text="wrong or missing secret token")
+        if self._problem is not None:
+            return web.Response(status=503, text=self._problem)  # Telegram delivers it again later
         try:
             update = Update.de_json(await request.json(), self.app.bot)
         except (ValueError, TypeError, KeyError):
@@ -263,7 +268,10 @@ class TelegramBot:
             await self.sender.reply(message, str(exc))
             return
         await asyncio.to_thread(self.service.preferences.set, self.platform, str(message.chat_id), key, value)
-        await self.sender.reply(message, adapter.setting_confirmation(key, value))
+        answer = adapter.setting_confirmation(key, value)
+        if key == "auto" and value == "on" and not self.app.bot.can_read_all_group_messages:
+            answer += " " + adapter.PRIVACY_HINT
+        await self.sender.reply(message, answer)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         error = context.error

@@ -21,6 +21,8 @@ from chatscribe.adapters.telegram import ADMINS_ONLY, LOCAL_SERVER_HINT, NO_SPEE
 from chatscribe.bots.telegram_bot import SECRET_HEADER, WEBHOOK_PATH, TelegramBot, TelegramSettings
 from chatscribe.core.config import Settings
 from chatscribe.core.errors import UnreadableMedia
+from chatscribe.core.jobs import Job, ProgressUpdate
+from chatscribe.core.media import MediaRequest
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.service import TranscriptionService
 from chatscribe.core.text import utf16_units
@@ -276,7 +278,8 @@ async def test_group_rules(
     assert last_text(fake, GROUP) == ADMINS_ONLY
     fake.admins[GROUP] = {8}
     await send(fake, service, fake.message(text="/auto@scribe_test_bot on", user_id=8, **group))
-    assert "on" in last_text(fake, GROUP)
+    assert last_text(fake, GROUP).startswith("Auto-transcribe: on.")
+    assert "/setprivacy" in last_text(fake, GROUP), "the bot cannot see group messages in privacy mode"
     await send(fake, service, fake.voice(data, unique_id="AgADgroup", user_id=7, **group))
     assert wer(JFK, last_text(fake, GROUP)) < 0.3
 
@@ -418,3 +421,33 @@ async def test_chatscribe_run_telegram_subprocess_answers_a_voice_note(
     assert process.returncode == 0, output
     assert fake.token not in output
     assert fake.token.split(":")[1] not in output
+
+
+async def test_recording_declared_too_long_is_refused_without_download(
+    fake: FakeTelegram, service: TranscriptionService, bot: TelegramBot, audio: Callable[[str], bytes],
+) -> None:
+    await send(fake, service, fake.voice(audio("jfk_voice.ogg"), chat_id=PRIVATE, duration=7200))
+    assert last_text(fake, PRIVATE) == "That recording is too long (2.0 h): the limit is 60 min."
+    assert fake.calls_to("getFile", "download") == []
+
+
+def _job(job_id: str, chat_id: int, reply_to: int) -> Job:
+    async def fetch(limit: int) -> bytes:
+        raise AssertionError("not fetched")
+
+    request = MediaRequest(platform="telegram", chat_id=str(chat_id), user_id="1", fetch=fetch,
+                           reference={"chat_id": str(chat_id), "message_id": str(reply_to)})
+    return Job(id=job_id, request=request, options=TranscribeOptions())
+
+
+async def test_status_message_is_edited_at_most_every_three_seconds_per_chat(
+    fake: FakeTelegram, service: TranscriptionService, bot: TelegramBot,
+) -> None:
+    first, other = _job("j1", PRIVATE, 1), _job("j2", PRIVATE + 1, 2)
+    for fraction in (0.0, 0.2, 0.4, 0.6):
+        await bot.delivery.progress(first, ProgressUpdate("transcribing", fraction=fraction))
+    await bot.delivery.progress(other, ProgressUpdate("queued", position=1))
+    assert [c.params["text"] for c in fake.calls_to("sendMessage")] == [
+        "Transcribing… 0%", "Waiting to transcribe (position 1 in the queue)…"]
+    assert fake.calls_to("editMessageText") == [], "updates within 3 s of the last one are not shown"
+    assert fake.final_texts(PRIVATE) == ["Transcribing… 0%"]
