@@ -174,8 +174,9 @@ def _render(args: argparse.Namespace, info: dict[str, str], chosen: list[Scenari
         f"Measured in one run of {elapsed / 60:.1f} min. 40 OGG/Opus voice notes of 2–60 s from 8 chats, each a "
         "different slice of the real English speech in `../shared/audio` (bench/burst_notes.py, fixed seed), "
         "sent on a fixed timeline. chatscribe: `TranscriptionService.submit()` with the default settings "
-        "(1 transcription at a time on CPU, VAD on, beam 5), answers recorded by the Delivery. FIFO: one worker, "
-        "same engine instance, same work per note (decode, engine, quality pass), arrival order. "
+        "(one slot on CPU, fair scheduler, short notes waiting together may share an engine call, VAD on, "
+        "beam 5), answers recorded by the Delivery. FIFO: one worker, same engine instance, same work per "
+        "note (decode, engine, quality pass), one note at a time in arrival order. "
         f"Time to answer = answer - sent; short = under {SHORT_S:.0f} s.",
         format_machine(info),
     ]
@@ -209,9 +210,9 @@ def _render(args: argparse.Namespace, info: dict[str, str], chosen: list[Scenari
               "chatscribe, from its first progress update to `deliver`): the work itself plus what the "
               "service adds per note after its turn began.",
               "### What another scheduler would give (simulated)",
-              "The FIFO run's measured work time of each note, replayed one at a time through other policies "
-              "(bench/burst_sim.py; the FIFO row is the simulation's check against the measured FIFO). Time to "
-              "answer in seconds, and FIFO's short-note p95 divided by the policy's."]
+              "The FIFO run's measured work time of each note, replayed one note at a time (no batching) "
+              "through other orders (bench/burst_sim.py; the FIFO row is the simulation's check against the "
+              "measured FIFO). Time to answer in seconds, and FIFO's short-note p95 divided by the policy's."]
     for scenario in chosen:
         parts.append(table([f"{scenario.name}: policy", "short p50", "short p95", "FIFO p95 / p95", "all p95",
                             "≥ 10 s p95"], _what_if(scenario, results[scenario.name]["FIFO"]["work_s"])))

@@ -2,8 +2,9 @@
 
 A discrete-event simulation of one worker: notes arrive at their moments, and whenever the worker is
 free a policy picks the next one. The work times are those the FIFO run measured, so the simulated
-FIFO reproduces the measured one and the others show what a different scheduler would have given on
-the same burst, without changing core/. "round robin by turns" restates core/scheduler.py's policy.
+FIFO reproduces the measured one and the others show what a different order would have given on the
+same burst, without changing core/. "round robin by turns" restates core/scheduler.py's choice of the
+next note; batching (several short notes in one engine call) is not simulated.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def _fair_queueing(waiting: list[Note], state: _State) -> Note:
 
 POLICIES: dict[str, Policy] = {
     "FIFO": _fifo,
-    "round robin by turns, shortest first within a chat (today's scheduler)": _round_robin_turns,
+    "round robin by turns, shortest first within a chat (core/scheduler.py's order)": _round_robin_turns,
     "shortest first across all chats, with ageing": _shortest_first,
     "fair queueing on audio seconds (finish tags)": _fair_queueing,
 }
