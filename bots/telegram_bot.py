@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -40,7 +41,8 @@ log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/telegram/webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 POLL_TIMEOUT_S = 25
-OFFSET_KEY = "update_offset"
+OFFSET_MAX_AGE_S = 86_400
+"""Telegram keeps unacknowledged updates for 24 h, and may restart update ids after a quiet week."""
 _BOT_SCOPE = "_bot"
 MEDIA = (filters.VOICE | filters.AUDIO | filters.VIDEO_NOTE | filters.VIDEO
          | filters.Document.Category("audio/") | filters.Document.Category("video/"))
@@ -142,8 +144,8 @@ class TelegramBot:
 
     async def _poll(self) -> None:
         prefs = self.service.preferences
-        stored = await asyncio.to_thread(prefs.get, self.platform, _BOT_SCOPE, OFFSET_KEY)
-        offset = int(stored) if stored else 0
+        key = f"update_offset:{self.app.bot.id}"  # a new token is a new bot with its own update ids
+        offset = _fresh_offset(await asyncio.to_thread(prefs.get, self.platform, _BOT_SCOPE, key))
         pause = 1.0
         while not self._stopping:
             try:
@@ -174,7 +176,7 @@ class TelegramBot:
                 offset = update.update_id + 1
                 # Remembered too, so that a crash between journaling and the next getUpdates does not
                 # accept the same message twice after the restart.
-                await asyncio.to_thread(prefs.set, self.platform, _BOT_SCOPE, OFFSET_KEY, str(offset))
+                await asyncio.to_thread(prefs.set, self.platform, _BOT_SCOPE, key, f"{offset} {time.time():.0f}")
 
     async def _process(self, update: Update) -> bool:
         """Run the handlers for one update; False when accepted work could not be journaled."""
@@ -328,6 +330,14 @@ class TelegramBot:
             return False
         member = await self.sender.call(lambda: self.app.bot.get_chat_member(message.chat_id, user.id))
         return member.status in (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
+
+
+def _fresh_offset(stored: str | None) -> int:
+    """The offset remembered by the previous run, unless too old to mean anything now."""
+    offset, _, saved_at = (stored or "").partition(" ")
+    if not offset.isdigit() or not saved_at.isdigit() or time.time() - int(saved_at) > OFFSET_MAX_AGE_S:
+        return 0
+    return int(offset)
 
 
 def _commands(*, group: bool) -> list[BotCommand]:

@@ -451,3 +451,25 @@ async def test_status_message_is_edited_at_most_every_three_seconds_per_chat(
         "Transcribing… 0%", "Waiting to transcribe (position 1 in the queue)…"]
     assert fake.calls_to("editMessageText") == [], "updates within 3 s of the last one are not shown"
     assert fake.final_texts(PRIVATE) == ["Transcribing… 0%"]
+
+
+async def test_a_message_is_not_accepted_twice_when_the_acknowledgement_was_lost(
+    fake: FakeTelegram, settings: Settings, tiny_engine: object, audio: Callable[[str], bytes],
+) -> None:
+    async with TranscriptionService(settings=settings, engine=tiny_engine) as first:  # type: ignore[arg-type]
+        bot = await start_bot(fake, first)
+        fake.lose_acknowledgements = True  # the process "dies" before Telegram hears of the new offset
+        update_id = await fake.push(fake.voice(audio("jfk_voice.ogg"), chat_id=PRIVATE))
+        await fake.wait_for(lambda: any(int(c.params.get("offset") or 0) > update_id
+                                        for c in fake.calls_to("getUpdates")))
+        await first.wait_idle()
+        await bot.stop()
+    assert fake.acknowledged_below <= update_id, "Telegram would send this update again"
+
+    fake.lose_acknowledgements = False
+    async with TranscriptionService(settings=settings, engine=tiny_engine) as second:  # type: ignore[arg-type]
+        bot = await start_bot(fake, second)
+        await settle(fake, second, update_id)
+        await bot.stop()
+    answers = [m for m in fake.bot_messages(PRIVATE) if wer(JFK, m["text"]) < 0.3]
+    assert len(answers) == 1

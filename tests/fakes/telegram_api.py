@@ -64,6 +64,9 @@ class FakeTelegram:
         self.admins: dict[int, set[int]] = {}
         self.local_mode = False
         """Behave like a local Bot API server: getFile serves files over 20 MB."""
+        self.lose_acknowledgements = False
+        """Answer getUpdates by its offset but forget the acknowledgement, as when the bot process died
+        before its next getUpdates reached Telegram: a new process is sent those updates again."""
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
@@ -235,18 +238,22 @@ class FakeTelegram:
 
     async def _m_getupdates(self, params: dict[str, Any]) -> web.Response:
         offset = int(params.get("offset") or 0)
-        if offset > self.acknowledged_below:
+        if offset > self.acknowledged_below and not self.lose_acknowledgements:
             self.acknowledged_below = offset
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
             await self._notify()
         timeout = float(params.get("timeout") or 0)
         limit = int(params.get("limit") or 100)
+
+        def pending() -> list[dict[str, Any]]:
+            return [u for u in self._updates if u["update_id"] >= offset][:limit]
+
         try:
             async with asyncio.timeout(timeout), self._changed:
-                await self._changed.wait_for(lambda: bool(self._updates) or self._closing)
+                await self._changed.wait_for(lambda: bool(pending()) or self._closing)
         except TimeoutError:
             pass
-        return _ok(self._updates[:limit])
+        return _ok(pending())
 
     def _m_getme(self, params: dict[str, Any]) -> web.Response:
         return _ok(self.bot_user)
