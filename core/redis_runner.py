@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import RedisError
-from taskiq.exceptions import SendTaskError
-from taskiq.kicker import AsyncKicker
+from taskiq.message import TaskiqMessage
 
 from .config import Settings
 from .errors import ChatscribeError, ShuttingDown
@@ -61,7 +60,18 @@ log = logging.getLogger(__name__)
 TASK_NAME = "chatscribe.transcribe"
 DELAYED = ("Answers are delayed right now: transcription is temporarily unavailable. "
            "Yours will arrive as soon as it is back.")
-_FAILURES = (*UNREACHABLE, RedisError, SendTaskError)
+_FAILURES = (*UNREACHABLE, RedisError)
+
+
+# Media and message in one step: the media key exists exactly while a message for it is outstanding, so
+# a front end that finds it missing (first time, Redis restarted empty) knows it must publish again.
+_PUBLISH = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+    redis.call('XADD', KEYS[2], '*', 'data', ARGV[3])
+    return 1
+end
+return 0
+"""
 
 
 def shared_model_id(settings: Settings) -> str:
@@ -100,6 +110,7 @@ class RedisRunner:
         self.frontend_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.redis = async_client(url)
         self.broker = StreamBroker(url, visibility_s=settings.visibility_timeout_s)
+        self._publish = self.redis.register_script(_PUBLISH)
         self.limits = SharedLimits(self.redis, frontend_id=self.frontend_id, rate=settings.rate_per_s)
         self.scheduler = ElasticScheduler(1)
         self.speed = SpeedEstimate()
@@ -207,6 +218,10 @@ class RedisRunner:
                 self._went_offline(exc)
                 await asyncio.sleep(pause)  # back-off before reconnecting
                 pause = min(pause * 2, 5.0)
+            except Exception:  # this task must outlive anything: every published job waits on it
+                log.exception("watching Redis at %s failed; starting over", self.where)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
     async def _poll(self, force: bool = False) -> None:
         was_flowing = self._flowing()
@@ -258,21 +273,24 @@ class RedisRunner:
             if await conn.get(claim_key(key)) != self.frontend_id.encode():
                 return  # another front end publishes this content; its result answers us too
             await conn.expire(claim_key(key), self.claim_ttl_s)
-        # The media key lives exactly as long as a message for it is outstanding: if it is missing (first
-        # time, Redis restarted empty, or it expired while all workers were gone) the work is published again.
+        # Media present: a message for it is outstanding (see _PUBLISH); only refresh its lifetime.
         if await conn.expire(media_key(key), MEDIA_TTL_S):
             return
-        if await conn.set(media_key(key), pending.work.data, nx=True, ex=MEDIA_TTL_S):
-            await self._publish(pending)
+        published = await self._publish(keys=[media_key(key), STREAM],
+                                        args=[pending.work.data, MEDIA_TTL_S, self._message(pending)])
+        if published:
+            pending.published = time.monotonic()
+            log.debug("published %s", key)
 
-    async def _publish(self, pending: _Pending) -> None:
+    def _message(self, pending: _Pending) -> bytes:
+        """A taskiq message for the workers' receiver, formatted by the broker as `kiq()` would."""
         work = pending.work
-        await AsyncKicker(TASK_NAME, self.broker, {}).kiq(
-            key=pending.key, chat_id=work.chat_id, duration_s=work.duration_s,
-            options=dump_options(work.options), model_id=self.model_id,
+        message = TaskiqMessage(
+            task_id=self.broker.id_generator(), task_name=TASK_NAME, labels={}, labels_types={}, args=[],
+            kwargs={"key": pending.key, "chat_id": work.chat_id, "duration_s": work.duration_s,
+                    "options": dump_options(work.options), "model_id": self.model_id},
         )
-        pending.published = time.monotonic()
-        log.debug("published %s", pending.key)
+        return self.broker.formatter.dumps(message).message
 
     def _resolve(self, pending: _Pending, outcome: Transcript | ChatscribeError) -> None:
         self._pending.pop(pending.key, None)
