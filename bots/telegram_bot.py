@@ -15,11 +15,12 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import re
 import time
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from telegram import BotCommand, BotCommandScopeAllGroupChats, Message, Update
 from telegram.constants import ChatMemberStatus, ChatType
@@ -66,9 +67,34 @@ class TelegramSettings(BaseSettings):
     local_mode: bool = False
     """True with a local Bot API server started with --local: files up to 2000 MB instead of 20 MB."""
 
+    @field_validator("allowed_chats")
+    @classmethod
+    def _check_chats(cls, value: str) -> str:
+        for entry in _entries(value):
+            if not (entry.lstrip("-").isdigit() or re.fullmatch(r"@\w{4,}", entry)):
+                raise ValueError(f"{entry!r} is neither a chat id (e.g. -1001234567890) nor an @username")
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if value and not value.startswith("https://"):
+            raise ValueError("Telegram only calls HTTPS webhooks: use https://your.host/telegram/webhook")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_secret(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value() and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
+            raise ValueError("use 1-256 characters A-Z, a-z, 0-9, _ and - (Telegram's rule for secret_token)")
+        return value
+
     def allowed(self) -> frozenset[str]:
-        entries = (e.strip().lower() for e in self.allowed_chats.replace(";", ",").split(","))
-        return frozenset(e for e in entries if e)
+        return frozenset(e.lower() for e in _entries(self.allowed_chats))
+
+
+def _entries(value: str) -> list[str]:
+    return [e.strip() for e in value.replace(";", ",").split(",") if e.strip()]
 
 
 class TelegramBot:

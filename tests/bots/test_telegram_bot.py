@@ -15,12 +15,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from chatscribe.adapters.telegram import ADMINS_ONLY, LOCAL_SERVER_HINT, NO_SPEECH, NOT_ALLOWED
+from chatscribe.bots.http import HttpServer, create_app
 from chatscribe.bots.telegram_bot import SECRET_HEADER, WEBHOOK_PATH, TelegramBot, TelegramSettings
-from chatscribe.core.config import Settings
-from chatscribe.core.errors import UnreadableMedia
+from chatscribe.core.config import Settings, load
+from chatscribe.core.errors import ConfigError, UnreadableMedia
 from chatscribe.core.jobs import Job, ProgressUpdate
 from chatscribe.core.media import MediaRequest
 from chatscribe.core.options import TranscribeOptions
@@ -323,20 +323,16 @@ async def test_chat_settings_survive_a_restart(
 
 
 async def test_webhook_checks_the_secret_token(
-    fake: FakeTelegram, service: TranscriptionService, audio: Callable[[str], bytes],
+    fake: FakeTelegram, settings: Settings, service: TranscriptionService, audio: Callable[[str], bytes],
 ) -> None:
     bot = await start_bot(fake, service, webhook_url="https://bot.example/telegram/webhook",
                           webhook_secret="s3cret-token")
     assert fake.webhook is not None
     assert fake.webhook["secret_token"] == "s3cret-token"
     assert fake.calls_to("getUpdates") == [], "webhook mode does not poll"
-    app = web.Application()
-    app.add_routes(bot.routes())
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}{WEBHOOK_PATH}"  # type: ignore[union-attr]
+    server = HttpServer(create_app(service=service, settings=settings, bots=[bot]), "127.0.0.1", 0)
+    await server.start()
+    url = f"http://127.0.0.1:{server.port}{WEBHOOK_PATH}"
     update = fake.update(fake.voice(audio("jfk_voice.ogg"), chat_id=PRIVATE))
     try:
         async with aiohttp.ClientSession() as http:
@@ -344,14 +340,14 @@ async def test_webhook_checks_the_secret_token(
                 async with http.post(url, json=update, headers=headers) as response:
                     assert response.status == 401
             assert service.journal.states() == {}
-            assert fake.calls_to("getFile") == []
+            assert fake.calls_to("getFile", "sendMessage") == []
             async with http.post(url, json=update, headers={SECRET_HEADER: "s3cret-token"}) as response:
                 assert response.status == 200
             assert len(service.journal.states()) == 1, "journaled before the 200"
         await service.wait_idle()
         assert wer(JFK, last_text(fake, PRIVATE)) < 0.3
     finally:
-        await runner.cleanup()
+        await server.stop()
         await bot.stop()
 
 
@@ -473,3 +469,22 @@ async def test_a_message_is_not_accepted_twice_when_the_acknowledgement_was_lost
         await bot.stop()
     answers = [m for m in fake.bot_messages(PRIVATE) if wer(JFK, m["text"]) < 0.3]
     assert len(answers) == 1
+
+
+@pytest.mark.parametrize(("variable", "value", "named"), [
+    ("TELEGRAM_ALLOWED_CHATS", "123, team", "TELEGRAM_ALLOWED_CHATS"),
+    ("TELEGRAM_WEBHOOK_URL", "http://bot.example/telegram/webhook", "TELEGRAM_WEBHOOK_URL"),
+    ("TELEGRAM_WEBHOOK_SECRET", "has spaces", "TELEGRAM_WEBHOOK_SECRET"),
+])
+def test_wrong_settings_are_named_at_start(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, named: str,
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError, match=named):
+        load(TelegramSettings, _env_file=None)
+
+
+def test_webhook_without_secret_is_refused(fake: FakeTelegram, service: TranscriptionService) -> None:
+    with pytest.raises(ConfigError, match="TELEGRAM_WEBHOOK_SECRET"):
+        TelegramBot(settings=telegram_settings(fake, webhook_url="https://bot.example/telegram/webhook"),
+                    service=service)

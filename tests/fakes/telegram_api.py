@@ -291,6 +291,14 @@ class FakeTelegram:
                  "can_post_stories": True, "can_edit_stories": True, "can_delete_stories": True}
         return _ok({"status": status, "user": user, **(extra if status == "administrator" else {})})
 
+    def _m_getchatadministrators(self, params: dict[str, Any]) -> web.Response:
+        chat_id = int(params["chat_id"])
+        admins = []
+        for user_id in sorted(self.admins.get(chat_id, set())):
+            member = json.loads(self._m_getchatmember({"chat_id": chat_id, "user_id": user_id}).text or "{}")
+            admins.append(member["result"])
+        return _ok(admins)
+
     def _m_sendmessage(self, params: dict[str, Any]) -> web.Response:
         return self._store_sent(params, {"text": params["text"]})
 
