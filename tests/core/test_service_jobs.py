@@ -64,10 +64,15 @@ async def test_a_short_burst_from_one_chat_does_not_starve_another(
     async with _service(settings, tiny_engine, collector, workers=1) as svc:
         for i in range(10):
             await svc.submit(collector.request(f"a{i}", chat="A"))
-        await svc.submit(collector.request("b0", chat="B"))
+        b_job = await svc.submit(collector.request("b0", chat="B"))
         answers = await collector.wait_for(11, timeout=120)
-    chats = [a.chat_id for a in answers]
-    assert chats.index("B") < 3, f"B answered at position {chats.index('B') + 1}: {chats}"
+    # Round robin puts B's note first in line the moment it is queued, ahead of A's waiting burst. (Where
+    # it lands among the answers depends on how many of A's notes were already running in a batch when
+    # it arrived, which is timing, not fairness.)
+    b_places = [u.position for job, u in collector.progress_updates if job == b_job.id and u.stage == "queued"]
+    assert b_places, "B never waited: the scenario did not test fairness"
+    assert all(place == 1 for place in b_places), f"B was queued behind A's burst: {b_places}"
+    assert any(a.chat_id == "B" and isinstance(a.outcome, Transcript) for a in answers)
 
 
 async def test_queue_cap_answers_busy_and_loses_nothing_accepted(
