@@ -117,7 +117,7 @@ class TelegramBot:
         self.delivery = TelegramDelivery(sender=self.sender, service=service, local_mode=settings.local_mode,
                                          chat_settings=self._chat)
         self._poller: asyncio.Task[None] | None = None
-        self._in_long_poll = False
+        self._handling = False
         self._stopping = False
         self._problem: str | None = "starting"
         self._update_failed = False
@@ -155,7 +155,7 @@ class TelegramBot:
         self._stopping = True
         self.delivery.stopped = True
         if self._poller is not None:
-            if self._in_long_poll:  # never cancel a handler half-way: it may be journaling a job
+            if not self._handling:  # never cancel a handler half-way: it may be journaling a job
                 self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
@@ -175,7 +175,6 @@ class TelegramBot:
         pause = 1.0
         while not self._stopping:
             try:
-                self._in_long_poll = True
                 updates = await self.app.bot.get_updates(offset=offset, timeout=POLL_TIMEOUT_S,
                                                          allowed_updates=["message"])
             except InvalidToken:
@@ -191,9 +190,8 @@ class TelegramBot:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 30.0)
                 continue
-            finally:
-                self._in_long_poll = False
             self._problem, pause = None, 1.0
+            self._handling = True
             for update in updates:
                 try:
                     await self._process(update)
@@ -203,6 +201,7 @@ class TelegramBot:
                 # Remembered too, so that a crash between journaling and the next getUpdates does not
                 # accept the same message twice after the restart.
                 await asyncio.to_thread(prefs.set, self.platform, _BOT_SCOPE, key, f"{offset} {time.time():.0f}")
+            self._handling = False
 
     async def _process(self, update: Update) -> bool:
         """Run the handlers for one update; False when accepted work could not be journaled."""
