@@ -385,14 +385,14 @@ def _free_port() -> int:
 
 
 async def test_chatscribe_run_telegram_subprocess_answers_a_voice_note(
-    fake: FakeTelegram, tmp_path: Path, model_dir: Path, tiny_engine: object, audio: Callable[[str], bytes],
+    fake: FakeTelegram, tmp_path: Path, audio: Callable[[str], bytes],
 ) -> None:
     env = {
         **os.environ,
         "TELEGRAM_BOT_TOKEN": fake.token,
         "TELEGRAM_BASE_URL": fake.base_url,
         "TELEGRAM_BASE_FILE_URL": fake.base_file_url,
-        "CHATSCRIBE_DATA_DIR": str(model_dir),  # holds the already assembled tiny.en model
+        "CHATSCRIBE_DATA_DIR": str(tmp_path / "data"),  # tiny.en itself comes from the bundled package
         "CHATSCRIBE_MODEL": "tiny.en",
         "CHATSCRIBE_DEVICE": "cpu",
         "CHATSCRIBE_HTTP_PORT": str(_free_port()),
