@@ -303,7 +303,7 @@ class SlackBot:
         target = adapter.target_of(job.request.reference)
         if target.private or (update.eta_s or 0) < self.settings.status_after_s:
             return
-        status = self._status(job.id)
+        status = self._status(job)
         loop = asyncio.get_running_loop()
         async with status.lock:
             if status.done or (status.ts and loop.time() - status.last_update < 5):
@@ -314,6 +314,8 @@ class SlackBot:
                 answer = await self.client.chat_postMessage(
                     channel=target.channel, thread_ts=target.thread_ts, text=message.text, blocks=message.blocks())
                 status.ts = answer["ts"]
+                # a restarted process edits this message instead of leaving it behind
+                await self.service.note(job.id, "status_ts", str(status.ts))
             else:
                 await self.client.chat_update(channel=target.channel, ts=status.ts, text=message.text,
                                               blocks=message.blocks())
@@ -321,7 +323,7 @@ class SlackBot:
     async def deliver(self, job: Job, outcome: Transcript | ChatscribeError, receipt: Receipt) -> None:
         target = adapter.target_of(job.request.reference)
         parts = self._render(job, outcome, target)
-        status = self._status(job.id)
+        status = self._status(job)
         async with status.lock:
             status.done = True
             try:
@@ -337,11 +339,11 @@ class SlackBot:
                     raise
                 log.error("job=%s cannot answer in %s: Slack says %s", job.id, target.channel, error)
 
-    def _status(self, job_id: str) -> _Status:
+    def _status(self, job: Job) -> _Status:
         # Finished ones stay (bounded) so a progress update that arrives late posts nothing.
-        status = self._statuses.get(job_id)
+        status = self._statuses.get(job.id)
         if status is None:
-            status = self._statuses[job_id] = _Status()
+            status = self._statuses[job.id] = _Status(ts=job.notes.get("status_ts"))
             if len(self._statuses) > 1_000:
                 self._statuses.popitem(last=False)
         return status

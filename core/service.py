@@ -197,6 +197,10 @@ class TranscriptionService:
             self._spawn(self._resume_one(entry, delivery))
         return len(entries)
 
+    async def note(self, job_id: str, key: str, value: str) -> None:
+        """Remember a small value with a job (e.g. its status message id), kept across restarts."""
+        await asyncio.to_thread(self.journal.note, job_id, key, value)
+
     async def wait_idle(self) -> None:
         """Until every accepted job has been answered (tests, benchmarks, shutdown)."""
         while self._tasks:

@@ -62,6 +62,9 @@ async def test_kill_9_while_transcribing_then_restart_answers_once(
     await chatscribe.start()
     await chatscribe.until(lambda: chatscribe.journal()[job_id] == "delivered", "the resumed job to be delivered")
     assert len(answers(chatscribe, message, multilingual)) == 1
+    # the status message of the first run became the answer: nothing stale is left in the thread
+    (left,) = [m for m in fake.history[CHANNEL] if m.get("thread_ts") == message["ts"] and m.get("bot_id")]
+    assert carries(multilingual)(text_of(left))
     assert len(fake.downloads) == 2  # fetched again through the journaled Slack reference
     assert all(authorized for _, authorized in fake.downloads)
     assert list(chatscribe.journal()) == [job_id]
