@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -88,6 +89,7 @@ class Worker:
         try:
             await receiver.listen(stop)
         finally:
+            self.broker.acks_frozen = True  # jobs still running past the grace are left to other workers
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
@@ -102,7 +104,12 @@ class Worker:
         # taskiq renames the function it registers: give it a plain one, not a bound method
         async def transcribe(key: str, chat_id: str, duration_s: float, options: dict[str, Any],
                              model_id: str = "") -> None:
-            await self.transcribe(key, chat_id, duration_s, options, model_id)
+            try:
+                await self.transcribe(key, chat_id, duration_s, options, model_id)
+            except asyncio.CancelledError:
+                # Stopped past the grace: the message stays unacknowledged (acks are frozen by then) and
+                # another worker takes it over; ending quietly keeps taskiq from logging a traceback.
+                self.broker.acks_frozen = True
 
         return transcribe
 
@@ -242,4 +249,9 @@ async def run_worker(settings: Settings) -> int:
     runner, slots = load.result()
     await Worker(settings, runner, slots=slots).serve(stop)
     log.info("worker stopped")
+    if any(t.name.startswith("chatscribe-") and t.is_alive() for t in threading.enumerate()):
+        # A transcription outlived the grace: the model's thread cannot be interrupted, and letting the
+        # interpreter finalize under it aborts the process. Its job is still pending for another worker.
+        logging.shutdown()
+        os._exit(0)
     return 0

@@ -41,6 +41,8 @@ class StreamBroker(RedisStreamBroker):
         self.visibility_s = visibility_s
         self.held: set[bytes] = set()
         """Messages this worker is working on: their hold is renewed until they are acknowledged."""
+        self.acks_frozen = False
+        """Set when shutting down: work cut short must stay pending, for another worker to take over."""
 
     async def startup(self) -> None:
         # The group is declared when listening, and again whenever Redis lost it: a worker may start first.
@@ -89,6 +91,9 @@ class StreamBroker(RedisStreamBroker):
     def _acker(self, msg_id: bytes) -> Callable[[], Awaitable[None]]:
         async def ack() -> None:
             self.held.discard(msg_id)
+            if self.acks_frozen:
+                log.info("job message %s left for another worker", msg_id.decode())
+                return
             try:
                 async with Redis(connection_pool=self.connection_pool) as conn, conn.pipeline(transaction=False) as p:
                     p.xack(STREAM, GROUP, msg_id)

@@ -1,14 +1,15 @@
 """Scale-out with a real redis-server and real `chatscribe worker` processes running tiny.en.
 
-Every accepted note is answered exactly once when a worker is SIGKILLed mid-job and when Redis is
-stopped and started again mid-burst; the same content from two chats, on two front ends, is
-transcribed once.
+Every accepted note is answered exactly once when a worker is SIGKILLed mid-job, when another is
+stopped (SIGTERM) mid-job, and when Redis is stopped and started again mid-burst; the same content
+from two chats, on two front ends, is transcribed once.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -53,33 +54,43 @@ def assert_answered_once(front: FrontEnd, job_ids: list[str]) -> None:
     assert {states[job_id] for job_id in job_ids} == {"delivered"}
 
 
-async def test_worker_killed_mid_job_every_note_answered_once(
+async def test_worker_killed_then_another_stopped_mid_burst_every_note_answered_once(
     redis_server: RedisServer, workers: Workers, audio: Callable[[str], bytes], tmp_path: Path
 ) -> None:
     workers.start(2)
     client = redis_server.client()
+
+    def holding(minimum: int, candidates: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes] | None:
+        """One of `candidates` holding at least `minimum` notes it has not answered yet."""
+        summary = client.xpending(STREAM, GROUP)
+        for consumer in summary["consumers"] if summary["pending"] else ():
+            name = consumer["name"].decode() if isinstance(consumer["name"], bytes) else str(consumer["name"])
+            process = workers.by_name(name)
+            if consumer["pending"] >= minimum and process in candidates:
+                return process
+        return None
+
     async with front_end(redis_server, tmp_path / "front") as front:
         job_ids = await submit_all(front, notes(audio, 30), chats=6)
 
-        def holder() -> str | None:
-            """A worker that took several notes at once (a batch) and has answered none of them yet."""
-            summary = client.xpending(STREAM, GROUP)
-            for consumer in summary["consumers"] if summary["pending"] else ():
-                if consumer["pending"] >= 2 and front.collector.answers:
-                    name = consumer["name"]
-                    return name.decode() if isinstance(name, bytes) else str(name)
-            return None
-
-        victim_name = await await_until(holder, "a worker holding a batch mid-burst", timeout=90)
-        victim = workers.by_name(victim_name)
-        assert victim is not None
+        # SIGKILL a worker holding a batch: its notes are taken over after the visibility timeout.
+        victim = await await_until(lambda: front.collector.answers and holding(2, workers.alive()),
+                                   "a worker holding a batch mid-burst", timeout=90)
+        survivor = next(p for p in workers.alive() if p is not victim)
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(timeout=10)
+        workers.start(1)  # its replacement, as an orchestrator would start one
+
+        # SIGTERM (a rolling deploy) the other one mid-job: what it cannot finish in its grace is left pending.
+        await await_until(lambda: holding(1, [survivor]), "the other worker at work", timeout=90)
+        survivor.send_signal(signal.SIGTERM)
+        await await_until(lambda: survivor.poll() is not None, "the stopped worker to exit", timeout=20)
+        assert survivor.returncode == 0
 
         await front.collector.wait_for(len(job_ids), timeout=150)
         await front.service.wait_idle()
         assert_answered_once(front, job_ids)
-    assert "taking over job message" in workers.log_text(), "the survivor took over the killed worker's job"
+    assert "taking over job message" in workers.log_text(), "the killed worker's batch was taken over"
     client.close()
 
 
