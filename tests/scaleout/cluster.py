@@ -151,17 +151,18 @@ class FrontEnd:
     collector: Collector
 
 
-def front_end_settings(redis_server: RedisServer, data_dir: Path) -> Settings:
+def front_end_settings(redis_server: RedisServer, data_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {"user_rate": "", "queue_max": 500, **overrides}
     return Settings(  # type: ignore[call-arg]
-        _env_file=None, data_dir=data_dir, model="tiny.en", device="cpu", beam_size=1, user_rate="", queue_max=500,
-        broker_url=redis_server.url, visibility_timeout_s=VISIBILITY_S, shutdown_grace_s=1,
+        _env_file=None, data_dir=data_dir, model="tiny.en", device="cpu", beam_size=1,
+        broker_url=redis_server.url, visibility_timeout_s=VISIBILITY_S, shutdown_grace_s=1, **values,
     )
 
 
 @contextlib.asynccontextmanager
-async def front_end(redis_server: RedisServer, data_dir: Path) -> AsyncIterator[FrontEnd]:
+async def front_end(redis_server: RedisServer, data_dir: Path, **overrides: object) -> AsyncIterator[FrontEnd]:
     """A front end as `chatscribe run` builds it with CHATSCRIBE_BROKER_URL set, answering into a Collector."""
-    settings = front_end_settings(redis_server, data_dir)
+    settings = front_end_settings(redis_server, data_dir, **overrides)
     service = TranscriptionService(settings=settings)
     runner = attach(service, settings)
     collector = Collector()
