@@ -316,7 +316,7 @@ async def main_async(args: argparse.Namespace) -> None:
             process.wait(timeout=10)
     results = [_median(runs[config]) for config in configs]
     text = report(results, notes=args.notes, seconds=args.seconds, model=args.model, rounds=args.rounds)
-    text += "\n" + format_machine(info) + "\n"
+    text += "\n### Machine\n\n" + format_machine(info) + "\n"
     print(text)
     if not args.no_write:
         write_section("scaleout", text)
