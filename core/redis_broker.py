@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
@@ -75,14 +76,14 @@ class StreamBroker(RedisStreamBroker):
                 log.warning("the job stream was lost (Redis restarted empty?): declaring it again")
 
     async def _next(self, conn: Redis) -> tuple[bytes, bytes] | None:
-        claimed = await conn.xautoclaim(STREAM, GROUP, self.consumer_name, min_idle_time=self.idle_timeout,
+        claimed: Any = await conn.xautoclaim(STREAM, GROUP, self.consumer_name, min_idle_time=self.idle_timeout,
                                         start_id="0-0", count=1)
         for msg_id, fields in claimed[1]:
             if fields:
                 log.warning("taking over job message %s from a worker silent for over %.0f s",
                             msg_id.decode(), self.visibility_s)
                 return msg_id, fields[b"data"]
-        fetched = await conn.xreadgroup(GROUP, self.consumer_name, {STREAM: ">"}, count=1, block=self.block)
+        fetched: Any = await conn.xreadgroup(GROUP, self.consumer_name, {STREAM: ">"}, count=1, block=self.block)
         for _stream, messages in fetched or ():
             for msg_id, fields in messages:
                 return msg_id, fields[b"data"]

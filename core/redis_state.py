@@ -82,11 +82,11 @@ def dump_outcome(outcome: Transcript | ChatscribeError) -> bytes:
     return json.dumps({"code": outcome.code, "message": outcome.user_message}).encode()
 
 
-def load_transcript(body: bytes) -> Transcript:
+def load_transcript(body: bytes | str) -> Transcript:
     return dataclasses.replace(decode_transcript(json.loads(body)), from_cache=True)
 
 
-def load_error(body: bytes) -> ChatscribeError:
+def load_error(body: bytes | str) -> ChatscribeError:
     data = json.loads(body)
     return JobFailed(data["code"], data["message"])
 
@@ -112,13 +112,17 @@ class WorkerInfo:
     """Wall-clock time of the worker's last heartbeat."""
 
 
-def parse_workers(raw: Mapping[bytes, bytes], now: float | None = None) -> list[WorkerInfo]:
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def parse_workers(raw: Mapping[Any, Any], now: float | None = None) -> list[WorkerInfo]:
     """The workers heard from recently, from the `workers` hash."""
     now = time.time() if now is None else now
     alive = []
     for name, body in raw.items():
         data = json.loads(body)
-        info = WorkerInfo(name.decode(), data["model_id"], int(data["slots"]), int(data.get("busy", 0)),
+        info = WorkerInfo(_text(name), data["model_id"], int(data["slots"]), int(data.get("busy", 0)),
                           int(data.get("done", 0)), float(data["seen"]))
         if now - info.seen <= SEEN_TTL_S:
             alive.append(info)
@@ -251,7 +255,7 @@ class SharedLimits:
         total = 0
         for name, body in (await self._redis.hgetall(FRONTENDS)).items():
             data = json.loads(body)
-            if name.decode() != self._id and now - float(data["seen"]) <= SEEN_TTL_S:
+            if _text(name) != self._id and now - float(data["seen"]) <= SEEN_TTL_S:
                 total += int(data["active"])
         self.others_active = total
 
