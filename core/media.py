@@ -74,14 +74,8 @@ def decode_audio(data: bytes, *, max_duration_s: float) -> DecodedAudio:
     """Decode the first audio track of `data` (any container PyAV knows) to 16 kHz mono float32."""
     if not data:
         raise UnreadableMedia("empty file")
-    try:  # not probe_duration(): the container is opened once and decoded from the same handle
-        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
-    except (av.FFmpegError, ValueError, UnicodeDecodeError) as exc:
-        raise UnreadableMedia(f"cannot open container: {exc}") from exc
+    container, stream = _open_audio(data)
     with container:
-        if not container.streams.audio:
-            raise NoAudioTrack(f"streams: {[s.type for s in container.streams]}")
-        stream = container.streams.audio[0]
         declared = _declared_duration(container, stream)
         check_declared_duration(declared, max_duration_s)
         decoded = _decode_stream(container, stream, max_duration_s)
@@ -125,14 +119,22 @@ def probe_duration(data: bytes) -> float | None:
     Raises the same errors as decode_audio for files that cannot be opened or have no audio, so that
     they are answered at once instead of waiting for a transcription slot.
     """
+    container, stream = _open_audio(data)
+    with container:
+        return _declared_duration(container, stream)
+
+
+def _open_audio(data: bytes) -> tuple[av.container.InputContainer, av.audio.AudioStream]:
+    """The container and its first audio stream; typed errors for what is not media or has no audio."""
     try:
         container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
     except (av.FFmpegError, ValueError, UnicodeDecodeError) as exc:
         raise UnreadableMedia(f"cannot open container: {exc}") from exc
-    with container:
-        if not container.streams.audio:
-            raise NoAudioTrack(f"streams: {[s.type for s in container.streams]}")
-        return _declared_duration(container, container.streams.audio[0])
+    if not container.streams.audio:
+        kinds = [s.type for s in container.streams]
+        container.close()
+        raise NoAudioTrack(f"streams: {kinds}")
+    return container, container.streams.audio[0]
 
 
 def _declared_duration(container: av.container.InputContainer, stream: av.audio.AudioStream) -> float | None:
