@@ -187,19 +187,20 @@ def corpus_wer(clips: list[Clip], texts: list[str]) -> float:
 
 
 def moved_words(clips: list[Clip], texts: list[str], alone: list[str]) -> list[tuple[str, str]]:
-    """(note, word): distinctive words heard in a note that neither its reference nor its one-by-one
-    transcript has, but another note's reference does; zero when no word moved between notes.
-
-    Words in the references of three notes or more ("the", "you") say nothing about where they came from.
-    """
-    vocab = [set(normalize(c.reference).split()) for c in clips]
-    spread = Counter(word for words in vocab for word in words)
+    """(note, word): a word heard in a note whose reference lacks it, while another note's reference has it
+    and that note's transcript lacks it: the word left its note for another. Words its one-by-one
+    transcript also has (the model's own mishearing) and words of three references or more ("the",
+    "you") say nothing about where they came from."""
+    refs = [normalize(c.reference).split() for c in clips]
+    heard = [set(normalize(t).split()) for t in texts]
+    spread = Counter(word for words in refs for word in set(words))
     moved = []
     for index, (clip, text) in enumerate(zip(clips, texts, strict=True)):
-        others = set().union(*(v for j, v in enumerate(vocab) if j != index))
-        own = vocab[index] | set(normalize(alone[index]).split())
-        moved += [(clip.name, word) for word in normalize(text).split()
-                  if word not in own and word in others and spread[word] < 3]
+        own = set(refs[index]) | set(normalize(alone[index]).split())
+        for word in normalize(text).split():
+            left = any(word in refs[j] and word not in heard[j] for j in range(len(clips)) if j != index)
+            if word not in own and spread[word] < 3 and left:
+                moved.append((clip.name, word))
     return moved
 
 

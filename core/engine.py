@@ -101,6 +101,15 @@ class FasterWhisperEngine:
         """One encoder pass over a batch of windows (a CTranslate2 StorageView)."""
         return self._model.encode(features)
 
+    def select(self, encoder_output: Any, features: np.ndarray, indices: Sequence[int]) -> Any:
+        """The encoder output of some windows of a batch: sliced on the CPU, encoded again on a GPU."""
+        if self.device.device == "cpu":
+            import ctranslate2
+
+            chosen = np.ascontiguousarray(np.asarray(encoder_output)[list(indices)])
+            return ctranslate2.StorageView.from_array(chosen)
+        return self.encode(features[list(indices)])
+
     def detect_languages(self, encoder_output: Any, among: tuple[str, ...] = ()) -> list[tuple[str, float]]:
         """The most likely language of each encoded window, restricted to `among` when given."""
         if not self.multilingual:
