@@ -72,10 +72,12 @@ class LocalRunner:
 
     def __init__(
         self, engine: Engine, *, slots: int, max_duration_s: float, metrics: Metrics, batch_window_s: float = 0.03,
-        batching: BatchingMode = "auto", max_batch: int | None = None,
+        batching: BatchingMode = "auto", max_batch: int | None = None, batch_beam_size: int = 1,
     ) -> None:
+        """`batching`, `max_batch` (None: from the device) and `batch_beam_size` shape cross-request
+        batching (core/batching.py); `batch_window_s` is how long a free slot may wait for a burst."""
         self.engine = engine
-        self.batcher = make_batcher(engine, batching)
+        self.batcher = make_batcher(engine, batching, beam_size=batch_beam_size)
         cap = max_batch or (default_max_batch(engine) if self.batcher else 1)
         self.model_id = self.batcher.model_id if self.batcher else engine.model_id
         self.scheduler = FairScheduler(slots, max_batch=cap, window_s=batch_window_s)
@@ -214,11 +216,11 @@ def _retrieved(future: asyncio.Future[Transcript]) -> None:
         future.exception()
 
 
-def make_batcher(engine: Engine, mode: BatchingMode) -> Batcher | None:
+def make_batcher(engine: Engine, mode: BatchingMode, *, beam_size: int = 1) -> Batcher | None:
     """A Batcher when the engine exposes what batching needs and batching is not off."""
     if mode == "off" or not isinstance(engine, BatchEngine):
         return None
-    return Batcher(engine, strategy=mode, device=engine.device.device)
+    return Batcher(engine, strategy=mode, beam_size=beam_size, device=engine.device.device)
 
 
 def default_max_batch(engine: Engine) -> int:
