@@ -158,6 +158,7 @@ class SharedCache(TranscriptCache):
         self._redis = client
         self._ttl_s = ttl_s
         self._down = False
+        self._retry_at = 0.0
 
     def get(self, content_hash: str, variant: str) -> Transcript | None:
         local = super().get(content_hash, variant)
@@ -192,12 +193,14 @@ class SharedCache(TranscriptCache):
         self._redis.close()
 
     def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._down and time.monotonic() < self._retry_at:
+            return None  # while Redis is down, ask it again only every few seconds: each try may wait a timeout
         try:
             result = method(*args, **kwargs)
         except RedisError as exc:
             if not self._down:
                 log.warning("shared cache unreachable (%s): using the local cache until Redis answers", exc)
-            self._down = True
+            self._down, self._retry_at = True, time.monotonic() + 5.0
             return None
         self._down = False
         return result
