@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio as aioredis
@@ -131,10 +132,9 @@ def parse_workers(raw: Mapping[Any, Any], now: float | None = None) -> list[Work
 
 def describe_url(url: str) -> str:
     """The broker address for logs and `doctor`, without a password."""
-    parsed = redis.connection.parse_url(url)
-    host = parsed.get("host") or parsed.get("path") or "?"
-    port = f":{parsed['port']}" if parsed.get("port") else ""
-    return f"redis://{host}{port}/{parsed.get('db', 0)}"
+    parsed = urlsplit(url)
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.scheme}://{parsed.hostname or ''}{port}{parsed.path or '/0'}"
 
 
 def sync_client(url: str) -> redis.Redis:
