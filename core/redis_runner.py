@@ -98,6 +98,7 @@ class _Pending:
     waiters: int = 0
     published: float | None = None
     checked: float = 0.0
+    told_delayed: bool = False
 
 
 class RedisRunner:
@@ -162,7 +163,7 @@ class RedisRunner:
                 if notify:
                     pending.listeners.append(notify)
                 if not await self._try_ensure(pending) or not self._flowing():
-                    _tell(pending, ProgressUpdate("queued", detail=DELAYED))
+                    self._tell_delayed()
                 return await asyncio.shield(pending.future)
         finally:
             self.in_flight -= 1
@@ -234,9 +235,19 @@ class RedisRunner:
         for pending in list(self._pending.values()):
             if force or pending.checked <= due:
                 await self._ensure(pending)
-        if was_flowing and not self._flowing():
-            log.warning("no transcription worker seen on %s: jobs wait until one starts", self.where)
+        if self._flowing():
             for pending in self._pending.values():
+                pending.told_delayed = False  # a later stall is announced again
+            return
+        if was_flowing:
+            log.warning("no transcription worker seen on %s: jobs wait until one starts", self.where)
+        self._tell_delayed()
+
+    def _tell_delayed(self) -> None:
+        """Each waiting job's sender hears once per stall that the answer is delayed."""
+        for pending in self._pending.values():
+            if not pending.told_delayed:
+                pending.told_delayed = True
                 _tell(pending, ProgressUpdate("queued", detail=DELAYED))
 
     async def _on_event(self, data: bytes) -> None:
@@ -308,9 +319,8 @@ class RedisRunner:
         if self.online is not False:
             log.warning("Redis at %s unreachable (%s): accepting into the journal, answers are delayed",
                         self.where, exc)
-            for pending in self._pending.values():
-                _tell(pending, ProgressUpdate("queued", detail=DELAYED))
         self.online = False
+        self._tell_delayed()
 
 
 def _tell(pending: _Pending, update: ProgressUpdate) -> None:
