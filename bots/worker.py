@@ -74,12 +74,10 @@ class Worker:
         self.broker.register_task(self._task(), task_name=TASK_NAME)
         self.busy = 0
         self.done = 0
-        self._stop = asyncio.Event()
         self._warned_model = False
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Take jobs until `stop` is set, then finish running ones within the grace."""
-        self._stop = stop
         receiver = Receiver(self.broker, max_async_tasks=self.slots, max_prefetch=0,
                             ack_type=AcknowledgeType.WHEN_EXECUTED, propagate_exceptions=False,
                             wait_tasks_timeout=self.grace_s)
