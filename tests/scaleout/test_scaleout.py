@@ -137,3 +137,22 @@ async def test_same_content_from_two_chats_on_two_front_ends_is_transcribed_once
     client = redis_server.client()
     assert int(client.get(TRANSCRIBED) or 0) == 1, "one engine run for three requests of the same content"
     client.close()
+
+
+async def test_a_chat_arriving_after_a_burst_is_served_before_the_burst_ends(
+    redis_server: RedisServer, workers: Workers, audio: Callable[[str], bytes], tmp_path: Path
+) -> None:
+    workers.start(1)
+    media = variants(audio("jfk.flac"), 25, seconds=2.0)
+    async with front_end(redis_server, tmp_path / "front") as front:
+        for index, data in enumerate(media[:24]):
+            front.collector.files[f"a{index}"] = data
+            await front.service.submit(front.collector.request(f"a{index}", chat="chat-a"))
+        front.collector.files["b"] = media[24]
+        await front.service.submit(front.collector.request("b", chat="chat-b"))
+
+        answers = await front.collector.wait_for(25, timeout=150)
+        order = [answer.chat_id for answer in answers]
+        # The front end hands the worker no more than it can hold (one batch), in fair order: chat B goes
+        # out with the next free slot instead of behind all 24 of A's notes (first-in-first-out: none after).
+        assert order[order.index("chat-b") + 1:].count("chat-a") >= 8, order
