@@ -165,7 +165,11 @@ def _render(args: argparse.Namespace, info: dict[str, str], files: tuple[str, ..
             breakdown: dict[str, float], memory: dict[str, dict[str, Any]],
             no_speech: dict[str, dict[tuple[str, str], str]], elapsed: float) -> str:
     wall = {key: median([r["wall_s"] for r in results]) for key, results in runs.items()}
-    overheads = {label: wall[(ours, TARGET_FILE)] / wall[(theirs, TARGET_FILE)] - 1 for theirs, ours, label in PAIRS}
+    cpu = {key: median([r["cpu_s"] for r in results]) for key, results in runs.items()}
+    overheads = {f"{label} (wall time)": wall[(ours, TARGET_FILE)] / wall[(theirs, TARGET_FILE)] - 1
+                 for theirs, ours, label in PAIRS}
+    overheads |= {f"{label} (CPU time)": cpu[(ours, TARGET_FILE)] / cpu[(theirs, TARGET_FILE)] - 1
+                  for theirs, ours, label in PAIRS}
     hit_p50, hit_p95 = median(hits["content"]), percentile(hits["content"], 95)
     invented = {(model, name): len(texts[("service", name)].split()) + len(texts[("service-novad", name)].split())
                 for model, texts in no_speech.items() for name in NO_SPEECH}
@@ -183,6 +187,7 @@ def _render(args: argparse.Namespace, info: dict[str, str], files: tuple[str, ..
         for theirs, ours, _ in PAIRS:
             row += [_speed(wall[(theirs, name)], durations[name]), _speed(wall[(ours, name)], durations[name]),
                     f"{wall[(ours, name)] / wall[(theirs, name)] - 1:+.1%}"]
+        row.append(" / ".join(str(len(runs[(side, name)][0]["text"].split())) for side in SIDES))
         speed_rows.append(row)
     invented_rows = [[f"{name} (`{model}`)", *(_invented(texts[(side, name)]) for side in SIDES)]
                      for model, texts in no_speech.items() for name in NO_SPEECH]
@@ -204,8 +209,14 @@ def _render(args: argparse.Namespace, info: dict[str, str], files: tuple[str, ..
         "### Targets",
         table(["Target", "Goal", "Measured", ""], targets),
         "### Wall time per file (real-time factor in brackets)",
-        table(["File", "Audio", "plain", "chatscribe", "Δ", "plain + VAD", "chatscribe + VAD", "Δ"], speed_rows),
-        f"Where chatscribe's extra time goes on {TARGET_FILE} (median of 5, outside the engine): "
+        table(["File", "Audio", "plain", "chatscribe", "Δ", "plain + VAD", "chatscribe + VAD", "Δ", "Words"],
+              speed_rows),
+        "Words: how many each side wrote, in the column order. Whisper's decoding is chaotic: samples that "
+        "differ in the fifth decimal (faster-whisper decodes to 16-bit, chatscribe to float) can change "
+        "what it writes, and a side that writes more (on a code-switching file, text for a half the other side "
+        "skipped) takes longer for that reason alone.",
+        f"chatscribe's steps outside the engine call on {TARGET_FILE} (median of 5; plain faster-whisper "
+        "decodes too, inside its transcribe(), so the decode is not extra; the quality pass is): "
         + ", ".join(f"{name} {seconds * 1000:.1f} ms" for name, seconds in breakdown.items()) + ".",
         "### Text produced where nobody speaks (word count: text)",
         table(["File", *(LABELS[side] for side in SIDES)], invented_rows),
