@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import resource
 import sys
 import tempfile
@@ -33,10 +34,12 @@ from chatscribe.core.jobs import Job, ProgressUpdate, Receipt
 from chatscribe.core.media import Fetch, MediaRequest, decode_audio
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.quality import validate
+from chatscribe.core.runner import LocalRunner, default_slots
 from chatscribe.core.service import TranscriptionService
 from chatscribe.core.transcript import Transcript
 
 TARGET_RATIO = 3.0
+UNBATCHED = "chatscribe, batching off"
 
 
 class _Recorder:
@@ -83,9 +86,14 @@ async def _arrive(notes: tuple[Note, ...], send: Any) -> tuple[float, dict[str, 
     return start, sent
 
 
-async def run_service(scenario: Scenario, settings: Settings, engine: Engine) -> dict[str, Any]:
+async def run_service(scenario: Scenario, settings: Settings, engine: Engine, *, batching: bool = True
+                      ) -> dict[str, Any]:
     recorder = _Recorder({str(note.index): note for note in scenario.notes})
     async with TranscriptionService(settings=settings, engine=engine) as service:
+        if not batching:  # the same service and scheduler, each note through the engine on its own
+            service.set_runner(LocalRunner(engine, slots=settings.workers or default_slots(engine),
+                                           max_duration_s=settings.max_duration_s, metrics=service.metrics,
+                                           batch_window_s=settings.batch_window_ms / 1000, batching="off"))
         service.register("bench", recorder)
 
         async def send(note: Note) -> None:
@@ -155,7 +163,9 @@ async def _main(args: argparse.Namespace) -> str:
     await asyncio.to_thread(engine.transcribe, decode_audio(warm.data, max_duration_s=60).samples, TranscribeOptions())
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for number, scenario in enumerate(chosen):
-        sides = [("FIFO", run_fifo), ("chatscribe", run_service)]
+        sides: list[tuple[str, Any]] = [("FIFO", run_fifo), ("chatscribe", run_service)]
+        if args.unbatched:
+            sides.append((UNBATCHED, functools.partial(run_service, batching=False)))
         if number % 2:  # alternate which side goes first, so a busy neighbour does not always hit the same one
             sides.reverse()
         for name, run in sides:
@@ -197,7 +207,10 @@ def _render(args: argparse.Namespace, info: dict[str, str], chosen: list[Scenari
         ratio = _p95(fifo, scenario, short=True) / _p95(ours, scenario, short=True)
         targets.append([f"{scenario.name}: FIFO p95 / chatscribe p95, notes under {SHORT_S:.0f} s",
                         f"≥ {TARGET_RATIO:.0f}×", f"{ratio:.1f}×", mark(ratio >= TARGET_RATIO)])
-        for name, result in (("FIFO", fifo), ("chatscribe", ours)):
+        for name in ("FIFO", "chatscribe", UNBATCHED):
+            if name not in results[scenario.name]:
+                continue
+            result = results[scenario.name][name]
             rows.append([scenario.name, name, *_stats(result, scenario, short=True), *_stats(result, scenario),
                          *_stats(result, scenario, short=False), f"{result['makespan_s']:.1f} s",
                          f"{median(list(result['work_s'].values())):.2f} s", f"{result['cpu_s']:.0f} s",
@@ -258,6 +271,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_burst", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="tiny.en",
                         help="tiny.en (default: the whole bench in ~2 min on 2 cores) or base (realistic, ~3× slower)")
+    parser.add_argument("--unbatched", action="store_true",
+                        help="also run the service with batching off: the scheduler's order alone (one more pass)")
     parser.add_argument("--scenario", nargs="+", default=["forwarding", "mixed"], choices=["forwarding", "mixed"])
     parser.add_argument("--quick", action="store_true", help="the first 12 notes only: checks the script")
     parser.add_argument("--no-write", action="store_true", help="print the section, leave docs/ untouched")
