@@ -336,6 +336,8 @@ def render_notice(text: str) -> SlackMessage:
 
 def status_text(update: ProgressUpdate, file_name: str | None) -> str:
     """The "Transcribing…" line shown in the thread while a long recording waits or runs."""
+    if update.detail:  # e.g. the transcription workers are out of reach: say so rather than a stale position
+        return update.detail
     name = f" {file_name}" if file_name else ""
     if update.stage == "queued" and update.position:
         return f"Waiting to transcribe{name}: number {update.position} in the queue…"

@@ -297,6 +297,8 @@ def error_text(error: ChatscribeError) -> str:
 
 
 def progress_text(update: ProgressUpdate) -> str:
+    if update.detail:  # e.g. the transcription workers are out of reach: say so rather than a stale position
+        return update.detail
     if update.stage == "queued":
         position = f" (position {update.position} in the queue)" if update.position else ""
         return f"Waiting to transcribe{position}{_eta(update.eta_s)}…"

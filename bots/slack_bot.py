@@ -301,7 +301,7 @@ class SlackBot:
 
     async def progress(self, job: Job, update: ProgressUpdate) -> None:
         target = adapter.target_of(job.request.reference)
-        if target.private or (update.eta_s or 0) < self.settings.status_after_s:
+        if target.private or (not update.detail and (update.eta_s or 0) < self.settings.status_after_s):
             return
         status = self._status(job)
         loop = asyncio.get_running_loop()

@@ -182,8 +182,7 @@ class TelegramDelivery:
                 status.message_id = sent.message_id
                 self._last_edit[chat_id] = now
                 # Journaled, so that the answer still replaces this message after a restart.
-                await asyncio.to_thread(self.service.journal.note, job.id, "status_message_id",
-                                        str(sent.message_id))
+                await self.service.note(job.id, "status_message_id", str(sent.message_id))
             elif now - self._last_edit.get(chat_id, float("-inf")) >= EDIT_INTERVAL_S:
                 self._last_edit[chat_id] = now
                 await self.sender.edit(chat_id, status.message_id, text)

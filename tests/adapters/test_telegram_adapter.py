@@ -180,3 +180,9 @@ def test_stored_preferences_become_options() -> None:
     assert "Auto-transcribe in this group: on" in chat.describe(group=True)
     assert "Auto-transcribe" not in chat.describe(group=False)
     assert adapter.ChatSettings().options(("en", "de")).expected_languages == ("en", "de")
+
+
+def test_status_says_answers_are_delayed_when_the_workers_are_out_of_reach() -> None:
+    delayed = ProgressUpdate("queued", position=3, detail="Answers are delayed right now.")
+    assert adapter.progress_text(delayed) == "Answers are delayed right now."
+    assert "position 3" in adapter.progress_text(ProgressUpdate("queued", position=3))
