@@ -44,6 +44,8 @@ EDGE_S = 1.5
 LONGEST_PAUSE_S = 3.0
 """Speech left without words: at a note's start or end for longer than EDGE_S, or inside it for longer
 than LONGEST_PAUSE_S (the VAD already cut pauses over 2 s), means Whisper stopped early or skipped it."""
+PACK_ROUNDS = 3
+"""Packed notes Whisper left without words are packed again, this often, before they go alone."""
 COMPRESSION_LIMIT = 2.4
 LOGPROB_LIMIT = -1.0
 """Whisper's own checks: a window failing them is decoded again on its own, with the fallback schedule."""
@@ -240,23 +242,28 @@ class Batcher:
                 continue
             speech = np.concatenate([note.audio[c["start"] : c["end"]] for c in chunks]) if chunks else note.audio
             prepared.append(_Prepared(index, speech, duration, chunks))
-        if len(prepared) < 2:
-            return done
         language = declared_language(options, self.engine.multilingual)
-        if self.profile().strategy == "packed" and language is not None and options.task == "transcribe":
-            placements = pack([p.speech_s for p in prepared], gap_s=self.gap_s)
-            windows = [_Window([(prepared[i], offset) for i, offset in window]) for window in placements]
-        else:
-            windows = [_Window([(p, 0.0)]) for p in prepared]
-        try:
-            done.update(self._decode(windows, options, language))
-        except Exception:  # the batch is an optimisation: a failure here must not fail the notes
-            log.exception("batched decoding failed; transcribing these notes one by one")
+        packing = self.profile().strategy == "packed" and language is not None and options.task == "transcribe"
+        for _ in range(PACK_ROUNDS if packing else 1):
+            if len(prepared) < 2:
+                break  # a single note goes alone, with the engine's own beam
+            if packing:
+                placements = pack([p.speech_s for p in prepared], gap_s=self.gap_s)
+                windows = [_Window([(prepared[i], offset) for i, offset in window]) for window in placements]
+            else:
+                windows = [_Window([(p, 0.0)]) for p in prepared]
+            try:
+                answered, prepared = self._decode(windows, options, language)
+            except Exception:  # the batch is an optimisation: a failure here must not fail the notes
+                log.exception("batched decoding failed; transcribing these notes one by one")
+                break
+            done.update(answered)
         return done
 
     def _decode(
         self, windows: list[_Window], options: TranscribeOptions, language: str | None
-    ) -> dict[int, Transcript]:
+    ) -> tuple[dict[int, Transcript], list[_Prepared]]:
+        """The notes answered, and the packed notes to try again: Whisper stopped before their words."""
         engine = self.engine
         features = engine.feature_windows([w.audio for w in windows])
         encoded = engine.encode(features)
@@ -277,6 +284,7 @@ class Batcher:
         if packed or options.word_timestamps:
             self._align(windows, segments, languages, tokenizers, features, encoded)
         answered: dict[int, Transcript] = {}
+        again: list[_Prepared] = []
         for window, window_segments, result, (code, probability) in zip(
             windows, segments, generated, languages, strict=True
         ):
@@ -284,10 +292,14 @@ class Batcher:
                 continue  # decoded again alone, with Whisper's temperature fallback
             for note, note_segments in _split(window, window_segments, result).items():
                 if _incomplete(note, note_segments):
-                    continue  # transcribe() would decode the rest of the window again: alone, it will
+                    # Whisper may end a window early (transcribe() decodes the rest again): the note
+                    # goes first in a window of the next round, or alone for one that was first already.
+                    if len(window.notes) > 1 and note is not window.notes[0][0]:
+                        again.append(note)
+                    continue
                 restored = _restore(note, note_segments, keep_words=options.word_timestamps)
                 answered[note.index] = self._transcript(restored, options, code, probability, note.duration_s)
-        return answered
+        return answered, sorted(again, key=lambda n: n.index)
 
     def _align(
         self, windows: list[_Window], segments: list[list[dict[str, Any]]], languages: list[tuple[str, float]],

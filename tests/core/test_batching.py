@@ -175,3 +175,24 @@ async def test_a_burst_from_one_chat_does_not_keep_another_chat_out_of_the_batch
     transcripts = await asyncio.gather(*sends)
     assert answered.index("B") <= 3, f"B was not in the first batch after A's first note: {answered}"
     assert all("americans" in _words(t) for t in transcripts)
+
+
+def test_each_note_gets_its_own_options_when_notes_with_different_options_arrive_together(
+    tiny_engine: FasterWhisperEngine, clip: Callable[..., np.ndarray]
+) -> None:
+    hot, jfk = clip("hotwords.mp3"), clip("jfk.flac")
+    vocabulary = TranscribeOptions(vocabulary="ComfyUI")
+    plain = TranscribeOptions()
+    words = TranscribeOptions(word_timestamps=True)
+    batcher = Batcher(tiny_engine, strategy="packed")
+    asked = [vocabulary, plain, words, vocabulary, plain, words]
+    results = batcher.transcribe([Note(audio, options) for audio, options in zip(
+        [hot, hot, hot, jfk, jfk, jfk], asked, strict=True)])
+    assert all(isinstance(r, Transcript) for r in results)
+    transcripts: list[Transcript] = results  # type: ignore[assignment]
+    assert transcripts[0].model == transcripts[1].model == transcripts[2].model == batcher.model_id, "not batched"
+    assert "comfyui" in _words(transcripts[0])
+    assert "comfyui" not in _words(transcripts[1]) + _words(transcripts[2])
+    for options, transcript in zip(asked, transcripts, strict=True):
+        has_words = any(s.words for s in transcript.segments)
+        assert has_words == options.word_timestamps
