@@ -8,12 +8,13 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from chatscribe.core.batching import PACK_LIMIT_S, Batcher, Note, pack
+from chatscribe.core.batching import Batcher, Note
 from chatscribe.core.engine import FasterWhisperEngine
 from chatscribe.core.errors import UnreadableMedia
 from chatscribe.core.media import SAMPLE_RATE, decode_audio
 from chatscribe.core.metrics import Metrics
 from chatscribe.core.options import TranscribeOptions
+from chatscribe.core.packing import PACK_LIMIT_S, pack
 from chatscribe.core.quality import normalize
 from chatscribe.core.runner import LocalRunner, Work
 from chatscribe.core.transcript import Transcript

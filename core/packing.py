@@ -1,0 +1,173 @@
+"""Laying short notes out in shared 30 s windows, and taking each note's words back out.
+
+Notes sit in a window one after another with silence between them; after one decoding, every word goes
+to the note under its middle, its times shifted back to the note's own clock (and from the VAD-cut
+speech back to the recording, as faster-whisper's transcribe() does).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .engine import Generated
+from .media import SAMPLE_RATE
+from .transcript import Segment, Word
+
+PACK_LIMIT_S = 29.0
+"""Leave the window's last second empty: speech running into its edge may be cut mid-word."""
+GAP_S = 2.0
+"""Silence between packed notes: Whisper closes a segment there and the words' times stay apart."""
+EDGE_S = 1.5
+LONGEST_PAUSE_S = 3.0
+"""Speech left without words: at a note's start or end for longer than EDGE_S, or inside it for longer
+than LONGEST_PAUSE_S (the VAD already cut pauses over 2 s), means Whisper stopped early or skipped it."""
+
+
+def pack(
+    lengths_s: Sequence[float], *, gap_s: float = GAP_S, limit_s: float = PACK_LIMIT_S
+) -> list[list[tuple[int, float]]]:
+    """First fit, in the given (fair) order: windows as lists of (note index, offset in seconds)."""
+    windows: list[list[tuple[int, float]]] = []
+    ends: list[float] = []
+    for index, length in enumerate(lengths_s):
+        for w, end in enumerate(ends):
+            if end + gap_s + length <= limit_s:
+                windows[w].append((index, end + gap_s))
+                ends[w] = end + gap_s + length
+                break
+        else:
+            windows.append([(index, 0.0)])
+            ends.append(length)
+    return windows
+
+
+@dataclass(slots=True, eq=False)
+class Prepared:
+    index: int
+    speech: np.ndarray
+    """The note's audio with the VAD's silences cut out, as transcribe() decodes it."""
+    duration_s: float
+    chunks: list[dict[str, int]] | None
+
+    @property
+    def speech_s(self) -> float:
+        return len(self.speech) / SAMPLE_RATE
+
+
+@dataclass(slots=True)
+class Window:
+    notes: list[tuple[Prepared, float]]
+    """(note, offset in seconds) in the order they sit in the window."""
+    audio: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        end = max(round(offset * SAMPLE_RATE) + len(note.speech) for note, offset in self.notes)
+        self.audio = np.zeros(end, dtype=np.float32)
+        for note, offset in self.notes:
+            start = round(offset * SAMPLE_RATE)
+            self.audio[start : start + len(note.speech)] = note.speech
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.audio) / SAMPLE_RATE
+
+    def owner(self, at_s: float) -> Prepared:
+        """The note under a time in the window; in a gap, the nearer one."""
+        def distance(item: tuple[Prepared, float]) -> float:
+            note, offset = item
+            return max(offset - at_s, at_s - (offset + note.speech_s), 0.0)
+
+        return min(self.notes, key=distance)[0]
+
+
+def incomplete(note: Prepared, segments: list[Segment]) -> bool:
+    spans = [(w.start, w.end) for s in segments for w in s.words] or [(s.start, s.end) for s in segments]
+    if not spans:
+        return True
+    pauses = [later[0] - earlier[1] for earlier, later in zip(spans, spans[1:], strict=False)]
+    return spans[0][0] > EDGE_S or note.speech_s - spans[-1][1] > EDGE_S or any(p > LONGEST_PAUSE_S for p in pauses)
+
+
+def split_window(window: Window, segments: list[dict[str, Any]], result: Generated) -> dict[Prepared, list[Segment]]:
+    """Each note's segments, in the note's own (speech) time; words go to the note under their middle."""
+    if len(window.notes) == 1:
+        note = window.notes[0][0]
+        return {note: [_segment(s, result, 0.0, note.speech_s) for s in segments]}
+    from faster_whisper.transcribe import get_compression_ratio
+
+    split: dict[Prepared, list[Segment]] = {note: [] for note, _ in window.notes}
+    offsets = dict(window.notes)
+    for raw in segments:
+        owned: dict[Prepared, list[dict[str, Any]]] = defaultdict(list)
+        for word in raw.get("words", ()):
+            owned[window.owner((word["start"] + word["end"]) / 2)].append(word)
+        for note, words in owned.items():
+            offset = offsets[note]
+            shifted = tuple(_word(w, offset, note.speech_s) for w in words)
+            text = "".join(w.text for w in shifted)
+            logprob = float(np.mean([math.log(max(w.probability, 1e-6)) for w in shifted]))
+            split[note].append(Segment(
+                start=shifted[0].start, end=shifted[-1].end, text=text, avg_logprob=logprob,
+                no_speech_prob=result.no_speech_prob, compression_ratio=get_compression_ratio(text.strip()),
+                words=shifted,
+            ))
+    return split
+
+
+def _segment(raw: dict[str, Any], result: Generated, offset: float, length: float) -> Segment:
+    from faster_whisper.transcribe import get_compression_ratio
+
+    words = tuple(_word(w, offset, length) for w in raw.get("words", ()))
+    text = "".join(w.text for w in words) if words else _text(raw)
+    return Segment(
+        start=words[0].start if words else _clip(raw["start"] - offset, length),
+        end=words[-1].end if words else _clip(raw["end"] - offset, length),
+        text=text, avg_logprob=result.avg_logprob, no_speech_prob=result.no_speech_prob,
+        compression_ratio=get_compression_ratio(text.strip()), words=words,
+    )
+
+
+def _text(raw: dict[str, Any]) -> str:
+    return str(raw["text"])
+
+
+def _word(raw: dict[str, Any], offset: float, length: float) -> Word:
+    return Word(_clip(raw["start"] - offset, length), _clip(raw["end"] - offset, length), raw["word"],
+                float(raw["probability"]))
+
+
+def _clip(value: float, length: float) -> float:
+    return min(max(0.0, float(value)), length)
+
+
+def restore(note: Prepared, segments: list[Segment], *, keep_words: bool) -> list[Segment]:
+    """From the VAD-cut speech back to the note's own clock (as transcribe() does), words kept if asked."""
+    from faster_whisper.vad import SpeechTimestampsMap
+
+    restored = []
+    times = SpeechTimestampsMap(note.chunks, SAMPLE_RATE) if note.chunks else None
+    for segment in segments:
+        words = segment.words
+        start, end = segment.start, segment.end
+        if times is not None:
+            words = tuple(_restore_word(times, w) for w in words)
+            start = words[0].start if words else times.get_original_time(start)
+            end = words[-1].end if words else times.get_original_time(end, is_end=True)
+        restored.append(Segment(
+            start=start, end=min(end, note.duration_s), text=segment.text, avg_logprob=segment.avg_logprob,
+            no_speech_prob=segment.no_speech_prob, compression_ratio=segment.compression_ratio,
+            words=words if keep_words else (),
+        ))
+    return restored
+
+
+def _restore_word(times: Any, word: Word) -> Word:
+    chunk = times.get_chunk_index((word.start + word.end) / 2)
+    return Word(times.get_original_time(word.start, chunk), times.get_original_time(word.end, chunk), word.text,
+                word.probability)
