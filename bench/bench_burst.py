@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import functools
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -25,7 +26,18 @@ from typing import Any
 
 from bench.burst_notes import SHORT_S, Note, Scenario, scenarios
 from bench.burst_sim import POLICIES, simulate
-from bench.report import AUDIO_DIR, format_machine, machine_info, mark, median, percentile, table, write_section
+from bench.report import (
+    AUDIO_DIR,
+    MODELS_DIR,
+    format_machine,
+    machine_info,
+    mark,
+    median,
+    percentile,
+    require_audio,
+    table,
+    write_section,
+)
 from chatscribe.bots.engine_loader import load_engine
 from chatscribe.core.config import Settings
 from chatscribe.core.engine import Engine
@@ -151,13 +163,22 @@ def _outcome(scenario: Scenario, start: float, sent: dict[str, float], answered:
 
 
 async def _main(args: argparse.Namespace) -> str:
+    require_audio()
     info = machine_info()
     started = time.monotonic()
     chosen = [s for s in scenarios(AUDIO_DIR) if s.name in args.scenario]
     if args.quick:  # a smaller burst: checks the script, not the scheduler
         chosen = [Scenario(s.name, s.description + " (quick: first 12 notes)", s.notes[:12]) for s in chosen]
     root = Path(tempfile.mkdtemp(prefix="chatscribe-burst-"))
-    base = Settings(_env_file=None, data_dir=root / "models", model=args.model, device="cpu")  # type: ignore[call-arg]
+    try:
+        return await _measure(args, info, chosen, root, started)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def _measure(args: argparse.Namespace, info: dict[str, str], chosen: list[Scenario], root: Path,
+                   started: float) -> str:
+    base = Settings(_env_file=None, data_dir=MODELS_DIR, model=args.model, device="cpu")  # type: ignore[call-arg]
     engine = await asyncio.to_thread(load_engine, base)
     warm = chosen[0].notes[0]
     await asyncio.to_thread(engine.transcribe, decode_audio(warm.data, max_duration_s=60).samples, TranscribeOptions())

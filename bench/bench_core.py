@@ -15,14 +15,24 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.core_worker import SIDES
-from bench.report import AUDIO_DIR, format_machine, machine_info, mark, median, percentile, table, write_section
+from bench.report import (
+    AUDIO_DIR,
+    MODELS_DIR,
+    format_machine,
+    machine_info,
+    mark,
+    median,
+    percentile,
+    require_audio,
+    table,
+    write_section,
+)
 
 FILES = ("jfk.flac", "jfk_voice.ogg", "jfk.m4a", "jfk.webm", "jfk_video_note.mp4", "multilingual.mp3",
          "hotwords.mp3", "silence_10s.ogg", "noise_10s.ogg")
@@ -72,6 +82,7 @@ class Side:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
+    require_audio()
     info = machine_info()
     started = time.monotonic()
     files = QUICK_FILES if args.quick else FILES
@@ -150,8 +161,7 @@ def _model_path(model: str) -> Path:
     """The model folder both sides load: the bundled `base` is assembled once into a bench data dir."""
     from chatscribe.core.models import resolve_model
 
-    data_dir = Path(tempfile.gettempdir()) / "chatscribe-bench-models"
-    return resolve_model(model, data_dir).path
+    return resolve_model(model, MODELS_DIR).path
 
 
 def _duration(path: Path) -> float:

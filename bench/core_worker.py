@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import json
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -173,6 +174,7 @@ class _ServiceSide:
 
     def close(self) -> None:
         self.loop.close()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 async def _timed(count: int, call: Callable[[int], Any]) -> list[float]:

@@ -17,12 +17,15 @@ import re
 import shlex
 import statistics
 import sys
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
 AUDIO_DIR = Path(os.environ.get("CHATSCRIBE_TEST_AUDIO", ROOT.parent / "shared" / "audio"))
+MODELS_DIR = Path(tempfile.gettempdir()) / "chatscribe-bench-models"
+"""A data dir kept between runs, so the bundled `base` is assembled from its two parts only once."""
 
 _INTRO = """# Benchmarks
 
@@ -31,6 +34,13 @@ Every section below is written by a script in `bench/` and names its machine, ve
 `bench/run_all.sh` re-runs all of them (see `bench/README.md`). Numbers from a busy machine are noisy:
 compare the two sides of one table, not tables from different machines.
 """
+
+
+def require_audio() -> None:
+    """Stop with one clear sentence when the shared audio is not where the benchmarks look."""
+    if not (AUDIO_DIR / "references.json").is_file():
+        raise SystemExit(f"The shared test audio is not at {AUDIO_DIR}: put it there (../shared/audio beside "
+                         "the project) or set CHATSCRIBE_TEST_AUDIO to its folder.")
 
 
 def write_section(name: str, markdown: str, *, doc: Path = DOC) -> None:
