@@ -180,6 +180,7 @@ class FasterWhisperEngine:
             segments.append({"start": start, "end": max(start, duration_s), "tokens": text, "seek": 0})
         for segment in segments:
             segment["text"] = tokenizer.decode(segment["tokens"])
+            segment["decoded_span"] = (segment["start"], segment["end"])  # align_words moves start and end
         return [s for s in segments if s["text"].strip()]
 
     def align_words(

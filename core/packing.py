@@ -77,13 +77,42 @@ class Window:
     def duration_s(self) -> float:
         return len(self.audio) / SAMPLE_RATE
 
-    def owner(self, at_s: float) -> Prepared:
-        """The note under a time in the window; in a gap, the nearer one."""
+    def under(self, at_s: float) -> Prepared | None:
+        """The note sounding at a time in the window; None in the silence between notes."""
+        for note, offset in self.notes:
+            if offset <= at_s <= offset + note.speech_s:
+                return note
+        return None
+
+    def nearest(self, at_s: float) -> Prepared:
         def distance(item: tuple[Prepared, float]) -> float:
             note, offset = item
             return max(offset - at_s, at_s - (offset + note.speech_s), 0.0)
 
         return min(self.notes, key=distance)[0]
+
+    def owners(self, words: Sequence[dict[str, Any]], decoded_span: tuple[float, float] | None) -> list[Prepared]:
+        """Each word's note, for the words of one segment.
+
+        Whisper's own timestamp tokens mark where a segment starts and ends, and the silence between
+        notes makes it close one there: a segment whose decoded span starts and ends by the same note
+        belongs to it whole. The words' aligned times, which cross-attention may smear over a gap,
+        only split a segment that spans notes: a word goes to the note under its middle, or, when in a
+        gap, with the nearest words of its segment.
+        """
+        if decoded_span is not None:
+            first, last = (self.nearest(at) for at in decoded_span)
+            if first is last:
+                return [first] * len(words)
+        middles = [(w["start"] + w["end"]) / 2 for w in words]
+        under = [self.under(m) for m in middles]
+        owners = []
+        for i, note in enumerate(under):
+            if note is None:
+                sides = [(abs(middles[j] - middles[i]), found) for j, found in enumerate(under) if found is not None]
+                note = min(sides, key=lambda side: side[0])[1] if sides else self.nearest(middles[i])
+            owners.append(note)
+        return owners
 
 
 def incomplete(note: Prepared, segments: list[Segment]) -> bool:
@@ -95,7 +124,7 @@ def incomplete(note: Prepared, segments: list[Segment]) -> bool:
 
 
 def split_window(window: Window, segments: list[dict[str, Any]], result: Generated) -> dict[Prepared, list[Segment]]:
-    """Each note's segments, in the note's own (speech) time; words go to the note under their middle."""
+    """Each note's segments, in the note's own (speech) time (see Window.owners for who gets which word)."""
     if len(window.notes) == 1:
         note = window.notes[0][0]
         return {note: [_segment(s, result, 0.0, note.speech_s) for s in segments]}
@@ -105,8 +134,9 @@ def split_window(window: Window, segments: list[dict[str, Any]], result: Generat
     offsets = dict(window.notes)
     for raw in segments:
         owned: dict[Prepared, list[dict[str, Any]]] = defaultdict(list)
-        for word in raw.get("words", ()):
-            owned[window.owner((word["start"] + word["end"]) / 2)].append(word)
+        words = raw.get("words", ())
+        for word, note in zip(words, window.owners(words, raw.get("decoded_span")), strict=True):
+            owned[note].append(word)
         for note, words in owned.items():
             offset = offsets[note]
             shifted = tuple(_word(w, offset, note.speech_s) for w in words)
