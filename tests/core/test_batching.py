@@ -14,7 +14,7 @@ from chatscribe.core.errors import UnreadableMedia
 from chatscribe.core.media import SAMPLE_RATE, decode_audio
 from chatscribe.core.metrics import Metrics
 from chatscribe.core.options import TranscribeOptions
-from chatscribe.core.packing import PACK_LIMIT_S, pack
+from chatscribe.core.packing import PACK_LIMIT_S, Prepared, Window, pack
 from chatscribe.core.quality import normalize
 from chatscribe.core.runner import LocalRunner, Work
 from chatscribe.core.transcript import Transcript
@@ -113,6 +113,22 @@ def test_packing_fills_windows_in_order_with_silence_between_notes() -> None:
     for window in windows:
         last_index, last_offset = window[-1]
         assert last_offset + lengths[last_index] <= PACK_LIMIT_S
+
+
+def test_words_go_to_the_note_whisper_decoded_them_in_even_when_their_aligned_times_smear_over_a_gap() -> None:
+    first = Prepared(0, np.zeros(11 * SAMPLE_RATE, np.float32), 11.0, None)
+    second = Prepared(1, np.zeros(11 * SAMPLE_RATE, np.float32), 11.0, None)
+    window = Window([(first, 0.0), (second, 13.0)])
+
+    def word(start: float, end: float) -> dict[str, float]:
+        return {"start": start, "end": end}
+
+    # Decoded from 12.94 s: the second note's, though cross-attention put its first word at 10.4-11.5 s.
+    smeared = [word(10.38, 11.5), word(11.5, 13.8), word(13.8, 14.2)]
+    assert window.owners(smeared, (12.94, 20.28)) == [second, second, second]
+    # A segment Whisper ran across the gap is split by the words' times; one in the gap joins its neighbours.
+    across = [word(9.0, 9.5), word(10.6, 11.6), word(12.8, 13.4), word(13.4, 13.9)]
+    assert window.owners(across, (8.9, 14.0)) == [first, first, second, second]
 
 
 def test_notes_in_different_languages_each_keep_their_language(
