@@ -247,6 +247,12 @@ def _render(args: argparse.Namespace, info: dict[str, str], chosen: list[Scenari
               "The FIFO run's measured work time of each note, replayed one note at a time (no batching) "
               "through other orders (bench/burst_sim.py; the FIFO row is the simulation's check against the "
               "measured FIFO). Time to answer in seconds, and FIFO's short-note p95 divided by the policy's."]
+    parts.append("Reading it: where a simulated order reaches the target and chatscribe does not, the order of "
+                 "core/scheduler.py is what holds short notes back. Whisper pads every note to a 30 s window, so "
+                 "on a CPU a 3 s note costs a large share of what a 60 s one does (see the bursts above); the "
+                 "larger the short notes' share of the work, the less any order can do for them, and only making "
+                 "them cheaper (batching) helps further. `--unbatched` adds the service with batching off, to "
+                 "tell its order from its batching.")
     for scenario in chosen:
         parts.append(table([f"{scenario.name}: policy", "short p50", "short p95", "FIFO p95 / p95", "all p95",
                             "≥ 10 s p95"], _what_if(scenario, results[scenario.name]["FIFO"]["work_s"])))
