@@ -196,6 +196,8 @@ class Batcher:
                 log.exception("batched decoding failed; transcribing these notes one by one")
                 break
             done.update(answered)
+            log.debug("%d windows (%s): %d notes answered, %d to pack again", len(windows),
+                      "packed" if packing else "batched", len(answered), len(prepared))
         return done
 
     def _decode(
