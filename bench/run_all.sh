@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.venv/bin/python}"
 
 BENCHMARKS=(
-    "bench.bench_core"      # service vs plain faster-whisper, base int8 (~4–5 min on 2 cores)
+    "bench.bench_core"      # service vs plain faster-whisper, base int8 (~6–7 min on 2 cores)
     "bench.bench_burst --unbatched"  # 40-note burst, fair scheduler vs FIFO, tiny.en (~4–5 min on 2 cores)
     "bench.bench_batching"  # short-note burst, batching vs plain faster-whisper, base (needs espeak-ng)
     "bench.bench_scaleout"  # one process vs `chatscribe worker` processes (needs redis-server)
