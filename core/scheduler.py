@@ -1,7 +1,8 @@
 """Who transcribes next: a bounded number of slots shared fairly between chats.
 
-Round robin across chats (the chat served longest ago goes first, a new chat before one just served),
-shorter media first within a chat's turn, with ageing so a long recording is not starved forever.
+Round robin across chats, weighed in media length: a chat's second waiting note counts TURN_S seconds
+longer than its first, and a chat served more recently than another waiting one is a turn behind;
+shorter media first, with ageing so a long recording is not starved forever.
 
 A slot may take several waiting tickets at once when they carry the same batch key (short notes with
 the same options): the same round robin decides which join, so a burst from one chat cannot crowd the
@@ -24,6 +25,8 @@ from .errors import ShuttingDown
 
 AGEING = 1.0
 """Seconds of media length forgiven per second waited."""
+TURN_S = 15.0
+"""What one more note of the same chat ahead in line weighs, in seconds of media length."""
 
 PositionCallback = Callable[[int], None]
 Release = Callable[[], None]
@@ -209,12 +212,24 @@ class FairScheduler:
 
     @staticmethod
     def _pick(waiting: list[Ticket], last_served: dict[str, float], now: float) -> Ticket:
-        def chat_rank(ticket: Ticket) -> tuple[float, int]:
-            return last_served.get(ticket.chat_id, -math.inf), ticket.order
+        """Round robin between chats, expressed in media length, so that short notes go first.
 
-        first = min(waiting, key=chat_rank)
-        same_chat = [t for t in waiting if t.chat_id == first.chat_id]
-        return min(same_chat, key=lambda t: (t.urgency(now), t.order))
+        A chat's waiting notes are ranked shortest first (with ageing); each rank counts TURN_S seconds
+        more, and so does having been served more recently than the waiting chat served longest ago.
+        Notes of equal length are therefore served chat by chat, while one chat's burst of long
+        recordings waits behind everyone's short notes.
+        """
+        def served(chat_id: str) -> float:
+            return last_served.get(chat_id, -math.inf)
+
+        longest_ago = min(served(t.chat_id) for t in waiting)
+        ranks: dict[str, int] = {}
+        scores: dict[int, float] = {}
+        for ticket in sorted(waiting, key=lambda t: (t.urgency(now), t.order)):
+            rank = ranks.get(ticket.chat_id, int(served(ticket.chat_id) > longest_ago))
+            ranks[ticket.chat_id] = rank + 1
+            scores[id(ticket)] = ticket.urgency(now) + TURN_S * rank
+        return min(waiting, key=lambda t: (scores[id(t)], served(t.chat_id), t.order))
 
     def _order(self) -> list[Ticket]:
         """The order in which the waiting tickets would be served if nothing else arrived."""

@@ -185,3 +185,21 @@ async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.001)
+
+
+async def test_short_notes_from_other_chats_go_before_a_chats_forwarded_long_recordings() -> None:
+    grants = Grants()
+    scheduler = FairScheduler(1)
+    grants.submit(scheduler, "x-running", chat="X", key=None)  # holds the only slot
+    for i in range(1, 4):
+        grants.submit(scheduler, f"f{i}", chat="F", seconds=60.0, key=None)
+    for chat in ("S", "T", "U"):
+        grants.submit(scheduler, f"{chat.lower()}1", chat=chat, seconds=5.0, key=None)
+        grants.submit(scheduler, f"{chat.lower()}2", chat=chat, seconds=5.0, key=None)
+    order = []
+    for _ in range(9):
+        grants.release_last()
+        order.append(grants.batches[-1][0])
+    assert order[:3] == ["s1", "t1", "u1"]  # one short note from each chat first, in arrival order
+    assert order.index("f1") > order.index("u2")  # the forwarded recordings wait behind the short notes
+    assert order[-2:] == ["f2", "f3"]
