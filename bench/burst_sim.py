@@ -3,7 +3,7 @@
 A discrete-event simulation of one worker: notes arrive at their moments, and whenever the worker is
 free a policy picks the next one. The work times are those the FIFO run measured, so the simulated
 FIFO reproduces the measured one and the others show what a different order would have given on the
-same burst, without changing core/. "round robin by turns" restates core/scheduler.py's choice of the
+same burst, without changing core/. "length-weighted turns" restates core/scheduler.py's choice of the
 next note; batching (several short notes in one engine call) is not simulated.
 """
 
@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from bench.burst_notes import Note
+from chatscribe.core.scheduler import TURN_S
 
 AGEING = 1.0
 """Seconds of media length forgiven per second waited, as in core/scheduler.py."""
@@ -42,9 +43,26 @@ def _urgency(note: Note, state: _State) -> float:
 
 
 def _round_robin_turns(waiting: list[Note], state: _State) -> Note:
-    """The chat served longest ago (a new chat first), then its most urgent note: core/scheduler.py today."""
+    """The chat served longest ago (a new chat first), then its most urgent note."""
     first = min(waiting, key=lambda n: (state.last_turn.get(n.chat_id, -math.inf), n.arrival_s))
     return min((n for n in waiting if n.chat_id == first.chat_id), key=lambda n: (_urgency(n, state), n.arrival_s))
+
+
+def _weighted_turns(waiting: list[Note], state: _State) -> Note:
+    """core/scheduler.py: each further waiting note of a chat, and a chat served more recently than the one
+    served longest ago, counts TURN_S seconds of media more; then the most urgent note of any chat."""
+
+    def served(chat_id: str) -> float:
+        return state.last_turn.get(chat_id, -math.inf)
+
+    longest_ago = min(served(n.chat_id) for n in waiting)
+    ranks: dict[str, int] = {}
+    scores: dict[int, float] = {}
+    for note in sorted(waiting, key=lambda n: (_urgency(n, state), n.arrival_s)):
+        rank = ranks.get(note.chat_id, int(served(note.chat_id) > longest_ago))
+        ranks[note.chat_id] = rank + 1
+        scores[note.index] = _urgency(note, state) + TURN_S * rank
+    return min(waiting, key=lambda n: (scores[n.index], served(n.chat_id), n.arrival_s))
 
 
 def _shortest_first(waiting: list[Note], state: _State) -> Note:
@@ -61,7 +79,8 @@ def _fair_queueing(waiting: list[Note], state: _State) -> Note:
 
 POLICIES: dict[str, Policy] = {
     "FIFO": _fifo,
-    "round robin by turns, shortest first within a chat (core/scheduler.py's order)": _round_robin_turns,
+    "length-weighted turns between chats (core/scheduler.py's order)": _weighted_turns,
+    "plain round robin by turns, shortest first within a chat": _round_robin_turns,
     "shortest first across all chats, with ageing": _shortest_first,
     "fair queueing on audio seconds (finish tags)": _fair_queueing,
 }
