@@ -142,7 +142,8 @@ def settings_for(data_dir: Path, model: str, *, threads: int, broker_url: str = 
 
 
 async def run_embedded(config: Config, notes: list[bytes], model: str, work: Path) -> Result:
-    settings = settings_for(work / "embedded", model, threads=config.threads)
+    # A fresh data dir per run: a later round must not be answered from an earlier round's cache.
+    settings = settings_for(_fresh(work, "embedded"), model, threads=config.threads)
     engine = FasterWhisperEngine(resolve_model(model, settings.data_dir), device="cpu", cpu_threads=config.threads,
                                  beam_size=settings.beam_size, vad=settings.vad)
     async with TranscriptionService(settings=settings, engine=engine) as service:
@@ -160,8 +161,8 @@ async def run_workers(config: Config, notes: list[bytes], model: str, work: Path
     workers = _spawn_workers(config.workers, env)
     try:
         _wait(lambda: len(parse_workers(client.hgetall(WORKERS))) >= config.workers, "workers to register", 180)
-        settings = settings_for(work / f"front-{config.workers}x{config.threads}", model, threads=config.threads,
-                                broker_url=redis_url)
+        settings = settings_for(_fresh(work, f"front-{config.workers}x{config.threads}"), model,
+                                threads=config.threads, broker_url=redis_url)
         service = TranscriptionService(settings=settings)
         runner = attach(service, settings)
         # Until the front end knows how much the workers hold (it learns that from its poll, no event).
@@ -184,6 +185,10 @@ async def run_workers(config: Config, notes: list[bytes], model: str, work: Path
                   after["total_commands_processed"] - before["total_commands_processed"] - 1,
                   after["total_net_input_bytes"] - before["total_net_input_bytes"],
                   after["total_net_output_bytes"] - before["total_net_output_bytes"])
+
+
+def _fresh(work: Path, prefix: str) -> Path:
+    return Path(tempfile.mkdtemp(dir=work, prefix=f"{prefix}-"))
 
 
 def _spawn_workers(count: int, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
