@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from .batching import MAX_NOTE_S, BatchEngine, Batcher, BatchingMode, Note
+from .batching import MAX_NOTE_S, BatchEngine, Batcher, BatchingMode, Note, OnResult
 from .engine import Engine
 from .jobs import ProgressUpdate
 from .media import DecodedAudio, decode_audio
@@ -216,9 +216,32 @@ def _retrieved(future: asyncio.Future[Transcript]) -> None:
         future.exception()
 
 
-def make_batcher(engine: Engine, mode: BatchingMode, *, beam_size: int = 1) -> Batcher | None:
-    """A Batcher when the engine exposes what batching needs and batching is not off."""
-    if mode == "off" or not isinstance(engine, BatchEngine):
+class WholeBatches:
+    """For engines that batch by themselves (the transformers engine): the notes of a batch, which share
+    their options, go through `engine.transcribe_batch` in one call."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.model_id = engine.model_id
+
+    def transcribe(self, notes: list[Note], on_result: OnResult) -> None:
+        try:
+            results: list[Transcript | Exception] = list(
+                self.engine.transcribe_batch([n.audio for n in notes], notes[0].options)  # type: ignore[attr-defined]
+            )
+        except Exception as exc:
+            results = [exc] * len(notes)
+        for index, result in enumerate(results):
+            on_result(index, result)
+
+
+def make_batcher(engine: Engine, mode: BatchingMode, *, beam_size: int = 1) -> Batcher | WholeBatches | None:
+    """A batcher when the engine exposes what batching needs and batching is not off."""
+    if mode == "off":
+        return None
+    if hasattr(engine, "transcribe_batch"):
+        return WholeBatches(engine)
+    if not isinstance(engine, BatchEngine):
         return None
     return Batcher(engine, strategy=mode, beam_size=beam_size, device=engine.device.device)
 

@@ -96,3 +96,25 @@ def test_engine_choice_follows_the_setting_and_the_hardware(tmp_path: Path) -> N
     if not torch.cuda.is_available():
         assert kind == "faster-whisper"
         assert "CUDA" in why
+
+
+async def test_notes_waiting_together_go_through_the_transformers_engine_in_one_batch(
+    tiny_torch, audio: Callable[[str], bytes]  # type: ignore[no-untyped-def]
+) -> None:
+    import asyncio
+
+    from chatscribe.core.metrics import Metrics
+    from chatscribe.core.runner import LocalRunner, WholeBatches, Work
+
+    runner = LocalRunner(tiny_torch, slots=1, max_duration_s=600, metrics=Metrics(), batch_window_s=0.0)
+    assert isinstance(runner.batcher, WholeBatches)
+    names = ("jfk_voice.ogg", "hotwords.mp3", "random_bytes.ogg", "jfk.m4a")
+    results = await asyncio.gather(
+        *(runner.run(Work(f"chat-{i}", audio(name), 11.0, TranscribeOptions())) for i, name in enumerate(names)),
+        return_exceptions=True,
+    )
+    jfk, hotwords, unreadable, jfk_again = results
+    assert wer(JFK, jfk.text) <= 0.1  # type: ignore[union-attr]
+    assert wer(JFK, jfk_again.text) <= 0.1  # type: ignore[union-attr]
+    assert "folder" in hotwords.text.lower()  # type: ignore[union-attr]
+    assert isinstance(unreadable, Exception)  # one bad file fails alone
