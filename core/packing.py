@@ -115,12 +115,21 @@ class Window:
         return owners
 
 
+MIN_WORDS_PER_S = 0.7
+"""Speech runs at two to three words a second: a note with far fewer lost words in its shared window
+(Whisper tends to skip a phrase it has just written, e.g. two notes saying the same thing)."""
+
+
 def incomplete(note: Prepared, segments: list[Segment]) -> bool:
     spans = [(w.start, w.end) for s in segments for w in s.words] or [(s.start, s.end) for s in segments]
     if not spans:
         return True
     pauses = [later[0] - earlier[1] for earlier, later in zip(spans, spans[1:], strict=False)]
-    return spans[0][0] > EDGE_S or note.speech_s - spans[-1][1] > EDGE_S or any(p > LONGEST_PAUSE_S for p in pauses)
+    # One word smeared over seconds of speech also "covers" the note: count the words too.
+    words = sum(len(s.text.split()) for s in segments)
+    sparse = note.speech_s >= 2 and words < MIN_WORDS_PER_S * note.speech_s
+    return (spans[0][0] > EDGE_S or note.speech_s - spans[-1][1] > EDGE_S
+            or any(p > LONGEST_PAUSE_S for p in pauses) or sparse)
 
 
 def split_window(window: Window, segments: list[dict[str, Any]], result: Generated) -> dict[Prepared, list[Segment]]:

@@ -213,3 +213,15 @@ def test_each_note_gets_its_own_options_when_notes_with_different_options_arrive
     for options, transcript in zip(asked, transcripts, strict=True):
         has_words = any(s.words for s in transcript.segments)
         assert has_words == options.word_timestamps
+
+
+def test_a_packed_note_left_with_one_smeared_word_is_done_again() -> None:
+    from chatscribe.core.packing import incomplete
+    from chatscribe.core.transcript import Segment, Word
+
+    note = Prepared(0, np.zeros(3 * SAMPLE_RATE, np.float32), 3.0, None)
+    smeared = [Segment(0.0, 3.0, " and", words=(Word(0.0, 3.0, " and", 0.4),))]
+    spoken = [Segment(0.0, 3.0, " And so my fellow Americans", words=tuple(
+        Word(i * 0.6, i * 0.6 + 0.5, f" w{i}", 0.9) for i in range(5)))]
+    assert incomplete(note, smeared)
+    assert not incomplete(note, spoken)
