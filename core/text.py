@@ -61,6 +61,8 @@ def _cut(text: str, limit: int, measure: Measure) -> int:
     if ends:
         # Only early word boundaries: a short message still beats cutting a word that would fit whole.
         return ends[-1]
+    if text[fit].isspace():
+        return fit  # one word fills the window exactly: its whitespace starts the next part
     # One word fills the window and goes on past it (it alone exceeds the limit): script without
     # spaces (CJK) still has sentence and clause marks to cut after.
     for mark in _UNSPACED_MARKS:

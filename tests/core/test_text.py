@@ -154,3 +154,7 @@ def test_over_long_run_of_flags_is_cut_between_whole_flags() -> None:
     flags = "🇩🇪🇫🇷🇯🇵" * 4  # regional indicators pair up into flags
     parts = assert_split_ok(flags, 7, "characters")
     assert all(len(part) % 2 == 0 for part in parts), "a flag was split into two letters"
+
+
+def test_a_word_that_fills_the_limit_exactly_is_not_cut_at_its_punctuation() -> None:
+    assert split_text("0000000000?0\r", 12) == ["0000000000?0", "\r"]
