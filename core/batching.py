@@ -3,7 +3,8 @@
 Whisper pays for a whole 30 s window whatever the clip's length, so one by one a 4 s note costs almost
 what a 30 s one does. Two ways to share that cost, picked from how the device behaves:
 
-- packed: notes of one declared language placed in one window with silence between them, decoded
+- packed: notes of one language (declared, or detected for each note from an encoder pass over the
+  note alone, a fraction of a window's cost) placed in one window with silence between them, decoded
   once; every word goes back to the note under its timestamp (the CPU win, where the encoder's fixed
   cost per window dominates);
 - batched: each note keeps its own window and the windows go through the model in one call (the GPU
@@ -65,6 +66,7 @@ class BatchEngine(Protocol):
     def encode(self, features: np.ndarray) -> Any: ...
     def select(self, encoder_output: Any, features: np.ndarray, indices: Sequence[int]) -> Any: ...
     def detect_languages(self, encoder_output: Any, among: tuple[str, ...] = ()) -> list[tuple[str, float]]: ...
+    def languages_of(self, audios: Sequence[np.ndarray], among: tuple[str, ...] = ()) -> list[tuple[str, float]]: ...
     def tokenizer(self, language: str, task: str) -> Any: ...
     def generate(self, encoder_output: Any, tokenizers: Sequence[Any], vocabulary: str | None, *, beam_size: int,
                  temperature: float) -> list[Generated]: ...
@@ -181,7 +183,37 @@ class Batcher:
             speech = np.concatenate([note.audio[c["start"] : c["end"]] for c in chunks]) if chunks else note.audio
             prepared.append(Prepared(index, speech, duration, chunks))
         language = declared_language(options, self.engine.multilingual)
-        packing = self.profile().strategy == "packed" and language is not None and options.task == "transcribe"
+        if self.profile().strategy == "batched" or options.task != "transcribe":
+            done.update(self._rounds(prepared, options, language, packing=False))
+            return done
+        for code, same_language in self._by_language(prepared, options, language).items():
+            done.update(self._rounds(same_language, options, code, packing=True))
+        return done
+
+    def _by_language(
+        self, prepared: list[Prepared], options: TranscribeOptions, language: str | None
+    ) -> dict[str, list[Prepared]]:
+        """A window holds one language: notes of undeclared language are detected first, each on its own."""
+        if language is not None:
+            return {language: prepared}
+        if len(prepared) < 2:
+            return {}  # a lone note goes alone, and transcribe() detects its language
+        try:
+            detected = self.engine.languages_of([p.speech for p in prepared], options.expected_languages)
+        except Exception:
+            log.exception("language detection failed; transcribing these notes one by one")
+            return {}
+        groups: dict[str, list[Prepared]] = defaultdict(list)
+        for note, (code, probability) in zip(prepared, detected, strict=True):
+            note.language = (code, probability)
+            groups[code].append(note)
+        return groups
+
+    def _rounds(
+        self, prepared: list[Prepared], options: TranscribeOptions, language: str | None, *, packing: bool
+    ) -> dict[int, Transcript]:
+        """Notes of one language (or each detected in its own window when not packing)."""
+        done: dict[int, Transcript] = {}
         for _ in range(PACK_ROUNDS if packing else 1):
             if len(prepared) < 2:
                 break  # a single note goes alone, with the engine's own beam
@@ -242,7 +274,10 @@ class Batcher:
                         again.append(note)
                     continue
                 restored = restore(note, note_segments, keep_words=options.word_timestamps)
-                answered[note.index] = self._transcript(restored, options, code, probability, note.duration_s)
+                note_code, note_probability = note.language or (code, probability)
+                answered[note.index] = self._transcript(
+                    restored, options, note_code, note_probability, note.duration_s
+                )
         return answered, sorted(again, key=lambda n: n.index)
 
     def _align(

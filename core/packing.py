@@ -54,6 +54,8 @@ class Prepared:
     """The note's audio with the VAD's silences cut out, as transcribe() decodes it."""
     duration_s: float
     chunks: list[dict[str, int]] | None
+    language: tuple[str, float] | None = None
+    """The note's own detected language and its probability, when the options declare none."""
 
     @property
     def speech_s(self) -> float:

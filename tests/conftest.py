@@ -13,7 +13,9 @@ from chatscribe.core.config import Settings
 from chatscribe.core.engine import FasterWhisperEngine
 from chatscribe.core.models import resolve_model
 
-AUDIO_DIR = Path(os.environ.get("CHATSCRIBE_TEST_AUDIO", Path(__file__).resolve().parents[1].parent / "shared" / "audio"))
+AUDIO_DIR = Path(
+    os.environ.get("CHATSCRIBE_TEST_AUDIO", Path(__file__).resolve().parents[1].parent / "shared" / "audio")
+)
 
 
 @pytest.fixture(scope="session")

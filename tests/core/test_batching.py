@@ -134,10 +134,11 @@ def test_words_go_to_the_note_whisper_decoded_them_in_even_when_their_aligned_ti
 def test_notes_in_different_languages_each_keep_their_language(
     base_engine: FasterWhisperEngine, clip: Callable[..., np.ndarray]
 ) -> None:
-    """Undeclared languages are detected per note (never packed); declared ones are never mixed."""
+    """Undeclared languages are detected per note and packed per language; declared ones are never mixed."""
     english, german = clip("jfk.flac"), clip("multilingual.mp3", GERMAN_FROM_S, GERMAN_FROM_S + 9)
+    license_en, german_more = clip("multilingual.mp3", 0.0, 9.5), clip("multilingual.mp3", 41.0, 50.0)
     batcher = Batcher(base_engine, strategy="packed")
-    detected = batcher.transcribe([Note(english, TranscribeOptions()), Note(german, TranscribeOptions())])
+    detected = batcher.transcribe([Note(a, TranscribeOptions()) for a in (english, german, license_en, german_more)])
     declared = batcher.transcribe([
         Note(english, TranscribeOptions(language="en")), Note(german, TranscribeOptions(language="de")),
         Note(english, TranscribeOptions(language="en")),
@@ -149,8 +150,30 @@ def test_notes_in_different_languages_each_keep_their_language(
         assert "americans" in _words(results[0])
         assert "software" in _words(results[1])
         assert not {"americans", "country"} & set(_words(results[1]))
+    transcripts = [t for t in detected if isinstance(t, Transcript)]
+    assert [t.language for t in transcripts] == ["en", "de", "en", "de"]
+    assert all(t.model == batcher.model_id for t in transcripts), "a detected note fell back to going alone"
+    assert "permission" in _words(transcripts[2])
+    for english_note in (transcripts[0], transcripts[2]):
+        assert not {"jedem", "der", "die"} & set(_words(english_note))
     assert isinstance(declared[2], Transcript)
     assert _words(declared[2]) == _words(declared[0])
+
+
+def test_a_note_alone_is_detected_in_the_language_its_whole_window_gives(
+    base_engine: FasterWhisperEngine, clip: Callable[..., np.ndarray]
+) -> None:
+    """Packing detects each note's language from a short encoder pass: the answer must not change."""
+    clips = [clip("jfk.flac"), clip("hotwords.mp3"), clip("multilingual.mp3", 0.0, 9.5),
+             clip("multilingual.mp3", GERMAN_FROM_S, GERMAN_FROM_S + 9), clip("multilingual.mp3", 41.0, 50.0),
+             clip("multilingual.mp3", 50.0, 53.0)]
+    short = base_engine.languages_of(clips)
+    whole = [base_engine.detect_language(c) for c in clips]
+    assert [code for code, _ in short] == [code for code, _ in whole]
+    for (_, mine), (_, theirs) in zip(short, whole, strict=True):
+        assert abs(mine - theirs) <= 0.1
+    [(restricted, _)] = base_engine.languages_of(clips[3:4], among=("en", "fr"))  # German, but not allowed
+    assert restricted in ("en", "fr")
 
 
 async def test_a_batch_with_an_unreadable_file_answers_every_other_note(
