@@ -84,6 +84,19 @@ class MediaTooLong(MediaError):
         self.limit_s = limit_s
 
 
+class SetAside(MediaError):
+    """The process died each time this media was read or transcribed: it is not tried again."""
+
+    code = "set_aside"
+
+    def __init__(self, crashes: int) -> None:
+        super().__init__(
+            "This file stopped the transcriber each time it was tried, so I've set it aside. "
+            "Converting it to another format (for example MP3) and sending it again may help.",
+            detail=f"the process died {crashes} times while reading or transcribing it",
+        )
+
+
 class DownloadFailed(MediaError):
     """The platform would not hand over the file (expired link, missing permission, network)."""
 

@@ -4,6 +4,11 @@ States: queued -> running -> transcribed | failed -> delivered. After a crash, q
 run again (their media fetched again through the platform reference) and transcribed or failed ones
 are delivered. Delivery records each message the platform accepted, so a restart resumes after the
 last one: a transcript is sent twice only if the process dies inside that one SQLite write.
+
+A job is marked `exposed` while its media is being read or transcribed. A process that dies with the
+mark set (a decoder crash on a hostile file, the kernel's OOM killer) counts a crash against the job
+at the next start: the service runs it alone then, and sets it aside after CRASH_LIMIT crashes, so one
+file cannot keep the bot in a crash loop.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from .transcript import Transcript
 
 State = Literal["queued", "running", "transcribed", "failed", "delivered"]
 UNFINISHED: tuple[State, ...] = ("queued", "running", "transcribed", "failed")
+CRASH_LIMIT = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +96,8 @@ class JournalEntry:
     job: Job
     state: State
     outcome: Transcript | ChatscribeError | None
+    crashes: int = 0
+    """Times a process died while this job's media was being read or transcribed."""
 
 
 class Journal:
@@ -102,6 +110,10 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # an accepted job must survive power loss too
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        for column in ("exposed", "crashes"):  # journals written before these columns existed
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
 
     def add(self, request: MediaRequest, options: TranscribeOptions) -> Job:
         job = Job(id=uuid.uuid4().hex[:12], request=request, options=options)
@@ -120,10 +132,14 @@ class Journal:
 
     def set_outcome(self, job_id: str, outcome: Transcript | ChatscribeError) -> None:
         if isinstance(outcome, Transcript):
-            self._update(job_id, "state='transcribed', outcome=?", json.dumps(encode_transcript(outcome)))
+            self._update(job_id, "state='transcribed', exposed=0, outcome=?", json.dumps(encode_transcript(outcome)))
         else:
             body = json.dumps({"code": outcome.code, "message": outcome.user_message})
-            self._update(job_id, "state='failed', outcome=?", body)
+            self._update(job_id, "state='failed', exposed=0, outcome=?", body)
+
+    def exposed(self, job_id: str, exposed: bool) -> None:
+        """Mark (or clear) that the job's media is being read or transcribed right now."""
+        self._update(job_id, "exposed=?", int(exposed))
 
     def part_sent(self, job_id: str) -> None:
         self._update(job_id, "parts_sent=parts_sent+1")
@@ -135,9 +151,12 @@ class Journal:
         self.set_state(job_id, "delivered")
 
     def unfinished(self, platform: str, fetchers: Delivery) -> list[JournalEntry]:
+        """Called once per start: a job still marked exposed was being worked on when the process died."""
         with self._lock:
+            self._db.execute("UPDATE jobs SET crashes=crashes+1, exposed=0 WHERE platform=? AND exposed=1",
+                             (platform,))
             rows = self._db.execute(
-                "SELECT id, request, options, state, outcome, parts_sent, notes FROM jobs "
+                "SELECT id, request, options, state, outcome, parts_sent, notes, crashes FROM jobs "
                 "WHERE platform=? AND state IN ('queued','running','transcribed','failed') ORDER BY created",
                 (platform,),
             ).fetchall()
@@ -181,6 +200,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     outcome TEXT,
     parts_sent INTEGER NOT NULL DEFAULT 0,
     notes TEXT NOT NULL DEFAULT '{}',
+    exposed INTEGER NOT NULL DEFAULT 0,
+    crashes INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
     updated REAL NOT NULL
 );
@@ -202,7 +223,7 @@ def _options_dict(options: TranscribeOptions) -> dict[str, object]:
 
 
 def _entry(row: tuple, delivery: Delivery) -> JournalEntry:  # type: ignore[type-arg]
-    job_id, request_json, options_json, state, outcome_json, parts_sent, notes_json = row
+    job_id, request_json, options_json, state, outcome_json, parts_sent, notes_json, crashes = row
     data = json.loads(request_json)
     reference = MappingProxyType(data.pop("reference"))
     request = MediaRequest(**data, reference=reference, fetch=delivery.fetcher(reference))
@@ -216,4 +237,4 @@ def _entry(row: tuple, delivery: Delivery) -> JournalEntry:  # type: ignore[type
     elif state == "failed":
         failure = json.loads(outcome_json)
         outcome = JobFailed(failure["code"], failure["message"])
-    return JournalEntry(job, state, outcome)
+    return JournalEntry(job, state, outcome, crashes)

@@ -11,7 +11,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from .batching import MAX_NOTE_S, BatchEngine, Batcher, BatchingMode, Note, OnResult
@@ -37,6 +37,10 @@ class Work:
     duration_s: float
     """Declared or estimated length, for ordering and estimates."""
     options: TranscribeOptions
+    on_start: Callable[[], None] | None = field(default=None, compare=False, repr=False)
+    """Called in the worker thread just before the media is decoded (the journal marks the job exposed)."""
+    alone: bool = False
+    """Never batched with other notes (a job suspected of crashing the process)."""
 
 
 class Runner(Protocol):
@@ -98,7 +102,7 @@ class LocalRunner:
     async def run(self, work: Work, notify: Notify | None = None) -> Transcript:
         pending = _Pending(work, notify, asyncio.get_running_loop().create_future())
         pending.future.add_done_callback(_retrieved)
-        batchable = self.batcher is not None and work.duration_s <= MAX_NOTE_S
+        batchable = self.batcher is not None and work.duration_s <= MAX_NOTE_S and not work.alone
         ticket = self.scheduler.submit(
             work.chat_id, work.duration_s, item=pending, on_grant=self._start,
             on_fail=lambda exc: _settle(pending, exc),
@@ -165,6 +169,8 @@ class LocalRunner:
 
     def _work(self, work: Work, on_fraction: Callable[[float], None] | None) -> Transcript | Exception:
         try:
+            if work.on_start is not None:
+                work.on_start()
             decoded = decode_audio(work.data, max_duration_s=self.max_duration_s)
             raw = self.engine.transcribe(decoded.samples, work.options, on_fraction)
             return _checked(raw, decoded)
@@ -178,6 +184,8 @@ class LocalRunner:
         readable: list[tuple[_Pending, DecodedAudio]] = []
         for pending in batch:
             try:
+                if pending.work.on_start is not None:
+                    pending.work.on_start()
                 readable.append((pending, decode_audio(pending.work.data, max_duration_s=self.max_duration_s)))
             except Exception as exc:
                 loop.call_soon_threadsafe(_settle, pending, exc)

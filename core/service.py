@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from .cache import TranscriptCache
 from .config import Settings
 from .engine import Engine
-from .errors import Busy, ChatscribeError, MediaTooLarge, NotReady, ShuttingDown
-from .jobs import Delivery, Job, Journal, JournalEntry, ProgressUpdate
+from .errors import Busy, ChatscribeError, MediaTooLarge, NotReady, SetAside, ShuttingDown
+from .jobs import CRASH_LIMIT, Delivery, Job, Journal, JournalEntry, ProgressUpdate
 from .media import MediaRequest, check_declared_duration, check_declared_size, probe_duration
 from .metrics import Metrics
 from .options import TranscribeOptions
@@ -256,7 +256,7 @@ class TranscriptionService:
     def _variant(self, options: TranscribeOptions) -> str:
         return f"{self.runner.model_id}:{options.key()}"
 
-    async def _process(self, job: Job, delivery: Delivery) -> None:
+    async def _process(self, job: Job, delivery: Delivery, *, alone: bool = False) -> None:
         started = time.monotonic()
         outcome: Transcript | ChatscribeError
         try:
@@ -265,7 +265,7 @@ class TranscriptionService:
             def on_progress(update: ProgressUpdate) -> Awaitable[None]:
                 return delivery.progress(job, update)
 
-            outcome = await self._run(job.request, job.options, on_progress)
+            outcome = await self._run(job.request, job.options, on_progress, job_id=job.id, alone=alone)
         except ChatscribeError as exc:
             if isinstance(exc, ShuttingDown) and self._closing:
                 # Stopping before its turn came: accepted work is not answered "send it again"; it stays
@@ -274,7 +274,10 @@ class TranscriptionService:
                 return
             outcome = exc
         except asyncio.CancelledError:
-            raise  # shutdown: the journal still says queued/running, the next start resumes it
+            # Shutdown: the journal still says queued/running and the next start resumes it. Stopped by
+            # us, not by its media: no crash is counted against it.
+            self.journal.exposed(job.id, False)
+            raise
         except Exception:
             log.exception("job=%s failed unexpectedly", job.id)
             outcome = ChatscribeError(INTERNAL_ERROR)
@@ -285,10 +288,19 @@ class TranscriptionService:
         await self._deliver(job, outcome, delivery)
 
     async def _resume_one(self, entry: JournalEntry, delivery: Delivery) -> None:
-        if entry.outcome is None:
-            await self._process(entry.job, delivery)
+        outcome = entry.outcome
+        if outcome is None and entry.crashes >= CRASH_LIMIT:
+            log.error("job=%s set aside: the process died %d times while reading or transcribing it",
+                      entry.job.id, entry.crashes)
+            outcome = SetAside(entry.crashes)
+            self.metrics.errors.labels(outcome.code).inc()
+            await asyncio.to_thread(self.journal.set_outcome, entry.job.id, outcome)
+        if outcome is None:
+            # A job that was being worked on when the process died runs alone: were it to bring the
+            # process down again, no other note of its batch shares the blame.
+            await self._process(entry.job, delivery, alone=entry.crashes > 0)
         else:
-            await self._deliver(entry.job, entry.outcome, delivery)
+            await self._deliver(entry.job, outcome, delivery)
 
     async def _deliver(self, job: Job, outcome: Transcript | ChatscribeError, delivery: Delivery) -> None:
         receipt = _Receipt(self.journal, job)
@@ -316,8 +328,10 @@ class TranscriptionService:
                   "at the next start", job.id, len(DELIVERY_BACKOFF_S) + 1)
 
     async def _run(
-        self, request: MediaRequest, options: TranscribeOptions, progress: ProgressCallback | None
+        self, request: MediaRequest, options: TranscribeOptions, progress: ProgressCallback | None, *,
+        job_id: str | None = None, alone: bool = False,
     ) -> Transcript:
+        """`job_id`: the journaled job, marked exposed while its media is read or transcribed."""
         variant = self._variant(options)
         hit = await self.cached(request, options)
         if hit is not None:
@@ -339,7 +353,7 @@ class TranscriptionService:
         future: asyncio.Future[Transcript] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            transcript = await self._transcribe_now(request, data, options, progress)
+            transcript = await self._transcribe_now(request, data, options, progress, job_id, alone)
             await asyncio.to_thread(self.cache.put, content_hash, variant, transcript)
             future.set_result(transcript)
             return transcript
@@ -351,11 +365,24 @@ class TranscriptionService:
             del self._inflight[key]
 
     async def _transcribe_now(
-        self, request: MediaRequest, data: bytes, options: TranscribeOptions, progress: ProgressCallback | None
+        self, request: MediaRequest, data: bytes, options: TranscribeOptions, progress: ProgressCallback | None,
+        job_id: str | None, alone: bool,
     ) -> Transcript:
-        duration = await asyncio.to_thread(probe_duration, data)
+        def expose(exposed: bool) -> None:  # in a worker thread, before and after the media is touched
+            if job_id is not None:
+                self.journal.exposed(job_id, exposed)
+
+        def probe() -> float | None:
+            expose(True)
+            try:
+                return probe_duration(data)
+            finally:  # not reached when probing kills the process: that crash counts against this job
+                expose(False)
+
+        duration = await asyncio.to_thread(probe)
         check_declared_duration(duration, self.max_duration_s)
-        work = Work(request.chat_id, data, duration or request.duration_hint_s or 30.0, options)
+        work = Work(request.chat_id, data, duration or request.duration_hint_s or 30.0, options,
+                    on_start=lambda: expose(True), alone=alone)
 
         def notify(update: ProgressUpdate) -> None:
             assert progress is not None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 
 import pytest
 
@@ -12,6 +14,7 @@ from chatscribe.core.config import Settings
 from chatscribe.core.engine import FasterWhisperEngine
 from chatscribe.core.errors import Busy, ChatscribeError, UnreadableMedia
 from chatscribe.core.jobs import Journal
+from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.service import TranscriptionService
 from chatscribe.core.transcript import Transcript
 from tests.audio_tools import variants
@@ -159,6 +162,26 @@ async def test_accepted_but_not_transcribed_runs_again_after_restart(
     async with _service(settings, tiny_engine, after) as svc:
         assert await svc.resume("fake") == 1
         answers = await after.wait_for(1)
+    assert [a.job_id for a in answers] == [job.id]
+    assert wer(JFK, answers[0].outcome.text) <= 0.1  # type: ignore[union-attr]
+
+
+async def test_jobs_journaled_before_an_upgrade_still_run(
+    settings: Settings, tiny_engine: FasterWhisperEngine, audio: Callable[[str], bytes]
+) -> None:
+    """A journal written before the crash count existed (no exposed/crashes columns) keeps its jobs."""
+    collector = Collector(files={"note": audio("jfk_voice.ogg")})
+    path = settings.data_dir / "jobs.sqlite3"
+    journal = Journal(path)
+    job = journal.add(collector.request("note"), TranscribeOptions())
+    journal.close()
+    with closing(sqlite3.connect(path)) as db:
+        for column in ("exposed", "crashes"):
+            db.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
+        db.commit()
+    async with _service(settings, tiny_engine, collector) as svc:
+        assert await svc.resume("fake") == 1
+        answers = await collector.wait_for(1)
     assert [a.job_id for a in answers] == [job.id]
     assert wer(JFK, answers[0].outcome.text) <= 0.1  # type: ignore[union-attr]
 

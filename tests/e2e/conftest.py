@@ -121,15 +121,22 @@ class SlackProcess:
 
     def journal(self) -> dict[str, str]:
         """job id -> state, read from the journal SQLite file without writing to it."""
+        return dict(self._read_journal("SELECT id, state FROM jobs ORDER BY created"))
+
+    def exposed(self) -> set[str]:
+        """Jobs whose media the process is reading or transcribing right now, as the journal says."""
+        return {job_id for (job_id,) in self._read_journal("SELECT id FROM jobs WHERE exposed=1")}
+
+    def _read_journal(self, query: str) -> list[tuple[Any, ...]]:
         path = self.data_dir / "jobs.sqlite3"
         if not path.exists():
-            return {}
+            return []
         db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=30)
         try:
-            return dict(db.execute("SELECT id, state FROM jobs ORDER BY created"))
+            return db.execute(query).fetchall()
         except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
-                return {}  # the process is still creating it
+            if "no such table" in str(exc) or "no such column" in str(exc):
+                return []  # the process is still creating it
             raise
         finally:
             db.close()

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from chatscribe.core.jobs import CRASH_LIMIT
 from chatscribe.core.media import decode_audio
 from tests.audio_tools import to_wav
 from tests.e2e.conftest import CHANNEL, SECRET, UNFINISHED, SlackProcess
@@ -73,6 +74,39 @@ async def test_kill_9_while_transcribing_then_restart_answers_once(
     after = [r["message"] for r in chatscribe.log_records(2) if r.get("job_id") == job_id]
     assert "resumed" in after[0]
     assert "delivered" in after[-1]
+
+
+async def test_a_file_that_keeps_killing_the_process_is_set_aside_and_the_others_answered(
+    chatscribe: SlackProcess, audio: Any, multilingual: str
+) -> None:
+    """A decoder crash on a hostile file, or the OOM killer, takes the whole process down, and the journal
+    would run that file again at every start. Here the process is SIGKILLed whenever the one-minute
+    recording is being read or transcribed: after CRASH_LIMIT deaths it is answered with an explanation
+    instead of being tried again, and the recording waiting behind it is transcribed as usual."""
+    await chatscribe.start(SLACK_STATUS_AFTER_S="0")
+    poison = await chatscribe.share("multilingual.mp3", audio("multilingual.mp3"), mimetype="audio/mpeg")
+    (job_id,) = await chatscribe.until(chatscribe.journal, "the recording to be journaled")
+    def in_the_engine() -> bool:
+        return job_id in chatscribe.exposed()
+
+    await chatscribe.until(in_the_engine, "the recording to be read or transcribed")
+    # Shared while the only slot is busy: it waits in the queue, never exposed when the process dies.
+    waiting = await chatscribe.share("jfk.flac", audio("jfk.flac"), mimetype="audio/flac")
+    await chatscribe.until(lambda: any(t.startswith("Waiting") for t in chatscribe.sent(waiting)),
+                           "the second recording to wait in the queue")
+    for crash in range(CRASH_LIMIT):
+        if crash:
+            await chatscribe.until(in_the_engine, "the recording to be read or transcribed again")
+        await chatscribe.kill()
+        await chatscribe.start()
+    await chatscribe.until(lambda: set(chatscribe.journal().values()) == {"delivered"}, "both answers")
+    assert len(answers(chatscribe, waiting, JFK)) == 1
+    assert answers(chatscribe, poison, multilingual) == []
+    assert [t for t in chatscribe.sent(poison) if "set it aside" in t]
+    set_aside = [r for r in chatscribe.log_records(chatscribe.runs) if r.get("job_id") == job_id]
+    assert any("set aside" in r["message"] for r in set_aside)
+    assert chatscribe.process is not None
+    assert chatscribe.process.returncode is None  # the bot is up and stays up
 
 
 async def test_crash_after_transcribing_before_sending_delivers_once_after_restart(
