@@ -24,8 +24,8 @@ from taskiq.acks import AcknowledgeType
 from taskiq.receiver import Receiver
 
 from chatscribe.core.config import Settings
-from chatscribe.core.errors import ChatscribeError
-from chatscribe.core.jobs import ProgressUpdate
+from chatscribe.core.errors import ChatscribeError, SetAside
+from chatscribe.core.jobs import CRASH_LIMIT, ProgressUpdate
 from chatscribe.core.metrics import Metrics
 from chatscribe.core.redis_broker import StreamBroker
 from chatscribe.core.redis_runner import TASK_NAME, shared_model_id
@@ -52,8 +52,6 @@ from .engine_loader import load_engine
 log = logging.getLogger("chatscribe.worker")
 
 T = TypeVar("T")
-MAX_ATTEMPTS = 3
-"""A job whose worker died this many times is answered with an error instead of killing a fourth."""
 INTERNAL_ERROR = "Something went wrong while transcribing that file; please try again later."
 
 
@@ -127,13 +125,14 @@ class Worker:
             return
         attempts = await self._redis(lambda: self._count_attempt(key))
         outcome: Transcript | ChatscribeError
-        if attempts > MAX_ATTEMPTS:
-            log.error("job %s stopped %d workers before finishing: answering with an error", key[-12:],
-                      attempts - 1)
-            outcome = ChatscribeError(INTERNAL_ERROR)
+        if attempts > CRASH_LIMIT:
+            log.error("job %s set aside: it stopped %d workers before finishing", key[-12:], attempts - 1)
+            outcome = SetAside(attempts - 1)
         else:
-            outcome = await self._run(key, Work(chat_id, data, duration_s, load_options(options)))
-        await self._redis(lambda: self._save(key, outcome, ran=attempts <= MAX_ATTEMPTS))
+            # A job taken over from a worker that died runs alone: no other note shares the blame.
+            work = Work(chat_id, data, duration_s, load_options(options), alone=attempts > 1)
+            outcome = await self._run(key, work)
+        await self._redis(lambda: self._save(key, outcome, ran=attempts <= CRASH_LIMIT))
         self.done += 1
 
     async def _run(self, key: str, work: Work) -> Transcript | ChatscribeError:

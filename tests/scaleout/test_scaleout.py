@@ -2,7 +2,7 @@
 
 Every accepted note is answered exactly once when a worker is SIGKILLed mid-job, when another is
 stopped (SIGTERM) mid-job, and when Redis is stopped and started again mid-burst; the same content
-from two chats, on two front ends, is transcribed once.
+from two chats, on two front ends, is transcribed once; a note that keeps killing workers is set aside.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ import pytest
 
 pytest.importorskip("taskiq_redis", reason="the scaleout extra is not installed (pip install -e '.[dev]')")
 
+from chatscribe.core.errors import ChatscribeError
+from chatscribe.core.jobs import CRASH_LIMIT
 from chatscribe.core.redis_runner import DELAYED
-from chatscribe.core.redis_state import GROUP, STREAM, TRANSCRIBED
+from chatscribe.core.redis_state import GROUP, PREFIX, STREAM, TRANSCRIBED
 from chatscribe.core.transcript import Transcript
 from tests.audio_tools import variants
 from tests.scaleout.cluster import FrontEnd, RedisServer, Workers, await_until, front_end
@@ -156,3 +158,35 @@ async def test_a_chat_arriving_after_a_burst_is_served_before_the_burst_ends(
         # The front end hands the worker no more than it can hold (one batch), in fair order: chat B goes
         # out with the next free slot instead of behind all 24 of A's notes (first-in-first-out: none after).
         assert order[order.index("chat-b") + 1:].count("chat-a") >= 8, order
+
+
+async def test_a_note_that_keeps_killing_workers_is_set_aside(
+    redis_server: RedisServer, workers: Workers, audio: Callable[[str], bytes], tmp_path: Path
+) -> None:
+    """Each worker that takes the one-minute recording is SIGKILLed while transcribing it (as a decoder crash
+    or the OOM killer would end it); after CRASH_LIMIT such deaths the next worker answers with an
+    explanation instead of dying too."""
+    workers.start(1)
+    client = redis_server.client()
+
+    def attempts() -> int:
+        return sum(int(client.get(name) or 0) for name in client.scan_iter(f"{PREFIX}attempts:*"))
+
+    async with front_end(redis_server, tmp_path / "front") as front:
+        front.collector.files["poison"] = audio("multilingual.mp3")
+        job = await front.service.submit(front.collector.request("poison", chat="chat-0"))
+        for crash in range(CRASH_LIMIT):
+            await await_until(lambda: attempts() == crash + 1, "a worker to take the recording", timeout=90)  # noqa: B023
+            (victim,) = workers.alive()
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.wait(timeout=10)
+            workers.start(1)  # its replacement, as an orchestrator would start one
+        (answer,) = await front.collector.wait_for(1, timeout=120)
+        await front.service.wait_idle()
+    assert answer.job_id == job.id
+    assert isinstance(answer.outcome, ChatscribeError)
+    assert answer.outcome.code == "set_aside"
+    assert "set it aside" in answer.outcome.user_message
+    assert workers.alive(), "the last worker lives on"
+    assert "set aside" in workers.log_text()
+    client.close()
