@@ -281,26 +281,26 @@ class TranscriptionService:
         except Exception:
             log.exception("job=%s failed unexpectedly", job.id)
             outcome = ChatscribeError(INTERNAL_ERROR)
+        self.metrics.latency.labels(job.request.platform).observe(time.monotonic() - started)
+        await self._conclude(job, outcome, delivery)
+
+    async def _conclude(self, job: Job, outcome: Transcript | ChatscribeError, delivery: Delivery) -> None:
         if isinstance(outcome, ChatscribeError):
             self.metrics.errors.labels(outcome.code).inc()
-        self.metrics.latency.labels(job.request.platform).observe(time.monotonic() - started)
         await asyncio.to_thread(self.journal.set_outcome, job.id, outcome)
         await self._deliver(job, outcome, delivery)
 
     async def _resume_one(self, entry: JournalEntry, delivery: Delivery) -> None:
-        outcome = entry.outcome
-        if outcome is None and entry.crashes >= CRASH_LIMIT:
+        if entry.outcome is not None:
+            await self._deliver(entry.job, entry.outcome, delivery)
+        elif entry.crashes >= CRASH_LIMIT:
             log.error("job=%s set aside: the process died %d times while reading or transcribing it",
                       entry.job.id, entry.crashes)
-            outcome = SetAside(entry.crashes)
-            self.metrics.errors.labels(outcome.code).inc()
-            await asyncio.to_thread(self.journal.set_outcome, entry.job.id, outcome)
-        if outcome is None:
+            await self._conclude(entry.job, SetAside(entry.crashes), delivery)
+        else:
             # A job that was being worked on when the process died runs alone: were it to bring the
             # process down again, no other note of its batch shares the blame.
             await self._process(entry.job, delivery, alone=entry.crashes > 0)
-        else:
-            await self._deliver(entry.job, outcome, delivery)
 
     async def _deliver(self, job: Job, outcome: Transcript | ChatscribeError, delivery: Delivery) -> None:
         receipt = _Receipt(self.journal, job)

@@ -135,7 +135,7 @@ class SlackProcess:
         try:
             return db.execute(query).fetchall()
         except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc) or "no such column" in str(exc):
+            if "no such table" in str(exc):
                 return []  # the process is still creating it
             raise
         finally:
