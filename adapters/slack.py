@@ -16,7 +16,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from chatscribe.core.errors import ChatscribeError
-from chatscribe.core.jobs import ProgressUpdate
+from chatscribe.core.jobs.journal import ProgressUpdate
 from chatscribe.core.media import Fetch, MediaRequest
 from chatscribe.core.text import split_text
 from chatscribe.core.transcript import Transcript, render

@@ -16,7 +16,7 @@ from typing import Literal
 from telegram import Message
 
 from chatscribe.core.errors import ChatscribeError, MediaTooLarge
-from chatscribe.core.jobs import ProgressUpdate
+from chatscribe.core.jobs.journal import ProgressUpdate
 from chatscribe.core.media import Fetch, MediaRequest
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.text import split_text, utf16_units

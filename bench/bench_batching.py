@@ -34,13 +34,13 @@ import jiwer
 import numpy as np
 
 from bench.report import AUDIO_DIR, format_machine, machine_info, mark, table, write_section
-from chatscribe.core.batching import Batcher
 from chatscribe.core.config import Settings
-from chatscribe.core.engine import FasterWhisperEngine
+from chatscribe.core.engines.batching import Batcher
+from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
+from chatscribe.core.engines.models import resolve_model
+from chatscribe.core.jobs.runner import LocalRunner
 from chatscribe.core.media import SAMPLE_RATE, MediaRequest, decode_audio
-from chatscribe.core.models import resolve_model
 from chatscribe.core.quality import normalize
-from chatscribe.core.runner import LocalRunner
 from chatscribe.core.service import TranscriptionService
 
 TARGET_SPEEDUP = 2.5

@@ -40,13 +40,13 @@ from bench.report import (
 )
 from chatscribe.bots.engine_loader import load_engine
 from chatscribe.core.config import Settings
-from chatscribe.core.engine import Engine
+from chatscribe.core.engines.faster_whisper import Engine
 from chatscribe.core.errors import ChatscribeError
-from chatscribe.core.jobs import Job, ProgressUpdate, Receipt
+from chatscribe.core.jobs.journal import Job, ProgressUpdate, Receipt
+from chatscribe.core.jobs.runner import LocalRunner, default_slots
 from chatscribe.core.media import Fetch, MediaRequest, decode_audio
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.quality import validate
-from chatscribe.core.runner import LocalRunner, default_slots
 from chatscribe.core.service import TranscriptionService
 from chatscribe.core.transcript import Transcript
 
@@ -248,7 +248,7 @@ def _render(args: argparse.Namespace, info: dict[str, str], chosen: list[Scenari
               "through other orders (bench/burst_sim.py; the FIFO row is the simulation's check against the "
               "measured FIFO). Time to answer in seconds, and FIFO's short-note p95 divided by the policy's."]
     parts.append("Reading it: where a simulated order reaches the target and chatscribe does not, the order of "
-                 "core/scheduler.py is what holds short notes back. Whisper pads every note to a 30 s window, so "
+                 "core/jobs/scheduler.py is what holds short notes back. Whisper pads every note to a 30 s window, so "
                  "on a CPU a 3 s note costs a large share of what a 60 s one does (see the bursts above); the "
                  "larger the short notes' share of the work, the less any order can do for them, and only making "
                  "them cheaper (batching) helps further. `--unbatched` adds the service with batching off, to "

@@ -159,7 +159,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def _model_path(model: str) -> Path:
     """The model folder both sides load: the bundled `base` is assembled once into a bench data dir."""
-    from chatscribe.core.models import resolve_model
+    from chatscribe.core.engines.models import resolve_model
 
     return resolve_model(model, MODELS_DIR).path
 

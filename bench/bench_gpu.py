@@ -20,9 +20,9 @@ import time
 import numpy as np
 
 from bench.report import AUDIO_DIR, MODELS_DIR, format_machine, machine_info, mark, require_audio, table, write_section
-from chatscribe.core.engine_transformers import TransformersWhisperEngine
+from chatscribe.core.engines.models import resolve_model
+from chatscribe.core.engines.transformers_engine import TransformersWhisperEngine
 from chatscribe.core.media import SAMPLE_RATE, decode_audio
-from chatscribe.core.models import resolve_model
 from chatscribe.core.options import TranscribeOptions
 from tests.wer import wer
 

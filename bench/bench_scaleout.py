@@ -32,12 +32,12 @@ import redis
 
 from bench.report import AUDIO_DIR, format_machine, machine_info, table, write_section
 from chatscribe.core.config import Settings
-from chatscribe.core.engine import FasterWhisperEngine
-from chatscribe.core.jobs import Job, ProgressUpdate, Receipt
+from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
+from chatscribe.core.engines.models import resolve_model
+from chatscribe.core.jobs.journal import Job, ProgressUpdate, Receipt
 from chatscribe.core.media import SAMPLE_RATE, MediaRequest, decode_audio
-from chatscribe.core.models import resolve_model
-from chatscribe.core.redis_runner import attach
-from chatscribe.core.redis_state import WORKERS, parse_workers
+from chatscribe.core.scaleout.runner import attach
+from chatscribe.core.scaleout.state import WORKERS, parse_workers
 from chatscribe.core.service import TranscriptionService
 from chatscribe.core.transcript import Transcript
 

@@ -3,7 +3,7 @@
 A discrete-event simulation of one worker: notes arrive at their moments, and whenever the worker is
 free a policy picks the next one. The work times are those the FIFO run measured, so the simulated
 FIFO reproduces the measured one and the others show what a different order would have given on the
-same burst, without changing core/. "length-weighted turns" restates core/scheduler.py's choice of the
+same burst, without changing core/. "length-weighted turns" restates core/jobs/scheduler.py's choice of the
 next note; batching (several short notes in one engine call) is not simulated.
 """
 
@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from bench.burst_notes import Note
-from chatscribe.core.scheduler import TURN_S
+from chatscribe.core.jobs.scheduler import TURN_S
 
 AGEING = 1.0
-"""Seconds of media length forgiven per second waited, as in core/scheduler.py."""
+"""Seconds of media length forgiven per second waited, as in core/jobs/scheduler.py."""
 
 
 @dataclass
@@ -49,7 +49,7 @@ def _round_robin_turns(waiting: list[Note], state: _State) -> Note:
 
 
 def _weighted_turns(waiting: list[Note], state: _State) -> Note:
-    """core/scheduler.py: each further waiting note of a chat, and a chat served more recently than the one
+    """core/jobs/scheduler.py: each further waiting note of a chat, and a chat served more recently than the one
     served longest ago, counts TURN_S seconds of media more; then the most urgent note of any chat."""
 
     def served(chat_id: str) -> float:
@@ -79,7 +79,7 @@ def _fair_queueing(waiting: list[Note], state: _State) -> Note:
 
 POLICIES: dict[str, Policy] = {
     "FIFO": _fifo,
-    "length-weighted turns between chats (core/scheduler.py's order)": _weighted_turns,
+    "length-weighted turns between chats (core/jobs/scheduler.py's order)": _weighted_turns,
     "plain round robin by turns, shortest first within a chat": _round_robin_turns,
     "shortest first across all chats, with ageing": _shortest_first,
     "fair queueing on audio seconds (finish tags)": _fair_queueing,

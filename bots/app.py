@@ -90,7 +90,7 @@ async def _serve(settings: Settings, requested: list[str]) -> int:
 def _exit_if_work_abandoned(code: int) -> None:
     """Leave at once when a transcription cut off at the end of the grace is still running.
 
-    Its daemon thread (core/threads.py) is inside the engine's native code: finalizing the interpreter
+    Its daemon thread (core/jobs/threads.py) is inside the engine's native code: finalizing the interpreter
     under it aborts the process ("terminate called without an active exception", SIGABRT). Everything
     worth keeping is closed by now (journal, cache, bots, HTTP server); the journal resumes the job.
     """
@@ -107,7 +107,7 @@ def _exit_if_work_abandoned(code: int) -> None:
 def _attach_workers(service: TranscriptionService, settings: Settings):  # type: ignore[no-untyped-def]
     """CHATSCRIBE_BROKER_URL is set: `chatscribe worker` processes transcribe, this process receives and answers."""
     try:
-        from chatscribe.core.redis_runner import attach
+        from chatscribe.core.scaleout.runner import attach
     except ImportError as exc:
         raise ConfigError("CHATSCRIBE_BROKER_URL is set but the scale-out packages are missing: "
                           "pip install 'chatscribe[scaleout]'") from exc

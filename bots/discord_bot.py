@@ -28,7 +28,7 @@ from chatscribe.bots.discord_delivery import FILE_FORMAT, DiscordDelivery, redac
 from chatscribe.bots.languages import language_code
 from chatscribe.core.config import ENV_FILE
 from chatscribe.core.errors import ChatscribeError, ConfigError
-from chatscribe.core.jobs import Job, ProgressUpdate, Receipt
+from chatscribe.core.jobs.journal import Job, ProgressUpdate, Receipt
 from chatscribe.core.media import Fetch
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.transcript import Transcript

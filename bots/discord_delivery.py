@@ -18,7 +18,7 @@ import discord
 
 from chatscribe.adapters import discord as adapter
 from chatscribe.core.errors import ChatscribeError, DownloadFailed, MediaTooLarge
-from chatscribe.core.jobs import Job, ProgressUpdate, Receipt
+from chatscribe.core.jobs.journal import Job, ProgressUpdate, Receipt
 from chatscribe.core.media import Fetch
 from chatscribe.core.preferences import Preferences
 from chatscribe.core.transcript import Transcript

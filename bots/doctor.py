@@ -9,9 +9,9 @@ from pathlib import Path
 
 from chatscribe import __version__
 from chatscribe.core.config import Settings
+from chatscribe.core.engines.models import resolve_model
 from chatscribe.core.errors import ChatscribeError
-from chatscribe.core.jobs import UNFINISHED, Journal
-from chatscribe.core.models import resolve_model
+from chatscribe.core.jobs.journal import UNFINISHED, Journal
 
 from .platforms import platform_status
 
@@ -55,8 +55,8 @@ async def _broker(settings: Settings) -> int:
         print("broker        none: transcription runs in this process (CHATSCRIBE_BROKER_URL shares it with workers)")
         return 0
     try:
-        from chatscribe.core.redis_runner import ping
-        from chatscribe.core.redis_state import describe_url
+        from chatscribe.core.scaleout.runner import ping
+        from chatscribe.core.scaleout.state import describe_url
     except ImportError:
         print("broker        PROBLEM: CHATSCRIBE_BROKER_URL is set but the scale-out packages are missing: "
               "pip install 'chatscribe[scaleout]'")

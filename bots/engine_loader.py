@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 
 from chatscribe.core.config import Settings
-from chatscribe.core.engine import Engine, FasterWhisperEngine, choose_device
+from chatscribe.core.engines.faster_whisper import Engine, FasterWhisperEngine, choose_device
+from chatscribe.core.engines.models import resolve_model
 from chatscribe.core.errors import ConfigError
-from chatscribe.core.models import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +20,7 @@ def load_engine(settings: Settings) -> Engine:
     model = resolve_model(settings.model, settings.data_dir)
     kind, reason = pick_engine(settings)
     if kind == "transformers":
-        from chatscribe.core.engine_transformers import TransformersWhisperEngine
+        from chatscribe.core.engines.transformers_engine import TransformersWhisperEngine
 
         device = "cpu" if settings.device == "cpu" else "cuda" if _torch_cuda() else "cpu"
         return TransformersWhisperEngine(model, settings.data_dir, device=device, reason=reason)
@@ -35,7 +35,7 @@ def load_engine(settings: Settings) -> Engine:
     )
     if settings.engine == "auto" and engine.device.device == "cpu" and settings.device != "cpu" and _torch_cuda():
         log.info("CTranslate2 cannot use the GPU (%s); switching to the transformers engine", engine.device.reason)
-        from chatscribe.core.engine_transformers import TransformersWhisperEngine
+        from chatscribe.core.engines.transformers_engine import TransformersWhisperEngine
 
         return TransformersWhisperEngine(model, settings.data_dir, device="cuda",
                                          reason=f"{engine.device.reason}; PyTorch sees CUDA")

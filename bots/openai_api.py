@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from chatscribe.core.errors import ChatscribeError, NotReady
-from chatscribe.core.jobs import ProgressUpdate
+from chatscribe.core.jobs.journal import ProgressUpdate
 from chatscribe.core.media import MediaRequest
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.transcript import Transcript, render_srt, render_vtt

@@ -31,7 +31,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from chatscribe.adapters import slack as adapter
 from chatscribe.core.config import ENV_FILE
 from chatscribe.core.errors import ChatscribeError, ConfigError
-from chatscribe.core.jobs import Job, ProgressUpdate, Receipt
+from chatscribe.core.jobs.journal import Job, ProgressUpdate, Receipt
 from chatscribe.core.media import Fetch
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.service import TranscriptionService

@@ -25,7 +25,7 @@ from telegram.ext import Application
 
 from chatscribe.adapters import telegram as adapter
 from chatscribe.core.errors import ChatscribeError, DownloadFailed
-from chatscribe.core.jobs import Job, ProgressUpdate, Receipt
+from chatscribe.core.jobs.journal import Job, ProgressUpdate, Receipt
 from chatscribe.core.media import Fetch
 from chatscribe.core.transcript import Transcript
 

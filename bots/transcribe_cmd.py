@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from chatscribe.core.config import Settings
 from chatscribe.core.errors import ChatscribeError
-from chatscribe.core.jobs import ProgressUpdate
+from chatscribe.core.jobs.journal import ProgressUpdate
 from chatscribe.core.media import MediaRequest
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.service import TranscriptionService

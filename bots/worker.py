@@ -1,6 +1,6 @@
 """`chatscribe worker`: a transcription worker taking jobs from front ends through Redis.
 
-Loads the model once, then runs taskiq's receiver on the job stream (core/redis_runner.py): it asks for
+Loads the model once, then runs taskiq's receiver on the job stream (core/scaleout/runner.py): it asks for
 a message only when it has a free slot, saves the outcome in Redis, and only then acknowledges the
 message. A worker that dies mid-job leaves its message pending; another takes it over after the
 visibility timeout. Redis outages are waited out: the worker reconnects by itself.
@@ -25,11 +25,12 @@ from taskiq.receiver import Receiver
 
 from chatscribe.core.config import Settings
 from chatscribe.core.errors import ChatscribeError, SetAside
-from chatscribe.core.jobs import CRASH_LIMIT, ProgressUpdate
+from chatscribe.core.jobs.journal import CRASH_LIMIT, ProgressUpdate
+from chatscribe.core.jobs.runner import LocalRunner, Runner, Work, default_slots
 from chatscribe.core.metrics import Metrics
-from chatscribe.core.redis_broker import StreamBroker
-from chatscribe.core.redis_runner import TASK_NAME, shared_model_id
-from chatscribe.core.redis_state import (
+from chatscribe.core.scaleout.broker import StreamBroker
+from chatscribe.core.scaleout.runner import TASK_NAME, shared_model_id
+from chatscribe.core.scaleout.state import (
     ERROR_TTL_S,
     EVENTS,
     PREFIX,
@@ -44,7 +45,6 @@ from chatscribe.core.redis_state import (
     media_key,
     transcript_key,
 )
-from chatscribe.core.runner import LocalRunner, Runner, Work, default_slots
 from chatscribe.core.transcript import Transcript
 
 from .engine_loader import load_engine
@@ -218,7 +218,7 @@ def build_runner(settings: Settings) -> tuple[LocalRunner, int]:
     """The one model of this process, and how many jobs it holds at once. Slow: run it off the loop.
 
     Holding slots x batch size lets short notes waiting together go through the engine as one batch
-    (core/batching.py); the runner's fair scheduler orders what this worker holds.
+    (core/engines/batching.py); the runner's fair scheduler orders what this worker holds.
     """
     engine = load_engine(settings)
     slots = settings.workers or default_slots(engine)

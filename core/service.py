@@ -18,18 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 from .cache import TranscriptCache
 from .config import Settings
-from .engine import Engine
+from .engines.faster_whisper import Engine
 from .errors import Busy, ChatscribeError, MediaTooLarge, NotReady, SetAside, ShuttingDown
-from .jobs import CRASH_LIMIT, Delivery, Job, Journal, JournalEntry, ProgressUpdate
+from .jobs.journal import CRASH_LIMIT, Delivery, Job, Journal, JournalEntry, ProgressUpdate
+from .jobs.runner import LocalRunner, Runner, Work, default_slots
 from .media import MediaRequest, check_declared_duration, check_declared_size, probe_duration
 from .metrics import Metrics
 from .options import TranscribeOptions
 from .preferences import Preferences
-from .runner import LocalRunner, Runner, Work, default_slots
 from .transcript import Transcript
 
 if TYPE_CHECKING:
-    from .redis_state import SharedLimits  # only with the scaleout extra installed
+    from .scaleout.state import SharedLimits  # only with the scaleout extra installed
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class TranscriptionService:
         self._runner = runner
 
     def share(self, *, cache: TranscriptCache, limits: SharedLimits) -> None:
-        """Scale-out: a cache and busy/rate limits shared with other front ends (core/redis_state.py)."""
+        """Scale-out: a cache and busy/rate limits shared with other front ends (core/scaleout/state.py)."""
         self.cache.close()
         self.cache = cache
         self._shared = limits

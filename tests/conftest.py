@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from chatscribe.core.config import Settings
-from chatscribe.core.engine import FasterWhisperEngine
-from chatscribe.core.models import resolve_model
+from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
+from chatscribe.core.engines.models import resolve_model
 
 AUDIO_DIR = Path(
     os.environ.get("CHATSCRIBE_TEST_AUDIO", Path(__file__).resolve().parents[1].parent / "shared" / "audio")

@@ -154,7 +154,7 @@ def test_share_of_finds_the_message_in_the_channel() -> None:
 
 
 def test_status_says_answers_are_delayed_when_the_workers_are_out_of_reach() -> None:
-    from chatscribe.core.jobs import ProgressUpdate
+    from chatscribe.core.jobs.journal import ProgressUpdate
 
     delayed = ProgressUpdate("queued", position=3, detail="Answers are delayed right now.")
     assert slack.status_text(delayed, "clip.m4a") == "Answers are delayed right now."

@@ -9,7 +9,7 @@ from telegram import Message
 
 from chatscribe.adapters import telegram as adapter
 from chatscribe.core.errors import MediaTooLarge, NoAudioTrack
-from chatscribe.core.jobs import ProgressUpdate
+from chatscribe.core.jobs.journal import ProgressUpdate
 from chatscribe.core.text import utf16_units
 from chatscribe.core.transcript import Segment, Transcript
 

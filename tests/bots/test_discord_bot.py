@@ -19,7 +19,7 @@ import pytest
 from chatscribe.adapters.discord import NO_SPEECH, NOTHING_FOUND
 from chatscribe.bots.discord_bot import AUTO_ANSWERS, NO_HISTORY, NOT_ALLOWED, DiscordBot, DiscordSettings
 from chatscribe.core.config import Settings
-from chatscribe.core.engine import FasterWhisperEngine
+from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.errors import ConfigError
 from chatscribe.core.media import SAMPLE_RATE, MediaRequest
 from chatscribe.core.service import TranscriptionService

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from chatscribe.bots.slack_bot import SlackBot, SlackSettings
 from chatscribe.core.errors import ConfigError
-from chatscribe.core.jobs import Job
+from chatscribe.core.jobs.journal import Job
 from chatscribe.core.media import MediaRequest
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.transcript import Segment, Transcript

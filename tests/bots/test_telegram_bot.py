@@ -21,7 +21,7 @@ from chatscribe.bots.http import HttpServer, create_app
 from chatscribe.bots.telegram_bot import SECRET_HEADER, WEBHOOK_PATH, TelegramBot, TelegramSettings
 from chatscribe.core.config import Settings, load
 from chatscribe.core.errors import ConfigError, UnreadableMedia
-from chatscribe.core.jobs import Job, ProgressUpdate
+from chatscribe.core.jobs.journal import Job, ProgressUpdate
 from chatscribe.core.media import MediaRequest
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.service import TranscriptionService

@@ -8,15 +8,15 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from chatscribe.core.batching import Batcher, Note
-from chatscribe.core.engine import FasterWhisperEngine
+from chatscribe.core.engines.batching import Batcher, Note
+from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
+from chatscribe.core.engines.packing import PACK_LIMIT_S, Prepared, Window, pack
 from chatscribe.core.errors import UnreadableMedia
+from chatscribe.core.jobs.runner import LocalRunner, Work
 from chatscribe.core.media import SAMPLE_RATE, decode_audio
 from chatscribe.core.metrics import Metrics
 from chatscribe.core.options import TranscribeOptions
-from chatscribe.core.packing import PACK_LIMIT_S, Prepared, Window, pack
 from chatscribe.core.quality import normalize
-from chatscribe.core.runner import LocalRunner, Work
 from chatscribe.core.transcript import Transcript
 from tests.audio_tools import to_wav, variants
 from tests.wer import wer
@@ -239,7 +239,7 @@ def test_each_note_gets_its_own_options_when_notes_with_different_options_arrive
 
 
 def test_a_packed_note_left_with_one_smeared_word_is_done_again() -> None:
-    from chatscribe.core.packing import incomplete
+    from chatscribe.core.engines.packing import incomplete
     from chatscribe.core.transcript import Segment, Word
 
     note = Prepared(0, np.zeros(3 * SAMPLE_RATE, np.float32), 3.0, None)

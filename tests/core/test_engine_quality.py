@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chatscribe.core.engine import FasterWhisperEngine
+from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
+from chatscribe.core.engines.models import resolve_model
 from chatscribe.core.media import SAMPLE_RATE, decode_audio
-from chatscribe.core.models import resolve_model
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.quality import normalize, validate
 from chatscribe.core.transcript import HALLUCINATION, LOW_CONFIDENCE, Segment, Transcript

@@ -11,8 +11,8 @@ from pathlib import Path
 import huggingface_hub.constants
 import pytest
 
+from chatscribe.core.engines.models import resolve_model
 from chatscribe.core.errors import ModelUnavailable
-from chatscribe.core.models import resolve_model
 
 BASE_SIZE = 145_217_607
 

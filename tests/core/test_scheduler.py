@@ -8,7 +8,7 @@ from collections.abc import Callable, Hashable
 import pytest
 
 from chatscribe.core.errors import ShuttingDown
-from chatscribe.core.scheduler import FairScheduler, Release, Ticket, batch_wait_s
+from chatscribe.core.jobs.scheduler import FairScheduler, Release, Ticket, batch_wait_s
 
 SHORT = ("en", "transcribe")
 """A batch key: what short notes with the same options share."""

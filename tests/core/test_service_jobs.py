@@ -11,9 +11,9 @@ from contextlib import closing
 import pytest
 
 from chatscribe.core.config import Settings
-from chatscribe.core.engine import FasterWhisperEngine
+from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.errors import Busy, ChatscribeError, UnreadableMedia
-from chatscribe.core.jobs import Journal
+from chatscribe.core.jobs.journal import Journal
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.service import TranscriptionService
 from chatscribe.core.transcript import Transcript

@@ -10,8 +10,8 @@ import pytest
 
 from chatscribe.bots.engine_loader import pick_engine
 from chatscribe.core.config import Settings
+from chatscribe.core.engines.models import resolve_model
 from chatscribe.core.media import decode_audio
-from chatscribe.core.models import resolve_model
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.quality import validate
 from tests.wer import wer
@@ -24,7 +24,7 @@ JFK = "And so my fellow Americans, ask not what your country can do for you, ask
 
 @pytest.fixture(scope="module")
 def tiny_torch(model_dir: Path):  # type: ignore[no-untyped-def]
-    from chatscribe.core.engine_transformers import TransformersWhisperEngine
+    from chatscribe.core.engines.transformers_engine import TransformersWhisperEngine
 
     torch.set_num_threads(2)
     return TransformersWhisperEngine(resolve_model("tiny.en", model_dir), model_dir, device="cpu")
@@ -103,8 +103,8 @@ async def test_notes_waiting_together_go_through_the_transformers_engine_in_one_
 ) -> None:
     import asyncio
 
+    from chatscribe.core.jobs.runner import LocalRunner, WholeBatches, Work
     from chatscribe.core.metrics import Metrics
-    from chatscribe.core.runner import LocalRunner, WholeBatches, Work
 
     runner = LocalRunner(tiny_torch, slots=1, max_duration_s=600, metrics=Metrics(), batch_window_s=0.0)
     assert isinstance(runner.batcher, WholeBatches)

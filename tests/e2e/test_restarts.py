@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from chatscribe.core.jobs import CRASH_LIMIT
+from chatscribe.core.jobs.journal import CRASH_LIMIT
 from chatscribe.core.media import decode_audio
 from tests.audio_tools import to_wav
 from tests.e2e.conftest import CHANNEL, SECRET, UNFINISHED, SlackProcess

@@ -11,7 +11,7 @@ from openai import AsyncOpenAI
 
 from chatscribe.bots.http import HttpServer, create_app
 from chatscribe.core.config import Settings
-from chatscribe.core.engine import FasterWhisperEngine
+from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.service import TranscriptionService
 
 API_KEY = "test-key-123"

@@ -16,7 +16,7 @@ import pytest
 
 from chatscribe.bots.http import HttpServer, create_app
 from chatscribe.core.config import Settings
-from chatscribe.core.engine import FasterWhisperEngine
+from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.errors import ConfigError
 from chatscribe.core.service import TranscriptionService
 from tests.http.conftest import API_KEY, Running

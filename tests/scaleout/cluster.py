@@ -18,8 +18,8 @@ from pathlib import Path
 import redis
 
 from chatscribe.core.config import Settings
-from chatscribe.core.redis_runner import RedisRunner, attach
-from chatscribe.core.redis_state import WORKERS, parse_workers
+from chatscribe.core.scaleout.runner import RedisRunner, attach
+from chatscribe.core.scaleout.state import WORKERS, parse_workers
 from chatscribe.core.service import TranscriptionService
 from tests.fakes.collector import Collector
 

@@ -11,7 +11,7 @@ pytest.importorskip("taskiq_redis", reason="the scaleout extra is not installed 
 
 from chatscribe.core.errors import UnreadableMedia  # noqa: E402
 from chatscribe.core.options import TranscribeOptions  # noqa: E402
-from chatscribe.core.redis_state import (  # noqa: E402
+from chatscribe.core.scaleout.state import (  # noqa: E402
     SEEN_TTL_S,
     describe_url,
     dump_options,

@@ -19,9 +19,9 @@ import pytest
 pytest.importorskip("taskiq_redis", reason="the scaleout extra is not installed (pip install -e '.[dev]')")
 
 from chatscribe.core.errors import ChatscribeError
-from chatscribe.core.jobs import CRASH_LIMIT
-from chatscribe.core.redis_runner import DELAYED
-from chatscribe.core.redis_state import GROUP, PREFIX, STREAM, TRANSCRIBED
+from chatscribe.core.jobs.journal import CRASH_LIMIT
+from chatscribe.core.scaleout.runner import DELAYED
+from chatscribe.core.scaleout.state import GROUP, PREFIX, STREAM, TRANSCRIBED
 from chatscribe.core.transcript import Transcript
 from tests.audio_tools import variants
 from tests.scaleout.cluster import FrontEnd, RedisServer, Workers, await_until, front_end

@@ -20,7 +20,7 @@ pytest.importorskip("taskiq_redis", reason="the scaleout extra is not installed 
 pytest.importorskip("chatscribe.bots.telegram_bot", reason="the Telegram bot is not part of this tree")
 telegram_api = pytest.importorskip("tests.fakes.telegram_api", reason="the fake Bot API is not part of this tree")
 
-from chatscribe.core.redis_state import GROUP, STREAM  # noqa: E402
+from chatscribe.core.scaleout.state import GROUP, STREAM  # noqa: E402
 from tests.audio_tools import variants  # noqa: E402
 from tests.scaleout.cluster import WORKER_ENV, RedisServer, Workers, await_until, free_port  # noqa: E402
 

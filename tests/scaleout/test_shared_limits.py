@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("taskiq_redis", reason="the scaleout extra is not installed (pip install -e '.[dev]')")
 
 from chatscribe.core.errors import Busy  # noqa: E402
-from chatscribe.core.redis_runner import DELAYED  # noqa: E402
+from chatscribe.core.scaleout.runner import DELAYED  # noqa: E402
 from tests.audio_tools import variants  # noqa: E402
 from tests.scaleout.cluster import FrontEnd, RedisServer, await_until, front_end  # noqa: E402
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .engine import Generated
-from .media import SAMPLE_RATE
-from .transcript import Segment, Word
+from ..media import SAMPLE_RATE
+from ..transcript import Segment, Word
+from .faster_whisper import Generated
 
 PACK_LIMIT_S = 29.0
 """Leave the window's last second empty: speech running into its edge may be cut mid-word."""

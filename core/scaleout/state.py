@@ -11,7 +11,7 @@ Keys (all under `chatscribe:`), with `key` = "<model id>:<options digest>:<conte
   rate:<user>    sorted set of recent submissions: the per-person rate limit across front ends
   transcribed    counter of engine runs by all workers
   events         pub/sub channel: "<started|done> <key>", a fast path; front ends also poll, so none is lost
-The work itself travels as taskiq messages on the `chatscribe:jobs` stream (core/redis_runner.py).
+The work itself travels as taskiq messages on the `chatscribe:jobs` stream (core/scaleout/runner.py).
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .cache import TranscriptCache, decode_transcript, encode_transcript
-from .errors import Busy, ChatscribeError
-from .jobs import JobFailed
-from .options import TranscribeOptions
-from .transcript import Transcript
+from ..cache import TranscriptCache, decode_transcript, encode_transcript
+from ..errors import Busy, ChatscribeError
+from ..jobs.journal import JobFailed
+from ..options import TranscribeOptions
+from ..transcript import Transcript
 
 log = logging.getLogger(__name__)
 

@@ -14,17 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .batching import MAX_NOTE_S, BatchEngine, Batcher, BatchingMode, Note, OnResult
-from .engine import Engine
-from .jobs import ProgressUpdate
-from .media import DecodedAudio, decode_audio
-from .metrics import Metrics
-from .options import TranscribeOptions
-from .quality import validate
+from ..engines.batching import MAX_NOTE_S, BatchEngine, Batcher, BatchingMode, Note, OnResult
+from ..engines.faster_whisper import Engine
+from ..media import DecodedAudio, decode_audio
+from ..metrics import Metrics
+from ..options import TranscribeOptions
+from ..quality import validate
+from ..transcript import Transcript
+from .journal import ProgressUpdate
 from .scheduler import FairScheduler, Release, Ticket
 from .speed import SpeedEstimate
 from .threads import run_in_daemon_thread
-from .transcript import Transcript
 
 Notify = Callable[[ProgressUpdate], None]
 
@@ -72,14 +72,14 @@ class _Pending:
 
 
 class LocalRunner:
-    """Transcribes in this process; short notes waiting together share engine calls (core/batching.py)."""
+    """Transcribes in this process; short notes waiting together share engine calls (core/engines/batching.py)."""
 
     def __init__(
         self, engine: Engine, *, slots: int, max_duration_s: float, metrics: Metrics, batch_window_s: float = 0.03,
         batching: BatchingMode = "auto", max_batch: int | None = None, batch_beam_size: int = 1,
     ) -> None:
         """`batching`, `max_batch` (None: from the device) and `batch_beam_size` shape cross-request
-        batching (core/batching.py); `batch_window_s` is how long a free slot may wait for a burst."""
+        batching (core/engines/batching.py); `batch_window_s` is how long a free slot may wait for a burst."""
         self.engine = engine
         self.batcher = make_batcher(engine, batching, beam_size=batch_beam_size)
         cap = max_batch or (default_max_batch(engine) if self.batcher else 1)

@@ -1,11 +1,11 @@
 """Scale-out: the front end's Runner publishes work to transcription workers through Redis.
 
-Built on taskiq and taskiq-redis's Redis Streams broker (core/redis_broker.py): acknowledged only after
+Built on taskiq and taskiq-redis's Redis Streams broker (core/scaleout/broker.py): acknowledged only after
 the outcome is saved, taken over from dead workers with XAUTOCLAIM after the visibility timeout.
 
 The front end keeps the fair scheduler: it publishes only as many jobs as the workers it sees can hold,
 in fair order across chats, so one chat's burst never fills the stream ahead of others. Media bytes and
-outcomes travel through Redis keys (core/redis_state.py); the stream carries only small messages.
+outcomes travel through Redis keys (core/scaleout/state.py); the stream carries only small messages.
 """
 
 from __future__ import annotations
@@ -24,11 +24,15 @@ from typing import Any
 from redis.exceptions import RedisError
 from taskiq.message import TaskiqMessage
 
-from .config import Settings
-from .errors import ChatscribeError, ShuttingDown
-from .jobs import ProgressUpdate
-from .redis_broker import StreamBroker
-from .redis_state import (
+from ..config import Settings
+from ..errors import ChatscribeError, ShuttingDown
+from ..jobs.journal import ProgressUpdate
+from ..jobs.runner import Notify, Work
+from ..jobs.scheduler import FairScheduler
+from ..jobs.speed import SpeedEstimate
+from ..transcript import Transcript
+from .broker import StreamBroker
+from .state import (
     EVENTS,
     GROUP,
     MEDIA_TTL_S,
@@ -50,10 +54,6 @@ from .redis_state import (
     parse_workers,
     transcript_key,
 )
-from .runner import Notify, Work
-from .scheduler import FairScheduler
-from .speed import SpeedEstimate
-from .transcript import Transcript
 
 log = logging.getLogger(__name__)
 
@@ -352,7 +352,7 @@ async def ping(url: str) -> dict[str, Any]:
 
 def attach(service: Any, settings: Settings) -> RedisRunner:
     """Make `service` a front end: workers transcribe, cache and limits are shared through Redis."""
-    from .redis_state import SharedCache, sync_client
+    from .state import SharedCache, sync_client
 
     runner = RedisRunner(settings)
     cache = SharedCache(settings.data_dir / "cache.sqlite3", max_bytes=int(settings.cache_max_mb * 1_000_000),

@@ -14,10 +14,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .media import SAMPLE_RATE
+from ..media import SAMPLE_RATE
+from ..options import TranscribeOptions
+from ..transcript import Segment, Transcript, Word
 from .models import ResolvedModel
-from .options import TranscribeOptions
-from .transcript import Segment, Transcript, Word
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class FasterWhisperEngine:
                 language, probability = max(allowed, key=lambda item: item[1])
         return language, float(probability)
 
-    # -- the pieces cross-request batching (core/batching.py) builds on ------------------------------
+    # -- the pieces cross-request batching (core/engines/batching.py) builds on ------------------------------
 
     def feature_windows(self, audios: Sequence[np.ndarray]) -> np.ndarray:
         """Log-Mel features of each clip in one 30 s window, (clips, mels, 3000), as transcribe() makes them."""

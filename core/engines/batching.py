@@ -12,7 +12,7 @@ what a 30 s one does. Two ways to share that cost, picked from how the device be
 
 Anything doubtful is done again: a packed note Whisper left without words goes into the next round's
 windows; a window failing Whisper's own checks, or a note still without its words, is transcribed on
-its own with `engine.transcribe`. Batching never loses a note's words. (core/packing.py lays the notes
+its own with `engine.transcribe`. Batching never loses a note's words. (core/engines/packing.py lays the notes
 out and takes the words back.)
 """
 
@@ -30,11 +30,11 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from .engine import Generated, Progress
-from .media import SAMPLE_RATE
-from .options import TranscribeOptions
+from ..media import SAMPLE_RATE
+from ..options import TranscribeOptions
+from ..transcript import Segment, Transcript
+from .faster_whisper import Generated, Progress
 from .packing import GAP_S, Prepared, Window, incomplete, pack, restore, split_window
-from .transcript import Segment, Transcript
 
 log = logging.getLogger(__name__)
 

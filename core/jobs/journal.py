@@ -24,11 +24,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal, Protocol
 
-from .cache import decode_transcript, encode_transcript
-from .errors import ChatscribeError
-from .media import Fetch, MediaRequest
-from .options import TranscribeOptions
-from .transcript import Transcript
+from ..cache import decode_transcript, encode_transcript
+from ..errors import ChatscribeError
+from ..media import Fetch, MediaRequest
+from ..options import TranscribeOptions
+from ..transcript import Transcript
 
 State = Literal["queued", "running", "transcribed", "failed", "delivered"]
 UNFINISHED: tuple[State, ...] = ("queued", "running", "transcribed", "failed")

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..media import SAMPLE_RATE
+from ..options import TranscribeOptions
+from ..transcript import Segment, Transcript
 from .convert import convert
-from .engine import DeviceChoice, Progress
-from .media import SAMPLE_RATE
+from .faster_whisper import DeviceChoice, Progress
 from .models import ResolvedModel, models_dir
-from .options import TranscribeOptions
-from .transcript import Segment, Transcript
 
 WINDOW_S = 30
 _TIME_STEP = 0.02  # seconds per timestamp token

@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ShuttingDown
+from ..errors import ShuttingDown
 
 AGEING = 1.0
 """Seconds of media length forgiven per second waited."""

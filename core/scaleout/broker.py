@@ -18,7 +18,7 @@ from taskiq import AckableMessage
 from taskiq.abc.broker import AsyncBroker
 from taskiq_redis import RedisStreamBroker
 
-from .redis_state import GROUP, STREAM, UNREACHABLE
+from .state import GROUP, STREAM, UNREACHABLE
 
 log = logging.getLogger(__name__)
 
