@@ -12,10 +12,18 @@ import pytest
 from chatscribe.core.config import Settings
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.engines.models import resolve_model
+from tests.needs import in_ci
 
 AUDIO_DIR = Path(
     os.environ.get("CHATSCRIBE_TEST_AUDIO", Path(__file__).resolve().parents[1].parent / "shared" / "audio")
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Locally the tests that need the shared audio skip with the reason; in CI its absence is a broken run.
+    if in_ci() and not (AUDIO_DIR / "references.json").is_file():
+        raise pytest.UsageError(f"the shared test audio is missing: expected {AUDIO_DIR} (../shared/audio beside "
+                                "the project, or CHATSCRIBE_TEST_AUDIO); CI cannot run the suite without it")
 
 
 @pytest.fixture(scope="session")

@@ -33,4 +33,6 @@ def test_cache_key_follows_what_changes_the_words() -> None:
     assert TranscribeOptions(language="en").key() != TranscribeOptions(language="de").key()
     assert TranscribeOptions().key() != TranscribeOptions(task="translate").key()
     assert TranscribeOptions().key() != TranscribeOptions(vocabulary="ComfyUI").key()
-    assert TranscribeOptions().key() == TranscribeOptions().key()
+    assert TranscribeOptions().key() != TranscribeOptions(temperature=0.0).key()
+    assert TranscribeOptions(expected_languages=("EN", "de")).key() == TranscribeOptions(
+        expected_languages=("en", "de")).key()

@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-pytest.importorskip("taskiq_redis", reason="the scaleout extra is not installed (pip install -e '.[dev]')")
+from tests.needs import require
+
+require("taskiq_redis", "the scaleout extra is not installed (pip install -e '.[dev]')")
 
 from chatscribe.core.errors import UnreadableMedia  # noqa: E402
 from chatscribe.core.options import TranscribeOptions  # noqa: E402

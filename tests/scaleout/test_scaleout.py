@@ -16,15 +16,17 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("taskiq_redis", reason="the scaleout extra is not installed (pip install -e '.[dev]')")
+from tests.needs import require
 
-from chatscribe.core.errors import ChatscribeError
-from chatscribe.core.jobs.journal import CRASH_LIMIT
-from chatscribe.core.scaleout.runner import DELAYED
-from chatscribe.core.scaleout.state import GROUP, PREFIX, STREAM, TRANSCRIBED
-from chatscribe.core.transcript import Transcript
-from tests.audio_tools import variants
-from tests.scaleout.cluster import FrontEnd, RedisServer, Workers, await_until, front_end
+require("taskiq_redis", "the scaleout extra is not installed (pip install -e '.[dev]')")
+
+from chatscribe.core.errors import ChatscribeError  # noqa: E402
+from chatscribe.core.jobs.journal import CRASH_LIMIT  # noqa: E402
+from chatscribe.core.scaleout.runner import DELAYED  # noqa: E402
+from chatscribe.core.scaleout.state import GROUP, PREFIX, STREAM, TRANSCRIBED  # noqa: E402
+from chatscribe.core.transcript import Transcript  # noqa: E402
+from tests.audio_tools import variants  # noqa: E402
+from tests.scaleout.cluster import FrontEnd, RedisServer, Workers, await_until, front_end  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)
 

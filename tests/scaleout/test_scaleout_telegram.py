@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("taskiq_redis", reason="the scaleout extra is not installed (pip install -e '.[dev]')")
-pytest.importorskip("chatscribe.bots.telegram_bot", reason="the Telegram bot is not part of this tree")
-telegram_api = pytest.importorskip("tests.fakes.telegram_api", reason="the fake Bot API is not part of this tree")
+from tests.needs import require
+
+require("taskiq_redis", "the scaleout extra is not installed (pip install -e '.[dev]')")
 
 from chatscribe.core.scaleout.state import GROUP, STREAM  # noqa: E402
 from tests.audio_tools import variants  # noqa: E402
+from tests.fakes import telegram_api  # noqa: E402
 from tests.scaleout.cluster import WORKER_ENV, RedisServer, Workers, await_until, free_port  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)

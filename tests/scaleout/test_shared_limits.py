@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("taskiq_redis", reason="the scaleout extra is not installed (pip install -e '.[dev]')")
+from tests.needs import require
+
+require("taskiq_redis", "the scaleout extra is not installed (pip install -e '.[dev]')")
 
 from chatscribe.core.errors import Busy  # noqa: E402
 from chatscribe.core.scaleout.runner import DELAYED  # noqa: E402
