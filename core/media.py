@@ -3,6 +3,11 @@
 Limits are enforced as early as the information allows: the declared size before download, the bytes
 while downloading (the fetcher is handed the limit), the container's declared duration before decoding,
 and the decoded length while decoding, so a small file that claims or expands to hours stops early.
+
+Media is opened only as the containers chats and the API deliver (ACCEPTED_FORMATS). FFmpeg knows
+hundreds more, and some of them read other inputs: a concat or HLS playlist names local files, an SDP
+description makes it listen on a UDP port, an MP4 data reference points at another file. An upload in one
+of those, or in any format outside the list, is refused before anything is read beyond its own bytes.
 """
 
 from __future__ import annotations
@@ -20,6 +25,31 @@ from .errors import MediaTooLarge, MediaTooLong, NoAudioTrack, UnreadableMedia
 
 SAMPLE_RATE = 16_000
 log = logging.getLogger(__name__)
+
+ACCEPTED_FORMATS: Mapping[str, str] = MappingProxyType({
+    "ogg": "Ogg (Opus, Vorbis)",  # Telegram, WhatsApp and Discord voice messages
+    "mp3": "MP3",
+    "wav": "WAV",
+    "flac": "FLAC",
+    "mov": "MP4/M4A/MOV/3GP",  # Telegram video notes, iOS recordings
+    "matroska": "Matroska/WebM",  # browser recordings
+    "aac": "AAC (ADTS)",
+    "amr": "AMR",  # older phones' voice memos
+    "caf": "CAF",  # iMessage audio messages
+    "aiff": "AIFF",
+})
+"""FFmpeg demuxer names (one name of each demuxer's list: "mov" stands for "mov,mp4,m4a,3gp,3g2,mj2")."""
+
+_CONTAINER_OPTIONS = {
+    # FFmpeg still probes the content to pick the demuxer, then refuses one outside the list; nested
+    # inputs inherit both lists.
+    "format_whitelist": ",".join(ACCEPTED_FORMATS),
+    # The upload itself arrives through Python IO, never a protocol; a demuxer that asks for a URL (a
+    # playlist entry, an RTP socket) gets a name no protocol has.
+    "protocol_whitelist": "none",
+    "enable_drefs": "0",  # MP4/MOV: never follow a data reference to another file (FFmpeg's default)
+    "use_absolute_path": "0",
+}
 
 Fetch = Callable[[int], Awaitable[bytes]]
 """Downloads the media; it is handed the byte limit and raises MediaTooLarge past it."""
@@ -127,7 +157,10 @@ def probe_duration(data: bytes) -> float | None:
 def _open_audio(data: bytes) -> tuple[av.container.InputContainer, av.audio.AudioStream]:
     """The container and its first audio stream; typed errors for what is not media or has no audio."""
     try:
-        container = av.open(io.BytesIO(data), mode="r", metadata_errors="ignore")
+        container = av.open(
+            io.BytesIO(data), mode="r", metadata_errors="ignore",
+            container_options=_CONTAINER_OPTIONS, io_open=_refuse_second_input,
+        )
     except (av.FFmpegError, ValueError, UnicodeDecodeError) as exc:
         raise UnreadableMedia(f"cannot open container: {exc}") from exc
     if not container.streams.audio:
@@ -135,6 +168,15 @@ def _open_audio(data: bytes) -> tuple[av.container.InputContainer, av.audio.Audi
         container.close()
         raise NoAudioTrack(f"streams: {kinds}")
     return container, container.streams.audio[0]
+
+
+def _refuse_second_input(url: str, flags: int, options: dict[str, str]) -> None:
+    """FFmpeg's hook for a demuxer opening another input (HLS segments, MP4 data references): never.
+
+    The lists above already keep such demuxers out; this is the second lock. PyAV re-raises the error
+    from the FFmpeg call that asked, so it reaches the caller as the user's sentence.
+    """
+    raise UnreadableMedia(f"the container asked to open another input: {url[:200]!r}")
 
 
 def _declared_duration(container: av.container.InputContainer, stream: av.audio.AudioStream) -> float | None:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import socket
 import struct
+import threading
+import time
 import wave
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
 from chatscribe.core.errors import ChatscribeError, MediaTooLong, NoAudioTrack, UnreadableMedia
-from chatscribe.core.media import SAMPLE_RATE, decode_audio
+from chatscribe.core.media import SAMPLE_RATE, decode_audio, probe_duration
 
 HOUR = 3600.0
 JFK_FILES = ["jfk_voice.ogg", "jfk.m4a", "jfk.webm", "jfk_video_note.mp4", "jfk.flac"]
@@ -142,6 +147,94 @@ def test_stereo_is_downmixed_to_one_channel_with_both_speakers(audio: Callable[[
     assert np.corrcoef(mono[:n], right[:n])[0, 1] > 0.5
 
 
+ALL_SHARED_SPEECH = [*JFK_FILES, "multilingual.mp3", "multilingual_voice.ogg", "hotwords.mp3",
+                     "stereo_diarization.wav"]
+
+
+@pytest.mark.parametrize("name", ALL_SHARED_SPEECH)
+def test_every_shared_recording_opens_within_the_accepted_formats(name: str, audio: Callable[[str], bytes]) -> None:
+    decoded = decode_audio(audio(name), max_duration_s=HOUR)
+    assert decoded.duration_s > 3.0
+    assert 0.01 < float(np.sqrt(np.mean(decoded.samples**2))) < 1.0
+
+
+@pytest.fixture
+def secret_beside_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, audio: Callable[[str], bytes]) -> Path:
+    """A recording in the server's working directory that no upload may make us read."""
+    secret = tmp_path / "local_secret.ogg"
+    secret.write_bytes(audio("jfk_voice.ogg"))
+    (tmp_path / "local_secret.m4a").write_bytes(audio("jfk.m4a"))
+    monkeypatch.chdir(tmp_path)
+    return secret
+
+
+ID3_HEADER = b"ID3\x04\x00\x00\x00\x00\x00\x00"  # an empty ID3v2 tag: FFmpeg probes what follows it
+
+
+def _playlists(secret: Path) -> dict[str, bytes]:
+    concat = b"ffconcat version 1.0\nfile local_secret.ogg\n"
+    return {
+        "concat relative": concat,
+        "concat absolute": f"ffconcat version 1.0\nfile '{secret}'\n".encode(),
+        "concat file: url": f"ffconcat version 1.0\nfile 'file:{secret}'\n".encode(),
+        "concat subfile protocol": f"ffconcat version 1.0\nfile 'subfile,,start,0,end,0,,:{secret}'\n".encode(),
+        "concat inside an ID3 tag": ID3_HEADER + concat,
+        "hls relative": b"#EXTM3U\n#EXT-X-TARGETDURATION:11\n#EXTINF:11,\nlocal_secret.ogg\n#EXT-X-ENDLIST\n",
+        "hls file: url": f"#EXTM3U\n#EXTINF:11,\nfile:{secret}\n#EXT-X-ENDLIST\n".encode(),
+        "hls inside an ID3 tag": ID3_HEADER + b"#EXTM3U\n#EXTINF:11,\nlocal_secret.ogg\n",
+    }
+
+
+@pytest.mark.parametrize("kind", list(_playlists(Path("x"))))
+def test_playlists_naming_a_local_file_are_refused(kind: str, secret_beside_cwd: Path) -> None:
+    data = _playlists(secret_beside_cwd)[kind]
+    with pytest.raises(UnreadableMedia) as caught:
+        decode_audio(data, max_duration_s=HOUR)
+    assert_user_sentence(caught.value)
+    with pytest.raises(UnreadableMedia):
+        probe_duration(data)
+
+
+def test_mp4_whose_data_reference_names_a_local_file_is_not_followed(
+    secret_beside_cwd: Path, audio: Callable[[str], bytes]
+) -> None:
+    # jfk.m4a with its own samples zeroed and its track's data moved to a Mac alias naming the secret:
+    # any speech decoded from it can only come from the other file.
+    data = _with_alias_data_reference(audio("jfk.m4a"), secret_beside_cwd.with_suffix(".m4a"))
+    with av.open(io.BytesIO(data), options={"enable_drefs": "1"}) as followed:  # proof the reference is real
+        assert _rms(np.concatenate([f.to_ndarray().reshape(-1) for f in followed.decode(audio=0)])) > 0.05
+    try:
+        decoded = decode_audio(data, max_duration_s=HOUR)
+    except UnreadableMedia as refused:
+        assert_user_sentence(refused)
+    else:
+        assert _rms(decoded.samples) < 0.001
+
+
+def test_network_stream_description_is_refused_without_listening(audio: Callable[[str], bytes]) -> None:
+    # An SDP file makes FFmpeg bind a UDP port and decode whatever RTP arrives there.
+    port = _free_udp_port()
+    sdp = (f"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=x\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+           f"m=audio {port} RTP/AVP 0\r\n").encode()
+    with _rtp_tone_to(port):
+        started = time.monotonic()
+        with pytest.raises(UnreadableMedia) as caught:
+            decode_audio(sdp, max_duration_s=2)
+    assert_user_sentence(caught.value)
+    assert time.monotonic() - started < 5
+
+
+def test_image_is_refused_as_a_format_outside_the_list() -> None:
+    with av.open(buffer := io.BytesIO(), "w", format="image2pipe") as out:
+        stream = out.add_stream("png", rate=1)
+        stream.width, stream.height, stream.pix_fmt = 16, 16, "rgb24"
+        out.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")))
+        out.mux(stream.encode(None))
+    with pytest.raises(UnreadableMedia) as caught:
+        decode_audio(buffer.getvalue(), max_duration_s=HOUR)
+    assert_user_sentence(caught.value)
+
+
 def assert_user_sentence(error: ChatscribeError) -> None:
     message = error.user_message
     assert message[:1].isupper(), message
@@ -216,3 +309,75 @@ def _channels(data: bytes) -> tuple[np.ndarray, np.ndarray]:
         planes = [out.to_ndarray() for frame in frames for out in resampler.resample(frame)]
     both = np.concatenate(planes, axis=1)
     return both[0], both[1]
+
+
+def _rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(samples**2))) if len(samples) else 0.0
+
+
+def _with_alias_data_reference(data: bytes, target: Path) -> bytes:
+    """The MP4 with its track's data reference replaced by a Mac alias to `target`, its own samples zeroed.
+
+    The alias says "one level up, one level down": FFmpeg resolves that to the target's file name in the
+    directory of the input, the working directory for an in-memory upload.
+    """
+    dref_at = data.find(b"dref") - 4
+    old_size = struct.unpack_from(">I", data, dref_at)[0]
+    path = str(target).encode()
+    fixed = bytes(10 + 1 + 27 + 12 + 1 + 63 + 16) + struct.pack(">HH", 1, 1) + bytes(16)
+    records = struct.pack(">hH", 2, len(path)) + path + bytes(len(path) % 2) + struct.pack(">hH", -1, 0)
+    alias = b"alis" + bytes(4) + fixed + records
+    dref = b"dref" + struct.pack(">II", 0, 1) + struct.pack(">I", len(alias) + 4) + alias
+    dref = struct.pack(">I", len(dref) + 4) + dref
+    delta = len(dref) - old_size
+    out = bytearray(data[:dref_at] + dref + data[dref_at + old_size :])
+    start, end = 0, len(data)  # grow every box on the way down to the dref (the moov follows the mdat)
+    while True:
+        for at, size, kind in _boxes(data, start, end):
+            if at < dref_at < at + size and kind in (b"moov", b"trak", b"mdia", b"minf", b"dinf"):
+                struct.pack_into(">I", out, at, size + delta)
+                start, end = at + 8, at + size
+                break
+        else:
+            break
+    mdat_at = data.find(b"mdat") - 4
+    mdat_size = struct.unpack_from(">I", data, mdat_at)[0]
+    out[mdat_at + 8 : mdat_at + mdat_size] = bytes(mdat_size - 8)
+    return bytes(out)
+
+
+def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, bytes]]:
+    at = start
+    while at + 8 <= end:
+        size, kind = struct.unpack_from(">I4s", data, at)
+        yield at, size, kind
+        at += max(size, 8)
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _rtp_tone_to(port: int) -> Iterator[None]:
+    """Sends a 440 Hz PCMU tone as RTP to 127.0.0.1:port in real time while the block runs (at most 30 s)."""
+    stop = threading.Event()
+    sender = threading.Thread(target=_send_tone, args=(port, stop), daemon=True)
+    sender.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        sender.join()
+
+
+def _send_tone(port: int, stop: threading.Event) -> None:
+    tone = np.sin(2 * np.pi * 440 * np.arange(160) / 8000)
+    payload = bytes((0x7F - int(v * 0x3F)) & 0xFF for v in tone)  # rough mu-law: audible, not silence
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        for seq in range(1500):  # 20 ms packets: 30 s
+            out.sendto(struct.pack(">BBHII", 0x80, 0, seq, seq * 160, 0x1234) + payload, ("127.0.0.1", port))
+            if stop.wait(0.02):  # real-time pacing of the stream, not synchronisation
+                return
