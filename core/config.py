@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
     cache_max_mb: float = Field(default=200, ge=0)
+    cache_ttl_h: float = Field(default=720, ge=0)
+    """Hours a cached transcript is kept after it was made (default 30 days); 0 keeps none."""
+    job_retention_h: float = Field(default=24, ge=0)
+    """Hours an answered job's record (ids only, no transcript) is kept for de-duplication, then deleted."""
     workers: int = Field(default=0, ge=0)
     """Concurrent transcriptions; 0 picks from the device (1 on CPU, 2 on GPU)."""
     cpu_threads: int = Field(default=0, ge=0)
@@ -79,6 +83,14 @@ class Settings(BaseSettings):
             return ",".join(language_code(code) for code in value.split(",") if code.strip())
         except UnknownLanguage as exc:
             raise ValueError(f"{exc.value.strip()!r} is not a Whisper language code (e.g. en,de,fr)") from None
+
+    @property
+    def cache_ttl_s(self) -> float:
+        return self.cache_ttl_h * 3600
+
+    @property
+    def job_retention_s(self) -> float:
+        return self.job_retention_h * 3600
 
     @property
     def max_file_bytes(self) -> int:

@@ -10,10 +10,12 @@ import sqlite3
 import threading
 from pathlib import Path
 
+from .private import private_db
+
 
 class Preferences:
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_db(path)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -43,6 +45,14 @@ class Preferences:
                 self._db.execute(
                     "INSERT OR REPLACE INTO preferences VALUES (?, ?, ?, ?)", (platform, chat_id, key, value)
                 )
+
+    def forget(self, platform: str, chat_id: str) -> int:
+        """Delete every setting of the chat (back to the defaults); returns how many there were."""
+        with self._lock:
+            cursor = self._db.execute(
+                "DELETE FROM preferences WHERE platform=? AND chat_id=?", (platform, chat_id)
+            )
+        return int(cursor.rowcount)
 
     def close(self) -> None:
         with self._lock:

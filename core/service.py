@@ -26,6 +26,8 @@ from .media import MediaRequest, check_declared_duration, check_declared_size, p
 from .metrics import Metrics
 from .options import TranscribeOptions
 from .preferences import Preferences
+from .private import private_dir
+from .retention import Forgotten
 from .transcript import Transcript
 
 if TYPE_CHECKING:
@@ -58,8 +60,9 @@ class TranscriptionService:
         self.settings = settings
         self.metrics = metrics or Metrics()
         data_dir = settings.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
-        self.cache = TranscriptCache(data_dir / "cache.sqlite3", max_bytes=int(settings.cache_max_mb * 1_000_000))
+        private_dir(data_dir)
+        self.cache = TranscriptCache(data_dir / "cache.sqlite3", max_bytes=int(settings.cache_max_mb * 1_000_000),
+                                     ttl_s=settings.cache_ttl_s)
         self.journal = Journal(data_dir / "jobs.sqlite3")
         self.preferences = Preferences(data_dir / "preferences.sqlite3")
         self._runner: Runner | None = None
@@ -161,7 +164,8 @@ class TranscriptionService:
         if not request.platform_file_id:
             return None
         variant = self._variant(options or TranscribeOptions())
-        content_hash = await asyncio.to_thread(self.cache.hash_for, request.platform, request.platform_file_id)
+        content_hash = await asyncio.to_thread(self.cache.hash_for, request.platform, request.platform_file_id,
+                                               request.chat_id)
         if content_hash is None:
             return None
         hit = await asyncio.to_thread(self.cache.get, content_hash, variant)
@@ -196,6 +200,18 @@ class TranscriptionService:
             self.metrics.queue_depth.labels(platform).inc()
             self._spawn(self._resume_one(entry, delivery))
         return len(entries)
+
+    async def forget(self, platform: str, chat_id: str) -> Forgotten:
+        """Delete what one conversation left behind: its links to cached transcripts (an entry only it
+        brought is deleted; one another conversation also brought stays theirs, unreachable from this one
+        except by sending the media again: see core/cache.py), its settings, and its answered job records.
+        Work accepted and not yet answered is answered first, so nothing accepted is lost."""
+        transcripts = await asyncio.to_thread(self.cache.forget, platform, chat_id)
+        settings = await asyncio.to_thread(self.preferences.forget, platform, chat_id)
+        jobs = await asyncio.to_thread(self.journal.forget, platform, chat_id)
+        log.info("forgot platform=%s chat=%s: %d transcripts, %d settings, %d jobs", platform, chat_id,
+                 transcripts, settings, jobs)
+        return Forgotten(transcripts=transcripts, settings=settings, jobs=jobs)
 
     async def note(self, job_id: str, key: str, value: str) -> None:
         """Remember a small value with a job (e.g. its status message id), kept across restarts."""
@@ -341,8 +357,9 @@ class TranscriptionService:
         if len(data) > self.max_file_bytes:
             raise MediaTooLarge(len(data), self.max_file_bytes)
         content_hash = await asyncio.to_thread(_sha256, data)
-        if request.platform_file_id:
-            await asyncio.to_thread(self.cache.alias, request.platform, request.platform_file_id, content_hash)
+        # The conversation's link to this content (by file id when there is one): what `forget` removes.
+        await asyncio.to_thread(self.cache.alias, request.platform, request.platform_file_id, content_hash,
+                                request.chat_id)
         hit = await asyncio.to_thread(self.cache.get, content_hash, variant)
         if hit is not None:
             self.metrics.cache_hits.labels("content").inc()
@@ -407,4 +424,4 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-__all__ = ["TranscriptionService", "ProgressCallback"]
+__all__ = ["TranscriptionService", "ProgressCallback", "Forgotten"]

@@ -28,6 +28,7 @@ from ..cache import decode_transcript, encode_transcript
 from ..errors import ChatscribeError
 from ..media import Fetch, MediaRequest
 from ..options import TranscribeOptions
+from ..private import private_db
 from ..transcript import Transcript
 
 State = Literal["queued", "running", "transcribed", "failed", "delivered"]
@@ -104,7 +105,7 @@ class Journal:
     """Sync SQLite access; the service calls it off the event loop."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_db(path)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -149,6 +150,15 @@ class Journal:
 
     def delivered(self, job_id: str) -> None:
         self.set_state(job_id, "delivered")
+
+    def forget(self, platform: str, chat_id: str) -> int:
+        """Delete the chat's answered jobs; returns how many. Accepted work not yet answered stays, so that
+        nothing accepted is lost: it is answered, and can be forgotten once it has been."""
+        with self._lock:
+            cursor = self._db.execute(
+                "DELETE FROM jobs WHERE platform=? AND chat_id=? AND state='delivered'", (platform, chat_id)
+            )
+        return int(cursor.rowcount)
 
     def unfinished(self, platform: str, fetchers: Delivery) -> list[JournalEntry]:
         """Called once per start: a job still marked exposed was being worked on when the process died."""

@@ -5,7 +5,7 @@ Keys (all under `chatscribe:`), with `key` = "<model id>:<options digest>:<conte
   claim:<key>    which front end publishes that content (so two front ends never publish it twice)
   t:<key>        the transcript: the shared cache, written by the worker, read by every front end
   err:<key>      a failure's code and sentence, kept briefly
-  alias:<platform>:<file id>   content hash of a platform file, so a known file is answered without download
+  alias:<platform>:<chat>:<file id>   content hash of a conversation's platform file, answered without download
   workers        hash: worker name -> JSON (model, slots, last seen); `chatscribe doctor` lists them
   frontends      hash: front end id -> JSON (jobs accepted and unanswered, last seen): the shared queue cap
   rate:<user>    sorted set of recent submissions: the per-person rate limit across front ends
@@ -33,7 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..cache import TranscriptCache, decode_transcript, encode_transcript
+from ..cache import NO_CHAT, TranscriptCache, decode_transcript, encode_transcript
 from ..errors import Busy, ChatscribeError
 from ..jobs.journal import JobFailed
 from ..options import TranscribeOptions
@@ -177,16 +177,28 @@ class SharedCache(TranscriptCache):
             self._call(self._redis.set, transcript_key(job_key(variant, content_hash)), dump_outcome(transcript),
                        ex=self._ttl_s)
 
-    def hash_for(self, platform: str, file_id: str) -> str | None:
-        local = super().hash_for(platform, file_id)
+    def hash_for(self, platform: str, file_id: str, chat_id: str = NO_CHAT) -> str | None:
+        local = super().hash_for(platform, file_id, chat_id)
         if local is not None:
             return local
-        remote = self._call(self._redis.get, f"{PREFIX}alias:{platform}:{file_id}")
+        remote = self._call(self._redis.get, _alias_key(platform, chat_id, file_id))
         return remote.decode() if remote else None
 
-    def alias(self, platform: str, file_id: str, content_hash: str) -> None:
-        super().alias(platform, file_id, content_hash)
-        self._call(self._redis.set, f"{PREFIX}alias:{platform}:{file_id}", content_hash, ex=self._ttl_s)
+    def alias(self, platform: str, file_id: str | None, content_hash: str, chat_id: str = NO_CHAT) -> None:
+        super().alias(platform, file_id, content_hash, chat_id)
+        if file_id:
+            self._call(self._redis.set, _alias_key(platform, chat_id, file_id), content_hash, ex=self._ttl_s)
+
+    def forget(self, platform: str, chat_id: str) -> int:
+        """Also drops the conversation's shared file id links this front end made. The shared transcripts
+        themselves expire with CHATSCRIBE_SHARED_CACHE_TTL_S: another front end's conversations may own them."""
+        with self._lock:
+            file_ids = [row[0] for row in self._db.execute(
+                "SELECT file_id FROM links WHERE platform=? AND chat_id=? AND file_id!=''", (platform, chat_id))]
+        count = super().forget(platform, chat_id)
+        for file_id in file_ids:
+            self._call(self._redis.delete, _alias_key(platform, chat_id, file_id))
+        return count
 
     def close(self) -> None:
         super().close()
@@ -204,6 +216,10 @@ class SharedCache(TranscriptCache):
             return None
         self._down = False
         return result
+
+
+def _alias_key(platform: str, chat_id: str, file_id: str) -> str:
+    return f"{PREFIX}alias:{platform}:{chat_id}:{file_id}"
 
 
 # Sliding window per person: drop old entries, count, admit or say when the oldest one leaves the window.
