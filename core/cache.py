@@ -13,7 +13,8 @@ outside any conversation, chat ''). That is what makes `forget` honest while the
 
 A transcript is kept at most `ttl_s` after it was made: older ones are a miss on read and are purged
 when the cache opens and then at most every PURGE_EVERY_S while it is used.
-Sync methods: callers run them off the event loop. A corrupt file is moved aside, never fatal.
+Sync methods: callers run them off the event loop. A corrupt file is moved aside, never fatal. A data
+dir that cannot be written (disk full, read-only) only stops the storing: no answer depends on it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .private import private_db
+from .storage import storage_error
 from .transcript import Segment, Transcript, Word
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,7 @@ class TranscriptCache:
         self._lock = threading.Lock()
         self._last_used = 0.0
         self._next_purge = 0.0
+        self._unwritable = False
         self._db = self._open()
         with self._lock:
             self._purge_expired()
@@ -96,7 +99,16 @@ class TranscriptCache:
         private_db(self.path)
 
     def _recover(self, exc: sqlite3.DatabaseError) -> None:
-        """Corruption found in use (a damaged page read only now): start afresh instead of failing the job."""
+        """Corruption found in use (a damaged page read only now): start afresh instead of failing the job.
+
+        Storage that cannot be written is not corruption: the write is skipped and the job goes on.
+        """
+        if storage_error(exc) is not None:
+            if not self._unwritable:  # once per outage, not once per job
+                self._unwritable = True
+                log.warning("transcript cache %s cannot be written (%s); answers are not cached until it can",
+                            self.path, exc)
+            return
         if isinstance(exc, sqlite3.OperationalError):
             raise exc
         self._db.close()
@@ -121,13 +133,16 @@ class TranscriptCache:
                 ).fetchone()
                 if row is None:
                     return None
+            except sqlite3.DatabaseError as exc:
+                self._recover(exc)
+                return None
+            try:  # a hit is a hit even when its use cannot be recorded (storage full)
                 self._db.execute(
                     "UPDATE transcripts SET last_used=? WHERE content_hash=? AND variant=?",
                     (self._now(), content_hash, variant),
                 )
             except sqlite3.DatabaseError as exc:
                 self._recover(exc)
-                return None
         try:
             transcript = decode_transcript(json.loads(row[0]))
         except (ValueError, TypeError, KeyError) as exc:
@@ -166,6 +181,7 @@ class TranscriptCache:
                     self._evict()
                     if now >= self._next_purge:
                         self._purge_expired()
+                self._unwritable = False
             except sqlite3.DatabaseError as exc:
                 self._recover(exc)
 

@@ -115,6 +115,21 @@ class Busy(ChatscribeError):
         self.retry_after_s = retry_after_s
 
 
+class StorageUnavailable(ChatscribeError):
+    """The data dir cannot be written (disk full, read-only file system): nothing new can be journaled.
+
+    Work already accepted keeps running; new work is refused with this sentence rather than accepted and
+    then lost, and is taken again as soon as writes succeed.
+    """
+
+    code = "storage"
+
+    def __init__(self, *, full: bool, what: str = "take new recordings", detail: str | None = None) -> None:
+        why = "my storage is full" if full else "I can't write to my storage"
+        super().__init__(f"I can't {what} right now: {why}. Please try again later.", detail=detail)
+        self.full = full
+
+
 class NotReady(ChatscribeError):
     code = "not_ready"
 

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from .private import private_db
+from .storage import storage_error
 
 
 class Preferences:
@@ -35,16 +36,20 @@ class Preferences:
         return self.get_all(platform, chat_id).get(key, default)
 
     def set(self, platform: str, chat_id: str, key: str, value: str | None) -> None:
-        """Store a value; None removes it (back to the default)."""
+        """Store a value; None removes it (back to the default). StorageUnavailable when it cannot be saved."""
         with self._lock:
-            if value is None:
-                self._db.execute(
-                    "DELETE FROM preferences WHERE platform=? AND chat_id=? AND key=?", (platform, chat_id, key)
-                )
-            else:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO preferences VALUES (?, ?, ?, ?)", (platform, chat_id, key, value)
-                )
+            try:
+                if value is None:
+                    self._db.execute("DELETE FROM preferences WHERE platform=? AND chat_id=? AND key=?",
+                                     (platform, chat_id, key))
+                else:
+                    self._db.execute("INSERT OR REPLACE INTO preferences VALUES (?, ?, ?, ?)",
+                                     (platform, chat_id, key, value))
+            except sqlite3.OperationalError as exc:
+                refusal = storage_error(exc, what="save settings")
+                if refusal is None:
+                    raise
+                raise refusal from exc
 
     def forget(self, platform: str, chat_id: str) -> int:
         """Delete every setting of the chat (back to the defaults); returns how many there were."""

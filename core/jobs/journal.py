@@ -9,16 +9,26 @@ A job is marked `exposed` while its media is being read or transcribed. A proces
 mark set (a decoder crash on a hostile file, the kernel's OOM killer) counts a crash against the job
 at the next start: the service runs it alone then, and sets it aside after CRASH_LIMIT crashes, so one
 file cannot keep the bot in a crash loop.
+
+Once delivered, a row is stripped of its transcript (or error), its notes and its platform reference
+(download URLs, Discord interaction tokens) and kept only as a record (ids, state, times); such records
+are deleted after the retention (CHATSCRIBE_JOB_RETENTION_H). Unanswered work is never purged.
+
+When the data dir cannot be written (disk full, file system turned read-only), `add` refuses the job
+with StorageUnavailable before the platform is acknowledged, while updates to jobs already accepted are
+kept in memory, in order, and written as soon as a write succeeds again: a running job is still answered,
+and its journal row stays at its last written state, so it is resumed if the process dies meanwhile.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -29,7 +39,10 @@ from ..errors import ChatscribeError
 from ..media import Fetch, MediaRequest
 from ..options import TranscribeOptions
 from ..private import private_db
+from ..storage import storage_error
 from ..transcript import Transcript
+
+log = logging.getLogger(__name__)
 
 State = Literal["queued", "running", "transcribed", "failed", "delivered"]
 UNFINISHED: tuple[State, ...] = ("queued", "running", "transcribed", "failed")
@@ -104,9 +117,18 @@ class JournalEntry:
 class Journal:
     """Sync SQLite access; the service calls it off the event loop."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, retention_s: float | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        """`retention_s`: how long an answered job's (stripped) row is kept; None keeps it.
+        `clock`: wall-clock seconds; tests pass their own to let the retention pass without waiting."""
         private_db(path)
+        self.retention_s = retention_s
+        self._clock = clock
+        self._next_purge = 0.0
         self._lock = threading.Lock()
+        self._backlog: list[tuple[str, tuple[object, ...]]] = []
+        """Updates that could not be written yet (storage full or read-only), oldest first."""
+        self._holding = False
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # an accepted job must survive power loss too
@@ -115,17 +137,27 @@ class Journal:
         for column in ("exposed", "crashes"):  # journals written before these columns existed
             if column not in columns:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+        self._strip_delivered()  # rows answered by a version that kept them whole
+        self.purge()
 
     def add(self, request: MediaRequest, options: TranscribeOptions) -> Job:
         job = Job(id=uuid.uuid4().hex[:12], request=request, options=options)
-        now = time.time()
+        now = self._clock()
         with self._lock:
-            self._db.execute(
-                "INSERT INTO jobs (id, platform, chat_id, user_id, request, options, state, created, updated) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-                (job.id, request.platform, request.chat_id, request.user_id, _dump_request(request),
-                 json.dumps(_options_dict(options)), now, now),
-            )
+            try:
+                self._write_backlog()
+                self._db.execute(
+                    "INSERT INTO jobs (id, platform, chat_id, user_id, request, options, state, created, "
+                    "updated) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
+                    (job.id, request.platform, request.chat_id, request.user_id, _dump_request(request),
+                     json.dumps(_options_dict(options)), now, now),
+                )
+            except sqlite3.OperationalError as exc:
+                refusal = storage_error(exc)
+                if refusal is None:
+                    raise
+                log.warning("journal: a new job was refused, the data dir cannot be written: %s", exc)
+                raise refusal from exc
         return job
 
     def set_state(self, job_id: str, state: State) -> None:
@@ -149,7 +181,32 @@ class Journal:
         self._update(job_id, "notes=json_set(notes, ?, ?)", f"$.{key}", value)
 
     def delivered(self, job_id: str) -> None:
-        self.set_state(job_id, "delivered")
+        """Answered: keep only what counting and forgetting need (ids, state, times), not the transcript
+        and not the platform reference, which may hold a Discord interaction token or a download URL."""
+        self._update(job_id, _STRIP)
+        if self._clock() >= self._next_purge:
+            self.purge()
+
+    def purge(self) -> int:
+        """Delete answered jobs older than the retention (done at open and at most every PURGE_EVERY_S)."""
+        self._next_purge = self._clock() + PURGE_EVERY_S
+        if self.retention_s is None:
+            return 0
+        with self._lock:
+            try:
+                cursor = self._db.execute("DELETE FROM jobs WHERE state='delivered' AND updated<?",
+                                          (self._clock() - self.retention_s,))
+            except sqlite3.OperationalError as exc:  # a full or read-only disk: try again at the next sweep
+                log.warning("journal: answered jobs could not be purged now: %s", exc)
+                return 0
+        return int(cursor.rowcount)
+
+    def _strip_delivered(self) -> None:
+        with self._lock:
+            try:
+                self._db.execute(f"UPDATE jobs SET {_STRIP} WHERE state='delivered' AND outcome IS NOT NULL")
+            except sqlite3.OperationalError as exc:
+                log.warning("journal: answered jobs could not be stripped now: %s", exc)
 
     def forget(self, platform: str, chat_id: str) -> int:
         """Delete the chat's answered jobs; returns how many. Accepted work not yet answered stays, so that
@@ -187,15 +244,49 @@ class Journal:
         with self._lock:
             return dict(self._db.execute("SELECT id, state FROM jobs").fetchall())
 
+    def pending_writes(self) -> int:
+        """Updates held in memory because the data dir could not be written (0 when all is on disk)."""
+        with self._lock:
+            return len(self._backlog)
+
     def close(self) -> None:
         with self._lock:
+            try:
+                self._write_backlog()
+            except sqlite3.OperationalError as exc:
+                log.warning("journal: %d update(s) could not be written (%s); their jobs are resumed at the "
+                            "next start from their last written state", len(self._backlog), exc)
+            self._backlog.clear()
             self._db.close()
 
     def _update(self, job_id: str, assignment: str, *values: object) -> None:
         with self._lock:
-            self._db.execute(
-                f"UPDATE jobs SET {assignment}, updated=? WHERE id=?", (*values, time.time(), job_id)
-            )
+            self._backlog.append((f"UPDATE jobs SET {assignment}, updated=? WHERE id=?",
+                                  (*values, self._clock(), job_id)))
+            try:
+                self._write_backlog()
+            except sqlite3.OperationalError as exc:
+                if storage_error(exc) is None:
+                    raise
+                if not self._holding:  # once per outage, not once per update
+                    self._holding = True
+                    log.warning("journal: the data dir cannot be written (%s); job updates are kept in memory "
+                                "until it can", exc)
+
+    def _write_backlog(self) -> None:
+        """Write the held updates in order; stops at the first that fails, keeping it and the rest."""
+        while self._backlog:
+            statement, values = self._backlog[0]
+            try:
+                self._db.execute(statement, values)
+            except sqlite3.OperationalError as exc:
+                if storage_error(exc) is None:
+                    self._backlog.pop(0)  # not a storage condition: retrying it would not help
+                raise
+            self._backlog.pop(0)
+            if not self._backlog and self._holding:
+                self._holding = False
+                log.info("journal: the data dir can be written again; held job updates are written")
 
 
 _SCHEMA = """
@@ -217,6 +308,11 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_open ON jobs(platform, state);
 """
+
+_STRIP = ("state='delivered', outcome=NULL, notes='{}', "
+          "request=json_remove(request, '$.reference', '$.file_name')")
+"""What a delivered row loses. It keeps platform, chat, user, kind, size and file id: forget and doctor use them."""
+PURGE_EVERY_S = 3600.0
 
 _REQUEST_FIELDS = ("platform", "chat_id", "user_id", "kind", "mime_type", "size_bytes", "duration_hint_s",
                    "file_name", "platform_file_id")

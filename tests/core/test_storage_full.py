@@ -1,0 +1,120 @@
+"""A data dir that fills up: the real service on a real tmpfs of a few MB, the real tiny.en model.
+
+The disk is filled with a ballast file until the kernel says ENOSPC, so SQLite fails exactly as it does on
+a full disk in production ("database or disk is full"). Mounting needs root (CI runs as root); where the
+mount is refused the tests skip and say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from chatscribe.core.config import Settings
+from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
+from chatscribe.core.errors import StorageUnavailable
+from chatscribe.core.service import TranscriptionService
+from chatscribe.core.transcript import Transcript
+from tests.fakes.collector import Collector
+from tests.wer import wer
+
+JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+DEADLINE_S = 120.0
+
+
+class SmallDisk:
+    """A tmpfs of a few MB mounted on `path`, filled and emptied on demand."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.ballast = path / "ballast"
+
+    def fill(self) -> None:
+        """Write until the file system has no byte left (smaller and smaller writes, unbuffered)."""
+        fd = os.open(self.ballast, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            chunk = 1 << 20
+            while chunk:
+                try:
+                    os.write(fd, b"\0" * chunk)
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+                    chunk //= 2
+        finally:
+            os.close(fd)
+
+    def free(self) -> None:
+        self.ballast.unlink()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    path = tmp_path / "data"
+    path.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(path)],
+                           capture_output=True, text=True, check=False)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mount.stderr.strip()}")
+    try:
+        yield SmallDisk(path)
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def _service(settings: Settings, engine: FasterWhisperEngine, collector: Collector, disk: SmallDisk
+             ) -> TranscriptionService:
+    svc = TranscriptionService(settings=settings.model_copy(update={"data_dir": disk.path}), engine=engine)
+    svc.register("fake", collector)
+    return svc
+
+
+async def _until(check: Callable[[], object], what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + DEADLINE_S
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)  # polling under a deadline, not synchronisation
+
+
+async def test_a_full_disk_refuses_new_work_with_a_sentence_answers_what_it_accepted_and_recovers(
+    settings: Settings, tiny_engine: FasterWhisperEngine, audio: Callable[[str], bytes], small_disk: SmallDisk
+) -> None:
+    collector = Collector(files={"accepted": audio("jfk_voice.ogg"), "refused": audio("jfk.m4a"),
+                                 "later": audio("jfk.flac")}, hold_fetch=asyncio.Event())
+    async with _service(settings, tiny_engine, collector, small_disk) as svc:
+        accepted = await svc.submit(collector.request("accepted", chat="A"))
+        await _until(lambda: "accepted" in collector.fetches, "the accepted note to be downloading")
+        small_disk.fill()
+
+        with pytest.raises(StorageUnavailable) as refused:
+            await svc.submit(collector.request("refused", chat="B"))
+        assert refused.value.user_message == (
+            "I can't take new recordings right now: my storage is full. Please try again later.")
+
+        # The note accepted before the disk filled is transcribed and answered, though neither its
+        # transcript can be cached nor its progress journaled.
+        assert collector.hold_fetch is not None
+        collector.hold_fetch.set()
+        (answer,) = await collector.wait_for(1, timeout=DEADLINE_S)
+        assert answer.job_id == accepted.id
+        assert isinstance(answer.outcome, Transcript)
+        assert wer(JFK, answer.outcome.text) <= 0.15
+        assert svc.journal.states()[accepted.id] != "delivered"  # not on disk yet: held in memory
+        assert svc.journal.pending_writes() > 0
+
+        small_disk.free()
+        later = await svc.submit(collector.request("later", chat="B"))  # taken again once space returns
+        answers = await collector.wait_for(2, timeout=DEADLINE_S)
+        await svc.wait_idle()
+        assert isinstance(answers[1].outcome, Transcript)
+        assert wer(JFK, answers[1].outcome.text) <= 0.15
+        # What was held in memory reached the disk: the next start will not answer it a second time.
+        assert svc.journal.states() == {accepted.id: "delivered", later.id: "delivered"}
+        assert svc.journal.pending_writes() == 0
+    assert [a.job_id for a in collector.answers] == [accepted.id, later.id]
