@@ -63,7 +63,7 @@ class TranscriptionService:
         private_dir(data_dir)
         self.cache = TranscriptCache(data_dir / "cache.sqlite3", max_bytes=int(settings.cache_max_mb * 1_000_000),
                                      ttl_s=settings.cache_ttl_s)
-        self.journal = Journal(data_dir / "jobs.sqlite3")
+        self.journal = Journal(data_dir / "jobs.sqlite3", retention_s=settings.job_retention_s)
         self.preferences = Preferences(data_dir / "preferences.sqlite3")
         self._runner: Runner | None = None
         if engine is not None:

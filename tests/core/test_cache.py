@@ -185,3 +185,45 @@ def test_an_entry_from_another_version_is_a_miss_then_replaced(cache_path: Path)
     assert cache.get(content_hash(1), "v") is None
     cache.put(content_hash(1), "v", make_transcript())
     assert cache.get(content_hash(1), "v") is not None
+
+
+def test_a_transcript_past_its_ttl_is_a_miss_and_is_purged_at_open(cache_path: Path) -> None:
+    now = [1_000_000.0]
+    day = 86400.0
+    cache = TranscriptCache(cache_path, max_bytes=1_000_000, ttl_s=30 * day, clock=lambda: now[0])
+    cache.put(content_hash(1), "v", make_transcript())
+    cache.alias("telegram", "old", content_hash(1), chat_id="A")
+    now[0] += 20 * day
+    cache.put(content_hash(2), "v", make_transcript())
+    now[0] += 9 * day
+    assert cache.get(content_hash(1), "v") is not None  # 29 days: still kept, and the use does not renew it
+    now[0] += 2 * day
+    assert cache.get(content_hash(1), "v") is None  # 31 days after it was made
+    assert cache.get(content_hash(2), "v") is not None
+    cache.close()
+
+    reopened = TranscriptCache(cache_path, max_bytes=1_000_000, ttl_s=30 * day, clock=lambda: now[0])
+    assert reopened.entries() == 1  # the expired one is gone from the file, not only hidden
+    assert reopened.hash_for("telegram", "old", "A") is None
+    with sqlite3.connect(cache_path) as db:
+        bodies = [row[0] for row in db.execute("SELECT content_hash FROM transcripts")]
+    assert bodies == [content_hash(2)]
+
+
+def test_a_cache_in_use_purges_expired_transcripts_without_a_restart(cache_path: Path) -> None:
+    now = [1_000_000.0]
+    cache = TranscriptCache(cache_path, max_bytes=1_000_000, ttl_s=3600, clock=lambda: now[0])
+    cache.put(content_hash(1), "v", make_transcript())
+    now[0] += 2 * 3600  # past the TTL and past the sweep interval
+    cache.put(content_hash(2), "v", make_transcript())
+    assert cache.entries() == 1
+
+
+def test_file_ids_are_per_conversation(cache_path: Path) -> None:
+    cache = TranscriptCache(cache_path, max_bytes=1_000_000)
+    cache.put(content_hash(1), "v", make_transcript())
+    cache.alias("telegram", "F", content_hash(1), chat_id="A")
+    assert cache.hash_for("telegram", "F", "A") == content_hash(1)
+    assert cache.hash_for("telegram", "F", "B") is None  # B never sent it: it downloads, then hits by content
+    assert cache.forget("telegram", "A") == 1
+    assert cache.get(content_hash(1), "v") is None  # only A brought it

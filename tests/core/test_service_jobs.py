@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sqlite3
+import time
 from collections.abc import Callable
 from contextlib import closing
 
@@ -14,6 +15,7 @@ from chatscribe.core.config import Settings
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.errors import Busy, ChatscribeError, UnreadableMedia
 from chatscribe.core.jobs.journal import Journal
+from chatscribe.core.media import MediaRequest
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.service import TranscriptionService
 from chatscribe.core.transcript import Transcript
@@ -209,6 +211,47 @@ async def test_delivery_resumes_after_the_parts_already_sent(
         await svc.resume("fake")
         await second.wait_for(1)
     assert sent == [(job.id, 0), (job.id, 1)]
+
+
+TOKEN = "aW50ZXJhY3Rpb246MTIzNDU2Nzg5OnNlY3JldA"  # the shape of a Discord interaction token
+
+
+async def test_a_delivered_job_keeps_no_transcript_or_token_and_goes_after_the_retention(
+    settings: Settings, tiny_engine: FasterWhisperEngine, audio: Callable[[str], bytes]
+) -> None:
+    collector = Collector(files={"note": audio("jfk_voice.ogg"), "later": audio("jfk.flac")})
+    path = settings.data_dir / "jobs.sqlite3"
+    request = MediaRequest(platform="fake", chat_id="C", user_id="U", fetch=collector.fetcher({"file": "note"}),
+                           file_name="my secret meeting.ogg",
+                           reference={"file": "note", "interaction_token": TOKEN, "url": "https://cdn/x?sig=1"})
+    async with _service(settings, tiny_engine, collector, shutdown_grace_s=0) as svc:
+        done = await svc.submit(request)
+        answers = await collector.wait_for(1)
+        await svc.wait_idle()
+        assert "country" in answers[0].outcome.text  # type: ignore[union-attr]
+        with closing(sqlite3.connect(path)) as db:
+            row = " ".join(str(value) for value in db.execute("SELECT * FROM jobs WHERE id=?", (done.id,)).fetchone())
+        assert "delivered" in row
+        for secret in ("country", TOKEN, "sig=1", "secret meeting"):
+            assert secret not in row, secret
+        collector.hold_fetch = asyncio.Event()
+        waiting = await svc.submit(collector.request("later"))  # accepted, not answered when the process stops
+        await _until(lambda: collector.fetches[-1:] == ["later"])
+
+    day = 24 * 3600.0
+    assert settings.job_retention_s == day
+    almost = Journal(path, retention_s=day, clock=lambda: time.time() + day - 600)
+    assert set(almost.states()) == {done.id, waiting.id}
+    almost.close()
+    after = Journal(path, retention_s=day, clock=lambda: time.time() + day + 600)
+    assert after.states() == {waiting.id: "running"}  # the answered job is gone, the unanswered one is not
+    after.close()
+
+    resumed = Collector(files=collector.files)
+    async with _service(settings, tiny_engine, resumed) as svc:
+        assert await svc.resume("fake") == 1
+        answers = await resumed.wait_for(1)
+    assert [a.job_id for a in answers] == [waiting.id]
 
 
 class _NoReceipt:
