@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,19 +13,23 @@ from chatscribe.core.config import Settings, load
 from chatscribe.core.errors import ChatscribeError
 from chatscribe.core.transcript import FORMATS
 
-from .logs import configure
+from .logs import RedactSecrets, configure, secrets_of
 
 PLATFORMS = ("telegram", "discord", "slack")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    # Before anything is written: the data dir, the SQLite files and converted models are the service
+    # user's alone (each store also creates its files private, whatever the umask).
+    os.umask(0o077)
     args = _parser().parse_args(argv)
     try:
         settings = load(Settings, **_overrides(args))
     except ChatscribeError as exc:
         print(exc.user_message, file=sys.stderr)
         raise SystemExit(2) from None
-    configure(settings.log_level, settings.log_format if args.command in ("run", "worker") else "text")
+    redact = configure(settings.log_level, settings.log_format if args.command in ("run", "worker") else "text")
+    register_secrets(redact, settings, platforms=args.command in ("run", "doctor"))
     try:
         code = asyncio.run(_dispatch(args, settings))
     except ChatscribeError as exc:
@@ -55,6 +60,21 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     from .app import run
 
     return await run(settings, args.platforms or [])
+
+
+def register_secrets(redact: RedactSecrets, settings: Settings, *, platforms: bool) -> None:
+    """Have the log redactor replace every configured secret: the core's (API keys, the broker URL and its
+    password) and, where bots may run, each platform's tokens and secrets."""
+    redact.add(*secrets_of(settings))
+    if not platforms:
+        return
+    from .platforms import PLATFORMS
+
+    for platform in PLATFORMS.values():
+        try:
+            redact.add(*secrets_of(platform.settings()))
+        except (ChatscribeError, ImportError):  # its extra is not installed, or its settings are wrong:
+            continue  # `run` names the problem; a bot that cannot be built logs none of its secrets
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:

@@ -11,6 +11,10 @@ import logging
 import re
 import sys
 from collections.abc import Iterable
+from urllib.parse import unquote, urlsplit
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
 
 # Telegram and Slack tokens have fixed shapes: redact them even when nobody registered them as secrets.
 _TOKEN_SHAPES = re.compile(
@@ -26,7 +30,8 @@ class RedactSecrets:
         self.secrets = [s for s in secrets if len(s) >= 6]
 
     def add(self, *secrets: str) -> None:
-        self.secrets.extend(s for s in secrets if len(s) >= 6)
+        self.secrets.extend(s for s in secrets if len(s) >= 6 and s not in self.secrets)
+        self.secrets.sort(key=len, reverse=True)  # a URL before the password inside it
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:
@@ -73,3 +78,24 @@ def configure(level: str = "INFO", fmt: str = "text") -> RedactSecrets:
     for name in _NOISY:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     return redact
+
+
+def secrets_of(settings: BaseSettings) -> list[str]:
+    """Every secret a settings object holds: each SecretStr field, each key of a comma-separated list of
+    them (the API keys), and the password inside a URL (CHATSCRIBE_BROKER_URL's Redis password)."""
+    found: list[str] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name, None)
+        if not isinstance(value, SecretStr) or not value.get_secret_value():
+            continue
+        secret = value.get_secret_value()
+        found.append(secret)
+        found.extend(part.strip() for part in secret.split(",") if "," in secret and part.strip())
+        if "://" in secret:
+            try:
+                password = urlsplit(secret).password
+            except ValueError:
+                password = None
+            if password:
+                found.extend({password, unquote(password)})
+    return found
