@@ -31,7 +31,7 @@ from typing import Any
 
 from .private import private_db
 from .storage import storage_error
-from .transcript import Segment, Transcript, Word
+from .transcript import Gap, Segment, Transcript, Word
 
 log = logging.getLogger(__name__)
 
@@ -310,4 +310,5 @@ def decode_transcript(data: dict[str, Any]) -> Transcript:
         Segment(**{**s, "words": tuple(Word(**w) for w in s["words"]), "flags": frozenset(s["flags"])})
         for s in data.pop("segments")
     )
-    return Transcript(segments=segments, **data)
+    gaps = tuple(Gap(**g) for g in data.pop("gaps", ()))  # absent in entries written before gaps existed
+    return Transcript(segments=segments, gaps=gaps, **data)

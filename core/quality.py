@@ -21,6 +21,8 @@ NO_SPEECH_PROB = 0.6
 LOW_LOGPROB = -1.0
 MAX_COMPRESSION = 2.4
 MIN_SPEECH_COVERAGE = 0.1
+FRAME_S = 0.01
+"""The speech mask's resolution: 160 samples at 16 kHz."""
 _PHANTOMS = {
     "thank you", "thanks for watching", "thank you for watching", "thank you very much",
     "thank you for watching please subscribe", "please subscribe", "subscribe to my channel",
@@ -31,9 +33,13 @@ _PHANTOMS = {
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
-def validate(transcript: Transcript, audio: np.ndarray) -> Transcript:
-    """Flag low-confidence segments, drop likely hallucinations; no speech leaves no segments."""
-    speech = _speech_mask(audio)
+def validate(transcript: Transcript, audio: np.ndarray, speech: np.ndarray | None = None) -> Transcript:
+    """Flag low-confidence segments, drop likely hallucinations; no speech leaves no segments.
+
+    `speech` is the audio's speech_mask when the caller has it already (the coverage check reuses it).
+    """
+    if speech is None:
+        speech = speech_mask(audio)
     kept: list[Segment] = []
     dropped: list[Segment] = []
     for segment in transcript.segments:
@@ -74,6 +80,11 @@ def _is_phantom(words: list[str]) -> bool:
     return " ".join(words) in _PHANTOMS
 
 
+def is_phantom(text: str) -> bool:
+    """One of the phrases Whisper says where nobody speaks ("Thank you.", "Bye.")."""
+    return _is_phantom(normalize(text).split())
+
+
 def _doubtful(segment: Segment) -> bool:
     return segment.no_speech_prob > 0.3 or segment.avg_logprob < -0.7
 
@@ -92,8 +103,8 @@ def _weak_words(segment: Segment) -> bool:
     return float(np.mean([w.probability for w in segment.words])) < 0.5
 
 
-def _speech_mask(audio: np.ndarray) -> np.ndarray:
-    """Per 10 ms frame: does Silero VAD (shipped with faster-whisper) hear speech?"""
+def speech_mask(audio: np.ndarray) -> np.ndarray:
+    """Per 10 ms frame (FRAME_S): does Silero VAD (shipped with faster-whisper) hear speech?"""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
     frames = np.zeros(len(audio) // 160 + 1, dtype=bool)

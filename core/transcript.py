@@ -35,6 +35,15 @@ class Segment:
 
 
 @dataclass(frozen=True, slots=True)
+class Gap:
+    """A stretch where the voice-activity detector hears speech and the transcript has no words, even after
+    that stretch was transcribed again on its own (core/coverage.py)."""
+
+    start: float
+    end: float
+
+
+@dataclass(frozen=True, slots=True)
 class Transcript:
     segments: tuple[Segment, ...]
     language: str | None
@@ -47,6 +56,10 @@ class Transcript:
     from_cache: bool = False
     dropped: tuple[Segment, ...] = field(default=(), compare=False)
     """Segments removed by the quality pass (likely hallucinations), kept for diagnostics."""
+    gaps: tuple[Gap, ...] = ()
+    """Speech that could not be transcribed, in time order: every answer says so (gap_note)."""
+    english_only: bool = False
+    """Made by an English-only model (`.en`): a gap may be speech in another language."""
 
     @property
     def text(self) -> str:
@@ -59,6 +72,32 @@ class Transcript:
     @property
     def flagged(self) -> bool:
         return any(s.flags for s in self.segments)
+
+
+MULTILINGUAL_HINT = "a multilingual model (e.g. CHATSCRIBE_MODEL=base)"
+
+
+def gap_note(transcript: Transcript) -> str | None:
+    """The sentence every answer carries when speech could not be transcribed; None when nothing is missing."""
+    if not transcript.gaps:
+        return None
+    spans = ", ".join(f"{_clock(g.start)}–{_clock(g.end)}" for g in transcript.gaps)
+    what = "A part" if len(transcript.gaps) == 1 else "Some parts"
+    note = f"{what} of the recording could not be transcribed ({spans}): speech is heard there, but no words came out."
+    if transcript.english_only:
+        note += (
+            " The model is English-only, so it may be another language;"
+            f" {MULTILINGUAL_HINT} can transcribe it."
+        )
+    return note
+
+
+def gap_cue(transcript: Transcript) -> str:
+    """What a subtitle shows over a gap."""
+    cue = "speech here could not be transcribed"
+    if transcript.english_only:
+        cue += f"; it may be another language, which {MULTILINGUAL_HINT} can transcribe"
+    return cue
 
 
 def render(transcript: Transcript, fmt: str, *, timestamps: bool = False) -> str:
@@ -83,17 +122,25 @@ def render_txt(transcript: Transcript, *, timestamps: bool = False) -> str:
 
 def render_srt(transcript: Transcript) -> str:
     blocks = []
-    for index, seg in enumerate(_spoken(transcript), start=1):
-        span = f"{_stamp(seg.start, ',')} --> {_stamp(seg.end, ',')}"
-        blocks.append(f"{index}\n{span}\n{seg.text.strip()}\n")
+    for index, (start, end, text) in enumerate(_cues(transcript), start=1):
+        blocks.append(f"{index}\n{_stamp(start, ',')} --> {_stamp(end, ',')}\n{text}\n")
     return "\n".join(blocks)
 
 
 def render_vtt(transcript: Transcript) -> str:
     blocks = ["WEBVTT\n"]
-    for seg in _spoken(transcript):
-        blocks.append(f"{_stamp(seg.start, '.')} --> {_stamp(seg.end, '.')}\n{_vtt_escape(seg.text.strip())}\n")
+    for start, end, text in _cues(transcript):
+        blocks.append(f"{_stamp(start, '.')} --> {_stamp(end, '.')}\n{_vtt_escape(text)}\n")
     return "\n".join(blocks)
+
+
+def _cues(transcript: Transcript) -> list[tuple[float, float, str]]:
+    """Spoken segments and, where speech could not be transcribed, a bracketed cue saying so, in time order."""
+    cues = [(s.start, s.end, s.text.strip()) for s in _spoken(transcript)]
+    if transcript.gaps:
+        marker = f"[{gap_cue(transcript)}]"
+        cues += [(g.start, g.end, marker) for g in transcript.gaps]
+    return sorted(cues, key=lambda cue: cue[0])
 
 
 def _vtt_escape(text: str) -> str:
@@ -115,6 +162,8 @@ def to_dict(transcript: Transcript) -> dict[str, Any]:
         "task": transcript.task,
         "has_speech": transcript.has_speech,
         "truncated": transcript.truncated,
+        "gaps": [{"start": round(g.start, 3), "end": round(g.end, 3)} for g in transcript.gaps],
+        "notice": gap_note(transcript),
         "segments": [
             {
                 "start": round(s.start, 3),

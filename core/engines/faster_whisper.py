@@ -222,6 +222,22 @@ class FasterWhisperEngine:
     def transcribe(
         self, audio: np.ndarray, options: TranscribeOptions, progress: Progress | None = None
     ) -> Transcript:
+        return self._run(audio, options, progress, vad=self.vad, prompt=options.vocabulary or None,
+                         words=options.word_timestamps)
+
+    def transcribe_part(self, audio: np.ndarray, options: TranscribeOptions, prompt: str) -> Transcript:
+        """A stretch the first pass left without words (core/coverage.py), decoded again on its own.
+
+        No VAD filter (it may be what cut the speech), the neighbouring text as the prompt so the stretch
+        is read in context, and word probabilities, by which the coverage check judges the result.
+        """
+        context = " ".join(part for part in (options.vocabulary, prompt) if part and part.strip())
+        return self._run(audio, options, None, vad=False, prompt=context or None, words=True)
+
+    def _run(
+        self, audio: np.ndarray, options: TranscribeOptions, progress: Progress | None, *, vad: bool,
+        prompt: str | None, words: bool,
+    ) -> Transcript:
         duration = len(audio) / SAMPLE_RATE
         language, probability = options.language, 1.0
         if language is None and options.expected_languages:
@@ -233,9 +249,9 @@ class FasterWhisperEngine:
             language=language,
             task=options.task if self.multilingual else "transcribe",
             beam_size=self.beam_size,
-            initial_prompt=options.vocabulary or None,
-            word_timestamps=options.word_timestamps,
-            vad_filter=self.vad,
+            initial_prompt=prompt,
+            word_timestamps=words,
+            vad_filter=vad,
             temperature=(
                 options.temperature if options.temperature is not None else _FALLBACK_TEMPERATURES
             ),

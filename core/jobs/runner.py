@@ -14,12 +14,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..coverage import complete
 from ..engines.batching import MAX_NOTE_S, BatchEngine, Batcher, BatchingMode, Note, OnResult
 from ..engines.faster_whisper import Engine
 from ..media import DecodedAudio, decode_audio
 from ..metrics import Metrics
 from ..options import TranscribeOptions
-from ..quality import validate
+from ..quality import speech_mask, validate
 from ..transcript import Transcript
 from .journal import ProgressUpdate
 from .scheduler import FairScheduler, Release, Ticket
@@ -173,7 +174,7 @@ class LocalRunner:
                 work.on_start()
             decoded = decode_audio(work.data, max_duration_s=self.max_duration_s)
             raw = self.engine.transcribe(decoded.samples, work.options, on_fraction)
-            return _checked(raw, decoded)
+            return _checked(raw, decoded, self.engine, work.options)
         except Exception as exc:
             return exc
 
@@ -195,7 +196,7 @@ class LocalRunner:
             outcome: Transcript | Exception = raw
             if isinstance(raw, Transcript):
                 try:
-                    outcome = _checked(raw, audio)
+                    outcome = _checked(raw, audio, self.engine, pending.work.options)
                 except Exception as exc:  # this note's answer, not the batch's
                     outcome = exc
             loop.call_soon_threadsafe(_settle, pending, outcome)
@@ -204,9 +205,12 @@ class LocalRunner:
         self.batcher.transcribe(notes, on_result)
 
 
-def _checked(raw: Transcript, decoded: DecodedAudio) -> Transcript:
-    """The quality pass, on the note's own audio."""
-    return dataclasses.replace(validate(raw, decoded.samples), truncated=decoded.truncated)
+def _checked(raw: Transcript, decoded: DecodedAudio, engine: Engine, options: TranscribeOptions) -> Transcript:
+    """The quality pass and the coverage check (core/coverage.py), on the note's own audio, which only this
+    worker holds: speech left without words is transcribed again here, or reported."""
+    speech = speech_mask(decoded.samples)
+    checked = complete(validate(raw, decoded.samples, speech), decoded.samples, speech, engine, options)
+    return dataclasses.replace(checked, truncated=decoded.truncated)
 
 
 def _settle(pending: _Pending, outcome: Transcript | BaseException) -> None:
