@@ -19,7 +19,7 @@ from discord.utils import escape_markdown
 from chatscribe.core.errors import ChatscribeError
 from chatscribe.core.media import Fetch, MediaRequest
 from chatscribe.core.text import characters, split_text
-from chatscribe.core.transcript import Transcript, render
+from chatscribe.core.transcript import Transcript, gap_note, render
 
 PLATFORM = "discord"
 MESSAGE_LIMIT = 2000
@@ -181,11 +181,14 @@ def render_answer(
     heading = f"**{escape_markdown(label)}**\n" if label else ""
     if isinstance(outcome, ChatscribeError):
         return [Reply(heading + outcome.user_message)]
+    gaps = gap_note(outcome)
     if not outcome.has_speech:
-        return [Reply(heading + NO_SPEECH)]
+        return [Reply(heading + (escape_markdown(gaps) if gaps else NO_SPEECH))]
     body = heading + escape_markdown(outcome.text)
     if outcome.truncated:
         body += "\n\n" + TRUNCATED_NOTE
+    if gaps:
+        body += f"\n\n*({escape_markdown(gaps)})*"
     parts = split_text(body, MESSAGE_LIMIT, characters)
     if len(parts) <= max_parts:
         return [Reply(part) for part in parts]

@@ -19,7 +19,7 @@ from chatscribe.core.errors import ChatscribeError
 from chatscribe.core.jobs.journal import ProgressUpdate
 from chatscribe.core.media import Fetch, MediaRequest
 from chatscribe.core.text import split_text
-from chatscribe.core.transcript import Transcript, render
+from chatscribe.core.transcript import Transcript, gap_note, render
 
 PLATFORM = "slack"
 SECTION_LIMIT = 3000
@@ -306,14 +306,16 @@ def _escaped_length(text: str) -> int:
 def render_transcript(transcript: Transcript, *, file_name: str | None, max_parts: int,
                       upload_format: str = "txt") -> tuple[Part, ...]:
     """Messages with the text; past max_parts messages, a preview message plus the text as a file."""
+    gaps = gap_note(transcript)
+    missing = (SlackMessage((escape(gaps),)),) if gaps else ()
     if not transcript.has_speech:
-        return (SlackMessage((NO_SPEECH,), context=_about(transcript, file_name)),)
+        return (SlackMessage((escape(gaps) if gaps else NO_SPEECH,), context=_about(transcript, file_name)),)
     chunks = split_text(transcript.text, SECTION_LIMIT * SECTIONS_PER_MESSAGE, _escaped_length)
     if len(chunks) <= max_parts:
         return tuple(
             SlackMessage(_sections(chunk), context=_about(transcript, file_name) if i == len(chunks) - 1 else "")
             for i, chunk in enumerate(chunks)
-        )
+        ) + missing
     preview = split_text(transcript.text, PREVIEW_CHARS, _escaped_length)[0].rstrip() + " …"
     fmt = upload_format if upload_format in UPLOAD_FORMATS else "txt"
     stem = (file_name or "recording").rsplit(".", 1)[0] or "recording"
@@ -322,6 +324,7 @@ def render_transcript(transcript: Transcript, *, file_name: str | None, max_part
     return (
         SlackMessage((escape(preview),), context=f"{_about(transcript, file_name)} · {note}"),
         SlackUpload(filename=f"{stem}.{fmt}", content=content, title=f"Transcript of {file_name or stem}"),
+        *missing,
     )
 
 

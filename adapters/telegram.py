@@ -20,7 +20,7 @@ from chatscribe.core.jobs.journal import ProgressUpdate
 from chatscribe.core.media import Fetch, MediaRequest
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.text import split_text, utf16_units
-from chatscribe.core.transcript import Transcript, render
+from chatscribe.core.transcript import Transcript, gap_note, render
 
 PLATFORM = "telegram"
 MESSAGE_LIMIT = 4096
@@ -258,9 +258,11 @@ def render_transcript(transcript: Transcript, chat: ChatSettings, *, max_parts: 
     messages, or the chat asked for subtitles, it goes as a file with a short preview so a chat is
     never flooded.
     """
+    gaps = gap_note(transcript)
     if not transcript.has_speech:
-        return [OutgoingText(NO_SPEECH)]
+        return [OutgoingText(gaps or NO_SPEECH)]
     notes = [OutgoingText(TRUNCATED_NOTE)] if transcript.truncated else []
+    notes += [OutgoingText(gaps)] if gaps else []
     text = render(transcript, "txt", timestamps=chat.timestamps)
     parts = split_text(text, MESSAGE_LIMIT, utf16_units)
     if chat.format == "text" and len(parts) <= max_parts:

@@ -23,7 +23,7 @@ from chatscribe.core.errors import ChatscribeError, NotReady
 from chatscribe.core.jobs.journal import ProgressUpdate
 from chatscribe.core.media import MediaRequest
 from chatscribe.core.options import TranscribeOptions
-from chatscribe.core.transcript import Transcript, render_srt, render_vtt
+from chatscribe.core.transcript import Transcript, gap_note, render_srt, render_vtt
 
 from .http_state import STATE, ServerState, caller_id, check_api_key
 from .languages import language_code, language_name
@@ -166,7 +166,9 @@ def _options(upload: Upload, task: str, state: ServerState) -> TranscribeOptions
 
 def _render(transcript: Transcript, fmt: str, options: TranscribeOptions, words: bool) -> web.Response:
     if fmt == "text":
-        return web.Response(text=transcript.text, content_type="text/plain")
+        note = gap_note(transcript)  # speech that could not be transcribed is never left out silently
+        text = "\n\n".join(part for part in (transcript.text, note and f"[{note}]") if part)
+        return web.Response(text=text, content_type="text/plain")
     if fmt == "srt":
         return web.Response(text=render_srt(transcript), content_type="text/plain")
     if fmt == "vtt":
@@ -177,7 +179,7 @@ def _render(transcript: Transcript, fmt: str, options: TranscribeOptions, words:
 def _body(transcript: Transcript, fmt: str, options: TranscribeOptions, words: bool) -> dict[str, Any]:
     usage = {"type": "duration", "seconds": math.ceil(transcript.duration_s)}
     if fmt != "verbose_json":
-        return {"text": transcript.text, "usage": usage}
+        return {"text": transcript.text, **_gaps(transcript), "usage": usage}
     return verbose_json(transcript, options, words) | {"usage": usage}
 
 
@@ -211,7 +213,15 @@ def verbose_json(transcript: Transcript, options: TranscribeOptions, words: bool
         ]
     if transcript.truncated:
         body["truncated"] = True  # the file ended early (a cut download): the text is what was there
-    return body
+    return body | _gaps(transcript)
+
+
+def _gaps(transcript: Transcript) -> dict[str, Any]:
+    """Speech that could not be transcribed (core/coverage.py): its times and the sentence saying so."""
+    if not transcript.gaps:
+        return {}
+    return {"gaps": [{"start": round(g.start, 3), "end": round(g.end, 3)} for g in transcript.gaps],
+            "notice": gap_note(transcript)}
 
 
 async def _stream(

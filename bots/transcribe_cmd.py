@@ -14,7 +14,7 @@ from chatscribe.core.jobs.journal import ProgressUpdate
 from chatscribe.core.media import MediaRequest
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.service import TranscriptionService
-from chatscribe.core.transcript import Transcript, render
+from chatscribe.core.transcript import Transcript, gap_note, render
 
 from .engine_loader import load_engine
 
@@ -75,8 +75,11 @@ async def _one(service: TranscriptionService, path: Path, options: TranscribeOpt
 def _emit(path: Path, transcript: Transcript, fmt: str, output_dir: Path | None, timestamps: bool,
           *, many: bool) -> None:
     body = render(transcript, fmt, timestamps=timestamps)
-    if not transcript.has_speech:
+    gaps = gap_note(transcript)
+    if not transcript.has_speech and not gaps:
         print(f"{path}: No speech detected.", file=sys.stderr)
+    if gaps:
+        print(f"{path}: {gaps}", file=sys.stderr)
     if transcript.truncated:
         print(f"{path}: the file ends early (cut short?); this is the speech that is there.", file=sys.stderr)
     if output_dir is not None:

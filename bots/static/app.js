@@ -152,10 +152,11 @@ function show(body, blob, name) {
     item.append(stamp, " ", words);
     list.append(item);
   }
-  if (!spoken.length) {
+  if (body.notice || !spoken.length) {
+    // Speech that could not be transcribed is said, with its time, never left out silently.
     const item = document.createElement("li");
     item.className = "muted";
-    item.textContent = "No speech detected.";
+    item.textContent = body.notice || "No speech detected.";
     list.append(item);
   }
   const language = body.language ? body.language[0].toUpperCase() + body.language.slice(1) : "unknown";
