@@ -165,11 +165,21 @@ def setting_changed(action: str, value: str) -> str:
     return f"Long transcripts in this channel will be attached as .{value} files."
 
 
+NOT_A_MEMBER = ("I can only transcribe messages from conversations you're in, and that link points to one "
+                "you aren't a member of.")
+SETTINGS_NOT_ALLOWED = ("Only workspace admins, this channel's creator and the people listed in SLACK_SETTINGS_USERS "
+                        "can change chatscribe's settings here.")
+
+
 def lookup_problem(error: str) -> str:
+    """The sentence for a Slack error met while looking something up for a command."""
     if error in ("not_in_channel", "channel_not_found"):
         return "I can't read that channel: invite me first (`/invite @chatscribe`)."
     if error in ("missing_scope", "no_permission"):
-        return "I'm not allowed to read messages there: the app needs the *_:history* scopes; reinstall it."
+        return ("I'm not allowed to look that up: the app needs the *_:history*, *_:read* and *users:read* "
+                "scopes; reinstall it from the manifest.")
+    if error == "unexpected_answer":
+        return "Slack didn't answer properly just now; please try again in a minute."
     return "I couldn't look up that message; please try again."
 
 

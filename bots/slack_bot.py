@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
-from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-)
 from slack_sdk.web.async_client import AsyncWebClient
 
 from chatscribe.adapters import slack as adapter
@@ -37,9 +33,15 @@ from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.service import TranscriptionService
 from chatscribe.core.transcript import Transcript
 
+from .slack_client import SlackWebClient, error_code, retry_handlers
 from .slack_files import SlackFiles
+from .slack_seen import SeenEvents
+from .slack_verify import verified
 
 log = logging.getLogger(__name__)
+
+MEMBER_PAGES = 20
+"""conversations.members pages (1,000 ids each) read to find a caller before giving up."""
 
 # Slack errors that no retry can fix: answering is given up (and logged) instead of retried.
 PERMANENT_ERRORS = frozenset({
@@ -65,6 +67,24 @@ class SlackSettings(BaseSettings):
     """Transcribe audio and video shared in channels without being asked; `/transcribe auto on|off` per channel."""
     status_after_s: float = Field(default=15, ge=0)
     """Post a "Transcribing…" status in the thread when the answer is expected to take longer than this."""
+    settings_users: str = ""
+    """Comma-separated user ids (U…) who may change settings in any channel, besides workspace admins and
+    owners and each channel's creator."""
+
+    @field_validator("settings_users")
+    @classmethod
+    def _check_users(cls, value: str) -> str:
+        for entry in _entries(value):
+            if not re.fullmatch(r"[UW][A-Z0-9]{2,}", entry):
+                raise ValueError(f"{entry!r} is not a Slack user id (U… or W…, from a profile's ⋯ → Copy member ID)")
+        return value
+
+    def settings_user_ids(self) -> frozenset[str]:
+        return frozenset(_entries(self.settings_users))
+
+
+def _entries(value: str) -> list[str]:
+    return [e.strip() for e in value.replace(";", ",").split(",") if e.strip()]
 
 
 @dataclass
@@ -85,17 +105,20 @@ class SlackBot:
         self.settings = settings
         self.service = service
         api_url = settings.api_url if settings.api_url.endswith("/") else settings.api_url + "/"
-        self.client = client or AsyncWebClient(
-            token=settings.bot_token.get_secret_value() or None, base_url=api_url,
-            retry_handlers=[AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
+        self.client = client or SlackWebClient(
+            token=settings.bot_token.get_secret_value() or None, base_url=api_url, retry_handlers=retry_handlers(),
         )
         self.files = SlackFiles(settings.bot_token.get_secret_value(), api_url=api_url)
         _quiet_token_warning()
+        # process_before_response: an event is acked (HTTP 200, or the Socket Mode ack) only after its handler
+        # has journaled the work, so a crash before that leaves Slack to redeliver it. Commands and shortcuts
+        # ack first and do their lookups in a task of their own (_spawn): Slack wants their ack within 3 s.
         self.app = AsyncApp(
             client=self.client, signing_secret=settings.signing_secret.get_secret_value(),
-            process_before_response=False, raise_error_for_unhandled_request=False,
+            process_before_response=True, raise_error_for_unhandled_request=False,
         )
-        self._seen_events: OrderedDict[str, None] = OrderedDict()
+        self._seen = SeenEvents(service.settings.data_dir / "slack-events.sqlite3")
+        self._tasks: set[asyncio.Task[None]] = set()
         self._claimed: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self._statuses: OrderedDict[str, _Status] = OrderedDict()
         self._socket: AsyncSocketModeHandler | None = None
@@ -116,7 +139,7 @@ class SlackBot:
         try:
             auth = await self.client.auth_test()
         except SlackApiError as exc:
-            raise ConfigError(f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')}).") from None
+            raise ConfigError(f"Slack refused SLACK_BOT_TOKEN ({error_code(exc)}).") from None
         self.bot_user_id = auth.get("user_id")
         app_token = self.settings.app_token.get_secret_value()
         if app_token:
@@ -124,7 +147,7 @@ class SlackBot:
             try:
                 await self.client.apps_connections_open(app_token=app_token)
             except SlackApiError as exc:
-                raise ConfigError(f"Slack refused SLACK_APP_TOKEN ({exc.response.get('error')}): it must be an "
+                raise ConfigError(f"Slack refused SLACK_APP_TOKEN ({error_code(exc)}): it must be an "
                                   "app-level token (xapp-…) with the connections:write scope.") from None
             self._socket = AsyncSocketModeHandler(self.app, app_token)
             await self._socket.connect_async()
@@ -137,7 +160,10 @@ class SlackBot:
         if self._socket is not None:
             await self._socket.close_async()
             self._socket = None
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=10)
         await self.files.close()
+        await asyncio.to_thread(self._seen.close)
 
     def not_ready(self) -> str | None:
         if self._problem is None and self._socket is not None:
@@ -148,22 +174,45 @@ class SlackBot:
         return self._problem
 
     async def _http_events(self, request: web.Request) -> web.Response:
+        refused = await verified(request, self.settings.signing_secret.get_secret_value())
+        if refused is not None:  # bolt never sees it: it would log the whole body
+            return refused
         bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(bolt_response)
 
     # -- Slack handlers (the same for HTTP and Socket Mode) -------------------------------------------
     def _register_handlers(self) -> None:
-        self.app.middleware(self._drop_repeats)
-        self.app.event("message")(self._on_message)
-        self.app.event("file_shared")(self._on_file_shared)
+        self.app.event("message")(self._once(self._on_message))
+        self.app.event("file_shared")(self._once(self._on_file_shared))
         self.app.command("/transcribe")(self._on_command)
         self.app.shortcut("transcribe")(self._on_shortcut)
 
-    async def _drop_repeats(self, body: dict[str, Any], next_: Any) -> BoltResponse | None:
-        if body.get("type") == "event_callback" and not self.first_delivery(body):
-            log.info("slack: event %s already handled; retry dropped", body.get("event_id"))
-            return BoltResponse(status=200, body="")
-        return await next_()  # type: ignore[no-any-return]
+    def _once(self, handler: Callable[[dict[str, Any]], Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        """Run an event handler once per event_id, also across restarts (Slack retries with the same id)."""
+        async def run(body: dict[str, Any], event: dict[str, Any]) -> None:
+            event_id = str(body.get("event_id") or "")
+            if event_id and not await asyncio.to_thread(self._seen.begin, event_id):
+                log.info("slack: event %s already handled; retry dropped", event_id)
+                return
+            handled = False
+            try:
+                await handler(event)
+                handled = True
+            finally:  # a failed handler answers 500 (bolt), and Slack's retry is let through
+                if event_id:
+                    await asyncio.to_thread(self._seen.finish, event_id, handled=handled)
+
+        return run
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("slack: a command failed", exc_info=task.exception())
 
     async def _on_message(self, event: dict[str, Any]) -> None:
         if adapter.is_from_bot(event, self.bot_user_id) or not adapter.is_new_share(event):
@@ -184,7 +233,7 @@ class SlackBot:
         try:
             info = (await self.client.files_info(file=event["file_id"]))["file"]
         except SlackApiError as exc:
-            log.warning("slack: files.info for a shared file failed: %s", exc.response.get("error"))
+            log.warning("slack: files.info for a shared file failed: %s", error_code(exc))
             return
         file = adapter.parse_file(info)
         share = adapter.share_of(info, channel)
@@ -197,18 +246,61 @@ class SlackBot:
         channel, user = command["channel_id"], command["user_id"]
         if parsed.action == "help":
             await ack(text=f"{parsed.problem}\n\n{adapter.HELP}" if parsed.problem else adapter.HELP)
-        elif parsed.action in ("auto", "format"):
-            self.service.preferences.set(self.platform, channel, parsed.action, parsed.value)
-            await ack(text=adapter.setting_changed(parsed.action, parsed.value or ""))
+            return
+        await ack()
+        # Everything else asks Slack something first: answered through response_url, after the ack.
+        if parsed.action == "transcribe":
+            self._spawn(self._transcribe_command(parsed, channel, user, respond))
         else:
-            await ack()
-            await self._transcribe_command(parsed, channel, user, respond)
+            self._spawn(self._setting_command(parsed, channel, user, respond))
+
+    async def _setting_command(self, parsed: adapter.Command, channel: str, user: str, respond: Any) -> None:
+        try:
+            allowed = await self.may_change_settings(channel, user)
+        except SlackApiError as exc:
+            await respond(text=adapter.lookup_problem(error_code(exc)))
+            return
+        if not allowed:
+            await respond(text=adapter.SETTINGS_NOT_ALLOWED)
+            return
+        await asyncio.to_thread(self.service.preferences.set, self.platform, channel, parsed.action, parsed.value)
+        await respond(text=adapter.setting_changed(parsed.action, parsed.value or ""))
+
+    async def may_change_settings(self, channel: str, user: str) -> bool:
+        """Workspace admins and owners, SLACK_SETTINGS_USERS, the channel's creator, and anyone in a DM with the bot."""
+        if user in self.settings.settings_user_ids():
+            return True
+        info = (await self.client.conversations_info(channel=channel)).get("channel") or {}
+        if info.get("is_im") or (info.get("creator") and info.get("creator") == user):
+            return True
+        person = (await self.client.users_info(user=user)).get("user") or {}
+        return bool(person.get("is_admin") or person.get("is_owner") or person.get("is_primary_owner"))
+
+    async def is_member(self, channel: str, user: str) -> bool:
+        """Whether `user` is in the conversation (conversations.members, read page by page until found)."""
+        cursor = None
+        for _ in range(MEMBER_PAGES):
+            page = await self.client.conversations_members(channel=channel, limit=1000, cursor=cursor)
+            if user in (page.get("members") or ()):
+                return True
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return False
+        log.warning("slack: %s has more than %d members; membership of %s not confirmed", channel,
+                    MEMBER_PAGES * 1000, user)
+        return False
 
     async def _transcribe_command(self, parsed: adapter.Command, channel: str, user: str, respond: Any) -> None:
         try:
-            message, where = await self._find_message(parsed.permalink, channel)
+            # A link may point into any conversation the bot is in: only its members may have it read.
+            link = parsed.permalink
+            if link is not None and link.channel != channel and not await self.is_member(link.channel, user):
+                log.info("slack: %s linked a message of %s, which they are not in; refused", user, link.channel)
+                await respond(text=adapter.NOT_A_MEMBER)
+                return
+            message, where = await self._find_message(link, channel)
         except SlackApiError as exc:
-            await respond(text=adapter.lookup_problem(str(exc.response.get("error"))))
+            await respond(text=adapter.lookup_problem(error_code(exc)))
             return
         explicit = parsed.permalink is not None
         files = await self._files_of(message, media_only=not explicit) if message else []
@@ -245,7 +337,7 @@ class SlackBot:
                 try:
                     raw = (await self.client.files_info(file=raw["id"]))["file"]
                 except SlackApiError as exc:
-                    log.warning("slack: files.info failed for a shared file: %s", exc.response.get("error"))
+                    log.warning("slack: files.info failed for a shared file: %s", error_code(exc))
                     continue
             file = adapter.parse_file(raw)
             if file is not None:
@@ -255,6 +347,10 @@ class SlackBot:
 
     async def _on_shortcut(self, ack: Any, shortcut: dict[str, Any], respond: Any) -> None:
         await ack()
+        self._spawn(self._transcribe_shortcut(shortcut, respond))
+
+    async def _transcribe_shortcut(self, shortcut: dict[str, Any], respond: Any) -> None:
+        # The shortcut is used on a message the person is looking at, in its own channel: nothing to check.
         message, channel = shortcut.get("message") or {}, shortcut["channel"]["id"]
         files = await self._files_of(message, media_only=False)
         if not files:
@@ -265,11 +361,6 @@ class SlackBot:
             await self.submit(file, target, message_ts=message["ts"])
 
     # -- accepting work -------------------------------------------------------------------------------
-    def first_delivery(self, body: Mapping[str, Any]) -> bool:
-        """False for an event already seen (Slack retries with the same event_id): acked and dropped."""
-        event_id = body.get("event_id")
-        return not event_id or _remember(self._seen_events, str(event_id))
-
     def claim(self, channel: str, file_id: str, message_ts: str) -> bool:
         """One transcript per file share, whichever of message/file_shared events arrives first."""
         return _remember(self._claimed, (channel, file_id, message_ts))
@@ -334,7 +425,7 @@ class SlackBot:
                     await self._send(target, part, replace_ts=replace)
                     await receipt.part_sent()
             except SlackApiError as exc:
-                error = str(exc.response.get("error"))
+                error = error_code(exc)
                 if error not in PERMANENT_ERRORS:
                     raise
                 log.error("job=%s cannot answer in %s: Slack says %s", job.id, target.channel, error)
@@ -376,7 +467,7 @@ class SlackBot:
         try:
             await self.client.chat_update(channel=channel, ts=ts, text=message.text, blocks=message.blocks())
         except SlackApiError as exc:
-            if exc.response.get("error") not in ("message_not_found", "cant_update_message"):
+            if error_code(exc) not in ("message_not_found", "cant_update_message"):
                 raise
             return False
         return True
@@ -385,7 +476,7 @@ class SlackBot:
         try:
             await self._send(target, message)
         except SlackApiError as exc:
-            log.warning("slack: could not answer in %s: %s", target.channel, exc.response.get("error"))
+            log.warning("slack: could not answer in %s: %s", target.channel, error_code(exc))
 
 
 class _DropMessage(logging.Filter):

@@ -76,9 +76,9 @@ class Slack:
         assert await self.event(message_event(channel, message)) == 200
         return message
 
-    async def command(self, text: str, *, channel: str = CHANNEL) -> tuple[int, str, str]:
+    async def command(self, text: str, *, channel: str = CHANNEL, user: str = "UALICE") -> tuple[int, str, str]:
         response_url = self.fake.response_url()
-        body = command_body(text, channel=channel, response_url=response_url)
+        body = command_body(text, channel=channel, response_url=response_url, user=user)
         status, answer = await self.post(body, "application/x-www-form-urlencoded")
         return status, answer, response_url
 
@@ -209,6 +209,62 @@ async def test_permalink_to_a_channel_the_bot_is_not_in_says_how_to_fix_it(slack
     assert fake.downloads == []
 
 
+@pytest.mark.parametrize("private", ["private ", ""])
+async def test_a_link_into_a_conversation_the_caller_is_not_in_is_refused(slack: Slack, audio: Any,
+                                                                           private: str) -> None:
+    fake = slack.fake
+    secret = fake.add_message("G0SECRET", files=[fake.add_file("board.ogg", audio("jfk_voice.ogg"),
+                                                                mimetype="audio/ogg")])
+    # The bot is in the private channel; Alice is not (and its member list takes several pages to read).
+    fake.members["G0SECRET"] = {fake.bot_user_id, "UBOB"} | {f"U{n:05d}" for n in range(1_500)}
+    status, answer, _ = await slack.command(f"{private}{fake.permalink('G0SECRET', secret['ts'])}")
+    assert status == 200
+    (refusal,) = await fake.wait_for(lambda: fake.responses)
+    assert "only transcribe messages from conversations you're in" in refusal["text"]
+    assert "board.ogg" not in json.dumps(fake.responses) + answer
+    await slack.service.wait_idle()
+    assert fake.downloads == []
+    assert fake.ephemeral == []
+    assert fake.bot_messages("G0SECRET") == []
+
+
+async def test_a_member_far_down_the_member_list_may_link_its_messages(slack: Slack, audio: Any) -> None:
+    fake = slack.fake
+    message = fake.add_message("G0TEAM", files=[fake.add_file("a.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")])
+    fake.members["G0TEAM"] = {fake.bot_user_id} | {f"U{n:05d}" for n in range(1_500)} | {"UZOE"}
+    await slack.command(f"private {fake.permalink('G0TEAM', message['ts'])}", user="UZOE")
+    (answer,) = await fake.wait_for(lambda: fake.ephemeral)
+    await slack.service.wait_idle()
+    assert answer["user"] == "UZOE"
+    assert wer(JFK, text_of(answer)) < 0.3
+
+
+@pytest.mark.parametrize(("content_type", "body"), [
+    ("text/html", b"<html><body><h1>502 Bad Gateway</h1></body></html>"),
+    ("application/json", b"<html><body><h1>502 Bad Gateway</h1></body></html>"),
+    ("text/plain", b"502 Bad Gateway"),
+])
+async def test_a_proxy_page_instead_of_slacks_answer_gets_a_sentence(slack: Slack, audio: Any, content_type: str,
+                                                                   body: bytes) -> None:
+    fake = slack.fake
+    fake.add_message(CHANNEL, files=[fake.add_file("a.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")])
+    fake.break_next("conversations.history", content_type=content_type, body=body, times=10)
+    status, _, _ = await slack.command("")
+    assert status == 200
+    (answer,) = await fake.wait_for(lambda: fake.responses)
+    assert "Slack didn't answer properly" in answer["text"]
+
+
+async def test_a_passing_proxy_error_is_retried(slack: Slack, audio: Any) -> None:
+    fake = slack.fake
+    clip = fake.add_message(CHANNEL, files=[fake.add_file("a.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")])
+    fake.break_next("conversations.history", content_type="text/plain", body=b"502 Bad Gateway")
+    await slack.command("")
+    (reply,) = await slack.replies(clip)
+    assert wer(JFK, reply) < 0.3
+    assert len(fake.calls_to("conversations.history")) == 2
+
+
 async def test_private_transcribe_is_ephemeral(slack: Slack, audio: Any) -> None:
     fake = slack.fake
     message = fake.add_message(CHANNEL, files=[fake.add_file("a.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")])
@@ -271,6 +327,32 @@ async def test_retried_and_duplicate_events_are_processed_once(slack: Slack, aud
     assert wer(JFK, reply) < 0.3
     assert len(fake.bot_messages(CHANNEL, message["ts"])) == 1
     assert len(fake.downloads) == 1
+
+
+async def test_an_event_redelivered_after_a_restart_is_answered_once(fake: FakeSlack, settings: Any,
+                                                                     tiny_engine: Any, audio: Any) -> None:
+    from chatscribe.core.service import TranscriptionService
+
+    info = fake.add_file("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
+    message = fake.add_message(CHANNEL, files=[info])
+    event = message_event(CHANNEL, message)
+    async with TranscriptionService(settings=settings, engine=tiny_engine) as first, \
+            running(fake, first) as slack:
+        assert await slack.event(event, event_id="EvRestart1") == 200
+        # acked only once journaled: a crash after the 200 cannot lose the note
+        assert len(first.journal.states()) == 1
+        await slack.replies(message)
+    # Slack did not see that 200 (a timeout), so it delivers the event again, to the restarted process.
+    async with TranscriptionService(settings=settings, engine=tiny_engine) as second, \
+            running(fake, second) as slack:
+        retry = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+        assert await slack.event(event, event_id="EvRestart1", headers=retry) == 200
+        await second.wait_idle()
+        assert len(second.journal.states()) == 1  # the first process's job, and no second one
+    assert len(fake.bot_messages(CHANNEL, message["ts"])) == 1
+    assert len(fake.downloads) == 1
+    seen = settings.data_dir / "slack-events.sqlite3"
+    assert seen.stat().st_mode & 0o077 == 0
 
 
 async def test_bot_messages_are_ignored(slack: Slack, audio: Any) -> None:
@@ -353,14 +435,45 @@ async def test_rate_limit_is_waited_out(slack: Slack, audio: Any) -> None:
 
 
 async def test_auto_off_leaves_shares_alone_until_asked(slack: Slack, audio: Any) -> None:
-    status, answer, _ = await slack.command("auto off")
+    slack.fake.admins.add("UALICE")
+    status, _, response_url = await slack.command("auto off")
     assert status == 200
-    assert "off" in answer
+    assert "off" in await slack.fake.response_at(response_url)
     message = await slack.share("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
     await slack.command("")  # asked explicitly: transcribed once, by the command alone
     (reply,) = await slack.replies(message)
     assert wer(JFK, reply) < 0.3
     assert len(slack.fake.downloads) == 1
+
+
+async def test_a_plain_member_cannot_change_settings(slack: Slack) -> None:
+    status, _, response_url = await slack.command("auto off", user="UBOB")
+    assert status == 200
+    assert "Only workspace admins, this channel's creator" in await slack.fake.response_at(response_url)
+    assert slack.service.preferences.get("slack", CHANNEL, "auto") is None
+
+
+@pytest.mark.parametrize("who", ["admin", "owner", "creator", "listed"])
+async def test_admins_owners_the_creator_and_listed_users_may_change_settings(fake: FakeSlack, service: Any,
+                                                                              who: str) -> None:
+    fake.admins.add("UADMIN")
+    fake.owners.add("UOWNER")
+    fake.creators[CHANNEL] = "UCAROL"
+    user = {"admin": "UADMIN", "owner": "UOWNER", "creator": "UCAROL", "listed": "ULISTED"}[who]
+    async with running(fake, service, settings_users="ULISTED, U0OTHER") as slack:
+        _, _, response_url = await slack.command("format vtt", user=user)
+        assert ".vtt" in await fake.response_at(response_url)
+    assert service.preferences.get("slack", CHANNEL, "format") == "vtt"
+
+
+async def test_anyone_may_change_settings_of_their_direct_messages_with_the_bot(slack: Slack) -> None:
+    _, _, response_url = await slack.command("auto off", channel="D0BOBDM", user="UBOB")
+    assert "off" in await slack.fake.response_at(response_url)
+
+
+def test_settings_users_must_be_user_ids() -> None:
+    with pytest.raises(ValueError, match="not a Slack user id"):
+        SlackSettings(_env_file=None, settings_users="alice")  # type: ignore[call-arg]
 
 
 async def _deliver(slack: Slack, transcript: Transcript, thread: dict[str, Any]) -> None:
@@ -414,9 +527,10 @@ async def test_long_transcript_fits_slack_and_nothing_is_lost(slack: Slack) -> N
 
 
 async def test_format_command_picks_the_file_type_of_long_transcripts(slack: Slack) -> None:
-    status, answer, _ = await slack.command("format srt")
+    slack.fake.creators[CHANNEL] = "UALICE"
+    status, _, response_url = await slack.command("format srt")
     assert status == 200
-    assert ".srt" in answer
+    assert ".srt" in await slack.fake.response_at(response_url)
     sentence = "Ask not what your country can do for you, ask what you can do for your country."
     thread = slack.fake.add_message(CHANNEL, text="the long talk")
     await _deliver(slack, _transcript(" ".join([sentence] * 600)), thread)
@@ -482,10 +596,10 @@ async def test_socket_mode_serves_the_same_handlers(fake: FakeSlack, service: An
         assert wer(JFK, text_of(reply)) < 0.3
         assert any(ack.get("envelope_id") == envelope for ack in fake.socket_acks)
 
-        command = command_payload("auto off", channel=CHANNEL, response_url=fake.response_url())
+        command = command_payload("help", channel=CHANNEL, response_url=fake.response_url())
         acked = await fake.socket_send("slash_commands", command)
         ack = await fake.wait_for(lambda: next((a for a in fake.socket_acks if a["envelope_id"] == acked), None))
-        assert "off" in ack["payload"]["text"]
+        assert "/transcribe auto on|off" in ack["payload"]["text"]
         await service.wait_idle()
     finally:
         await bot.stop()
@@ -561,7 +675,8 @@ def test_manifest_matches_what_the_bot_serves() -> None:
     manifest = yaml.safe_load((ROOT / "deploy" / "slack-app-manifest.yaml").read_text())
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     assert {"commands", "chat:write", "files:read", "files:write", "channels:history", "groups:history",
-            "im:history", "mpim:history"} <= scopes
+            "im:history", "mpim:history", "channels:read", "groups:read", "im:read", "mpim:read",
+            "users:read"} <= scopes
     (command,) = manifest["features"]["slash_commands"]
     assert command["command"] == "/transcribe"
     assert command["url"].endswith("/slack/events")

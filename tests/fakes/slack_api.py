@@ -72,6 +72,7 @@ class FakeSlack:
     ephemeral: list[dict[str, Any]] = field(default_factory=list)
     responses: list[dict[str, Any]] = field(default_factory=list)
     """Bodies posted to response_url."""
+    responses_by_url: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     uploads: dict[str, Upload] = field(default_factory=dict)
     files: dict[str, StoredFile] = field(default_factory=dict)
     downloads: list[tuple[str, bool]] = field(default_factory=list)
@@ -84,6 +85,15 @@ class FakeSlack:
     """When set to an unset Event, file downloads wait for it (to prove an ack did not wait on work)."""
     socket_acks: list[dict[str, Any]] = field(default_factory=list)
     """What the app sent back over the Socket Mode connection (acks with their payloads)."""
+    members: dict[str, set[str]] = field(default_factory=dict)
+    """channel -> its members; a channel not listed has the bot and UALICE (conversations.members)."""
+    creators: dict[str, str] = field(default_factory=dict)
+    """channel -> the user who created it (conversations.info); UCREATOR when not listed."""
+    admins: set[str] = field(default_factory=set)
+    """Workspace admins (users.info is_admin)."""
+    owners: set[str] = field(default_factory=set)
+    """Workspace owners (users.info is_owner)."""
+    _broken: dict[str, list[tuple[int, str, bytes]]] = field(default_factory=dict)
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
     _rate_limits: dict[str, float] = field(default_factory=dict)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
@@ -154,10 +164,20 @@ class FakeSlack:
     def rate_limit_next(self, method: str, retry_after_s: float = 1) -> None:
         self._rate_limits[method] = retry_after_s
 
+    def break_next(self, method: str, *, status: int = 502, content_type: str = "text/html",
+                   body: bytes = b"<html><body><h1>502 Bad Gateway</h1></body></html>", times: int = 1) -> None:
+        """The next `times` calls of method get what a proxy in front of Slack answers, not Slack's JSON."""
+        self._broken.setdefault(method, []).extend([(status, content_type, body)] * times)
+
     def response_url(self) -> str:
         return f"{self.url}/response/{next(self._ids)}"
 
     # -- assertions -----------------------------------------------------------------------------------
+    async def response_at(self, response_url: str) -> str:
+        """The text of the first answer posted to a command's response_url, once it has come."""
+        bodies = await self.wait_for(lambda: self.responses_by_url.get(response_url))
+        return str(bodies[0].get("text", ""))
+
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
 
@@ -185,6 +205,10 @@ class FakeSlack:
                 call.error = "ratelimited"
                 return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
                                          headers={"Retry-After": f"{retry_after:g}"})
+            if self._broken.get(method):
+                status, content_type, body = self._broken[method].pop(0)
+                call.error = f"http_{status}"
+                return web.Response(status=status, body=body, headers={"Content-Type": content_type})
             if not authorized:
                 raise _ApiError("invalid_auth")
             handler = getattr(self, "_m_" + method.replace(".", "_"), None)
@@ -245,6 +269,26 @@ class FakeSlack:
         if not thread:
             raise _ApiError("thread_not_found")
         return {"messages": thread, "has_more": False}
+
+    def _m_conversations_members(self, p: dict[str, Any]) -> dict[str, Any]:
+        self._channel(p["channel"])
+        members = sorted(self.members.get(p["channel"], {"UALICE", self.bot_user_id}))
+        start, limit = int(p.get("cursor") or 0), int(p.get("limit") or 100)
+        page, rest = members[start:start + limit], members[start + limit:]
+        return {"members": page, "response_metadata": {"next_cursor": str(start + limit) if rest else ""}}
+
+    def _m_conversations_info(self, p: dict[str, Any]) -> dict[str, Any]:
+        channel = p["channel"]
+        if not channel.startswith(("C", "G", "D")):
+            raise _ApiError("channel_not_found")
+        return {"channel": {"id": channel, "is_im": channel.startswith("D"), "is_private": channel.startswith("G"),
+                            "is_member": channel not in self.outside,
+                            "creator": self.creators.get(channel, "UCREATOR")}}
+
+    def _m_users_info(self, p: dict[str, Any]) -> dict[str, Any]:
+        user = p["user"]
+        return {"user": {"id": user, "is_admin": user in self.admins or user in self.owners,
+                         "is_owner": user in self.owners, "is_primary_owner": False, "is_bot": False}}
 
     def _m_files_info(self, p: dict[str, Any]) -> dict[str, Any]:
         stored = self.files.get(p["file"])
@@ -308,7 +352,9 @@ class FakeSlack:
         return envelope_id
 
     async def _response(self, request: web.Request) -> web.Response:
-        self.responses.append(await request.json())
+        body = await request.json()
+        self.responses.append(body)
+        self.responses_by_url.setdefault(str(request.url.with_scheme("http").with_query(None)), []).append(body)
         await self._notify()
         return web.Response(text="ok")
 
