@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -90,9 +92,18 @@ def test_compose_scaleout_workers_reach_redis() -> None:
     assert worker["command"] == ["worker"]
     assert worker["healthcheck"] == {"disable": True}  # no HTTP server in a worker
     broker = worker["environment"]["CHATSCRIBE_BROKER_URL"]
-    assert broker.startswith("redis://redis:")
+    assert broker.startswith("redis://:${REDIS_PASSWORD:-}@redis:")  # the password Redis requires
     assert "redis" in worker["depends_on"]
     assert services["redis"]["profiles"] == worker["profiles"] == ["scaleout"]
+
+
+def test_compose_redis_requires_the_password_and_publishes_no_port() -> None:
+    redis = _compose()["services"]["redis"]
+    assert redis["environment"]["REDIS_PASSWORD"] == "${REDIS_PASSWORD:-}"
+    script = redis["command"][-1]
+    assert "requirepass $$REDIS_PASSWORD" in script
+    assert "REDIS_PASSWORD" not in " ".join(redis["command"][:-1])  # not an argument `ps` shows
+    assert "ports" not in redis
 
 
 def test_kubernetes_objects_have_their_required_fields() -> None:
@@ -162,12 +173,128 @@ def test_scaleout_workers_share_the_front_ends_settings_and_find_redis() -> None
     assert worker["spec"]["terminationGracePeriodSeconds"] > _default_grace()
     redis_pod = deployments["chatscribe-redis"]["spec"]["template"]
     assert redis_service["spec"]["selector"].items() <= redis_pod["metadata"]["labels"].items()
-    # The broker URL the ConfigMap offers (commented out until scale-out is chosen) names that Service.
-    offered = re.search(r"#\s*CHATSCRIBE_BROKER_URL:\s*redis://([\w-]+):(\d+)",
-                        (KUBERNETES / "configmap.yaml").read_text())
+    target = rf"@{redis_service['metadata']['name']}:{redis_service['spec']['ports'][0]['port']}/"
+    # The workers build their URL from the Secret's password (defined before the URL: $(…) needs that).
+    env = [e["name"] for e in container["env"]]
+    url = next(e["value"] for e in container["env"] if e["name"] == "CHATSCRIBE_BROKER_URL")
+    assert url.startswith("redis://:$(REDIS_PASSWORD)" + target)
+    assert env.index("REDIS_PASSWORD") < env.index("CHATSCRIBE_BROKER_URL")
+    # The front end's URL, offered in the Secret (commented out until scale-out is chosen), names that Service.
+    offered = re.search(r"#\s*CHATSCRIBE_BROKER_URL:\s*redis://:<REDIS_PASSWORD>(\S+)",
+                        (KUBERNETES / "secret.yaml").read_text())
     assert offered
-    assert offered.group(1) == redis_service["metadata"]["name"]
-    assert int(offered.group(2)) == redis_service["spec"]["ports"][0]["port"]
+    assert offered.group(1).startswith(target)
+    assert "BROKER" not in (KUBERNETES / "configmap.yaml").read_text().split("data:")[1].replace("# ", "")
+
+
+def _scaleout() -> list[dict[str, Any]]:
+    return [d for path in sorted((KUBERNETES / "scaleout").glob("*.yaml")) if path.name != "kustomization.yaml"
+            for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def _password_source(container: dict[str, Any]) -> dict[str, str]:
+    (entry,) = [e for e in container["env"] if e["name"] == "REDIS_PASSWORD"]
+    return entry["valueFrom"]["secretKeyRef"]  # type: ignore[no-any-return]
+
+
+def test_kubernetes_redis_requires_the_secrets_password() -> None:
+    docs = _scaleout()
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    (redis,) = deployments["chatscribe-redis"]["spec"]["template"]["spec"]["containers"]
+    (worker,) = deployments["chatscribe-worker"]["spec"]["template"]["spec"]["containers"]
+    (secret,) = _by_kind("Secret")
+    assert "requirepass $REDIS_PASSWORD" in redis["command"][-1]
+    assert "REDIS_PASSWORD" not in " ".join(redis["command"][:-1] + redis.get("args", []))
+    for container in (redis, worker):  # one source for the password, so the two cannot disagree
+        assert _password_source(container) == {"name": secret["metadata"]["name"], "key": "REDIS_PASSWORD"}
+    assert "REDIS_PASSWORD" in secret["stringData"]
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Kubernetes label-selector semantics for matchLabels and In/NotIn/Exists expressions."""
+    if not selector.get("matchLabels", {}).items() <= labels.items():
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and labels.get(key) in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+    return True
+
+
+def test_network_policy_admits_only_chatscribe_pods_to_redis() -> None:
+    docs = _scaleout()
+    (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    pods = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
+            for d in [*docs, *_by_kind("Deployment")] if d["kind"] == "Deployment"}
+    spec = policy["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    assert _selects(spec["podSelector"], pods["chatscribe-redis"])
+    assert not _selects(spec["podSelector"], pods["chatscribe"])
+    (rule,) = spec["ingress"]
+    (source,) = rule["from"]
+    assert set(source) == {"podSelector"}  # pods of this namespace only, no namespaceSelector or ipBlock
+    admitted = {name for name, labels in pods.items() if _selects(source["podSelector"], labels)}
+    assert admitted == {"chatscribe", "chatscribe-worker"}
+    assert not _selects(source["podSelector"], {"app.kubernetes.io/name": "anything-else"})
+    assert not _selects(source["podSelector"], {})
+    (redis,) = [d for d in docs if d["metadata"]["name"] == "chatscribe-redis" and d["kind"] == "Deployment"]
+    port = redis["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": port}]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _redis_scripts() -> list[Any]:
+    compose = _compose()["services"]["redis"]["command"][-1].replace("$$", "$")
+    (redis,) = [d for d in _scaleout() if d["kind"] == "Deployment" and d["metadata"]["name"] == "chatscribe-redis"]
+    kubernetes = redis["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+    return [pytest.param(compose, id="compose"), pytest.param(kubernetes, id="kubernetes")]
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+@pytest.mark.parametrize("script", _redis_scripts())
+def test_the_shipped_redis_command_refuses_clients_without_the_password(script: str, tmp_path: Path) -> None:
+    import redis
+
+    port = _free_port()
+    # The image's entrypoint only drops root before exec'ing redis-server; here redis-server runs directly.
+    local = script.replace("docker-entrypoint.sh redis-server -",
+                           f"redis-server - --port {port} --bind 127.0.0.1 --dir {tmp_path}")
+    assert local != script
+    empty = subprocess.run(["sh", "-c", local], env={"PATH": "/usr/bin:/bin", "REDIS_PASSWORD": ""},
+                           capture_output=True, text=True, timeout=30)
+    assert empty.returncode != 0
+    assert "REDIS_PASSWORD is empty" in empty.stderr
+    password = "6f1c0e2b9a8d7c6b5a49382716051f0e"
+    server = subprocess.Popen(["sh", "-c", local], env={"PATH": "/usr/bin:/bin", "REDIS_PASSWORD": password},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = redis.Redis.from_url(f"redis://:{password}@127.0.0.1:{port}/0", socket_timeout=2)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                assert client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        anonymous = redis.Redis(port=port, socket_timeout=2)
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            anonymous.get("chatscribe:t:any")
+        wrong = redis.Redis.from_url(f"redis://:wrong@127.0.0.1:{port}/0", socket_timeout=2)
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            wrong.ping()
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
@@ -178,7 +305,7 @@ def test_kustomizations_build_every_object() -> None:
         return sorted(d["kind"] for d in yaml.safe_load_all(built) if d)
 
     assert build(KUBERNETES) == sorted(d["kind"] for d in _manifests())
-    assert build(KUBERNETES / "scaleout") == ["Deployment", "Deployment", "Service"]
+    assert build(KUBERNETES / "scaleout") == ["Deployment", "Deployment", "NetworkPolicy", "Service"]
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
@@ -235,6 +362,7 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     checked = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60)
     assert checked.returncode == 0, checked.stderr
     assert "KillSignal=SIGTERM" in unit
+    assert re.search(r"^UMask=0077$", unit, re.M), "files the service writes must be private to it"
     timeout = int(re.search(r"^TimeoutStopSec=(\d+)", unit, re.M).group(1))  # type: ignore[union-attr]
     assert timeout > _default_grace()
 
