@@ -1,0 +1,116 @@
+"""A burst of short voice notes from many Slack channels while `chatscribe run slack` is SIGKILLed.
+
+Used by tests/e2e/test_kill_burst.py (a small burst) and bench/bench_kill_burst.py (200 notes, 20 chats).
+The kills are triggered by progress seen from outside (how many answers reached the fake Slack), never
+by a timer, so each lands while notes are waiting, transcribing and being delivered. Each note's thread
+is then read back: it must hold exactly one answer (its transcript, or the set-aside sentence for a note
+that was being worked on at every kill), and nothing innocent may be set aside.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from chatscribe.core.jobs.journal import CRASH_LIMIT
+from tests.audio_tools import variants
+from tests.e2e.conftest import SlackProcess
+from tests.fakes.slack_api import text_of
+
+OPENING = "And so my fellow Americans"
+"""The first seconds of jfk.flac: what every note says."""
+SET_ASIDE = "set it aside"
+
+
+@dataclass(frozen=True, slots=True)
+class BurstResult:
+    notes: int
+    chats: int
+    kills: tuple[int, ...]
+    """Answers the fake Slack had received when each SIGKILL was sent."""
+    answers: dict[tuple[str, str], list[str]]
+    """(channel, message ts) -> the texts posted into that note's thread."""
+    seconds: float
+    restarts_s: tuple[float, ...]
+    """Seconds from each SIGKILL until the restarted process was ready."""
+
+    @property
+    def unanswered(self) -> list[tuple[str, str]]:
+        return [key for key, texts in self.answers.items() if not texts]
+
+    @property
+    def duplicated(self) -> list[tuple[str, str]]:
+        return [key for key, texts in self.answers.items() if len(texts) > 1]
+
+    @property
+    def set_aside(self) -> list[tuple[str, str]]:
+        return [key for key, texts in self.answers.items() if any(SET_ASIDE in t for t in texts)]
+
+    @property
+    def wrong(self) -> list[tuple[str, str]]:
+        """Answered with something that is neither the transcript nor the set-aside sentence."""
+        return [key for key, texts in self.answers.items()
+                if len(texts) == 1 and SET_ASIDE not in texts[0] and not transcribes_opening(texts[0])]
+
+
+def transcribes_opening(text: str) -> bool:
+    """tiny.en hears "And so my fellow Americans" in several ways ("And so am I fellow Americans"); an error
+    sentence or another note's words share none of its last two."""
+    return "fellow americans" in " ".join(text.lower().replace(",", " ").replace(".", " ").split())
+
+
+def replies(chatscribe: SlackProcess) -> Counter[tuple[str, str]]:
+    """(channel, thread ts) -> messages the fake Slack accepted into that thread."""
+    return Counter((str(call.params.get("channel")), str(call.params.get("thread_ts")))
+                   for call in chatscribe.fake.calls
+                   if call.method == "chat.postMessage" and call.error is None and call.params.get("thread_ts"))
+
+
+async def run(chatscribe: SlackProcess, audio: Callable[[str], bytes], *, notes: int, chats: int,
+              kill_after: tuple[float, ...] = (0.2, 0.55), seconds: float = 3.0) -> BurstResult:
+    """Share `notes` notes from `chats` channels in two waves, SIGKILL once the fake has received each
+    share in `kill_after` of all answers, restart on the same data dir each time, wait for every answer."""
+    started = time.monotonic()
+    clips = variants(audio("jfk.flac"), notes, seconds=seconds)  # same words, different bytes: no cache hits
+    channels = [f"C0CHAT{n:02d}" for n in range(chats)]
+    shared: list[tuple[str, dict[str, Any]]] = []
+    await chatscribe.start()
+
+    async def share(indices: range) -> None:
+        for i in indices:
+            channel = channels[i % chats]
+            shared.append((channel, await chatscribe.share(f"note{i}.wav", clips[i], mimetype="audio/wav",
+                                                           channel=channel)))
+        await chatscribe.until(lambda: len(chatscribe.journal()) >= len(shared), "every shared note to be journaled")
+
+    first_wave = range(notes // 2)
+    await share(first_wave)
+    kills: list[int] = []
+    restarts: list[float] = []
+    for number, share_of_answers in enumerate(kill_after):
+        goal = max(1, int(notes * share_of_answers))
+        await chatscribe.until(lambda: sum(replies(chatscribe).values()) >= goal,  # noqa: B023
+                               f"{goal} answers before kill {number + 1}")
+        kills.append(sum(replies(chatscribe).values()))
+        killed = time.monotonic()
+        await chatscribe.kill()
+        await chatscribe.start()
+        restarts.append(time.monotonic() - killed)
+        if number == 0:  # the second wave arrives while the first is being resumed
+            await share(range(len(first_wave), notes))
+    await chatscribe.until(lambda: set(chatscribe.journal().values()) == {"delivered"}
+                           and len(chatscribe.journal()) == notes, "every note to be answered", timeout=600)
+    answers = {(channel, message["ts"]): [] for channel, message in shared}  # type: dict[tuple[str, str], list[str]]
+    for call in chatscribe.fake.calls:
+        key = (str(call.params.get("channel")), str(call.params.get("thread_ts")))
+        if call.method == "chat.postMessage" and call.error is None and key in answers:
+            answers[key].append(text_of(call.params))
+    return BurstResult(notes, chats, tuple(kills), answers, time.monotonic() - started, tuple(restarts))
+
+
+def innocent_set_aside_possible(kills: int) -> bool:
+    """With fewer kills than CRASH_LIMIT no note can have been exposed at CRASH_LIMIT deaths."""
+    return kills >= CRASH_LIMIT
