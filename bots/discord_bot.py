@@ -45,6 +45,7 @@ AUTO_ANSWERS = {"on": "Voice messages in this server will be transcribed automat
                 "off": "Voice messages in this server will only be transcribed on request."}
 INTERNAL_ERROR = "Something went wrong on my side; please try again later."
 NOT_ALLOWED = "Only people with the Manage Server permission can change that."
+SERVER_NOT_ALLOWED = "Sorry, this bot is private: it only works in the servers its operator allowed."
 NO_HISTORY = ("I can't read this channel's earlier messages (Read Message History permission): attach the file "
               "to the command or use the Transcribe command on its message.")
 UNKNOWN_LANGUAGE = "I don't know the language {value!r}: use a code like `en` or a name like `German`."
@@ -60,10 +61,13 @@ class DiscordSettings(BaseSettings):
     """Prefix of the text command: `!transcribe`."""
     guild_ids: str = ""
     """Comma-separated server ids to sync the slash commands to at once; empty syncs them globally (slower)."""
+    allowed_guilds: str = ""
+    """Comma-separated server ids where the bot works; empty = every server it is in, and direct messages.
+    Elsewhere voice messages are ignored and commands get a one-line refusal."""
     api_base_url: str = DISCORD_API
     """REST base; the gateway is then asked of `GET /gateway/bot` on it (proxies, tests)."""
 
-    @field_validator("guild_ids")
+    @field_validator("guild_ids", "allowed_guilds")
     @classmethod
     def _check_ids(cls, value: str) -> str:
         if any(not part.strip().isdigit() for part in value.split(",") if part.strip()):
@@ -80,6 +84,11 @@ class DiscordSettings(BaseSettings):
     @property
     def guild_id_list(self) -> tuple[int, ...]:
         return tuple(int(part) for part in self.guild_ids.split(",") if part.strip())
+
+    def allowed(self, guild_id: int | None) -> bool:
+        """With DISCORD_ALLOWED_GUILDS set, only those servers (direct messages belong to none of them)."""
+        allowed = {int(part) for part in self.allowed_guilds.split(",") if part.strip()}
+        return not allowed or guild_id in allowed
 
 
 class _Client(discord.Client):
@@ -216,6 +225,11 @@ class DiscordBot:
             return
         try:
             command = adapter.parse_command(message.content, self.settings.command_prefix)
+            if not self.settings.allowed(message.guild.id if message.guild else None):
+                # As Telegram's allowed chats: a request gets one sentence, the rest of the server is ignored.
+                if command is not None or (message.guild is None and adapter.media_attachments(message)):
+                    await self._reply(message, SERVER_NOT_ALLOWED)
+                return
             if command is not None:
                 await self._on_text_command(message, _options(command.language, command.translate))
             elif adapter.is_voice_message(message) and await self._auto_enabled(message.guild):
@@ -248,8 +262,17 @@ class DiscordBot:
             return replied if adapter.media_attachments(replied) else None
         return await _latest_media(message.channel, before=message)
 
+    async def _refused(self, interaction: discord.Interaction) -> bool:
+        """True (and answered privately) when the interaction comes from a server not in DISCORD_ALLOWED_GUILDS."""
+        if self.settings.allowed(interaction.guild_id):
+            return False
+        await interaction.response.send_message(SERVER_NOT_ALLOWED, ephemeral=True)
+        return True
+
     async def _on_slash(self, interaction: discord.Interaction, file: discord.Attachment | None,
                         language: str | None, translate: bool, ephemeral: bool) -> None:
+        if await self._refused(interaction):
+            return
         await interaction.response.defer(thinking=True, ephemeral=ephemeral)
         options = _options(language, translate)
         if file is not None:
@@ -265,6 +288,8 @@ class DiscordBot:
         await self._submit_interaction(interaction, items, source_id, options, ephemeral)
 
     async def _on_context_menu(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        if await self._refused(interaction):
+            return
         await interaction.response.defer(thinking=True)
         attachments = adapter.media_attachments(message)
         if not attachments:
@@ -274,6 +299,8 @@ class DiscordBot:
                                        TranscribeOptions(), ephemeral=False)
 
     async def _set_preference(self, interaction: discord.Interaction, key: str, value: str, answer: str) -> None:
+        if await self._refused(interaction):
+            return
         if interaction.guild_id is None or not interaction.permissions.manage_guild:
             await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
             return

@@ -17,7 +17,14 @@ import numpy as np
 import pytest
 
 from chatscribe.adapters.discord import NO_SPEECH, NOTHING_FOUND
-from chatscribe.bots.discord_bot import AUTO_ANSWERS, NO_HISTORY, NOT_ALLOWED, DiscordBot, DiscordSettings
+from chatscribe.bots.discord_bot import (
+    AUTO_ANSWERS,
+    NO_HISTORY,
+    NOT_ALLOWED,
+    SERVER_NOT_ALLOWED,
+    DiscordBot,
+    DiscordSettings,
+)
 from chatscribe.core.config import Settings
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.errors import ConfigError
@@ -134,6 +141,42 @@ async def test_several_attachments_get_one_labelled_answer_each_in_order(
 
 
 # -- voice messages ---------------------------------------------------------------------------------------
+
+
+async def test_servers_not_in_allowed_guilds_are_refused_politely(
+        fake: FakeDiscord, service: TranscriptionService, audio: Callable[[str], bytes]) -> None:
+    other_server = str(int(fake.guild_id) + 1)
+    bot = DiscordBot(service=service, settings=discord_settings(fake, allowed_guilds=other_server),
+                     guild_ready_timeout=0.05)
+    await bot.start()
+    try:
+        await fake.user_message(  # ignored, as Telegram ignores voice notes in chats it is not allowed in
+            attachments=[fake.attachment(audio("jfk_voice.ogg"), "voice-message.ogg", "audio/ogg", voice=True)],
+            voice=True)
+        command = await fake.user_message("!transcribe")
+        (refusal,) = await answers(fake)
+        assert refusal.body["content"] == SERVER_NOT_ALLOWED
+        assert str(refusal.body["message_reference"]["message_id"]) == command["id"]
+
+        slash = await fake.slash_command("transcribe")
+        (private,) = await fake.wait_calls("POST", f"/interactions/{slash['id']}/{slash['token']}/callback")
+        assert private.body["data"]["content"] == SERVER_NOT_ALLOWED
+        assert private.body["data"]["flags"] & FLAG_EPHEMERAL
+        settings = await fake.slash_command("chatscribe", [{"name": "auto", "type": 1, "options": [
+            {"name": "state", "type": 3, "value": "off"}]}], member=fake.member(fake.moderator, moderator=True))
+        (refused,) = await fake.wait_calls("POST", f"/interactions/{settings['id']}/{settings['token']}/callback")
+        assert refused.body["data"]["content"] == SERVER_NOT_ALLOWED
+        await service.wait_idle()
+    finally:
+        await bot.stop()
+    assert fake.downloads == []
+    assert len(await answers(fake)) == 1
+    assert service.preferences.get("discord", fake.guild_id, "auto_voice") is None
+
+
+async def test_allowed_guilds_must_be_server_ids(fake: FakeDiscord) -> None:
+    with pytest.raises(ValueError, match="numeric server ids"):
+        discord_settings(fake, allowed_guilds="my-server")
 
 
 async def test_voice_message_is_transcribed_automatically_until_switched_off(
