@@ -87,7 +87,7 @@ class Permalink:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    action: Literal["transcribe", "auto", "format", "help"]
+    action: Literal["transcribe", "auto", "format", "forget", "help"]
     private: bool = False
     permalink: Permalink | None = None
     value: str | None = None
@@ -216,6 +216,10 @@ def parse_command(text: str) -> Command:
     head = words[0].lower()
     if head in ("help", "?"):
         return Command("help")
+    if head == "forget":
+        if len(words) > 1:
+            return Command("help", problem="`/transcribe forget` takes nothing after it.")
+        return Command("forget")
     if head == "auto":
         value = words[1].lower() if len(words) > 1 else ""
         if value not in ("on", "off"):
@@ -238,6 +242,8 @@ HELP = (
     "*/transcribe private …* sends the transcript only to you.\n"
     "*/transcribe auto on|off* turns automatic transcription of shared clips in this channel on or off.\n"
     "*/transcribe format txt|srt|vtt* picks the file format used for long transcripts.\n"
+    "*/transcribe forget* deletes what chatscribe keeps about this channel: cached transcripts, settings and "
+    "job records.\n"
     "Or use the *Transcribe* shortcut in a message's ⋯ menu."
 )
 

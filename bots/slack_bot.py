@@ -263,6 +263,10 @@ class SlackBot:
         if not allowed:
             await respond(text=adapter.SETTINGS_NOT_ALLOWED)
             return
+        if parsed.action == "forget":
+            forgotten = await self.service.forget(self.platform, channel)
+            await respond(text=forgotten.sentence)
+            return
         await asyncio.to_thread(self.service.preferences.set, self.platform, channel, parsed.action, parsed.value)
         await respond(text=adapter.setting_changed(parsed.action, parsed.value or ""))
 

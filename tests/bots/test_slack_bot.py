@@ -471,6 +471,29 @@ async def test_anyone_may_change_settings_of_their_direct_messages_with_the_bot(
     assert "off" in await slack.fake.response_at(response_url)
 
 
+async def test_forget_deletes_the_channels_transcripts_and_settings(slack: Slack, audio: Any) -> None:
+    fake = slack.fake
+    fake.creators[CHANNEL] = "UALICE"
+    _, _, response_url = await slack.command("format srt")
+    assert ".srt" in await fake.response_at(response_url)
+    info = fake.add_file("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
+    first = fake.add_message(CHANNEL, files=[info])
+    assert await slack.event(message_event(CHANNEL, first)) == 200
+    await slack.replies(first)
+
+    _, _, response_url = await slack.command("forget", user="UBOB")  # not allowed: nothing is deleted
+    assert "Only workspace admins" in await fake.response_at(response_url)
+    _, _, response_url = await slack.command("forget")
+    assert (await fake.response_at(response_url)).startswith("Done: I've forgotten this conversation's data")
+    assert slack.service.preferences.get("slack", CHANNEL, "format") is None
+
+    again = fake.add_message(CHANNEL, files=[info])  # the same file shared again: no cached answer left
+    assert await slack.event(message_event(CHANNEL, again)) == 200
+    (reply,) = await slack.replies(again)
+    assert wer(JFK, reply) < 0.3
+    assert len(fake.downloads) == 2
+
+
 def test_settings_users_must_be_user_ids() -> None:
     with pytest.raises(ValueError, match="not a Slack user id"):
         SlackSettings(_env_file=None, settings_users="alice")  # type: ignore[call-arg]
