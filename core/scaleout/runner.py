@@ -356,7 +356,8 @@ def attach(service: Any, settings: Settings) -> RedisRunner:
 
     runner = RedisRunner(settings)
     cache = SharedCache(settings.data_dir / "cache.sqlite3", max_bytes=int(settings.cache_max_mb * 1_000_000),
-                        client=sync_client(settings.broker_url.get_secret_value()), ttl_s=settings.shared_cache_ttl_s)
+                        client=sync_client(settings.broker_url.get_secret_value()), ttl_s=settings.shared_cache_ttl_s,
+                        local_ttl_s=settings.cache_ttl_s)
     service.set_runner(runner)
     service.share(cache=cache, limits=runner.limits)
     runner.start()

@@ -153,8 +153,10 @@ class SharedCache(TranscriptCache):
     slower, never wrong.
     """
 
-    def __init__(self, path: Path, *, max_bytes: int, client: redis.Redis, ttl_s: int) -> None:
-        super().__init__(path, max_bytes=max_bytes)
+    def __init__(self, path: Path, *, max_bytes: int, client: redis.Redis, ttl_s: int,
+                 local_ttl_s: float | None = None) -> None:
+        """`ttl_s`: the shared copies' lifetime in Redis; `local_ttl_s`: the local cache's (CHATSCRIBE_CACHE_TTL_H)."""
+        super().__init__(path, max_bytes=max_bytes, ttl_s=local_ttl_s)
         self._redis = client
         self._ttl_s = ttl_s
         self._down = False

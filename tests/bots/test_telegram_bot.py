@@ -164,11 +164,18 @@ async def test_same_file_unique_id_is_answered_from_cache_without_download(
     data = audio("jfk_voice.ogg")
     await send(fake, service, fake.voice(data, chat_id=PRIVATE, unique_id="AgADsame"))
     first = last_text(fake, PRIVATE)
-    forwarded = fake.voice(data, chat_id=PRIVATE + 1, unique_id="AgADsame")  # new file_id, same unique id
+    forwarded = fake.voice(data, chat_id=PRIVATE, unique_id="AgADsame")  # new file_id, same unique id
     await send(fake, service, forwarded)
-    assert last_text(fake, PRIVATE + 1) == first
+    assert len(fake.calls_to("sendMessage")) == 2
+    assert last_text(fake, PRIVATE) == first
     assert fake.downloads["AgADsame"] == 1
     assert len(fake.calls_to("getFile")) == 1
+    # In another chat file ids are not shared (a conversation's `forget` relies on that): the file is
+    # downloaded once more and its bytes are answered from the cache, without transcribing it again.
+    await send(fake, service, fake.voice(data, chat_id=PRIVATE + 1, unique_id="AgADsame"))
+    assert last_text(fake, PRIVATE + 1) == first
+    assert fake.downloads["AgADsame"] == 2
+    assert service.metrics.cache_hits.labels("content")._value.get() == 1
 
 
 def _long_transcript(units: int) -> Transcript:
