@@ -8,18 +8,19 @@ through the platform's Delivery, so accepted work survives restarts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import logging
 import time
-from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .cache import TranscriptCache
 from .config import Settings
 from .engines.faster_whisper import Engine
 from .errors import Busy, ChatscribeError, MediaTooLarge, NotReady, SetAside, ShuttingDown
+from .jobs.admission import MediaBudget, MediaHold, RateLimiter
 from .jobs.journal import CRASH_LIMIT, Delivery, Job, Journal, JournalEntry, ProgressUpdate
 from .jobs.runner import LocalRunner, Runner, Work, default_slots
 from .media import MediaRequest, check_declared_duration, check_declared_size, probe_duration
@@ -54,6 +55,21 @@ class _Receipt:
         await asyncio.to_thread(self._journal.note, self._job_id, key, value)
 
 
+class Admission:
+    """A place taken before the media is read (an HTTP upload): it counts in the queue, the rate limit
+    and the media budget from then on. `close()` gives the place back; transcribe() does it when done."""
+
+    def __init__(self, service: TranscriptionService, hold: MediaHold) -> None:
+        self._service, self.hold = service, hold
+        self._open = True
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._service._active -= 1
+            self.hold.release()
+
+
 class TranscriptionService:
     def __init__(self, *, settings: Settings, engine: Engine | None = None, metrics: Metrics | None = None) -> None:
         """`engine` may come later (set_engine) so that the HTTP server can answer probes while it loads."""
@@ -71,7 +87,9 @@ class TranscriptionService:
         self._deliveries: dict[str, Delivery] = {}
         self._inflight: dict[tuple[str, str], asyncio.Future[Transcript]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._recent: dict[str, deque[float]] = defaultdict(deque)
+        rate = settings.rate_per_s
+        self._rate = RateLimiter(*rate) if rate else None
+        self._budget = MediaBudget(settings.media_memory_bytes)
         self._closing = False
         self._shared: SharedLimits | None = None
         self._active = 0
@@ -141,21 +159,31 @@ class TranscriptionService:
 
     # -- direct path -----------------------------------------------------------------------------
 
+    async def admit(self, *, platform: str, user_id: str, size_bytes: int) -> Admission:
+        """Take a place before reading the media (closing, queue, rate limit, media budget); Busy if none."""
+        await self._admit_shared(platform, user_id, size_bytes)
+        self._active += 1
+        return Admission(self, self._budget.reserve(size_bytes))
+
     async def transcribe(
         self, request: MediaRequest, options: TranscribeOptions | None = None, *,
-        progress: ProgressCallback | None = None,
+        progress: ProgressCallback | None = None, admission: Admission | None = None,
     ) -> Transcript:
-        """Transcribe now and return the result; raises ChatscribeError for anything a user can fix."""
-        await self._admit_shared(request)
+        """Transcribe now and return the result; raises ChatscribeError for anything a user can fix.
+
+        `admission`: the place taken with admit() before the media was read; taken here when None."""
+        if admission is None:
+            admission = await self.admit(platform=request.platform, user_id=request.user_id,
+                                         size_bytes=request.size_bytes or 0)
         started = time.monotonic()
-        self._active += 1
         try:
-            transcript = await self._run(request, options or TranscribeOptions(), progress)
+            transcript = await self._run(_counted(request, admission.hold), options or TranscribeOptions(),
+                                         progress)
         except ChatscribeError as exc:
             self.metrics.errors.labels(exc.code).inc()
             raise
         finally:
-            self._active -= 1
+            admission.close()
         self.metrics.latency.labels(request.platform).observe(time.monotonic() - started)
         return transcript
 
@@ -183,7 +211,7 @@ class TranscriptionService:
         delivery = self._deliveries[request.platform]
         check_declared_size(request.size_bytes, self.max_file_bytes)
         check_declared_duration(request.duration_hint_s, self.max_duration_s)
-        await self._admit_shared(request)
+        await self._admit_shared(request.platform, request.user_id, request.size_bytes or 0)
         job = await asyncio.to_thread(self.journal.add, request, options or TranscribeOptions())
         log.info("job=%s accepted platform=%s chat=%s kind=%s", job.id, request.platform, request.chat_id,
                  request.kind)
@@ -237,7 +265,7 @@ class TranscriptionService:
         self._active -= 1
         self._tasks.discard(task)
 
-    def _admit(self, request: MediaRequest, *, local_rate: bool = True) -> None:
+    def _admit(self, user_id: str, size_bytes: int, *, local_rate: bool = True) -> None:
         if self._closing:
             raise ShuttingDown()
         if self._runner is None:
@@ -246,28 +274,35 @@ class TranscriptionService:
         if self._active + others >= self.settings.queue_max:
             self.metrics.errors.labels("busy").inc()
             raise Busy(max(60.0, self.estimate_wait_s()), reason="Too many recordings are waiting right now")
+        if not self._budget.has_room(size_bytes):
+            # Media waiting in memory is counted in bytes, not jobs: a few large files fill it as well.
+            self.metrics.errors.labels("busy").inc()
+            raise Busy(max(60.0, self.estimate_wait_s()), reason="Too many recordings are waiting right now")
         if local_rate:
-            self._check_rate(request.user_id)
+            self._check_rate(user_id)
 
-    async def _admit_shared(self, request: MediaRequest) -> None:
+    async def _admit_shared(self, platform: str, user_id: str, size_bytes: int) -> None:
         """The local checks, then the rate limit counted across front ends (locally while Redis is down)."""
-        self._admit(request, local_rate=self._shared is None)
-        if self._shared is not None and not await self._shared.check_rate(request.platform, request.user_id):
-            self._check_rate(request.user_id)
+        self._admit(user_id, size_bytes, local_rate=self._shared is None)
+        if self._shared is not None and not await self._shared.check_rate(platform, user_id):
+            self._check_rate(user_id)
 
     def _check_rate(self, user_id: str) -> None:
-        limit = self.settings.rate_per_s
-        if limit is None:
+        if self._rate is None:
             return
-        count, window = limit
-        now = time.monotonic()
-        recent = self._recent[user_id]
-        while recent and recent[0] <= now - window:
-            recent.popleft()
-        if len(recent) >= count:
+        retry_after = self._rate.take(user_id)
+        if retry_after is not None:
             self.metrics.errors.labels("rate_limited").inc()
-            raise Busy(recent[0] + window - now, reason="You've sent a lot in a short time")
-        recent.append(now)
+            raise Busy(retry_after, reason="You've sent a lot in a short time")
+
+    @contextlib.asynccontextmanager
+    async def _holding(self, request: MediaRequest) -> AsyncIterator[MediaRequest]:
+        """Accepted work waits for room in the media budget before it downloads, and holds it until done."""
+        hold = await self._budget.acquire(request.size_bytes or 0)
+        try:
+            yield _counted(request, hold)
+        finally:
+            hold.release()
 
     def _variant(self, options: TranscribeOptions) -> str:
         return f"{self.runner.model_id}:{options.key()}"
@@ -281,7 +316,8 @@ class TranscriptionService:
             def on_progress(update: ProgressUpdate) -> Awaitable[None]:
                 return delivery.progress(job, update)
 
-            outcome = await self._run(job.request, job.options, on_progress, job_id=job.id, alone=alone)
+            async with self._holding(job.request) as request:
+                outcome = await self._run(request, job.options, on_progress, job_id=job.id, alone=alone)
         except ChatscribeError as exc:
             if isinstance(exc, ShuttingDown) and self._closing:
                 # Stopping before its turn came: accepted work is not answered "send it again"; it stays
@@ -418,6 +454,18 @@ class TranscriptionService:
 def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("progress update failed: %s", task.exception())
+
+
+def _counted(request: MediaRequest, hold: MediaHold) -> MediaRequest:
+    """The request whose download resizes `hold` to the bytes it really brought."""
+    fetch = request.fetch
+
+    async def fetch_counted(max_bytes: int) -> bytes:
+        data = await fetch(max_bytes)
+        hold.resize(len(data))
+        return data
+
+    return dataclasses.replace(request, fetch=fetch_counted)
 
 
 def _sha256(data: bytes) -> str:

@@ -1,0 +1,81 @@
+"""Admission's own bounds: the per-person rate limiter forgets people, the media budget counts bytes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from chatscribe.core.config import Settings
+from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
+from chatscribe.core.errors import Busy
+from chatscribe.core.jobs.admission import MediaBudget, RateLimiter
+from chatscribe.core.service import TranscriptionService
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_rate_limiter_stays_bounded_after_many_distinct_people() -> None:
+    clock = Clock()
+    limiter = RateLimiter(2, 60.0, clock=clock)
+    for person in range(10_000):
+        assert limiter.take(f"user{person}") is None
+        clock.now += 0.1  # 10,000 people over 1,000 s: at most 600 of them inside one 60 s window
+        assert len(limiter) <= 601
+    assert len(limiter) >= 590
+
+
+def test_the_rate_limiter_still_limits_and_says_when_to_come_back() -> None:
+    clock = Clock()
+    limiter = RateLimiter(2, 60.0, clock=clock)
+    assert limiter.take("alice") is None
+    clock.now += 10
+    assert limiter.take("alice") is None
+    assert limiter.take("alice") == 50.0
+    assert limiter.take("bob") is None
+    clock.now += 51
+    assert limiter.take("alice") is None  # the first request left the window
+    clock.now += 120
+    assert limiter.take("carol") is None
+    assert len(limiter) == 1  # alice and bob, idle for a whole window, are gone
+
+
+async def test_service_admission_forgets_people_whose_window_is_empty(
+    tmp_path: Path, tiny_engine: FasterWhisperEngine
+) -> None:
+    settings = Settings(_env_file=None, data_dir=tmp_path, user_rate="1/sec")  # type: ignore[call-arg]
+    async with TranscriptionService(settings=settings, engine=tiny_engine) as service:
+        for person in range(500):
+            (await service.admit(platform="http", user_id=f"u{person}", size_bytes=0)).close()
+        with pytest.raises(Busy):
+            await service.admit(platform="http", user_id="u1", size_bytes=0)
+        await asyncio.sleep(1.05)  # the window itself must pass: time, not synchronisation
+        (await service.admit(platform="http", user_id="late", size_bytes=0)).close()
+        assert len(service._rate or ()) == 1
+
+
+async def test_accepted_work_waits_for_room_in_the_media_budget() -> None:
+    budget = MediaBudget(1000)
+    first = budget.reserve(800)
+    assert not budget.has_room(300)
+    waiting = asyncio.ensure_future(budget.acquire(300))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    first.resize(600)  # the download was smaller than declared: room now
+    second = await asyncio.wait_for(waiting, 5)
+    assert budget.held == 900
+    second.release()
+    second.release()  # once only
+    first.release()
+    assert budget.held == 0
+    alone = budget.reserve(5000)  # larger than the whole budget: runs, alone
+    assert not budget.has_room(1)
+    alone.release()
+    assert budget.has_room(5000)
