@@ -7,7 +7,6 @@ The entry point may start this server before the model has loaded, so that probe
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
@@ -20,7 +19,8 @@ from chatscribe.core.errors import ConfigError
 
 from . import openai_api, openai_errors, playground
 from .base import Bot
-from .http_state import CALLER, FORM_OVERHEAD_BYTES, STATE, ServerState, caller_id, check_api_key
+from .http_guards import API_PREFIX, guard_host, is_loopback, limit_body, quiet_departures
+from .http_state import CALLER, STATE, ServerState, caller_id, check_api_key
 
 __all__ = ["HttpServer", "ServerState", "attach_service", "caller_id", "create_app", "is_loopback"]
 
@@ -29,7 +29,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-API_PREFIX = "/v1/"
+LINGERING_S = 2.0
+"""After an early answer (413, 429), how long the rest of a body the client still sends is read and
+dropped so that the client sees the answer rather than a reset; aiohttp's 10 s gives slow clients more."""
 
 
 def create_app(
@@ -48,9 +50,12 @@ def create_app(
             "or bind to 127.0.0.1."
         )
     state = ServerState(settings=settings, bots=tuple(bots), api_keys=keys, metrics_registry=metrics_registry)
+    # client_max_size bounds what request.read()/text()/json() take: the webhooks' limit. Uploads do not
+    # go through read(); they stream with their own budget (openai_upload.py).
     app = web.Application(
-        client_max_size=settings.max_file_bytes + FORM_OVERHEAD_BYTES,
-        middlewares=[_security_headers, _authenticate],
+        client_max_size=settings.http_max_body_bytes,
+        middlewares=[_security_headers, quiet_departures, guard_host, limit_body(openai_api.UPLOAD_PATHS),
+                     _authenticate],
     )
     app[STATE] = state
     app.add_routes([
@@ -61,7 +66,9 @@ def create_app(
     app.add_routes(openai_api.routes())
     app.add_routes(playground.routes())
     for bot in bots:
-        app.add_routes(bot.routes())
+        routes = bot.routes()
+        app.add_routes(routes)
+        state.signed_paths.update(route.path for route in routes)
     if service is not None:
         attach_service(app, service)
     return app
@@ -70,15 +77,6 @@ def create_app(
 def attach_service(app: web.Application, service: TranscriptionService) -> None:
     """Hand the loaded service to a running app: /readyz turns ready and the API starts answering."""
     app[STATE].service = service
-
-
-def is_loopback(host: str) -> bool:
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -135,8 +133,12 @@ class HttpServer:
         self._site: web.TCPSite | None = None
 
     async def start(self) -> None:
+        settings = self.app[STATE].settings
         # Access logs would write every caller's address at INFO; errors are logged by the handlers.
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # aiohttp's keep-alive timer also runs while a request head is still arriving, so it is the
+        # header timeout too (slowloris); bodies have theirs in http_guards.py.
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
+                                     keepalive_timeout=settings.http_header_timeout_s, lingering_time=LINGERING_S)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.host, self._port)
         await self._site.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import TYPE_CHECKING
 
@@ -32,6 +32,8 @@ class ServerState:
     api_keys: tuple[str, ...]
     metrics_registry: CollectorRegistry | None = None
     service: TranscriptionService | None = None
+    signed_paths: set[str] = field(default_factory=set)
+    """Webhook routes that authenticate each request by its platform's signature, whatever its Host."""
 
     def registry(self) -> CollectorRegistry:
         if self.metrics_registry is not None:
@@ -52,6 +54,10 @@ class ServerState:
             if why:
                 reasons.append(f"{bot.platform}: {why}")
         return reasons
+
+
+class SlowBody(Exception):
+    """Set on a request's body stream when it arrives slower than the server accepts (slowloris)."""
 
 
 STATE = web.AppKey("chatscribe_state", ServerState)
@@ -75,7 +81,6 @@ def check_api_key(request: web.BaseRequest, keys: tuple[str, ...]) -> str | None
     if not matched:
         return None
     return "key:" + sha256(matched[0].encode()).hexdigest()[:12]
-
 
 
 def _writable(path: os.PathLike[str] | str) -> bool:

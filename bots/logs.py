@@ -23,6 +23,7 @@ _TOKEN_SHAPES = re.compile(
 )
 _NOISY = ("httpx", "httpcore", "telegram.ext.ExtBot", "discord.http", "discord.gateway", "slack_sdk",
           "slack_bolt", "aiohttp.access", "faster_whisper")
+_NOISY_PREFIXES = tuple(f"{name}." for name in _NOISY) + _NOISY
 
 
 class RedactSecrets:
@@ -37,6 +38,14 @@ class RedactSecrets:
         for secret in self.secrets:
             text = text.replace(secret, "[redacted]")
         return _TOKEN_SHAPES.sub("[redacted]", text)
+
+
+class _QuietLibraries(logging.Filter):
+    """Library records below WARNING are dropped at the handler: slack-bolt gives each logger it makes the
+    root's level, so the WARNING set on "slack_bolt" never reaches "slack_bolt.RequestVerification"."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not record.name.startswith(_NOISY_PREFIXES)
 
 
 class _Redacting(logging.Formatter):
@@ -72,6 +81,7 @@ def configure(level: str = "INFO", fmt: str = "text") -> RedactSecrets:
     handler = logging.StreamHandler(sys.stderr)
     inner = JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler.setFormatter(_Redacting(inner, redact))
+    handler.addFilter(_QuietLibraries())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -37,6 +37,10 @@ GENERIC_MODEL = "whisper-1"
 """OpenAI's model name, accepted (and listed) so that code written for OpenAI needs no change."""
 
 
+UPLOAD_PATHS = frozenset({"/v1/audio/transcriptions", "/v1/audio/translations"})
+"""The routes whose body is media: they stream it with the upload limit, not the webhooks' one."""
+
+
 def routes() -> list[web.RouteDef]:
     return [
         web.post("/v1/audio/transcriptions", _transcriptions, expect_handler=_expect),
@@ -66,8 +70,17 @@ async def _translations(request: web.Request) -> web.StreamResponse:
 
 async def _handle(request: web.Request, task: str) -> web.StreamResponse:
     state = request.app[STATE]
+    caller = caller_id(request)
     try:
         service = _service(state)
+        check_declared_length(request, service.max_file_bytes)
+        # The queue, the rate limit and the media budget answer before a byte of the upload is read; a
+        # body of unknown length is counted at the limit until it has arrived.
+        admission = await service.admit(platform="http", user_id=caller,
+                                        size_bytes=request.content_length or service.max_file_bytes)
+    except ChatscribeError as exc:
+        return error_for(exc).response()
+    try:
         upload = await read_upload(request, service.max_file_bytes)
         response_format = upload.fields.get("response_format", "json")
         options = _options(upload, task, state)
@@ -79,19 +92,23 @@ async def _handle(request: web.Request, task: str) -> web.StreamResponse:
             raise ApiError(400, "stream=true works with response_format json or verbose_json.",
                            param="stream")
     except ApiError as exc:
+        admission.close()
         return exc.response()
     except ChatscribeError as exc:
+        admission.close()
         return error_for(exc).response()
-    caller = caller_id(request)
+    except BaseException:
+        admission.close()
+        raise
     media = MediaRequest(
         platform="http", chat_id=caller, user_id=caller, fetch=fetcher(upload.data), kind="audio",
         mime_type=upload.content_type, size_bytes=len(upload.data), file_name=upload.file_name,
     )
     words = "word" in upload.granularities
     if stream:
-        return await _stream(request, service, media, options, response_format, words)
+        return await _stream(request, service, media, options, response_format, words, admission)
     try:
-        transcript = await service.transcribe(media, options)
+        transcript = await service.transcribe(media, options, admission=admission)
     except ChatscribeError as exc:
         return error_for(exc).response()
     except Exception:
@@ -225,10 +242,12 @@ def _gaps(transcript: Transcript) -> dict[str, Any]:
 
 
 async def _stream(
-    request: web.Request, service: Any, media: MediaRequest, options: TranscribeOptions, fmt: str, words: bool
+    request: web.Request, service: Any, media: MediaRequest, options: TranscribeOptions, fmt: str, words: bool,
+    admission: Any,
 ) -> web.StreamResponse:
     updates: asyncio.Queue[ProgressUpdate] = asyncio.Queue()
-    work = asyncio.ensure_future(service.transcribe(media, options, progress=updates.put_nowait))
+    work = asyncio.ensure_future(service.transcribe(media, options, progress=updates.put_nowait,
+                                                    admission=admission))
     # If the page goes away the work still finishes (and is cached); its outcome is then nobody's.
     work.add_done_callback(lambda task: task.cancelled() or task.exception())
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})

@@ -1,4 +1,7 @@
-"""Reading a multipart upload with a byte limit: counted chunk by chunk, never held whole past the limit."""
+"""Reading a multipart upload with one byte budget per request: counted as it arrives, never held whole
+past the limit, and refused as soon as it is known to be too large, to have too many parts, or to be one
+the budget cannot cover.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,15 @@ from .openai_errors import ApiError
 
 FIELD_LIMIT_BYTES = 64 * 1024
 CHUNK_BYTES = 256 * 1024
+FIELD_CHUNK_BYTES = 8 * 1024
+"""aiohttp reads a part of unknown length ahead by the size asked for: small for the small parts."""
+MAX_PARTS = 32
+"""OpenAI's form has about ten fields; a form with more parts than this is not a client of the API."""
+FIELDS = frozenset({
+    "model", "language", "prompt", "response_format", "temperature", "timestamp_granularities[]",
+    "timestamp_granularities", "stream", "chunking_strategy", "include[]",
+})
+"""The text fields read; any other part is read past without being kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,28 +45,35 @@ def check_declared_length(request: web.BaseRequest, limit: int) -> None:
 
 
 async def read_upload(request: web.Request, limit: int) -> Upload:
-    """Read the multipart form, holding at most `limit` bytes of file (413 beyond it)."""
+    """Read the multipart form, holding at most `limit` bytes of file (413 beyond it).
+
+    The whole request, boundaries and every part included, must fit in `limit` plus FORM_OVERHEAD_BYTES.
+    """
     if request.content_type != "multipart/form-data":
         raise ApiError(400, "Send the audio as multipart/form-data with the file in the field 'file'.",
                        param="file")
     check_declared_length(request, limit)
+    budget = _Budget(request, limit)
     fields: dict[str, str] = {}
     granularities: list[str] = []
     data: bytes | None = None
     file_name = content_type = None
     try:
-        async for part in _parts(request):
+        async for part in _parts(request, budget):
             name = part.name or ""
-            if name == "file":
-                data = await _read_part(part, limit, too_large=MediaTooLarge(None, limit))
+            if name == "file" and data is None:
+                data = await _read_part(part, limit, budget, CHUNK_BYTES, too_large=MediaTooLarge(None, limit))
                 file_name, content_type = part.filename, part.headers.get("Content-Type")
-            else:
-                value = await _read_part(part, FIELD_LIMIT_BYTES, too_large=_field_too_large(name))
+            elif name in FIELDS:
+                value = await _read_part(part, FIELD_LIMIT_BYTES, budget, FIELD_CHUNK_BYTES,
+                                         too_large=_field_too_large(name))
                 text = value.decode("utf-8", errors="replace").strip()
                 if name in ("timestamp_granularities[]", "timestamp_granularities"):
                     granularities.append(text)
                 else:
                     fields[name] = text
+            else:  # unknown, or a second file: read past, counted, never kept
+                await _skip_part(part, budget)
     except (ValueError, AssertionError, RuntimeError) as exc:  # aiohttp's words for a malformed body
         raise ApiError(400, "The multipart form could not be read.", param="file") from exc
     if not data:
@@ -62,21 +81,54 @@ async def read_upload(request: web.Request, limit: int) -> Upload:
     return Upload(data, file_name, content_type, fields, tuple(granularities))
 
 
-async def _parts(request: web.Request) -> AsyncIterator[BodyPartReader]:
+class _Budget:
+    """Bytes the whole request has brought in so far (aiohttp counts what it received), against one limit."""
+
+    def __init__(self, request: web.Request, limit: int) -> None:
+        self._content = request.content  # each request has its own stream: its count starts at 0
+        self._limit = limit
+        self.parts = 0
+
+    def check(self) -> None:
+        if self._content.total_bytes > self._limit + FORM_OVERHEAD_BYTES:
+            raise MediaTooLarge(None, self._limit)
+
+    def count_part(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_PARTS:
+            raise ApiError(400, f"The form has more than {MAX_PARTS} parts: send the file and the "
+                           "API's fields only.", param="file")
+
+
+async def _parts(request: web.Request, budget: _Budget) -> AsyncIterator[BodyPartReader]:
     reader = await request.multipart()
     while (part := await reader.next()) is not None:
+        budget.count_part()
+        budget.check()
         if isinstance(part, BodyPartReader):
             yield part
+        else:  # a nested multipart: nothing the API sends; read past it
+            while (inner := await part.next()) is not None:
+                budget.count_part()
+                if isinstance(inner, BodyPartReader):
+                    await _skip_part(inner, budget)
 
 
-async def _read_part(part: BodyPartReader, limit: int, *, too_large: Exception) -> bytes:
+async def _read_part(part: BodyPartReader, limit: int, budget: _Budget, chunk_bytes: int, *,
+                     too_large: Exception) -> bytes:
     """Read one part, stopping (and raising `too_large`) as soon as it passes `limit` bytes."""
     buffer = bytearray()
-    while chunk := await part.read_chunk(CHUNK_BYTES):
+    while chunk := await part.read_chunk(chunk_bytes):
         buffer += chunk
         if len(buffer) > limit:
             raise too_large
+        budget.check()
     return bytes(buffer)
+
+
+async def _skip_part(part: BodyPartReader, budget: _Budget) -> None:
+    while await part.read_chunk(FIELD_CHUNK_BYTES):
+        budget.check()
 
 
 def _field_too_large(name: str) -> ApiError:

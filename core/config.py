@@ -57,6 +57,16 @@ class Settings(BaseSettings):
     """Chat messages one transcript may take before it is sent as a file with a preview."""
     api_keys: SecretStr = SecretStr("")
     """Comma-separated Bearer keys for the HTTP API; required when binding to a non-loopback address."""
+    http_max_body_kb: float = Field(default=1024, gt=0)
+    """Largest body a route other than an upload (Slack, Telegram webhooks) reads; uploads have max_file_mb."""
+    http_header_timeout_s: float = Field(default=15, gt=0)
+    """A connection must send a whole request head within this (also how long an idle keep-alive stays open)."""
+    http_body_timeout_s: float = Field(default=15, gt=0)
+    """Grace for a request body; after it, the body must have arrived at http_min_body_kbps on average."""
+    http_min_body_kbps: float = Field(default=16, gt=0)
+    """Slowest average upload speed (KB/s) accepted once http_body_timeout_s has passed."""
+    media_memory_mb: float = Field(default=1024, gt=0)
+    """Media bytes held in memory by work in flight; beyond it new work gets the busy answer."""
     broker_url: SecretStr = SecretStr("")
     """redis://… to share work with `chatscribe worker` processes; empty keeps everything in-process."""
     visibility_timeout_s: float = Field(default=60, gt=0)
@@ -95,6 +105,14 @@ class Settings(BaseSettings):
     @property
     def max_file_bytes(self) -> int:
         return int(self.max_file_mb * 1_000_000)
+
+    @property
+    def media_memory_bytes(self) -> int:
+        return int(self.media_memory_mb * 1_000_000)
+
+    @property
+    def http_max_body_bytes(self) -> int:
+        return int(self.http_max_body_kb * 1024)
 
     @property
     def expected_languages(self) -> tuple[str, ...]:
