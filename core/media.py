@@ -167,7 +167,11 @@ def _open_audio(data: bytes) -> tuple[av.container.InputContainer, av.audio.Audi
         kinds = [s.type for s in container.streams]
         container.close()
         raise NoAudioTrack(f"streams: {kinds}")
-    return container, container.streams.audio[0]
+    stream = container.streams.audio[0]
+    if stream.codec_context is None:  # a codec id FFmpeg has no decoder for (a damaged header says so)
+        container.close()
+        raise UnreadableMedia("the audio track's codec has no decoder")
+    return container, stream
 
 
 def _refuse_second_input(url: str, flags: int, options: dict[str, str]) -> None:
