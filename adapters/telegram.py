@@ -318,11 +318,13 @@ def _eta(eta_s: float | None) -> str:
 
 HELP_PRIVATE = (
     "Send me a voice note, audio or video and I reply with its text.\n"
-    "Settings: /language, /translate, /format, /timestamps, /vocab, /settings."
+    "Settings: /language, /translate, /format, /timestamps, /vocab, /settings.\n"
+    "/forget deletes what I keep about this chat (cached transcripts, settings, job records)."
 )
 HELP_GROUP = (
     "Reply /transcribe to a voice note, audio or video and I answer with its text.\n"
-    "Admins: /auto on transcribes every voice note here; /settings shows this group's settings."
+    "Admins: /auto on transcribes every voice note here; /settings shows this group's settings; "
+    "/forget deletes what I keep about this group (cached transcripts, settings, job records)."
 )
 NOT_ALLOWED = "Sorry, this bot is private: it only works in the chats its operator allowed."
 NOTHING_TO_TRANSCRIBE = "Reply /transcribe to a voice note, audio or video message."

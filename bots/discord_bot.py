@@ -31,6 +31,7 @@ from chatscribe.core.errors import ChatscribeError, ConfigError
 from chatscribe.core.jobs.journal import Job, ProgressUpdate, Receipt
 from chatscribe.core.media import Fetch
 from chatscribe.core.options import TranscribeOptions
+from chatscribe.core.retention import Forgotten
 from chatscribe.core.transcript import Transcript
 
 if TYPE_CHECKING:
@@ -217,6 +218,10 @@ class DiscordBot:
         async def file_format(interaction: discord.Interaction, kind: Literal["txt", "srt", "vtt"]) -> None:
             await self._set_preference(interaction, FILE_FORMAT, kind, f"Long transcripts will come as .{kind}.")
 
+        @group.command(name="forget", description="Delete what chatscribe keeps about this server")
+        async def forget(interaction: discord.Interaction) -> None:
+            await self._forget(interaction)
+
         tree.add_command(group)
         tree.error(self._on_app_command_error)
 
@@ -306,6 +311,23 @@ class DiscordBot:
             return
         await asyncio.to_thread(self.service.preferences.set, self.platform, str(interaction.guild_id), key, value)
         await interaction.response.send_message(answer)
+
+    async def _forget(self, interaction: discord.Interaction) -> None:
+        """The server's settings, and the transcripts and job records of each of its channels and threads."""
+        if await self._refused(interaction):
+            return
+        guild = interaction.guild
+        if guild is None or not interaction.permissions.manage_guild:
+            await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
+            return
+        await interaction.response.defer(thinking=True)
+        # Settings are kept per server, transcripts and jobs per channel (a thread is a channel of its own).
+        chats = {str(guild.id), str(interaction.channel_id)} | {str(c.id) for c in guild.channels} \
+            | {str(t.id) for t in guild.threads}
+        parts = [await self.service.forget(self.platform, chat) for chat in sorted(chats)]
+        total = Forgotten(transcripts=sum(p.transcripts for p in parts), settings=sum(p.settings for p in parts),
+                          jobs=sum(p.jobs for p in parts))
+        await interaction.followup.send(total.sentence)
 
     async def _on_app_command_error(self, interaction: discord.Interaction,
                                     error: app_commands.AppCommandError) -> None:

@@ -236,6 +236,7 @@ class TelegramBot:
         add(CommandHandler("settings", self._on_settings, filters=only_new))
         add(CommandHandler(list(adapter.SETTING_COMMANDS), self._on_setting, filters=only_new))
         add(CommandHandler("transcribe", self._on_transcribe, filters=only_new))
+        add(CommandHandler("forget", self._on_forget, filters=only_new))
         add(MessageHandler(MEDIA & only_new, self._on_media))
         self.app.add_error_handler(self._on_error)
 
@@ -299,6 +300,17 @@ class TelegramBot:
         if key == "auto" and value == "on" and not self.app.bot.can_read_all_group_messages:
             answer += " " + adapter.PRIVACY_HINT
         await self.sender.reply(message, answer)
+
+    async def _on_forget(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Delete this chat's cached transcripts, settings and job records; in groups, admins only."""
+        message = update.effective_message
+        if message is None or not await self._check_allowed(message):
+            return
+        if message.chat.type != ChatType.PRIVATE and not await self._is_admin(message):
+            await self.sender.reply(message, adapter.ADMINS_ONLY)
+            return
+        forgotten = await self.service.forget(self.platform, str(message.chat_id))
+        await self.sender.reply(message, forgotten.sentence)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         error = context.error
@@ -374,6 +386,7 @@ def _commands(*, group: bool) -> list[BotCommand]:
         BotCommand("timestamps", "on|off: [mm:ss] marks in the text"),
         BotCommand("vocab", "Names and terms to expect"),
         BotCommand("settings", "Show this chat's settings"),
+        BotCommand("forget", "Delete what I keep about this chat" + (" (admins)" if group else "")),
         BotCommand("help", "What this bot does"),
     ]
     if group:

@@ -25,6 +25,7 @@ from chatscribe.bots.discord_bot import (
     DiscordBot,
     DiscordSettings,
 )
+from chatscribe.bots.discord_delivery import FILE_FORMAT
 from chatscribe.core.config import Settings
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.errors import ConfigError
@@ -212,6 +213,34 @@ async def test_voice_message_is_transcribed_automatically_until_switched_off(
     assert all(str(r.body["message_reference"]["message_id"]) != second["id"] for r in replies)
 
 
+async def test_forget_deletes_the_servers_transcripts_and_settings(
+        fake: FakeDiscord, bot: DiscordBot, audio: Callable[[str], bytes]) -> None:
+    moderator = fake.member(fake.moderator, moderator=True)
+    chosen = await fake.slash_command("chatscribe", [{"name": "format", "type": 1, "options": [
+        {"name": "kind", "type": 3, "value": "srt"}]}], member=moderator)
+    await fake.wait_calls("POST", f"/interactions/{chosen['id']}/{chosen['token']}/callback")
+    attachment = fake.attachment(audio("jfk.m4a"), "memo.m4a", "audio/mp4")
+    await fake.user_message("!transcribe", attachments=[attachment])
+    (first,) = await answers(fake)
+    assert wer(JFK, first.body["content"]) < 0.2
+    await bot.service.wait_idle()
+    assert len(fake.downloads) == 1
+    assert bot.service.preferences.get("discord", fake.guild_id, FILE_FORMAT) == "srt"
+
+    denied = await fake.slash_command("chatscribe", [{"name": "forget", "type": 1, "options": []}])
+    (refusal,) = await fake.wait_calls("POST", f"/interactions/{denied['id']}/{denied['token']}/callback")
+    assert refusal.body["data"]["content"] == NOT_ALLOWED
+    forget = await fake.slash_command("chatscribe", [{"name": "forget", "type": 1, "options": []}], member=moderator)
+    (done,) = await fake.wait_calls("POST", webhook_path(fake, forget))
+    assert done.body["content"].startswith("Done: I've forgotten this conversation's data")
+    assert bot.service.preferences.get("discord", fake.guild_id, FILE_FORMAT) is None
+
+    await fake.user_message("!transcribe", attachments=[attachment])  # the same file again: fetched anew
+    await answers(fake, 2)
+    await bot.service.wait_idle()
+    assert len(fake.downloads) == 2
+
+
 # -- interactions -----------------------------------------------------------------------------------------
 
 
@@ -346,7 +375,7 @@ async def test_long_transcript_is_split_under_2000_with_nothing_lost(
             await answers(fake)
             await service.wait_idle()
             replies = await answers(fake)
-            transcript = await service.cached(_cached_request(attachment["id"]))
+            transcript = await service.cached(_cached_request(attachment["id"], fake.channel_id))
         finally:
             await bot.stop()
 
@@ -373,7 +402,7 @@ async def test_past_max_parts_the_transcript_comes_as_a_subtitle_file(
             attachment = fake.attachment(long_speech, "long.flac", "audio/flac")
             await fake.user_message("!transcribe", attachments=[attachment])
             (answer,) = await answers(fake)
-            transcript = await service.cached(_cached_request(attachment["id"]))
+            transcript = await service.cached(_cached_request(attachment["id"], fake.channel_id))
         finally:
             await bot.stop()
 
@@ -534,11 +563,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _cached_request(attachment_id: str) -> MediaRequest:
+def _cached_request(attachment_id: str, channel_id: str) -> MediaRequest:
+    """File ids are looked up per conversation (the channel), as `forget` needs."""
     async def never(max_bytes: int) -> bytes:
         raise AssertionError("the cached transcript is read without downloading")
 
-    return MediaRequest(platform="discord", chat_id="", user_id="", fetch=never, platform_file_id=attachment_id)
+    return MediaRequest(platform="discord", chat_id=channel_id, user_id="", fetch=never,
+                        platform_file_id=attachment_id)
 
 
 def _decode(path: Path) -> np.ndarray:

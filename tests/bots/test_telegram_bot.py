@@ -305,6 +305,39 @@ async def test_allowed_chats_refuse_others_politely(
         await bot.stop()
 
 
+async def test_forget_deletes_the_chats_transcripts_and_settings(
+    fake: FakeTelegram, service: TranscriptionService, bot: TelegramBot, audio: Callable[[str], bytes],
+) -> None:
+    data = audio("jfk_voice.ogg")
+    await send(fake, service, fake.message(chat_id=PRIVATE, text="/timestamps on"))
+    await send(fake, service, fake.voice(data, chat_id=PRIVATE, unique_id="AgADforget"))
+    assert wer(JFK, last_text(fake, PRIVATE)) < 0.3
+    assert len(fake.calls_to("download")) == 1
+
+    await send(fake, service, fake.message(chat_id=PRIVATE, text="/forget"))
+    assert last_text(fake, PRIVATE).startswith("Done: I've forgotten this conversation's data")
+    await send(fake, service, fake.message(chat_id=PRIVATE, text="/settings"))
+    assert "Timestamps: off" in last_text(fake, PRIVATE)
+    # The same voice note forwarded again: nothing cached for this chat any more, so it is fetched anew.
+    await send(fake, service, fake.voice(data, chat_id=PRIVATE, unique_id="AgADforget"))
+    assert wer(JFK, last_text(fake, PRIVATE)) < 0.3
+    assert len(fake.calls_to("download")) == 2
+
+
+async def test_in_groups_only_admins_may_forget(
+    fake: FakeTelegram, service: TranscriptionService, bot: TelegramBot,
+) -> None:
+    group: dict[str, Any] = {"chat_id": GROUP, "chat_type": "supergroup"}
+    fake.admins[GROUP] = {8}
+    await send(fake, service, fake.message(text="/format srt", user_id=8, **group))
+    await send(fake, service, fake.message(text="/forget", user_id=7, **group))
+    assert last_text(fake, GROUP) == ADMINS_ONLY
+    assert service.preferences.get("telegram", str(GROUP), "format") == "srt"
+    await send(fake, service, fake.message(text="/forget", user_id=8, **group))
+    assert last_text(fake, GROUP).startswith("Done: I've forgotten")
+    assert service.preferences.get("telegram", str(GROUP), "format") is None
+
+
 async def test_chat_settings_survive_a_restart(
     fake: FakeTelegram, settings: Settings, tiny_engine: object, audio: Callable[[str], bytes],
 ) -> None:
