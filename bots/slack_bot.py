@@ -33,7 +33,7 @@ from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.service import TranscriptionService
 from chatscribe.core.transcript import Transcript
 
-from .slack_client import SlackWebClient, error_code, retry_handlers
+from .slack_client import UNEXPECTED_ANSWER, SlackWebClient, error_code, retry_handlers
 from .slack_files import SlackFiles
 from .slack_seen import SeenEvents
 from .slack_verify import verified
@@ -139,6 +139,9 @@ class SlackBot:
         try:
             auth = await self.client.auth_test()
         except SlackApiError as exc:
+            if error_code(exc) == UNEXPECTED_ANSWER:
+                raise ConfigError(f"Slack's Web API at {self.settings.api_url} did not answer with Slack's JSON "
+                                  "(a proxy's error page?): check SLACK_API_URL and the network.") from None
             raise ConfigError(f"Slack refused SLACK_BOT_TOKEN ({error_code(exc)}).") from None
         self.bot_user_id = auth.get("user_id")
         app_token = self.settings.app_token.get_secret_value()

@@ -645,6 +645,17 @@ async def test_refused_app_token_is_a_clear_config_error(fake: FakeSlack, servic
     await bot.stop()
 
 
+async def test_an_error_page_at_start_names_the_api_url_not_the_token(fake: FakeSlack, service: Any) -> None:
+    fake.break_next("auth.test", status=503, times=5)
+    settings = SlackSettings(_env_file=None, bot_token=fake.token, signing_secret=SECRET,  # type: ignore[call-arg]
+                             api_url=fake.api_url)
+    bot = SlackBot(settings=settings, service=service)
+    with pytest.raises(ConfigError, match="SLACK_API_URL"):
+        await bot.start()
+    await bot.stop()
+    assert len(fake.calls_to("auth.test")) == 3  # retried twice, as a passing outage would be
+
+
 async def test_accepted_work_survives_a_restart(fake: FakeSlack, settings: Any, tiny_engine: Any,
                                                audio: Any) -> None:
     from chatscribe.core.service import TranscriptionService
