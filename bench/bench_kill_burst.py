@@ -39,10 +39,12 @@ async def _measure(notes: int, chats: int) -> kill_burst.BurstResult:
 
 
 def _render(result: kill_burst.BurstResult, info: dict[str, str]) -> str:
-    passed = not (result.unanswered or result.duplicated or result.set_aside or result.wrong)
+    passed = not (result.unanswered or result.duplicated or result.set_aside or result.wrong or result.misattributed)
     rows = [
         ["notes shared / channels", f"{result.notes} / {result.chats}"],
         ["answers in Slack at each SIGKILL", ", ".join(str(k) for k in result.kills)],
+        ["notes being read or transcribed at each SIGKILL", ", ".join(str(len(e)) for e in result.exposed_at_kills)],
+        ["deaths counted against a note that was not being worked on", len(result.misattributed)],
         ["seconds from SIGKILL to ready again", ", ".join(f"{s:.1f}" for s in result.restarts_s)],
         ["notes without an answer", len(result.unanswered)],
         ["notes answered more than once", len(result.duplicated)],
@@ -76,10 +78,10 @@ def main() -> None:
     print(markdown)
     if not args.no_write:
         write_section("kill-burst", markdown)
-    failed = result.unanswered or result.duplicated or result.set_aside or result.wrong
+    failed = result.unanswered or result.duplicated or result.set_aside or result.wrong or result.misattributed
     if failed:
         print(f"unanswered {result.unanswered}\nduplicated {result.duplicated}\nset aside {result.set_aside}\n"
-              f"wrong {result.wrong}", file=sys.stderr)
+              f"wrong {result.wrong}\nmisattributed {result.misattributed}", file=sys.stderr)
         raise SystemExit(1)
 
 

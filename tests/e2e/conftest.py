@@ -94,10 +94,11 @@ class SlackProcess:
         return self._http
 
     # -- what a person does in Slack ---------------------------------------------------------------------
-    async def share(self, name: str, data: bytes, *, mimetype: str, channel: str = CHANNEL) -> dict[str, Any]:
+    async def share(self, name: str, data: bytes, *, mimetype: str, channel: str = CHANNEL,
+                    user: str = "UALICE") -> dict[str, Any]:
         """A person shares a file: Slack stores it and sends the signed message event to the process."""
         info = self.fake.add_file(name, data, mimetype=mimetype)
-        message = self.fake.add_message(channel, files=[info])
+        message = self.fake.add_message(channel, files=[info], user=user)
         body = event_body(message_event(channel, message))
         headers = {"Content-Type": "application/json", **signed_headers(SECRET, body)}
         async with self.http.post(f"{self.base}/slack/events", data=body, headers=headers) as response:
@@ -126,6 +127,10 @@ class SlackProcess:
     def exposed(self) -> set[str]:
         """Jobs whose media the process is reading or transcribing right now, as the journal says."""
         return {job_id for (job_id,) in self._read_journal("SELECT id FROM jobs WHERE exposed=1")}
+
+    def crashes(self) -> dict[str, int]:
+        """job id -> deaths of the process counted against it (while its media was read or transcribed)."""
+        return dict(self._read_journal("SELECT id, crashes FROM jobs"))
 
     def _read_journal(self, query: str) -> list[tuple[Any, ...]]:
         path = self.data_dir / "jobs.sqlite3"

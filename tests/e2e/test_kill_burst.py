@@ -21,4 +21,6 @@ async def test_a_burst_from_eight_channels_killed_twice_is_answered_once_each(
     assert result.duplicated == []
     assert result.set_aside == []  # two deaths are fewer than the crash limit: nothing may be set aside
     assert result.wrong == []
+    # Each death was counted against exactly the notes being read or transcribed when it happened.
+    assert result.misattributed == {}
     assert len(chatscribe.journal()) == result.notes
