@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -207,10 +208,18 @@ class SlackBot:
 
         return run
 
-    def _spawn(self, work: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(work)
+    def _spawn(self, work: Awaitable[None], respond: Any) -> None:
+        task = asyncio.ensure_future(self._answering(work, respond))
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+
+    async def _answering(self, work: Awaitable[None], respond: Any) -> None:
+        """Run a command's work; when Slack cannot be reached at all, the person still gets a sentence."""
+        try:
+            await work
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("slack: a command could not reach Slack: %s", type(exc).__name__)
+            await respond(text=adapter.lookup_problem(UNEXPECTED_ANSWER))
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -253,9 +262,9 @@ class SlackBot:
         await ack()
         # Everything else asks Slack something first: answered through response_url, after the ack.
         if parsed.action == "transcribe":
-            self._spawn(self._transcribe_command(parsed, channel, user, respond))
+            self._spawn(self._transcribe_command(parsed, channel, user, respond), respond)
         else:
-            self._spawn(self._setting_command(parsed, channel, user, respond))
+            self._spawn(self._setting_command(parsed, channel, user, respond), respond)
 
     async def _setting_command(self, parsed: adapter.Command, channel: str, user: str, respond: Any) -> None:
         try:
@@ -354,7 +363,7 @@ class SlackBot:
 
     async def _on_shortcut(self, ack: Any, shortcut: dict[str, Any], respond: Any) -> None:
         await ack()
-        self._spawn(self._transcribe_shortcut(shortcut, respond))
+        self._spawn(self._transcribe_shortcut(shortcut, respond), respond)
 
     async def _transcribe_shortcut(self, shortcut: dict[str, Any], respond: Any) -> None:
         # The shortcut is used on a message the person is looking at, in its own channel: nothing to check.
