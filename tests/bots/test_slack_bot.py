@@ -614,6 +614,8 @@ async def test_socket_mode_serves_the_same_handlers(fake: FakeSlack, service: An
         message = fake.add_message(CHANNEL, files=[info])
         payload = json.loads(event_body(message_event(CHANNEL, message), event_id="EvSocket1"))
         envelope = await fake.socket_send("events_api", payload)
+        await fake.wait_for(lambda: any(ack.get("envelope_id") == envelope for ack in fake.socket_acks))
+        assert len(service.journal.states()) == 1  # acked only once the note was journaled
         await fake.socket_send("events_api", payload, retry_attempt=1)  # Slack's retry: same event_id
         (reply,) = await fake.wait_for(lambda: fake.bot_messages(CHANNEL, message["ts"]))
         assert wer(JFK, text_of(reply)) < 0.3
