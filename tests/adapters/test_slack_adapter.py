@@ -59,6 +59,9 @@ def test_parse_command() -> None:
     assert slack.parse_command("format srt") == slack.Command("format", value="srt")
     assert slack.parse_command("auto maybe").problem
     assert slack.parse_command("please do it").problem
+    assert slack.parse_command("forget") == slack.Command("forget")
+    assert slack.parse_command("forget everything").problem
+    assert "/transcribe forget" in slack.HELP
 
 
 def test_media_is_decided_by_what_slack_detected_not_the_name() -> None:
