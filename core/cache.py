@@ -278,6 +278,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("PRAGMA secure_delete=ON")  # forgotten and expired transcripts are overwritten, not left in free pages
     db.executescript(_SCHEMA)
     _migrate(db)
     db.execute("SELECT COUNT(*) FROM transcripts").fetchone()

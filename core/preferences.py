@@ -20,6 +20,7 @@ class Preferences:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA secure_delete=ON")  # forgotten settings are overwritten on disk
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS preferences (platform TEXT NOT NULL, chat_id TEXT NOT NULL, "
             "key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (platform, chat_id, key))"

@@ -132,6 +132,7 @@ class Journal:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # an accepted job must survive power loss too
+        self._db.execute("PRAGMA secure_delete=ON")  # a stripped transcript or token is overwritten on disk
         self._db.executescript(_SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
         for column in ("exposed", "crashes"):  # journals written before these columns existed

@@ -51,6 +51,8 @@ async def test_forget_removes_the_chats_transcripts_settings_and_jobs_and_nothin
         assert svc.preferences.get_all("fake", "A") == {}
         assert svc.preferences.get_all("fake", "B") == {"language": "fr"}
 
+    raw = (settings.data_dir / "cache.sqlite3").read_bytes()  # closed: the WAL is folded into the file
+    assert raw.count(b"fellow Americans") == 1  # B's transcript is in the file; A's is gone from it, not just unlinked
     # After a restart, on the same files: A's re-send is downloaded and transcribed afresh, B's is not.
     async with _service(settings, tiny_engine, collector) as svc:
         fresh = await _answer(svc, collector, "a", "A", "FA")

@@ -238,6 +238,10 @@ async def test_a_delivered_job_keeps_no_transcript_or_token_and_goes_after_the_r
         waiting = await svc.submit(collector.request("later"))  # accepted, not answered when the process stops
         await _until(lambda: collector.fetches[-1:] == ["later"])
 
+    # Nor is it left behind in the file's free pages, where anyone reading the file could find it.
+    raw = path.read_bytes()
+    for secret in (b"country", TOKEN.encode(), b"secret meeting"):
+        assert secret not in raw, secret
     day = 24 * 3600.0
     assert settings.job_retention_s == day
     almost = Journal(path, retention_s=day, clock=lambda: time.time() + day - 600)
