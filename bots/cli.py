@@ -29,7 +29,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(exc.user_message, file=sys.stderr)
         raise SystemExit(2) from None
     redact = configure(settings.log_level, settings.log_format if args.command in ("run", "worker") else "text")
-    register_secrets(redact, settings, platforms=args.command in ("run", "doctor"))
+    # `transcribe` at a terminal uses no platform: it skips importing their libraries just to read tokens.
+    register_secrets(redact, settings, platforms=args.command != "transcribe")
     try:
         code = asyncio.run(_dispatch(args, settings))
     except ChatscribeError as exc:

@@ -40,9 +40,10 @@ def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Non
     os.umask(umask)
 
 
-@pytest.mark.parametrize("fmt", ["text", "json"])
+@pytest.mark.parametrize(("command", "fmt"), [(["run"], "text"), (["run"], "json"), (["worker"], "json")])
 def test_every_configured_secret_is_redacted_in_the_log(
-    environment: None, fmt: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+    environment: None, command: list[str], fmt: str, monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("CHATSCRIBE_LOG_FORMAT", fmt)
     seen_umask: list[int] = []
@@ -61,7 +62,7 @@ def test_every_configured_secret_is_redacted_in_the_log(
 
     monkeypatch.setattr(cli, "_dispatch", log_them)
     with pytest.raises(SystemExit) as exited:
-        cli.main(["run"])
+        cli.main(command)
     assert exited.value.code == 0
     err = capfd.readouterr().err
     assert err.count("request failed") == len(LOGGED)
