@@ -222,21 +222,25 @@ class FasterWhisperEngine:
     def transcribe(
         self, audio: np.ndarray, options: TranscribeOptions, progress: Progress | None = None
     ) -> Transcript:
+        temperature = options.temperature if options.temperature is not None else _FALLBACK_TEMPERATURES
         return self._run(audio, options, progress, vad=self.vad, prompt=options.vocabulary or None,
-                         words=options.word_timestamps)
+                         words=options.word_timestamps, temperature=temperature)
 
     def transcribe_part(self, audio: np.ndarray, options: TranscribeOptions, prompt: str) -> Transcript:
         """A stretch the first pass left without words (core/coverage.py), decoded again on its own.
 
         No VAD filter (it may be what cut the speech), the neighbouring text as the prompt so the stretch
-        is read in context, and word probabilities, by which the coverage check judges the result.
+        is read in context, and word probabilities, by which the coverage check judges the result. One
+        greedy-or-beam pass, no temperature fallback: sampling hotter over speech Whisper could not read
+        costs five more decodings and gives confident nonsense, which the check would then have to refuse.
         """
         context = " ".join(part for part in (options.vocabulary, prompt) if part and part.strip())
-        return self._run(audio, options, None, vad=False, prompt=context or None, words=True)
+        return self._run(audio, options, None, vad=False, prompt=context or None, words=True,
+                         temperature=options.temperature or 0.0)
 
     def _run(
         self, audio: np.ndarray, options: TranscribeOptions, progress: Progress | None, *, vad: bool,
-        prompt: str | None, words: bool,
+        prompt: str | None, words: bool, temperature: float | tuple[float, ...],
     ) -> Transcript:
         duration = len(audio) / SAMPLE_RATE
         language, probability = options.language, 1.0
@@ -252,9 +256,7 @@ class FasterWhisperEngine:
             initial_prompt=prompt,
             word_timestamps=words,
             vad_filter=vad,
-            temperature=(
-                options.temperature if options.temperature is not None else _FALLBACK_TEMPERATURES
-            ),
+            temperature=temperature,
         )
         collected = []
         for raw in segments:  # the generator does the work: iterate it here, in the worker thread

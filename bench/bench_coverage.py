@@ -1,0 +1,183 @@
+"""How much of the speech each side puts words on: chatscribe against plain faster-whisper, one run.
+
+    python -m bench.bench_coverage [--model tiny.en] [--burst all|long|none] [--no-write]
+
+Per file: the seconds of speech Silero VAD hears (the mask chatscribe's quality pass makes), the share of
+them under a transcript segment with text, and the longest stretch of speech without words (pauses under
+1 s bridged, as core/coverage.py counts them). chatscribe runs its real pipeline (LocalRunner: decode,
+engine, quality pass, coverage check); plain faster-whisper is `WhisperModel(path, device="cpu",
+compute_type="int8").transcribe(file)` with its defaults. Files: the shared recordings, the 43 s voice note
+of issue 13 (multilingual.mp3's English half, jfk.flac, 1.5 s of silence, as OGG/Opus), and the long and
+medium notes of the burst workload (bench/burst_notes.py). Writes the `coverage-<model>` section of
+docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import sys
+import time
+from dataclasses import dataclass
+
+import av
+import numpy as np
+
+from bench.burst_notes import scenarios
+from bench.report import AUDIO_DIR, MODELS_DIR, format_machine, machine_info, mark, require_audio, table, write_section
+from chatscribe.core.coverage import MIN_GAP_S, covered_mask, uncovered
+from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
+from chatscribe.core.engines.models import resolve_model
+from chatscribe.core.jobs.runner import LocalRunner, Work
+from chatscribe.core.media import SAMPLE_RATE, decode_audio
+from chatscribe.core.metrics import Metrics
+from chatscribe.core.options import TranscribeOptions
+from chatscribe.core.quality import FRAME_S, speech_mask
+from chatscribe.core.transcript import Gap, Segment
+
+FILES = ("jfk.flac", "jfk_voice.ogg", "multilingual.mp3", "multilingual_voice.ogg", "hotwords.mp3")
+NOTE_NAME = "note_43s.ogg (issue 13)"
+HOUR = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    covered_s: float
+    longest_bare_s: float
+    """Longest stretch of speech without words that no recorded gap names."""
+    gaps: tuple[Gap, ...]
+    seconds: float
+
+
+def voice_note() -> bytes:
+    """The 43 s note: English, then the JFK sentence, then a pause, as a chat's OGG/Opus voice message."""
+    english = _decoded((AUDIO_DIR / "multilingual.mp3").read_bytes())[: int(29.9 * SAMPLE_RATE)]
+    samples = np.concatenate([english, _decoded((AUDIO_DIR / "jfk.flac").read_bytes()),
+                              np.zeros(int(1.5 * SAMPLE_RATE), np.float32)])
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="ogg") as out:
+        stream = out.add_stream("libopus", rate=48000)
+        stream.bit_rate = 24000
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray((np.clip(samples, -1, 1) * 32767).astype("<i2").reshape(1, -1),
+                                           format="s16", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    return buffer.getvalue()
+
+
+BURST_FROM_S = {"all": 10.0, "long": 30.0}
+"""The burst notes taken: all of 10 s and more (a window boundary is rare below), or only the long ones."""
+
+
+def workload(burst: str) -> list[tuple[str, bytes]]:
+    files = [(name, (AUDIO_DIR / name).read_bytes()) for name in FILES] + [(NOTE_NAME, voice_note())]
+    if burst in BURST_FROM_S:
+        notes = sorted(scenarios(AUDIO_DIR)[0].notes, key=lambda n: n.index)
+        files += [(f"burst note {n.index} ({n.duration_s:.0f} s)", n.data) for n in notes
+                  if n.duration_s >= BURST_FROM_S[burst]]
+    return files
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--burst", choices=("all", "long", "none"), default="all",
+                        help="the burst workload's notes of 10 s and more (all), of 30 s and more (long), or none")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    require_audio()
+    info = machine_info()
+    started = time.monotonic()
+    from faster_whisper import WhisperModel
+
+    model = resolve_model(args.model, MODELS_DIR)
+    engine = FasterWhisperEngine(model, device="cpu")
+    plain = WhisperModel(str(model.path), device="cpu", compute_type="int8")
+    runner = LocalRunner(engine, slots=1, max_duration_s=HOUR, metrics=Metrics(), batching="off")
+    rows = []
+    for name, data in workload(args.burst):
+        samples = _decoded(data)
+        speech = speech_mask(samples)
+        t0 = time.perf_counter()
+        plain_segments, _ = plain.transcribe(io.BytesIO(data))
+        plain_side = _side(speech, [Segment(s.start, s.end, s.text) for s in plain_segments], (),
+                           time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        ours = asyncio.run(runner.run(Work(name, data, len(samples) / SAMPLE_RATE, TranscribeOptions())))
+        our_side = _side(speech, list(ours.segments), ours.gaps, time.perf_counter() - t0)
+        rows.append((name, len(samples) / SAMPLE_RATE, float(speech.sum()) * FRAME_S, plain_side, our_side))
+        print(f"{name}: plain {plain_side.covered_s:.1f} s, chatscribe {our_side.covered_s:.1f} s of "
+              f"{rows[-1][2]:.1f} s ({time.monotonic() - started:.0f} s)", file=sys.stderr)
+    runner.close()
+    markdown = _render(args.model, info, rows, time.monotonic() - started)
+    print(markdown)
+    if not args.no_write:
+        write_section(f"coverage-{args.model}", markdown)
+        print(f"wrote the coverage-{args.model} section of docs/benchmarks.md", file=sys.stderr)
+
+
+def _decoded(data: bytes) -> np.ndarray:
+    return decode_audio(data, max_duration_s=HOUR).samples
+
+
+def _side(speech: np.ndarray, segments: list[Segment], gaps: tuple[Gap, ...], seconds: float) -> Side:
+    covered = covered_mask(segments, len(speech))
+    bare = [g for g in uncovered(speech, covered, min_s=0.0)
+            if not any(r.start <= g.start and g.end <= r.end for r in gaps)]
+    return Side(float((speech & covered).sum()) * FRAME_S, max((g.end - g.start for g in bare), default=0.0),
+                gaps, seconds)
+
+
+def _render(model: str, info: dict[str, str], rows: list[tuple[str, float, float, Side, Side]],
+            elapsed: float) -> str:
+    def share(side: Side, speech_s: float) -> str:
+        return f"{side.covered_s / speech_s:.1%}" if speech_s else "–"
+
+    def gaps(side: Side) -> str:
+        return ", ".join(f"{g.start:.1f}–{g.end:.1f} s" for g in side.gaps) or "–"
+
+    body = [
+        (name, f"{audio_s:.1f} s", f"{speech_s:.1f} s", share(p, speech_s), share(c, speech_s),
+         f"{p.longest_bare_s:.1f} s", f"{c.longest_bare_s:.1f} s", gaps(c), f"{p.seconds:.1f} s / {c.seconds:.1f} s")
+        for name, audio_s, speech_s, p, c in rows
+    ]
+    at_least = all(c.covered_s >= p.covered_s - FRAME_S * 10 for _, _, _, p, c in rows)  # 0.1 s of rounding
+    worst = max(c.longest_bare_s for *_, c in rows)
+    lost = sum(max(0.0, p.covered_s - c.covered_s) for _, _, _, p, c in rows)
+    targets = table(("Target", "Goal", "Measured", ""), [
+        ("Speech covered by words, chatscribe vs plain, every file", "≥ plain",
+         "≥ plain on every file" if at_least else f"below plain on some file ({lost:.1f} s in all)", mark(at_least)),
+        ("Longest stretch of speech without words and without a recorded gap", f"< {MIN_GAP_S} s", f"{worst:.1f} s",
+         mark(worst < MIN_GAP_S)),
+    ])
+    return f"""## Coverage: speech with words, chatscribe vs plain faster-whisper (`{model}`, int8, CPU)
+
+Measured in one run of {elapsed / 60:.1f} min, one pass per file and side. Speech is where Silero VAD hears it (the
+mask of chatscribe's quality pass, on the same decoded samples for both sides); a second of speech is covered when
+a segment with text spans it. chatscribe runs its whole pipeline (LocalRunner: decode, engine, quality pass,
+coverage check, which transcribes a stretch of ≥ {MIN_GAP_S} s of speech without words again on its own and
+records what still has none as a gap named in the answer); plain faster-whisper is
+`WhisperModel(path, device="cpu", compute_type="int8").transcribe(file)` with its defaults (no VAD).
+
+{format_machine(info)}
+
+### Targets
+
+{targets}
+
+### Per file
+
+{table(("File", "Audio", "Speech (VAD)", "Covered, plain", "Covered, chatscribe", "Longest bare, plain",
+        "Longest bare, chatscribe", "Gaps named by chatscribe", "Time plain / chatscribe"), body)}
+
+Longest bare: the longest stretch of speech without a word (pauses under 1 s inside it bridged); for chatscribe,
+stretches it names as a gap ("could not be transcribed", with the time) are not counted. Plain faster-whisper's
+segments are counted as they come, text invented over noise included.
+"""
+
+
+if __name__ == "__main__":
+    main()
