@@ -55,6 +55,17 @@ class UnreadableMedia(MediaError):
         )
 
 
+class UnacceptedFormat(UnreadableMedia):
+    """Not a container we open: random bytes, a playlist, an image, or a format outside the list."""
+
+    def __init__(self, accepted: str, detail: str | None = None) -> None:
+        MediaError.__init__(
+            self, f"I couldn't read that file: it isn't audio or video in a format I accept ({accepted}).",
+            detail=detail,
+        )
+        self.accepted = accepted
+
+
 class NoAudioTrack(MediaError):
     code = "no_audio"
 

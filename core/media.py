@@ -21,24 +21,25 @@ from types import MappingProxyType
 import av
 import numpy as np
 
-from .errors import MediaTooLarge, MediaTooLong, NoAudioTrack, UnreadableMedia
+from .errors import MediaTooLarge, MediaTooLong, NoAudioTrack, UnacceptedFormat, UnreadableMedia
 
 SAMPLE_RATE = 16_000
 log = logging.getLogger(__name__)
 
 ACCEPTED_FORMATS: Mapping[str, str] = MappingProxyType({
-    "ogg": "Ogg (Opus, Vorbis)",  # Telegram, WhatsApp and Discord voice messages
+    "ogg": "Ogg",  # Opus and Vorbis: Telegram, WhatsApp and Discord voice messages
     "mp3": "MP3",
     "wav": "WAV",
     "flac": "FLAC",
-    "mov": "MP4/M4A/MOV/3GP",  # Telegram video notes, iOS recordings
-    "matroska": "Matroska/WebM",  # browser recordings
-    "aac": "AAC (ADTS)",
+    "mov": "MP4/M4A/MOV",  # also 3GP: Telegram video notes, iOS recordings
+    "matroska": "WebM/Matroska",  # browser recordings
+    "aac": "AAC",  # raw ADTS
     "amr": "AMR",  # older phones' voice memos
     "caf": "CAF",  # iMessage audio messages
     "aiff": "AIFF",
 })
-"""FFmpeg demuxer names (one name of each demuxer's list: "mov" stands for "mov,mp4,m4a,3gp,3g2,mj2")."""
+"""FFmpeg demuxer names (one name of each demuxer's list: "mov" stands for "mov,mp4,m4a,3gp,3g2,mj2"),
+and what a person is told they may send."""
 
 _CONTAINER_OPTIONS = {
     # FFmpeg still probes the content to pick the demuxer, then refuses one outside the list; nested
@@ -162,7 +163,8 @@ def _open_audio(data: bytes) -> tuple[av.container.InputContainer, av.audio.Audi
             container_options=_CONTAINER_OPTIONS, io_open=_refuse_second_input,
         )
     except (av.FFmpegError, ValueError, UnicodeDecodeError) as exc:
-        raise UnreadableMedia(f"cannot open container: {exc}") from exc
+        # No demuxer recognised the bytes, or the one that did is outside the list.
+        raise UnacceptedFormat(", ".join(ACCEPTED_FORMATS.values()), f"cannot open container: {exc}") from exc
     if not container.streams.audio:
         kinds = [s.type for s in container.streams]
         container.close()

@@ -20,9 +20,9 @@ from chatscribe.adapters.telegram import ADMINS_ONLY, LOCAL_SERVER_HINT, NO_SPEE
 from chatscribe.bots.http import HttpServer, create_app
 from chatscribe.bots.telegram_bot import SECRET_HEADER, WEBHOOK_PATH, TelegramBot, TelegramSettings
 from chatscribe.core.config import Settings, load
-from chatscribe.core.errors import ConfigError, UnreadableMedia
+from chatscribe.core.errors import ConfigError, UnacceptedFormat
 from chatscribe.core.jobs.journal import Job, ProgressUpdate
-from chatscribe.core.media import MediaRequest
+from chatscribe.core.media import ACCEPTED_FORMATS, MediaRequest
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.service import TranscriptionService
 from chatscribe.core.text import utf16_units
@@ -152,7 +152,7 @@ async def test_random_bytes_get_a_clear_answer_and_the_bot_keeps_serving(
     fake: FakeTelegram, service: TranscriptionService, bot: TelegramBot, audio: Callable[[str], bytes],
 ) -> None:
     await send(fake, service, fake.voice(audio("random_bytes.ogg"), chat_id=PRIVATE))
-    assert last_text(fake, PRIVATE) == UnreadableMedia().user_message
+    assert last_text(fake, PRIVATE) == UnacceptedFormat(", ".join(ACCEPTED_FORMATS.values())).user_message
     assert "Traceback" not in last_text(fake, PRIVATE)
     await send(fake, service, fake.voice(audio("jfk_voice.ogg"), chat_id=PRIVATE))
     assert wer(JFK, last_text(fake, PRIVATE)) < 0.3
