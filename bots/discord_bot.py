@@ -316,14 +316,15 @@ class DiscordBot:
         """The server's settings, and the transcripts and job records of each of its channels and threads."""
         if await self._refused(interaction):
             return
-        guild = interaction.guild
-        if guild is None or not interaction.permissions.manage_guild:
+        if interaction.guild_id is None or not interaction.permissions.manage_guild:
             await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
             return
         await interaction.response.defer(thinking=True)
         # Settings are kept per server, transcripts and jobs per channel (a thread is a channel of its own).
-        chats = {str(guild.id), str(interaction.channel_id)} | {str(c.id) for c in guild.channels} \
-            | {str(t.id) for t in guild.threads}
+        chats = {str(interaction.guild_id), str(interaction.channel_id)}
+        guild = interaction.guild
+        if guild is not None:  # the server's channels and threads as the gateway told the client of them
+            chats |= {str(c.id) for c in guild.channels} | {str(t.id) for t in guild.threads}
         parts = [await self.service.forget(self.platform, chat) for chat in sorted(chats)]
         total = Forgotten(transcripts=sum(p.transcripts for p in parts), settings=sum(p.settings for p in parts),
                           jobs=sum(p.jobs for p in parts))
