@@ -724,13 +724,64 @@ def test_manifest_matches_what_the_bot_serves() -> None:
     assert settings["interactivity"]["request_url"].endswith("/slack/events")
 
 
-async def test_chatscribe_run_slack_end_to_end(fake: FakeSlack, audio: Any, tmp_path: Path) -> None:
-    port = free_port()
+def _run_env(fake: FakeSlack, tmp_path: Path, port: int) -> dict[str, str]:
     env = {**os.environ, "SLACK_BOT_TOKEN": fake.token, "SLACK_SIGNING_SECRET": SECRET,
            "SLACK_API_URL": fake.api_url, "CHATSCRIBE_DATA_DIR": str(tmp_path / "data"),
            "CHATSCRIBE_MODEL": "tiny.en", "CHATSCRIBE_DEVICE": "cpu", "CHATSCRIBE_HTTP_PORT": str(port),
            "CHATSCRIBE_HTTP_HOST": "127.0.0.1", "CHATSCRIBE_LOG_LEVEL": "DEBUG"}
     env.pop("SLACK_APP_TOKEN", None)
+    return env
+
+
+@contextlib.asynccontextmanager
+async def _chatscribe_run(fake: FakeSlack, tmp_path: Path, log_name: str) -> AsyncIterator[str]:
+    """`chatscribe run slack` as a real process on tmp_path/data; stopped with SIGTERM (graceful) at the end."""
+    port = free_port()
+    with (tmp_path / log_name).open("wb") as log_out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "chatscribe", "run", "slack", cwd=tmp_path, env=_run_env(fake, tmp_path, port),
+            stdout=log_out, stderr=asyncio.subprocess.STDOUT)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            async with aiohttp.ClientSession() as http:
+                await until_ready(http, base, process)
+            yield base
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(process.wait(), timeout=60)
+    assert code == 0
+
+
+async def _post_event(base: str, event: dict[str, Any], event_id: str, headers: dict[str, str] | None = None) -> int:
+    body = event_body(event, event_id=event_id)
+    sent = {"Content-Type": "application/json", **signed_headers(SECRET, body), **(headers or {})}
+    async with aiohttp.ClientSession() as http, http.post(f"{base}/slack/events", data=body, headers=sent) as response:
+        return response.status
+
+
+async def test_a_restarted_chatscribe_run_does_not_answer_a_redelivered_event_again(
+        fake: FakeSlack, audio: Any, tmp_path: Path) -> None:
+    info = fake.add_file("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
+    message = fake.add_message(CHANNEL, files=[info])
+    async with _chatscribe_run(fake, tmp_path, "first.log") as base:
+        assert await _post_event(base, message_event(CHANNEL, message), "EvProcess1") == 200
+        await fake.wait_for(lambda: fake.bot_messages(CHANNEL, message["ts"]), timeout=120)
+    async with _chatscribe_run(fake, tmp_path, "second.log") as base:
+        retry = {"X-Slack-Retry-Num": "1", "X-Slack-Retry-Reason": "http_timeout"}
+        assert await _post_event(base, message_event(CHANNEL, message), "EvProcess1", retry) == 200
+        # A new share after it is answered: the process is working, and the retry was dropped before it.
+        other = fake.add_message(CHANNEL, files=[fake.add_file("jfk.flac", audio("jfk.flac"), mimetype="audio/flac")])
+        assert await _post_event(base, message_event(CHANNEL, other), "EvProcess2") == 200
+        await fake.wait_for(lambda: fake.bot_messages(CHANNEL, other["ts"]), timeout=120)
+    # SIGTERM lets accepted work finish: a second answer to the first share would have been posted by now.
+    assert len(fake.bot_messages(CHANNEL, message["ts"])) == 1
+    assert "event EvProcess1 already handled" in (tmp_path / "second.log").read_text()
+
+
+async def test_chatscribe_run_slack_end_to_end(fake: FakeSlack, audio: Any, tmp_path: Path) -> None:
+    port = free_port()
+    env = _run_env(fake, tmp_path, port)
     log_file = tmp_path / "chatscribe.log"
     with log_file.open("wb") as log_out:
         process = await asyncio.create_subprocess_exec(
