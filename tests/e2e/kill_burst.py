@@ -10,7 +10,6 @@ that was being worked on at every kill), and nothing innocent may be set aside.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +30,8 @@ class BurstResult:
     kills: tuple[int, ...]
     """Answers the fake Slack had received when each SIGKILL was sent."""
     answers: dict[tuple[str, str], list[str]]
-    """(channel, message ts) -> the texts posted into that note's thread."""
+    """(channel, message ts) -> the bot's messages left in that note's thread (a status, then the answer,
+    is one message edited)."""
     seconds: float
     restarts_s: tuple[float, ...]
     """Seconds from each SIGKILL until the restarted process was ready."""
@@ -72,22 +72,23 @@ def transcribes_opening(text: str) -> bool:
     return "fellow americans" in " ".join(text.lower().replace(",", " ").replace(".", " ").split())
 
 
-def replies(chatscribe: SlackProcess) -> Counter[tuple[str, str]]:
-    """(channel, thread ts) -> messages the fake Slack accepted into that thread."""
-    return Counter((str(call.params.get("channel")), str(call.params.get("thread_ts")))
-                   for call in chatscribe.fake.calls
-                   if call.method == "chat.postMessage" and call.error is None and call.params.get("thread_ts"))
+def answered(chatscribe: SlackProcess) -> int:
+    """Notes whose thread shows a transcript now (a status message edited into the answer counts)."""
+    return sum(1 for messages in chatscribe.fake.history.values() for m in messages
+               if m.get("bot_id") == chatscribe.fake.bot_id and m.get("thread_ts") and transcribes_opening(text_of(m)))
 
 
 async def run(chatscribe: SlackProcess, audio: Callable[[str], bytes], *, notes: int, chats: int,
-              kill_after: tuple[float, ...] = (0.2, 0.55), seconds: float = 3.0) -> BurstResult:
+              kill_after: tuple[float, ...] = (0.2, 0.55), seconds: float = 3.0, status_after_s: float = 15
+              ) -> BurstResult:
     """Share `notes` notes from `chats` channels in two waves, SIGKILL once the fake has received each
     share in `kill_after` of all answers, restart on the same data dir each time, wait for every answer."""
     started = time.monotonic()
     clips = variants(audio("jfk.flac"), notes, seconds=seconds)  # same words, different bytes: no cache hits
     channels = [f"C0CHAT{n:02d}" for n in range(chats)]
     shared: list[tuple[str, dict[str, Any]]] = []
-    await chatscribe.start()
+    # 15 s is the default: notes that wait show a status message, which later becomes the answer
+    await chatscribe.start(SLACK_STATUS_AFTER_S=str(status_after_s))
 
     async def share(indices: range) -> None:
         for i in indices:
@@ -104,9 +105,9 @@ async def run(chatscribe: SlackProcess, audio: Callable[[str], bytes], *, notes:
     restarts: list[float] = []
     for number, share_of_answers in enumerate(kill_after):
         goal = max(1, int(notes * share_of_answers))
-        await chatscribe.until(lambda: sum(replies(chatscribe).values()) >= goal,  # noqa: B023
+        await chatscribe.until(lambda: answered(chatscribe) >= goal,  # noqa: B023
                                f"{goal} answers before kill {number + 1}")
-        kills.append(sum(replies(chatscribe).values()))
+        kills.append(answered(chatscribe))
         killed = time.monotonic()
         await chatscribe.kill()
         exposed.append(frozenset(chatscribe.exposed()))  # read from a dead process's journal: exact
@@ -116,11 +117,9 @@ async def run(chatscribe: SlackProcess, audio: Callable[[str], bytes], *, notes:
             await share(range(len(first_wave), notes))
     await chatscribe.until(lambda: set(chatscribe.journal().values()) == {"delivered"}
                            and len(chatscribe.journal()) == notes, "every note to be answered", timeout=600)
-    answers = {(channel, message["ts"]): [] for channel, message in shared}  # type: dict[tuple[str, str], list[str]]
-    for call in chatscribe.fake.calls:
-        key = (str(call.params.get("channel")), str(call.params.get("thread_ts")))
-        if call.method == "chat.postMessage" and call.error is None and key in answers:
-            answers[key].append(text_of(call.params))
+    # What a person sees in each note's thread at the end: every bot message left there.
+    answers = {(channel, message["ts"]): [text_of(m) for m in chatscribe.fake.bot_messages(channel, message["ts"])]
+               for channel, message in shared}
     return BurstResult(notes, chats, tuple(kills), answers, time.monotonic() - started, tuple(restarts),
                        tuple(exposed), chatscribe.crashes())
 
