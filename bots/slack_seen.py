@@ -9,6 +9,7 @@ died before finishing is handled again, so nothing accepted is lost. Ids are kep
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -16,6 +17,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from chatscribe.core.storage import storage_error
+
+log = logging.getLogger(__name__)
 DEFAULT_TTL_S = 3 * 3600
 """Longer than Slack's retry window (its last retry comes about an hour after the first delivery)."""
 _PURGE_EVERY_S = 300
@@ -49,7 +53,7 @@ class SeenEvents:
             if row is not None and row[0] and now - row[1] < self.ttl_s:
                 return False
             # Absent, expired, or begun by a process that is gone: handled (again) now.
-            self._db.execute("INSERT OR REPLACE INTO seen VALUES (?, 0, ?)", (event_id, now))
+            self._write("INSERT OR REPLACE INTO seen VALUES (?, 0, ?)", (event_id, now))
             self._mine.add(event_id)
             return True
 
@@ -58,14 +62,24 @@ class SeenEvents:
         with self._lock:
             self._mine.discard(event_id)
             if handled:
-                self._db.execute("UPDATE seen SET done=1, at=? WHERE event_id=?", (self._clock(), event_id))
+                self._write("UPDATE seen SET done=1, at=? WHERE event_id=?", (self._clock(), event_id))
             else:
-                self._db.execute("DELETE FROM seen WHERE event_id=?", (event_id,))
+                self._write("DELETE FROM seen WHERE event_id=?", (event_id,))
+
+    def _write(self, statement: str, values: tuple[object, ...]) -> None:
+        # A full or read-only data dir must not stop the event: its handler then answers the person
+        # (the service refuses new work with a sentence); only the drop of a later redelivery is lost.
+        try:
+            self._db.execute(statement, values)
+        except sqlite3.OperationalError as exc:
+            if storage_error(exc) is None:
+                raise
+            log.warning("slack: event ids cannot be recorded, the data dir cannot be written: %s", exc)
 
     def _purge(self, now: float) -> None:
         if now - self._last_purge >= _PURGE_EVERY_S:
             self._last_purge = now
-            self._db.execute("DELETE FROM seen WHERE at < ?", (now - self.ttl_s,))
+            self._write("DELETE FROM seen WHERE at < ?", (now - self.ttl_s,))
 
     def close(self) -> None:
         with self._lock:

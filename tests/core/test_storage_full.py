@@ -1,16 +1,10 @@
-"""A data dir that fills up: the real service on a real tmpfs of a few MB, the real tiny.en model.
-
-The disk is filled with a ballast file until the kernel says ENOSPC, so SQLite fails exactly as it does on
-a full disk in production ("database or disk is full"). Mounting needs root (CI runs as root); where the
-mount is refused the tests skip and say so.
+"""A data dir that fills up: the real service on a real tmpfs of a few MB (tests/storage_tools.py), the real
+tiny.en model. The disk is filled with a ballast file until the kernel says ENOSPC.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import os
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,50 +16,17 @@ from chatscribe.core.errors import StorageUnavailable
 from chatscribe.core.service import TranscriptionService
 from chatscribe.core.transcript import Transcript
 from tests.fakes.collector import Collector
+from tests.storage_tools import SmallDisk, mounted_small_disk
 from tests.wer import wer
 
 JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
 DEADLINE_S = 120.0
 
 
-class SmallDisk:
-    """A tmpfs of a few MB mounted on `path`, filled and emptied on demand."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.ballast = path / "ballast"
-
-    def fill(self) -> None:
-        """Write until the file system has no byte left (smaller and smaller writes, unbuffered)."""
-        fd = os.open(self.ballast, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            chunk = 1 << 20
-            while chunk:
-                try:
-                    os.write(fd, b"\0" * chunk)
-                except OSError as exc:
-                    if exc.errno != errno.ENOSPC:
-                        raise
-                    chunk //= 2
-        finally:
-            os.close(fd)
-
-    def free(self) -> None:
-        self.ballast.unlink()
-
-
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
-    path = tmp_path / "data"
-    path.mkdir()
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(path)],
-                           capture_output=True, text=True, check=False)
-    if mount.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {mount.stderr.strip()}")
-    try:
-        yield SmallDisk(path)
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
+    with mounted_small_disk(tmp_path / "data", size="4m") as disk:
+        yield disk
 
 
 def _service(settings: Settings, engine: FasterWhisperEngine, collector: Collector, disk: SmallDisk
