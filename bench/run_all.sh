@@ -12,6 +12,8 @@ BENCHMARKS=(
     "bench.bench_batching"  # short-note burst, batching vs plain faster-whisper, base (needs espeak-ng)
     "bench.bench_scaleout"  # one process vs `chatscribe worker` processes (needs redis-server)
     "bench.bench_fuzz"      # 2,000 mutated files through decode_audio and `chatscribe transcribe` (~5 min)
+    "bench.bench_coverage"  # speech covered by words, service vs plain faster-whisper, tiny.en (~4 min)
+    "bench.bench_coverage --model base --burst long"  # the same with base (~5 min)
 )
 
 failed=()
