@@ -141,6 +141,23 @@ class StorageUnavailable(ChatscribeError):
         self.full = full
 
 
+class DataDirUnavailable(ChatscribeError):
+    """At start: the data dir cannot be opened for writing (read-only file system, full disk, permissions).
+
+    Said to the operator, not to a chat: the process does not start without its journal.
+    """
+
+    code = "data_dir"
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(
+            f"The data dir {path} cannot be used ({reason}): chatscribe keeps its job journal, transcript cache "
+            "and settings there. Make it writable or free space and start again, or set CHATSCRIBE_DATA_DIR "
+            "to another folder."
+        )
+        self.reason = reason
+
+
 class NotReady(ChatscribeError):
     code = "not_ready"
 

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .cache import TranscriptCache
 from .config import Settings
 from .engines.faster_whisper import Engine
-from .errors import Busy, ChatscribeError, MediaTooLarge, NotReady, SetAside, ShuttingDown
+from .errors import Busy, ChatscribeError, DataDirUnavailable, MediaTooLarge, NotReady, SetAside, ShuttingDown
 from .jobs.admission import MediaBudget, MediaHold, RateLimiter
 from .jobs.journal import CRASH_LIMIT, Delivery, Job, Journal, JournalEntry, ProgressUpdate
 from .jobs.runner import LocalRunner, Runner, Work, default_slots
@@ -76,11 +77,16 @@ class TranscriptionService:
         self.settings = settings
         self.metrics = metrics or Metrics()
         data_dir = settings.data_dir
-        private_dir(data_dir)
-        self.cache = TranscriptCache(data_dir / "cache.sqlite3", max_bytes=int(settings.cache_max_mb * 1_000_000),
-                                     ttl_s=settings.cache_ttl_s)
-        self.journal = Journal(data_dir / "jobs.sqlite3", retention_s=settings.job_retention_s)
-        self.preferences = Preferences(data_dir / "preferences.sqlite3")
+        try:
+            private_dir(data_dir)
+            self.cache = TranscriptCache(data_dir / "cache.sqlite3",
+                                         max_bytes=int(settings.cache_max_mb * 1_000_000), ttl_s=settings.cache_ttl_s)
+            self.journal = Journal(data_dir / "jobs.sqlite3", retention_s=settings.job_retention_s)
+            self.preferences = Preferences(data_dir / "preferences.sqlite3")
+        except OSError as exc:  # read-only file system, no space, no permission: one sentence, no traceback
+            raise DataDirUnavailable(data_dir, exc.strerror or str(exc)) from exc
+        except sqlite3.OperationalError as exc:
+            raise DataDirUnavailable(data_dir, str(exc)) from exc
         self._runner: Runner | None = None
         if engine is not None:
             self.set_engine(engine)

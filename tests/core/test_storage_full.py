@@ -1,5 +1,6 @@
-"""A data dir that fills up: the real service on a real tmpfs of a few MB (tests/storage_tools.py), the real
-tiny.en model. The disk is filled with a ballast file until the kernel says ENOSPC.
+"""A data dir that fills up or turns read-only: the real service on real small file systems
+(tests/storage_tools.py: a tmpfs filled to ENOSPC, an ext4 image the kernel remounts read-only), the real
+tiny.en model.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from chatscribe.core.errors import StorageUnavailable
 from chatscribe.core.service import TranscriptionService
 from chatscribe.core.transcript import Transcript
 from tests.fakes.collector import Collector
-from tests.storage_tools import SmallDisk, mounted_small_disk
+from tests.storage_tools import SmallDisk, mounted_broken_disk, mounted_small_disk
 from tests.wer import wer
 
 JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
@@ -29,9 +30,9 @@ def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
         yield disk
 
 
-def _service(settings: Settings, engine: FasterWhisperEngine, collector: Collector, disk: SmallDisk
+def _service(settings: Settings, engine: FasterWhisperEngine, collector: Collector, data_dir: Path
              ) -> TranscriptionService:
-    svc = TranscriptionService(settings=settings.model_copy(update={"data_dir": disk.path}), engine=engine)
+    svc = TranscriptionService(settings=settings.model_copy(update={"data_dir": data_dir}), engine=engine)
     svc.register("fake", collector)
     return svc
 
@@ -48,7 +49,7 @@ async def test_a_full_disk_refuses_new_work_with_a_sentence_answers_what_it_acce
 ) -> None:
     collector = Collector(files={"accepted": audio("jfk_voice.ogg"), "refused": audio("jfk.m4a"),
                                  "later": audio("jfk.flac")}, hold_fetch=asyncio.Event())
-    async with _service(settings, tiny_engine, collector, small_disk) as svc:
+    async with _service(settings, tiny_engine, collector, small_disk.path) as svc:
         accepted = await svc.submit(collector.request("accepted", chat="A"))
         await _until(lambda: "accepted" in collector.fetches, "the accepted note to be downloading")
         small_disk.fill()
@@ -79,3 +80,44 @@ async def test_a_full_disk_refuses_new_work_with_a_sentence_answers_what_it_acce
         assert svc.journal.states() == {accepted.id: "delivered", later.id: "delivered"}
         assert svc.journal.pending_writes() == 0
     assert [a.job_id for a in collector.answers] == [accepted.id, later.id]
+
+
+async def test_a_data_dir_turned_read_only_refuses_new_work_answers_the_running_note_and_keeps_it_resumable(
+    settings: Settings, tiny_engine: FasterWhisperEngine, audio: Callable[[str], bytes], tmp_path: Path
+) -> None:
+    """The kernel turns the data dir's file system read-only under the process (an ext4 error with
+    errors=remount-ro). Nothing can be recorded any more: new work is refused with a sentence, a note
+    already accepted is still answered, and since its answer could not be recorded the journal still
+    holds it, so the next start on the repaired disk answers it (again) rather than lose it."""
+    collector = Collector(files={"accepted": audio("jfk_voice.ogg"), "refused": audio("jfk.m4a")},
+                          hold_fetch=asyncio.Event())
+    with mounted_broken_disk(tmp_path) as disk:
+        svc = _service(settings, tiny_engine, collector, disk.path)
+        async with svc:
+            accepted = await svc.submit(collector.request("accepted", chat="A"))
+            await _until(lambda: "accepted" in collector.fetches, "the accepted note to be downloading")
+            disk.fail()
+
+            with pytest.raises(StorageUnavailable) as refused:
+                await svc.submit(collector.request("refused", chat="B"))
+            assert refused.value.user_message == (
+                "I can't take new recordings right now: I can't write to my storage. Please try again later.")
+            with pytest.raises(StorageUnavailable) as not_saved:
+                await asyncio.to_thread(svc.preferences.set, "fake", "B", "format", "srt")
+            assert not_saved.value.user_message.startswith("I can't save settings right now")
+
+            assert collector.hold_fetch is not None
+            collector.hold_fetch.set()
+            (answer,) = await collector.wait_for(1, timeout=DEADLINE_S)
+            await svc.wait_idle()
+            assert answer.job_id == accepted.id
+            assert isinstance(answer.outcome, Transcript)
+            assert wer(JFK, answer.outcome.text) <= 0.15
+
+        disk.repair()
+        collector.hold_fetch = None
+        async with _service(settings, tiny_engine, collector, disk.path) as svc:
+            assert await svc.resume("fake") == 1
+            await collector.wait_for(2, timeout=DEADLINE_S)
+            await svc.wait_idle()
+            assert svc.journal.states() == {accepted.id: "delivered"}
