@@ -186,14 +186,18 @@ class SlackBot:
 
     # -- Slack handlers (the same for HTTP and Socket Mode) -------------------------------------------
     def _register_handlers(self) -> None:
-        self.app.event("message")(self._once(self._on_message))
-        self.app.event("file_shared")(self._once(self._on_file_shared))
+        # Only events that may lead to work are remembered: chatter costs no write.
+        self.app.event("message")(self._once(self._on_message, wants=adapter.is_new_share))
+        self.app.event("file_shared")(self._once(self._on_file_shared, wants=lambda e: bool(e.get("file_id"))))
         self.app.command("/transcribe")(self._on_command)
         self.app.shortcut("transcribe")(self._on_shortcut)
 
-    def _once(self, handler: Callable[[dict[str, Any]], Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    def _once(self, handler: Callable[[dict[str, Any]], Awaitable[None]], *,
+              wants: Callable[[dict[str, Any]], bool]) -> Callable[..., Awaitable[None]]:
         """Run an event handler once per event_id, also across restarts (Slack retries with the same id)."""
         async def run(body: dict[str, Any], event: dict[str, Any]) -> None:
+            if not wants(event):
+                return
             event_id = str(body.get("event_id") or "")
             if event_id and not await asyncio.to_thread(self._seen.begin, event_id):
                 log.info("slack: event %s already handled; retry dropped", event_id)
