@@ -42,6 +42,10 @@ class SmallDisk:
     def free(self) -> None:
         self.ballast.unlink()
 
+    def read_only(self) -> None:
+        """Remount read-only (refused by the kernel while a process has a file open for writing)."""
+        subprocess.run(["mount", "-o", "remount,ro", str(self.path)], check=True)
+
 
 @contextlib.contextmanager
 def mounted_small_disk(path: Path, *, size: str = "8m") -> Iterator[SmallDisk]:

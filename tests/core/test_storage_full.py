@@ -13,7 +13,7 @@ import pytest
 
 from chatscribe.core.config import Settings
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
-from chatscribe.core.errors import StorageUnavailable
+from chatscribe.core.errors import DataDirUnavailable, StorageUnavailable
 from chatscribe.core.service import TranscriptionService
 from chatscribe.core.transcript import Transcript
 from tests.fakes.collector import Collector
@@ -121,3 +121,11 @@ async def test_a_data_dir_turned_read_only_refuses_new_work_answers_the_running_
             await collector.wait_for(2, timeout=DEADLINE_S)
             await svc.wait_idle()
             assert svc.journal.states() == {accepted.id: "delivered"}
+
+
+def test_a_read_only_data_dir_at_start_is_one_sentence_naming_it(settings: Settings, small_disk: SmallDisk) -> None:
+    small_disk.read_only()
+    with pytest.raises(DataDirUnavailable) as refused:
+        TranscriptionService(settings=settings.model_copy(update={"data_dir": small_disk.path / "chatscribe"}))
+    assert refused.value.user_message.startswith(
+        f"The data dir {small_disk.path / 'chatscribe'} cannot be used (Read-only file system)")
