@@ -9,6 +9,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -22,6 +25,7 @@ from chatscribe.bots.slack_bot import SlackBot, SlackSettings
 from chatscribe.core.config import Settings
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.service import TranscriptionService
+from tests.fakes.process import free_port, until_ready
 from tests.fakes.slack_api import FakeSlack, signed_headers
 from tests.http.conftest import API_KEY
 
@@ -385,3 +389,55 @@ async def test_with_keys_any_host_name_is_served(start: Any) -> None:
     async with (start() as server, aiohttp.ClientSession() as session,
                 session.get(f"{server.url}/v1/models", headers={**AUTH, "Host": "api.example.org"}) as response):
         assert response.status == 200
+
+
+# -- the log of a real `chatscribe run` --------------------------------------------------------------
+
+
+async def test_refused_requests_leave_the_log_of_chatscribe_run_small(fake_slack: FakeSlack, tmp_path: Any) -> None:
+    """The log as production writes it (bots/logs.py): bolt's loggers carry their own level, so only what
+    reaches the handler counts. Before, each bad-signature request wrote its whole body."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHATSCRIBE_", "TELEGRAM_", "DISCORD_",
+                                                                     "SLACK_"))}
+    env.update(SLACK_BOT_TOKEN=fake_slack.token, SLACK_SIGNING_SECRET=SECRET, SLACK_API_URL=fake_slack.api_url,
+               CHATSCRIBE_DATA_DIR=str(tmp_path / "data"), CHATSCRIBE_MODEL="tiny.en", CHATSCRIBE_DEVICE="cpu",
+               CHATSCRIBE_HTTP_PORT=str(port), CHATSCRIBE_LOG_LEVEL="DEBUG")
+    log_file = tmp_path / "chatscribe.log"
+    big = json.dumps({"type": "event_callback", "event": {"text": "z" * 900_000}}).encode()
+    now = str(int(time.time()))
+    with log_file.open("wb") as log_out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "chatscribe", "run", "slack", cwd=tmp_path, env=env,
+            stdout=log_out, stderr=asyncio.subprocess.STDOUT)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            async with aiohttp.ClientSession() as http:
+                await until_ready(http, base, process)
+                before = log_file.stat().st_size
+                for timestamp in (now, "abc", now, "abc"):
+                    headers = {"Content-Type": "application/json", "X-Slack-Request-Timestamp": timestamp,
+                               "X-Slack-Signature": "v0=" + "0" * 64}
+                    async with http.post(f"{base}/slack/events", data=big, headers=headers) as response:
+                        assert response.status == 401
+                server = Server(port, None)  # type: ignore[arg-type]
+                reader, writer = await server.connect(_head("/slack/events", {
+                    "Content-Type": "application/json", "Content-Length": "95000000"}) + b"{")
+                assert (await _answer(reader))[0] == 413
+                writer.close()
+                deadline = time.monotonic() + 10
+                while log_file.read_text().count("refused") < 5:
+                    assert time.monotonic() < deadline, log_file.read_text()[-2000:]
+                    await asyncio.sleep(0.05)
+                grown = log_file.stat().st_size - before
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), timeout=60)
+    logged = log_file.read_text()
+    refusals = [line for line in logged.splitlines() if "refused" in line]
+    assert len(refusals) == 5
+    assert all(len(line) <= 300 for line in refusals)
+    assert grown < 5 * 300 + 2000  # five short lines (and little else) for 3.6 MB of refused bodies
+    assert "Traceback" not in logged
+    assert " ERROR " not in logged
