@@ -16,6 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from .http_state import STATE, SlowBody
 from .openai_errors import ApiError
@@ -68,7 +69,7 @@ async def guard_host(request: web.Request, handler: Handler) -> web.StreamRespon
                    "open it by one of those names, or set CHATSCRIBE_API_KEYS.", code="misdirected_request")
 
 
-def limit_body(upload_paths: frozenset[str]) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def limit_body(upload_paths: frozenset[str]) -> Middleware:
     """A route that is not an upload reads at most CHATSCRIBE_HTTP_MAX_BODY_KB: a larger declared length
     is refused before a byte of it is read (uploads check theirs after authentication, with their own
     limit). Every body must keep arriving, or the request is cut (408)."""
