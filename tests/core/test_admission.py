@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,8 @@ from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.errors import Busy
 from chatscribe.core.jobs.admission import MediaBudget, RateLimiter
 from chatscribe.core.service import TranscriptionService
+from chatscribe.core.transcript import Transcript
+from tests.fakes.collector import Collector
 
 
 class Clock:
@@ -79,3 +84,35 @@ async def test_accepted_work_waits_for_room_in_the_media_budget() -> None:
     assert not budget.has_room(1)
     alone.release()
     assert budget.has_room(5000)
+
+
+async def test_a_chat_note_beyond_the_media_budget_gets_the_busy_answer_and_nothing_is_lost(
+    settings: Settings, tiny_engine: FasterWhisperEngine, audio: Callable[[str], bytes]
+) -> None:
+    """Two 34 KB notes declared at 40 KB each against a 50 KB budget: while the first is held (its download
+    waits here), the second is turned away with the busy sentence; once the first is answered it fits."""
+    note = audio("jfk_voice.ogg")
+    collector = Collector(files={"a": note, "b": note[:-1]}, hold_fetch=asyncio.Event())
+    service = TranscriptionService(settings=settings.model_copy(update={"media_memory_mb": 0.05}),
+                                   engine=tiny_engine)
+    service.register("fake", collector)
+    async with service:
+        first = dataclasses.replace(collector.request("a", chat="one"), size_bytes=40_000)
+        second = dataclasses.replace(collector.request("b", chat="two"), size_bytes=40_000)
+        await service.submit(first)
+        deadline = time.monotonic() + 10
+        while collector.fetches != ["a"]:  # the first note has its place and is downloading
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        with pytest.raises(Busy, match="try again"):
+            await service.submit(second)
+        assert collector.fetches == ["a"]
+        collector.hold_fetch.set()
+        (answer,) = await collector.wait_for(1)
+        assert isinstance(answer.outcome, Transcript)
+        await service.wait_idle()
+        await service.submit(second)
+        answers = await collector.wait_for(2)
+        await service.wait_idle()
+    assert [a.chat_id for a in answers] == ["one", "two"]
+    assert all(isinstance(a.outcome, Transcript) for a in answers)
