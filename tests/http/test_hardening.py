@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from chatscribe.bots import logs
 from chatscribe.bots.http import HttpServer, create_app
 from chatscribe.bots.slack_bot import SlackBot, SlackSettings
 from chatscribe.core.config import Settings
@@ -441,3 +443,28 @@ async def test_refused_requests_leave_the_log_of_chatscribe_run_small(fake_slack
     assert grown < 5 * 300 + 2000  # five short lines (and little else) for 3.6 MB of refused bodies
     assert "Traceback" not in logged
     assert " ERROR " not in logged
+
+
+def test_library_child_loggers_below_warning_are_not_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bolt gives each logger it makes the root's level (INFO), past the WARNING set on "slack_bolt"."""
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level, {name: logging.getLogger(name).level for name in logs._NOISY}
+    try:
+        logs.configure("INFO")
+        bolt = logging.getLogger("slack_bolt.RequestVerification")
+        bolt.setLevel(logging.INFO)  # what bolt does when the app is made
+        bolt.info("Invalid request signature detected (body: %s)", "z" * 100_000)
+        bolt.warning("a library warning is kept")
+        logging.getLogger("chatscribe.bots.test").info("our own INFO is kept")
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        for name, level in saved[2].items():
+            logging.getLogger(name).setLevel(level)
+        logging.getLogger("slack_bolt.RequestVerification").setLevel(logging.NOTSET)
+    written = stream.getvalue()
+    assert "zzzz" not in written
+    assert "a library warning is kept" in written
+    assert "our own INFO is kept" in written
