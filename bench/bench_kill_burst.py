@@ -1,6 +1,6 @@
 """200 short voice notes from 20 Slack channels, with `chatscribe run slack` SIGKILLed twice during them.
 
-    python -m bench.bench_kill_burst [--notes 200] [--chats 20] [--no-write]
+    python -m bench.bench_kill_burst [--notes 200] [--chats 20] [--seconds 3] [--no-write]
 
 The real process on the real tiny.en model answers a fake Slack on 127.0.0.1 (tests/e2e). Half the notes
 are shared, the process is killed once a fifth of all answers have reached Slack, restarted on the same
@@ -24,21 +24,21 @@ from tests.e2e.conftest import SlackProcess
 from tests.fakes.slack_api import FakeSlack
 
 
-async def _measure(notes: int, chats: int) -> kill_burst.BurstResult:
+async def _measure(notes: int, chats: int, seconds: float) -> kill_burst.BurstResult:
     fake = FakeSlack()
     await fake.start()
     workdir = Path(tempfile.mkdtemp(prefix="chatscribe-kill-burst-"))
     deployment = SlackProcess(fake, workdir)
     try:
         return await kill_burst.run(deployment, lambda name: (AUDIO_DIR / name).read_bytes(), notes=notes,
-                                    chats=chats)
+                                    chats=chats, seconds=seconds)
     finally:
         await deployment.close()
         await fake.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _render(result: kill_burst.BurstResult, info: dict[str, str]) -> str:
+def _render(result: kill_burst.BurstResult, info: dict[str, str], seconds: float) -> str:
     passed = not (result.unanswered or result.duplicated or result.set_aside or result.wrong or result.misattributed)
     rows = [
         ["notes shared / channels", f"{result.notes} / {result.chats}"],
@@ -54,7 +54,7 @@ def _render(result: kill_burst.BurstResult, info: dict[str, str]) -> str:
     ]
     return "\n\n".join([
         "## A burst with two SIGKILLs (`chatscribe run slack`, `tiny.en`, CPU)",
-        f"{result.notes} WAV notes of 3 s (the opening of `jfk.flac`, each with different bytes so the cache "
+        f"{result.notes} WAV notes of {seconds:g} s (the opening of `jfk.flac`, each with different bytes so the cache "
         f"answers none) shared from {result.chats} channels of a fake Slack on 127.0.0.1, in two waves; the "
         "process is SIGKILLed when a fifth and then 55 % of the answers have reached Slack and restarted on "
         "the same data dir each time. Target: every note answered exactly once, nothing set aside "
@@ -69,12 +69,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notes", type=int, default=200)
     parser.add_argument("--chats", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per note")
     parser.add_argument("--no-write", action="store_true", help="print the section, leave docs/benchmarks.md")
     args = parser.parse_args()
     require_audio()
     info = machine_info()
-    result = asyncio.run(_measure(args.notes, args.chats))
-    markdown = _render(result, info)
+    result = asyncio.run(_measure(args.notes, args.chats, args.seconds))
+    markdown = _render(result, info, args.seconds)
     print(markdown)
     if not args.no_write:
         write_section("kill-burst", markdown)
