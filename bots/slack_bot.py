@@ -442,7 +442,11 @@ class SlackBot:
                     if index < receipt.parts_sent:
                         continue
                     replace = status.ts if index == 0 else None
-                    await self._send(target, part, replace_ts=replace)
+                    if receipt.uncertain and not replace and await self._in_thread(target, part):
+                        log.info("job=%s message %d had reached Slack before the restart", job.id, index + 1)
+                    else:
+                        await receipt.sending()
+                        await self._send(target, part, replace_ts=replace)
                     await receipt.part_sent()
             except SlackApiError as exc:
                 error = error_code(exc)
@@ -481,6 +485,24 @@ class SlackBot:
         else:
             await self.client.chat_postMessage(channel=target.channel, thread_ts=target.thread_ts, text=part.text,
                                                blocks=part.blocks(), unfurl_links=False, unfurl_media=False)
+
+    async def _in_thread(self, target: adapter.Target, part: adapter.Part) -> bool:
+        """Whether this bot already posted exactly this message there (a send whose reply was never recorded).
+
+        Ephemeral messages and uploads cannot be looked up: those are sent again. An edit needs no look.
+        """
+        if target.private or not isinstance(part, adapter.SlackMessage):
+            return False
+        try:
+            if target.thread_ts:
+                answer = await self.client.conversations_replies(channel=target.channel, ts=target.thread_ts)
+            else:
+                answer = await self.client.conversations_history(channel=target.channel, limit=50)
+        except SlackApiError as exc:
+            log.warning("slack: could not look for an earlier answer in %s: %s", target.channel, error_code(exc))
+            return False
+        return any(m.get("user") == self.bot_user_id and m.get("text") == part.text
+                   for m in answer.get("messages") or ())
 
     async def _replace(self, channel: str, ts: str, message: adapter.SlackMessage) -> bool:
         """Turn the status message into the answer; False when it is gone (deleted) and a new one is needed."""

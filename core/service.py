@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[ProgressUpdate], Awaitable[None] | None]
 DELIVERY_BACKOFF_S = (1.0, 3.0, 10.0, 30.0)
+_SENDING = "sending"
+"""Job note: the index of the message whose sending began (Receipt.uncertain)."""
 INTERNAL_ERROR = "Something went wrong while transcribing that file; please try again later."
 
 
@@ -47,9 +49,15 @@ class _Receipt:
         self._journal = journal
         self._job_id = job.id
         self.parts_sent = job.parts_sent
+        self.uncertain = job.notes.get(_SENDING) == str(job.parts_sent)  # begun by a process that died
+
+    async def sending(self) -> None:
+        self.uncertain = True  # until the platform's acceptance is recorded; a failed attempt leaves it so
+        await asyncio.to_thread(self._journal.note, self._job_id, _SENDING, str(self.parts_sent))
 
     async def part_sent(self) -> None:
         self.parts_sent += 1
+        self.uncertain = False
         await asyncio.to_thread(self._journal.part_sent, self._job_id)
 
     async def note(self, key: str, value: str) -> None:

@@ -3,7 +3,10 @@
 States: queued -> running -> transcribed | failed -> delivered. After a crash, queued and running jobs
 run again (their media fetched again through the platform reference) and transcribed or failed ones
 are delivered. Delivery records each message the platform accepted, so a restart resumes after the
-last one: a transcript is sent twice only if the process dies inside that one SQLite write.
+last one. A process can die after the platform accepted a message and before that was recorded, so a
+delivery also records that it is about to send (Receipt.sending): the next attempt knows the message
+may have arrived (Receipt.uncertain), and a platform whose history can be read looks before sending
+it again.
 
 A job is marked `exposed` while its media is being read or transcribed. A process that dies with the
 mark set (a decoder crash on a hostile file, the kernel's OOM killer) counts a crash against the job
@@ -83,6 +86,13 @@ class JobFailed(ChatscribeError):
 
 class Receipt(Protocol):
     parts_sent: int
+    uncertain: bool
+    """Message `parts_sent` was being sent when a process died or an attempt failed, before the platform's
+    reply was recorded: it may have arrived. A platform whose history can be read looks before sending it
+    again; the others send it again (twice rather than never)."""
+
+    async def sending(self) -> None:
+        """Record that message `parts_sent` is about to be sent (before the platform is asked)."""
 
     async def part_sent(self) -> None:
         """Record that the platform accepted one more message of this answer."""

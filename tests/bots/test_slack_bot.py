@@ -512,6 +512,10 @@ async def _deliver(slack: Slack, transcript: Transcript, thread: dict[str, Any])
 
     class Receipt:
         parts_sent = 0
+        uncertain = False
+
+        async def sending(self) -> None:
+            pass
 
         async def part_sent(self) -> None:
             self.parts_sent += 1

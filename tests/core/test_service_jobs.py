@@ -260,6 +260,10 @@ async def test_a_delivered_job_keeps_no_transcript_or_token_and_goes_after_the_r
 
 class _NoReceipt:
     parts_sent = 0
+    uncertain = False
+
+    async def sending(self) -> None:
+        return None
 
     async def part_sent(self) -> None:
         return None
