@@ -14,7 +14,7 @@ from tests.e2e.conftest import SlackProcess
 async def test_a_burst_from_eight_channels_killed_twice_is_answered_once_each(
     chatscribe: SlackProcess, audio: Any
 ) -> None:
-    result = await kill_burst.run(chatscribe, audio, notes=40, chats=8)
+    result = await kill_burst.run(chatscribe, audio, notes=32, chats=8)
     assert len(result.kills) == 2
     assert all(0 < answered < result.notes for answered in result.kills)  # each kill left work in flight
     assert result.unanswered == []
