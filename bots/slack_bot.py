@@ -224,6 +224,9 @@ class SlackBot:
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("slack: a command could not reach Slack: %s", type(exc).__name__)
             await respond(text=adapter.lookup_problem(UNEXPECTED_ANSWER))
+        except ChatscribeError as exc:  # e.g. a setting that cannot be saved while the disk is full
+            log.warning("slack: a command was refused: %s", exc.code)
+            await respond(text=exc.user_message)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

@@ -314,6 +314,11 @@ class TelegramBot:
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         error = context.error
+        message = update.effective_message if isinstance(update, Update) else None
+        if isinstance(error, ChatscribeError) and message is not None:  # e.g. a setting not saved: disk full
+            log.warning("telegram: an update was refused: %s", error.code)
+            await self.sender.reply(message, error.user_message)
+            return
         log.error("telegram: handling an update failed: %s: %s", type(error).__name__, error,
                   exc_info=None if isinstance(error, TelegramError) else error)
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import SlackProcess
+from tests.e2e.conftest import CHANNEL, SECRET, SlackProcess
 from tests.e2e.kill_burst import transcribes_opening
+from tests.fakes.slack_api import command_body, signed_headers
 from tests.storage_tools import SmallDisk, mounted_small_disk
 
 FULL = "I can't take new recordings right now: my storage is full. Please try again later."
@@ -37,6 +38,14 @@ async def test_a_full_disk_is_told_to_the_person_and_the_process_takes_work_agai
     await chatscribe.until(lambda: chatscribe.sent(refused), "the answer to the recording shared on a full disk")
     assert chatscribe.sent(refused) == [FULL]
     assert len(chatscribe.journal()) == 1  # refused before anything was promised: nothing to resume later
+    # The channel's creator changes a setting: it cannot be saved, and is told so.
+    url = chatscribe.fake.response_url()
+    body = command_body("format srt", channel=CHANNEL, response_url=url, user="UCREATOR")
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **signed_headers(SECRET, body)}
+    async with chatscribe.http.post(f"{chatscribe.base}/slack/events", data=body, headers=headers) as response:
+        assert response.status == 200
+    assert await chatscribe.fake.response_at(url) == (
+        "I can't save settings right now: my storage is full. Please try again later.")
 
     small_disk.free()
     after = await chatscribe.share("jfk.flac", audio("jfk.flac"), mimetype="audio/flac")
@@ -47,5 +56,5 @@ async def test_a_full_disk_is_told_to_the_person_and_the_process_takes_work_agai
     assert chatscribe.process is not None
     assert chatscribe.process.returncode is None
     records = chatscribe.log_records(1)
-    assert not [r for r in records if r.get("levelname") in ("ERROR", "CRITICAL") or "Traceback" in str(r)]
+    assert not [r for r in records if r.get("level") in ("ERROR", "CRITICAL") or "Traceback" in str(r)]
     assert any("cannot be written" in r["message"] for r in records)
