@@ -1,6 +1,6 @@
 """200 short voice notes from 20 Slack channels, with `chatscribe run slack` SIGKILLed twice during them.
 
-    python -m bench.bench_kill_burst [--notes 200] [--chats 20] [--seconds 3] [--no-write]
+    python -m bench.bench_kill_burst [--notes 200] [--chats 20] [--seconds 3] [--quick] [--no-write]
 
 The real process on the real tiny.en model answers a fake Slack on 127.0.0.1 (tests/e2e). Half the notes
 are shared, the process is killed once a fifth of all answers have reached Slack, restarted on the same
@@ -70,8 +70,11 @@ def main() -> None:
     parser.add_argument("--notes", type=int, default=200)
     parser.add_argument("--chats", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=3.0, help="seconds per note")
+    parser.add_argument("--quick", action="store_true", help="40 notes from 8 channels: checks the script")
     parser.add_argument("--no-write", action="store_true", help="print the section, leave docs/benchmarks.md")
     args = parser.parse_args()
+    if args.quick:
+        args.notes, args.chats = 40, 8
     require_audio()
     info = machine_info()
     result = asyncio.run(_measure(args.notes, args.chats, args.seconds))

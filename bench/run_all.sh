@@ -14,6 +14,7 @@ BENCHMARKS=(
     "bench.bench_fuzz"      # 2,000 mutated files through decode_audio and `chatscribe transcribe` (~5 min)
     "bench.bench_coverage"  # speech covered by words, service vs plain faster-whisper, tiny.en (~4 min)
     "bench.bench_coverage --model base --burst long"  # the same with base (~5 min)
+    "bench.bench_kill_burst"  # 200 notes from 20 Slack channels, two SIGKILLs (~2–5 min)
 )
 
 failed=()
