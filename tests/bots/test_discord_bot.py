@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -33,6 +31,8 @@ from chatscribe.core.media import SAMPLE_RATE, MediaRequest
 from chatscribe.core.service import TranscriptionService
 from chatscribe.core.transcript import render
 from tests.fakes.discord_api import FLAG_EPHEMERAL, Call, FakeDiscord
+from tests.ports import free_port
+from tests.waiting import until
 from tests.wer import wer
 
 JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
@@ -524,7 +524,7 @@ async def test_chatscribe_run_discord_subprocess_answers_a_command(
         "CHATSCRIBE_DATA_DIR": str(model_dir),  # holds the already assembled tiny.en model
         "CHATSCRIBE_MODEL": "tiny.en",
         "CHATSCRIBE_DEVICE": "cpu",
-        "CHATSCRIBE_HTTP_PORT": str(_free_port()),
+        "CHATSCRIBE_HTTP_PORT": str(free_port()),
         "CHATSCRIBE_LOG_LEVEL": "DEBUG",  # the most talkative the logs get: still no token
     }
     log_path = tmp_path / "chatscribe.log"
@@ -534,7 +534,7 @@ async def test_chatscribe_run_discord_subprocess_answers_a_command(
             stdout=log_file, stderr=subprocess.STDOUT,
         )
         try:
-            await _until(lambda: fake.identifies > 0 or process.poll() is not None, timeout=120)
+            await until(lambda: fake.identifies > 0 or process.poll() is not None, timeout=120)
             assert process.poll() is None, "chatscribe run exited early"
             await fake.user_message("!transcribe", attachments=[
                 fake.attachment(audio("jfk_voice.ogg"), "voice.ogg", "audio/ogg")])
@@ -549,18 +549,6 @@ async def test_chatscribe_run_discord_subprocess_answers_a_command(
 
 
 # -- helpers ----------------------------------------------------------------------------------------------
-
-
-async def _until(condition: Callable[[], bool], *, timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.1)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _cached_request(attachment_id: str, channel_id: str) -> MediaRequest:

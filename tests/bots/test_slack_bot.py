@@ -29,7 +29,7 @@ from chatscribe.core.jobs.journal import Job
 from chatscribe.core.media import MediaRequest
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.transcript import Segment, Transcript
-from tests.fakes.process import free_port, until_ready
+from tests.fakes.process import until_ready
 from tests.fakes.slack_api import (
     FakeSlack,
     RecordingHost,
@@ -41,6 +41,7 @@ from tests.fakes.slack_api import (
     signed_headers,
     text_of,
 )
+from tests.ports import free_port
 from tests.wer import wer
 
 ROOT = Path(__file__).resolve().parents[2]

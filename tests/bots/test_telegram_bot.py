@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +27,7 @@ from chatscribe.core.service import TranscriptionService
 from chatscribe.core.text import utf16_units
 from chatscribe.core.transcript import Segment, Transcript
 from tests.fakes.telegram_api import FakeTelegram
+from tests.ports import free_port
 from tests.wer import wer
 
 JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
@@ -418,12 +418,6 @@ async def test_unfinished_job_is_answered_after_a_restart(
     assert wer(JFK, answers[0]["text"]) < 0.3
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_chatscribe_run_telegram_subprocess_answers_a_voice_note(
     fake: FakeTelegram, tmp_path: Path, audio: Callable[[str], bytes],
 ) -> None:
@@ -435,7 +429,7 @@ async def test_chatscribe_run_telegram_subprocess_answers_a_voice_note(
         "CHATSCRIBE_DATA_DIR": str(tmp_path / "data"),  # tiny.en itself comes from the bundled package
         "CHATSCRIBE_MODEL": "tiny.en",
         "CHATSCRIBE_DEVICE": "cpu",
-        "CHATSCRIBE_HTTP_PORT": str(_free_port()),
+        "CHATSCRIBE_HTTP_PORT": str(free_port()),
     }
     log_path = tmp_path / "chatscribe.log"
     log_file = log_path.open("wb")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 
 import pytest
 
 from chatscribe.core.errors import ShuttingDown
 from chatscribe.core.jobs.scheduler import FairScheduler, Release, Ticket, batch_wait_s
+from tests.waiting import until
 
 SHORT = ("en", "transcribe")
 """A batch key: what short notes with the same options share."""
@@ -174,17 +175,11 @@ async def test_turn_serves_one_holder_per_slot_in_fair_order() -> None:
     first = asyncio.ensure_future(hold("a1", "A"))
     await inside.wait()
     rest = [asyncio.ensure_future(hold(n, c)) for n, c in (("a2", "A"), ("a3", "A"), ("b1", "B"))]
-    await _until(lambda: scheduler.waiting == 3)
+    await until(lambda: scheduler.waiting == 3)
     assert scheduler.running == 1
     leave.set()
     await asyncio.gather(first, *rest)
     assert order == ["a1", "b1", "a2", "a3"]
-
-
-async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.001)
 
 
 async def test_short_notes_from_other_chats_go_before_a_chats_forwarded_long_recordings() -> None:

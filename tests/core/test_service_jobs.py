@@ -21,6 +21,7 @@ from chatscribe.core.service import TranscriptionService
 from chatscribe.core.transcript import Transcript
 from tests.audio_tools import variants
 from tests.fakes.collector import Collector
+from tests.waiting import until
 from tests.wer import wer
 
 JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
@@ -134,7 +135,7 @@ async def test_transcribed_but_not_sent_is_delivered_after_restart_once(
     collector = Collector(files={"note": audio("jfk_voice.ogg")}, hold_delivery=asyncio.Event())
     async with _service(settings, tiny_engine, collector, shutdown_grace_s=0) as svc:
         job = await svc.submit(collector.request("note"))
-        await _until(lambda: svc.journal.states()[job.id] == "transcribed")
+        await until(lambda: svc.journal.states()[job.id] == "transcribed")
     # the process is gone before it sent anything
     assert Journal(settings.data_dir / "jobs.sqlite3").states()[job.id] == "transcribed"
 
@@ -157,7 +158,7 @@ async def test_accepted_but_not_transcribed_runs_again_after_restart(
     collector = Collector(files={"note": audio("jfk_voice.ogg")}, hold_fetch=asyncio.Event())
     async with _service(settings, tiny_engine, collector, shutdown_grace_s=0) as svc:
         job = await svc.submit(collector.request("note"))
-        await _until(lambda: collector.fetches == ["note"])
+        await until(lambda: collector.fetches == ["note"])
     assert Journal(settings.data_dir / "jobs.sqlite3").states()[job.id] == "running"
 
     after = Collector(files=collector.files)
@@ -205,7 +206,7 @@ async def test_delivery_resumes_after_the_parts_already_sent(
     first = TwoParts(files={"note": audio("jfk_voice.ogg")}, hold_delivery=asyncio.Event())
     async with _service(settings, tiny_engine, first, shutdown_grace_s=0) as svc:
         job = await svc.submit(first.request("note"))
-        await _until(lambda: len(sent) == 1)
+        await until(lambda: len(sent) == 1)
     second = TwoParts(files=first.files)
     async with _service(settings, tiny_engine, second) as svc:
         await svc.resume("fake")
@@ -236,7 +237,7 @@ async def test_a_delivered_job_keeps_no_transcript_or_token_and_goes_after_the_r
             assert secret not in row, secret
         collector.hold_fetch = asyncio.Event()
         waiting = await svc.submit(collector.request("later"))  # accepted, not answered when the process stops
-        await _until(lambda: collector.fetches[-1:] == ["later"])
+        await until(lambda: collector.fetches[-1:] == ["later"])
 
     # Nor is it left behind in the file's free pages, where anyone reading the file could find it.
     raw = path.read_bytes()
@@ -280,9 +281,3 @@ async def test_transcribe_refuses_while_shutting_down(
     await svc.aclose()
     with pytest.raises(ChatscribeError, match="restarting"):
         await svc.submit(collector.request("note"))
-
-
-async def _until(condition: Callable[[], bool], timeout: float = 60) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)

@@ -18,6 +18,7 @@ from chatscribe.core.service import TranscriptionService
 from chatscribe.core.transcript import Transcript
 from tests.fakes.collector import Collector
 from tests.storage_tools import SmallDisk, mounted_broken_disk, mounted_small_disk
+from tests.waiting import until
 from tests.wer import wer
 
 JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
@@ -37,13 +38,6 @@ def _service(settings: Settings, engine: FasterWhisperEngine, collector: Collect
     return svc
 
 
-async def _until(check: Callable[[], object], what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + DEADLINE_S
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)  # polling under a deadline, not synchronisation
-
-
 async def test_a_full_disk_refuses_new_work_with_a_sentence_answers_what_it_accepted_and_recovers(
     settings: Settings, tiny_engine: FasterWhisperEngine, audio: Callable[[str], bytes], small_disk: SmallDisk
 ) -> None:
@@ -51,7 +45,7 @@ async def test_a_full_disk_refuses_new_work_with_a_sentence_answers_what_it_acce
                                  "later": audio("jfk.flac")}, hold_fetch=asyncio.Event())
     async with _service(settings, tiny_engine, collector, small_disk.path) as svc:
         accepted = await svc.submit(collector.request("accepted", chat="A"))
-        await _until(lambda: "accepted" in collector.fetches, "the accepted note to be downloading")
+        await until(lambda: "accepted" in collector.fetches, "the accepted note to be downloading")
         small_disk.fill()
 
         with pytest.raises(StorageUnavailable) as refused:
@@ -95,7 +89,7 @@ async def test_a_data_dir_turned_read_only_refuses_new_work_answers_the_running_
         svc = _service(settings, tiny_engine, collector, disk.path)
         async with svc:
             accepted = await svc.submit(collector.request("accepted", chat="A"))
-            await _until(lambda: "accepted" in collector.fetches, "the accepted note to be downloading")
+            await until(lambda: "accepted" in collector.fetches, "the accepted note to be downloading")
             disk.fail()
 
             with pytest.raises(StorageUnavailable) as refused:

@@ -21,8 +21,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.fakes.process import free_port, until_ready
+from tests.fakes.process import until_ready
 from tests.fakes.slack_api import FakeSlack, event_body, message_event, signed_headers, text_of
+from tests.ports import free_port
+from tests.waiting import until
 
 SECRET = "e2e-signing-secret-0123456789abcdef"
 CHANNEL = "C0GENERAL"
@@ -108,17 +110,13 @@ class SlackProcess:
     # -- watching from outside ---------------------------------------------------------------------------
     async def until(self, check: Callable[[], Any], what: str, timeout: float = DEADLINE_S) -> Any:
         """Poll `check` until it is truthy; fail early, with the process's log, if the process died."""
-        deadline = time.monotonic() + timeout
-        while True:
-            result = check()
-            if result:
-                return result
+        def alive_and(check: Callable[[], Any] = check) -> Any:
             if self.process is not None and self.process.returncode is not None:
                 raise AssertionError(f"chatscribe exited ({self.process.returncode}) while waiting for {what}:\n"
                                      f"{self.stderr_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-            await asyncio.sleep(0.05)  # polling interval under a deadline, not synchronisation
+            return check()
+
+        return await until(alive_and, what, timeout, every=0.05)
 
     def journal(self) -> dict[str, str]:
         """job id -> state, read from the journal SQLite file without writing to it."""

@@ -1,18 +1,11 @@
-"""For tests that start `chatscribe run` as a subprocess against a fake platform: a port, and readiness."""
+"""For tests that start `chatscribe run` as a subprocess against a fake platform: readiness (ports: tests/ports.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 
 import aiohttp
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def until_ready(http: aiohttp.ClientSession, base: str, process: asyncio.subprocess.Process,

@@ -27,9 +27,10 @@ from chatscribe.bots.slack_bot import SlackBot, SlackSettings
 from chatscribe.core.config import Settings
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.service import TranscriptionService
-from tests.fakes.process import free_port, until_ready
+from tests.fakes.process import until_ready
 from tests.fakes.slack_api import FakeSlack, signed_headers
 from tests.http.conftest import API_KEY
+from tests.ports import free_port
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +19,9 @@ from chatscribe.core.scaleout.runner import RedisRunner, attach
 from chatscribe.core.scaleout.state import WORKERS, parse_workers
 from chatscribe.core.service import TranscriptionService
 from tests.fakes.collector import Collector
+from tests.ports import free_port  # noqa: F401  (the scale-out tests import it from here)
+from tests.waiting import until as await_until  # noqa: F401  (the scale-out tests import it from here)
+from tests.waiting import wait_until
 
 REDIS_SERVER = shutil.which("redis-server")
 VISIBILITY_S = 3.0
@@ -35,36 +35,6 @@ WORKER_ENV = {
     "CHATSCRIBE_VISIBILITY_TIMEOUT_S": str(VISIBILITY_S),
     "CHATSCRIBE_SHUTDOWN_GRACE_S": "2",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(check, what: str, timeout: float = 30.0, every: float = 0.05):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(every)  # polling interval with a deadline, not a synchronisation sleep
-
-
-async def await_until(check, what: str, timeout: float = 60.0, every: float = 0.05):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await asyncio.sleep(every)  # polling interval with a deadline
 
 
 @dataclass
