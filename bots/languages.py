@@ -1,38 +1,10 @@
-"""Whisper's language codes and the English names OpenAI's API reports in verbose_json ("english")."""
+"""Kept for the bots' imports: the language table lives in core/languages.py."""
 
 from __future__ import annotations
 
-_TABLE = """
-en english|zh chinese|de german|es spanish|ru russian|ko korean|fr french|ja japanese|pt portuguese
-tr turkish|pl polish|ca catalan|nl dutch|ar arabic|sv swedish|it italian|id indonesian|hi hindi|fi finnish
-vi vietnamese|he hebrew|uk ukrainian|el greek|ms malay|cs czech|ro romanian|da danish|hu hungarian|ta tamil
-no norwegian|th thai|ur urdu|hr croatian|bg bulgarian|lt lithuanian|la latin|mi maori|ml malayalam|cy welsh
-sk slovak|te telugu|fa persian|lv latvian|bn bengali|sr serbian|az azerbaijani|sl slovenian|kn kannada
-et estonian|mk macedonian|br breton|eu basque|is icelandic|hy armenian|ne nepali|mn mongolian|bs bosnian
-kk kazakh|sq albanian|sw swahili|gl galician|mr marathi|pa punjabi|si sinhala|km khmer|sn shona|yo yoruba
-so somali|af afrikaans|oc occitan|ka georgian|be belarusian|tg tajik|sd sindhi|gu gujarati|am amharic
-yi yiddish|lo lao|uz uzbek|fo faroese|ht haitian creole|ps pashto|tk turkmen|nn nynorsk|mt maltese
-sa sanskrit|lb luxembourgish|my myanmar|bo tibetan|tl tagalog|mg malagasy|as assamese|tt tatar|haw hawaiian
-ln lingala|ha hausa|ba bashkir|jw javanese|su sundanese|yue cantonese
-"""
+from chatscribe.core.languages import LANGUAGE_NAMES, code_or_name, language_name
 
-LANGUAGE_NAMES: dict[str, str] = dict(
-    entry.strip().split(" ", 1) for entry in _TABLE.replace("\n", "|").split("|") if entry.strip()
-)
-"""Code -> lower-case English name, for every language Whisper knows."""
+language_code = code_or_name
+"""A code from a code or an English name ("en", "English"); None when Whisper does not know it."""
 
-_BY_NAME = {name: code for code, name in LANGUAGE_NAMES.items()}
-
-
-def language_name(code: str | None) -> str | None:
-    if code is None:
-        return None
-    return LANGUAGE_NAMES.get(code, code)
-
-
-def language_code(value: str) -> str | None:
-    """A code from a code or an English name ("en", "English"); None when Whisper does not know it."""
-    value = value.strip().lower()
-    if value in LANGUAGE_NAMES:
-        return value
-    return _BY_NAME.get(value)
+__all__ = ["LANGUAGE_NAMES", "language_code", "language_name"]

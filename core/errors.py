@@ -5,6 +5,8 @@ No HTTP status codes or platform words here: the edges map these types to what t
 
 from __future__ import annotations
 
+from . import sentences
+
 
 class ChatscribeError(Exception):
     """Base of every error whose message is meant for the person who sent the media."""
@@ -29,9 +31,25 @@ class UnknownLanguage(ChatscribeError):
     code = "unknown_language"
 
     def __init__(self, value: str) -> None:
-        shown = value.strip()[:40]
-        super().__init__(f"I don't know the language \"{shown}\": use a code such as en, de or fr.")
+        super().__init__(sentences.unknown_language(value))
         self.value = value
+
+
+class LanguageNotOffered(ChatscribeError):
+    """A language Whisper knows, but not one of CHATSCRIBE_LANGUAGES, the ones this service transcribes."""
+
+    code = "language_not_offered"
+
+    def __init__(self, value: str, offered: tuple[str, ...]) -> None:
+        super().__init__(sentences.language_not_offered(value, offered))
+        self.value = value
+        self.offered = offered
+
+
+class SettingRefused(ChatscribeError):
+    """A conversation setting given a value it does not take; the setting stays as it was."""
+
+    code = "setting_refused"
 
 
 class ModelUnavailable(ChatscribeError):

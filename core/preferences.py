@@ -1,7 +1,8 @@
 """Per-chat preferences (language, format, auto-transcribe, …) in SQLite, surviving restarts.
 
-Platform-neutral: a chat is (platform, chat id) and a preference is a short string value; each bot
-decides which keys it offers and how to parse them.
+Platform-neutral: a chat is (platform, chat id) and a preference is a short string value. The
+conversation settings people change with commands (core/settings.py) are read and changed through
+`settings` and `change`; a bot may keep its own bookkeeping keys here too (Telegram's update offset).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import threading
 from pathlib import Path
 
 from .private import private_db
+from .settings import ConversationSettings, SettingChange
 from .storage import storage_error
 
 
@@ -51,6 +53,14 @@ class Preferences:
                 if refusal is None:
                     raise
                 raise refusal from exc
+
+    def settings(self, platform: str, *scopes: str) -> ConversationSettings:
+        """The settings in force where `scopes` meet, broadest first (a server, then its channel)."""
+        return ConversationSettings.from_stored(*(self.get_all(platform, scope) for scope in scopes))
+
+    def change(self, platform: str, scope: str, change: SettingChange) -> None:
+        """Store one parsed setting (None: back to the default). StorageUnavailable when it cannot be saved."""
+        self.set(platform, scope, change.key, change.value)
 
     def forget(self, platform: str, chat_id: str) -> int:
         """Delete every setting of the chat (back to the defaults); returns how many there were."""

@@ -1,0 +1,125 @@
+"""The sentences people read, in one table, so every platform says the same thing the same way.
+
+Plain text with no platform markup: each platform renders them in its own (escaping for Slack's
+mrkdwn, Discord's markdown). Sentences that carry values are small functions. This module starts
+with the settings sentences; the delivery and error sentences join it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .languages import display_name
+
+# -- settings: refusals (the setting is not changed) -------------------------------------------------
+
+
+LANGUAGE_CHOICES = "Language takes auto, a code such as en or de, or an English name such as French."
+
+
+def unknown_language(typed: str) -> str:
+    return (f"I don't know the language “{typed.strip()[:40]}”: use auto, a code such as en or de, "
+            "or an English name such as French.")
+
+
+def language_not_offered(typed: str, offered: Iterable[str]) -> str:
+    names = [display_name(code) for code in offered]
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    return f"“{typed.strip()[:40]}” is not one of the languages this service transcribes: use auto, {listed}."
+
+
+def on_or_off(setting: str) -> str:
+    return f"{SETTING_NAMES[setting]} takes on or off."
+
+
+FORMAT_CHOICES = "Format takes text, srt or vtt."
+VOCABULARY_TOO_LONG = "The vocabulary takes at most {limit} characters: list only the names and terms to expect."
+
+
+def unknown_setting(typed: str, choices: Iterable[str]) -> str:
+    return f"There is no setting “{typed.strip()[:30]}”: the settings are {', '.join(choices)}."
+
+
+# -- settings: confirmations -------------------------------------------------------------------------
+
+SETTING_NAMES = {
+    "language": "Language", "translate": "Translation to English", "vocab": "Vocabulary", "format": "Format",
+    "timestamps": "Timestamps", "auto": "Automatic transcription",
+}
+
+
+def language_set(code: str | None) -> str:
+    return f"Language set to {display_name(code)}." if code else "Language set to auto-detect."
+
+
+def vocabulary_set(terms: str | None) -> str:
+    return f"Vocabulary set to: {terms}" if terms else "Vocabulary cleared."
+
+
+def switched(setting: str, on: bool) -> str:
+    """Translation, timestamps and automatic transcription: "Timestamps: on." """
+    return f"{SETTING_NAMES[setting]}: {'on' if on else 'off'}."
+
+
+def format_set(fmt: str) -> str:
+    return f"Format: {fmt}."
+
+
+def settings_lines(*, language: str | None, translate: bool, fmt: str, timestamps: bool, vocabulary: str | None,
+                   auto: bool | None) -> list[str]:
+    """What `settings` shows, one line per setting; `auto` None leaves its line out (not offered there)."""
+    lines = [
+        f"Language: {display_name(language) if language else 'auto'}",
+        f"Translate to English: {_on(translate)}",
+        f"Format: {fmt}",
+        f"Timestamps: {_on(timestamps)}",
+        f"Vocabulary: {vocabulary or '(none)'}",
+    ]
+    if auto is not None:
+        lines.append(f"Automatic transcription: {_on(auto)}")
+    return lines
+
+
+def _on(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
+# -- answers: delivery, progress, no speech, errors ----------------------------------------------------
+
+NO_SPEECH = "No speech detected."
+INTERNAL_ERROR = "Something went wrong while transcribing that file; please try again later."
+TRUNCATED = "The file ended early (perhaps an interrupted upload): this is the part that was there."
+DOUBTFUL = "Some parts were hard to make out and may be wrong: check the passages marked [?]."
+"""The short marker on an answer that holds doubtful (low-confidence) passages."""
+DOUBTFUL_MARK = "[?]"
+"""Put before each doubtful passage in txt, srt and vtt files."""
+FULL_TRANSCRIPT_ATTACHED = "The full transcript is in the attached file."
+RESTARTING = "I'm restarting: please send that again in a minute."
+FILE_DELETED = "That file was deleted before I could transcribe it."
+
+
+def download_failed(platform: str) -> str:
+    """`platform` as people name it: Telegram, Discord, Slack."""
+    return f"I couldn't download that file from {platform}; please send it again."
+
+
+def progress(stage: str, *, position: int | None = None, fraction: float = 0.0, eta_s: float | None = None,
+             detail: str | None = None, file_name: str | None = None) -> str:
+    """The status message while a recording waits ("Waiting to transcribe (position 2 in the queue)…")
+    or runs ("Transcribing… 40%, about 20 s left")."""
+    if detail:  # e.g. the transcription workers are out of reach: say so rather than a stale position
+        return detail
+    name = f" {file_name}" if file_name else ""
+    if stage == "queued":
+        place = f" (position {position} in the queue)" if position else ""
+        return f"Waiting to transcribe{name}{place}{_eta(eta_s)}…"
+    percent = int(max(0.0, min(1.0, fraction)) * 100)
+    return f"Transcribing{name}… {percent}%{_eta(eta_s)}"
+
+
+def _eta(eta_s: float | None) -> str:
+    if not eta_s or eta_s < 5:
+        return ""
+    if eta_s < 90:
+        return f", about {round(eta_s / 5) * 5:.0f} s left"
+    return f", about {round(eta_s / 60):.0f} min left"
