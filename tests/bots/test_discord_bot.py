@@ -29,7 +29,7 @@ from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.errors import ConfigError
 from chatscribe.core.media import SAMPLE_RATE, MediaRequest
 from chatscribe.core.service import TranscriptionService
-from chatscribe.core.transcript import render
+from chatscribe.core.transcript import gap_note, render
 from tests.fakes.discord_api import FLAG_EPHEMERAL, Call, FakeDiscord
 from tests.ports import free_port
 from tests.waiting import until
@@ -384,7 +384,8 @@ async def test_long_transcript_is_split_under_2000_with_nothing_lost(
     contents = [c.body["content"] for c in replies]
     assert len(contents) >= 2
     assert all(len(content) <= 2000 for content in contents)
-    assert unescape("".join(contents)) == transcript.text
+    note = gap_note(transcript)  # its German parts, which tiny.en cannot transcribe, are named at the end
+    assert unescape("".join(contents)) == transcript.text + (f"\n\n*({note})*" if note else "")
     assert all(not content[-1].isalnum() or content is contents[-1] for content in contents), "cut inside a word"
 
 
