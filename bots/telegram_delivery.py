@@ -1,9 +1,10 @@
 """Sending to Telegram, and the service's Delivery for Telegram jobs.
 
 `Sender` waits out flood control (429 retry_after), retries network errors and keeps replies working
-when the original message was deleted. `TelegramDelivery` downloads a job's media from its journaled
-reference, shows progress as one status message per job (edited at most once per 3 s per chat) and
-turns that message into the first part of the answer, also after a restart (its id is journaled).
+when the original message was deleted. `TelegramSender` is what the core's delivery mechanism
+(core/delivery) needs from Telegram: download a job's media from its journaled reference, render and
+send the answer, post and edit the status message (at most once per 3 s per chat: Telegram throttles
+busy chats). `TelegramDelivery` is that mechanism with this sender.
 """
 
 from __future__ import annotations
@@ -11,11 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import warnings
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 from telegram import InputFile, Message, ReplyParameters
@@ -24,9 +22,13 @@ from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, Re
 from telegram.ext import Application
 
 from chatscribe.adapters import telegram as adapter
+from chatscribe.core import sentences
+from chatscribe.core.delivery import Courier, Limits, Place, Undeliverable
 from chatscribe.core.errors import ChatscribeError, DownloadFailed
-from chatscribe.core.jobs.journal import Job, ProgressUpdate, Receipt
+from chatscribe.core.jobs.journal import Job
 from chatscribe.core.media import Fetch
+from chatscribe.core.settings import ConversationSettings
+from chatscribe.core.text import utf16_units
 from chatscribe.core.transcript import Transcript
 
 if TYPE_CHECKING:
@@ -40,7 +42,7 @@ EDIT_INTERVAL_S = 3.0
 ACTION_INTERVAL_S = 4.5
 """A chat action shows for 5 s; repeat it a little before it fades."""
 NETWORK_RETRIES = 5
-DOWNLOAD_FAILED = "I couldn't download that file from Telegram; please send it again."
+DOWNLOAD_FAILED = sentences.download_failed("Telegram")
 
 
 class Sender:
@@ -109,32 +111,21 @@ class Sender:
             return await self.call(lambda: send(None))
 
 
-@dataclass(eq=False)
-class _Status:
-    """The one status message of a job, edited as it progresses and finally turned into part 1."""
-
-    message_id: int | None = None
-    last_action: float = float("-inf")
-    done: bool = False
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+LIMITS = Limits(message_units=adapter.MESSAGE_LIMIT, measure=utf16_units, edit_interval_s=EDIT_INTERVAL_S,
+                typing_every_s=ACTION_INTERVAL_S)
 
 
-class NotRunning(RuntimeError):
-    """Raised to the service so that it keeps the job and retries the delivery later."""
+class TelegramSender:
+    """The core Courier's sender for Telegram: what only Telegram knows about answering a job."""
 
+    limits = LIMITS
 
-class TelegramDelivery:
-    def __init__(self, *, sender: Sender, service: TranscriptionService, local_mode: bool,
-                 chat_settings: Callable[[int], adapter.ChatSettings]) -> None:
+    def __init__(self, *, sender: Sender, max_parts: int, local_mode: bool,
+                 chat_settings: Callable[[int], ConversationSettings]) -> None:
         self.sender = sender
-        self.service = service
+        self.max_parts = max_parts
         self.local_mode = local_mode
-        self.stopped = False
         self._chat_settings = chat_settings
-        self._status: dict[str, _Status] = {}
-        self._finished: OrderedDict[str, None] = OrderedDict()
-        self._last_edit: dict[int, float] = {}
-        self._background: set[asyncio.Future[None]] = set()
 
     def fetcher(self, reference: Mapping[str, str]) -> Fetch:
         file_id = reference["file_id"]
@@ -159,75 +150,59 @@ class TelegramDelivery:
 
         return fetch
 
-    def accepted(self, job: Job) -> None:
-        """Show at once that the job was taken: the chat action, before any status message."""
-        chat_id, _ = _where(job)
-        status = self._status.setdefault(job.id, _Status())
-        task = asyncio.ensure_future(self._typing(chat_id, status))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    def place(self, job: Job) -> Place:
+        return Place(job.request.reference["chat_id"])
 
-    async def progress(self, job: Job, update: ProgressUpdate) -> None:
-        if job.id in self._finished or self.stopped:
-            return  # a late notification must not post a status after the answer
-        status = self._status.setdefault(job.id, _Status())
-        chat_id, reply_to = _where(job)
-        text = adapter.progress_text(update)
-        async with status.lock:
-            if status.done:
-                return
-            now = time.monotonic()
-            if status.message_id is None:
-                sent = await self.sender.text(chat_id, reply_to, text)
-                status.message_id = sent.message_id
-                self._last_edit[chat_id] = now
-                # Journaled, so that the answer still replaces this message after a restart.
-                await self.service.note(job.id, "status_message_id", str(sent.message_id))
-            elif now - self._last_edit.get(chat_id, float("-inf")) >= EDIT_INTERVAL_S:
-                self._last_edit[chat_id] = now
-                await self.sender.edit(chat_id, status.message_id, text)
-        await self._typing(chat_id, status)
-
-    async def deliver(self, job: Job, outcome: Transcript | ChatscribeError, receipt: Receipt) -> None:
-        if self.stopped:
-            raise NotRunning("the Telegram bot is stopped; the answer stays journaled")
-        chat_id, reply_to = _where(job)
-        status = self._status.get(job.id) or _Status()
-        async with status.lock:  # waits for a status message still being sent
-            status.done = True
-        self._finish(job.id)
-        status_id = status.message_id or _int(job.notes.get("status_message_id"))
+    async def render(self, job: Job, outcome: Transcript | ChatscribeError) -> list[adapter.Outgoing]:
         if isinstance(outcome, ChatscribeError):
-            items: list[adapter.Outgoing] = [adapter.OutgoingText(adapter.error_text(outcome))]
-        else:
-            items = adapter.render_transcript(outcome, self._chat_settings(chat_id),
-                                              max_parts=self.service.settings.max_parts,
-                                              file_stem=job.request.file_name or "transcript")
-        try:
-            for index, item in enumerate(items):
-                if index < receipt.parts_sent:
-                    continue  # sent before a restart
-                first_text = item.text if index == 0 and isinstance(item, adapter.OutgoingText) else None
-                if status_id and first_text and await self.sender.edit(chat_id, status_id, first_text):
-                    await receipt.part_sent()
-                    continue
-                await self.sender.send(chat_id, reply_to, item)
-                await receipt.part_sent()
-        except Forbidden as exc:  # blocked, or removed from the group: no retry can help
-            log.warning("job=%s cannot be answered: %s", job.id, exc.message)
+            return [adapter.OutgoingText(adapter.error_text(outcome))]
+        chat_id, _ = _where(job)
+        return adapter.render_transcript(outcome, self._chat_settings(chat_id), max_parts=self.max_parts,
+                                         file_stem=job.request.file_name or "transcript")
 
-    def _finish(self, job_id: str) -> None:
-        self._status.pop(job_id, None)
-        self._finished[job_id] = None
-        while len(self._finished) > 1000:
-            self._finished.popitem(last=False)
+    async def send(self, job: Job, part: adapter.Outgoing) -> None:
+        chat_id, reply_to = _where(job)
+        with _undeliverable():
+            await self.sender.send(chat_id, reply_to, part)
 
-    async def _typing(self, chat_id: int, status: _Status) -> None:
-        now = time.monotonic()
-        if status.done or now - status.last_action < ACTION_INTERVAL_S:
-            return
-        status.last_action = now
-        await self.sender.typing(chat_id)
+    async def post_status(self, job: Job, text: str) -> str:
+        chat_id, reply_to = _where(job)
+        with _undeliverable():
+            sent = await self.sender.text(chat_id, reply_to, text)
+        return str(sent.message_id)
+
+    async def edit_status(self, job: Job, status_id: str, text: str) -> None:
+        with _undeliverable():
+            await self.sender.edit(_where(job)[0], int(status_id), text)
+
+    async def replace_status(self, job: Job, status_id: str, part: adapter.Outgoing) -> bool:
+        if not isinstance(part, adapter.OutgoingText):
+            return False
+        with _undeliverable():
+            return await self.sender.edit(_where(job)[0], int(status_id), part.text)
+
+    async def already_sent(self, job: Job, part: adapter.Outgoing) -> bool:
+        return False  # a bot cannot read a chat's history: sent twice rather than never
+
+    async def typing(self, job: Job) -> None:
+        await self.sender.typing(_where(job)[0])
+
+
+class TelegramDelivery(Courier[adapter.Outgoing]):
+    """The service's Delivery for Telegram jobs: the core mechanism with Telegram's sender."""
+
+    def __init__(self, *, sender: Sender, service: TranscriptionService, local_mode: bool,
+                 chat_settings: Callable[[int], ConversationSettings]) -> None:
+        super().__init__(TelegramSender(sender=sender, max_parts=service.settings.max_parts, local_mode=local_mode,
+                                        chat_settings=chat_settings), note=service.note)
+
+
+@contextlib.contextmanager
+def _undeliverable() -> Iterator[None]:
+    try:
+        yield
+    except Forbidden as exc:  # blocked, or removed from the group: no retry can help
+        raise Undeliverable(exc.message) from exc
 
 
 def _check_size(size_bytes: int | None, max_bytes: int, local_mode: bool) -> None:

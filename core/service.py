@@ -10,20 +10,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from . import sentences
 from .cache import TranscriptCache
 from .config import Settings
-from .engines.faster_whisper import Engine
+from .delivery.retry import deliver_with_retries
+from .engines.base import Engine
 from .errors import Busy, ChatscribeError, DataDirUnavailable, MediaTooLarge, NotReady, SetAside, ShuttingDown
 from .jobs.admission import MediaBudget, MediaHold, RateLimiter
 from .jobs.journal import CRASH_LIMIT, Delivery, Job, Journal, JournalEntry, ProgressUpdate
 from .jobs.runner import LocalRunner, Runner, Work, default_slots
+from .keys import TranscriptKey, content_hash, transcript_key
 from .media import MediaRequest, check_declared_duration, check_declared_size, probe_duration
 from .metrics import Metrics
 from .options import TranscribeOptions
@@ -33,35 +35,12 @@ from .retention import Forgotten
 from .transcript import Transcript
 
 if TYPE_CHECKING:
-    from .scaleout.state import SharedLimits  # only with the scaleout extra installed
+    from .scaleout.limits import SharedLimits  # only with the scaleout extra installed
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[ProgressUpdate], Awaitable[None] | None]
-DELIVERY_BACKOFF_S = (1.0, 3.0, 10.0, 30.0)
-_SENDING = "sending"
-"""Job note: the index of the message whose sending began (Receipt.uncertain)."""
-INTERNAL_ERROR = "Something went wrong while transcribing that file; please try again later."
-
-
-class _Receipt:
-    def __init__(self, journal: Journal, job: Job) -> None:
-        self._journal = journal
-        self._job_id = job.id
-        self.parts_sent = job.parts_sent
-        self.uncertain = job.notes.get(_SENDING) == str(job.parts_sent)  # begun by a process that died
-
-    async def sending(self) -> None:
-        self.uncertain = True  # until the platform's acceptance is recorded; a failed attempt leaves it so
-        await asyncio.to_thread(self._journal.note, self._job_id, _SENDING, str(self.parts_sent))
-
-    async def part_sent(self) -> None:
-        self.parts_sent += 1
-        self.uncertain = False
-        await asyncio.to_thread(self._journal.part_sent, self._job_id)
-
-    async def note(self, key: str, value: str) -> None:
-        await asyncio.to_thread(self._journal.note, self._job_id, key, value)
+INTERNAL_ERROR = sentences.INTERNAL_ERROR
 
 
 class Admission:
@@ -99,7 +78,7 @@ class TranscriptionService:
         if engine is not None:
             self.set_engine(engine)
         self._deliveries: dict[str, Delivery] = {}
-        self._inflight: dict[tuple[str, str], asyncio.Future[Transcript]] = {}
+        self._inflight: dict[TranscriptKey, asyncio.Future[Transcript]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         rate = settings.rate_per_s
         self._rate = RateLimiter(*rate) if rate else None
@@ -142,7 +121,7 @@ class TranscriptionService:
         self._runner = runner
 
     def share(self, *, cache: TranscriptCache, limits: SharedLimits) -> None:
-        """Scale-out: a cache and busy/rate limits shared with other front ends (core/scaleout/state.py)."""
+        """Scale-out: a cache and busy/rate limits shared with other front ends (core/scaleout/shared_cache.py, limits.py)."""
         self.cache.close()
         self.cache = cache
         self._shared = limits
@@ -205,12 +184,11 @@ class TranscriptionService:
         """The answer for a file known by its platform id, without downloading it."""
         if not request.platform_file_id:
             return None
-        variant = self._variant(options or TranscribeOptions())
-        content_hash = await asyncio.to_thread(self.cache.hash_for, request.platform, request.platform_file_id,
-                                               request.chat_id)
-        if content_hash is None:
+        known = await asyncio.to_thread(self.cache.hash_for, request.platform, request.platform_file_id,
+                                        request.chat_id)
+        if known is None:
             return None
-        hit = await asyncio.to_thread(self.cache.get, content_hash, variant)
+        hit = await asyncio.to_thread(self.cache.get, self._key(options or TranscribeOptions(), known))
         if hit:
             self.metrics.cache_hits.labels("platform_id").inc()
         return hit
@@ -318,8 +296,8 @@ class TranscriptionService:
         finally:
             hold.release()
 
-    def _variant(self, options: TranscribeOptions) -> str:
-        return f"{self.runner.model_id}:{options.key()}"
+    def _key(self, options: TranscribeOptions, media_hash: str) -> TranscriptKey:
+        return transcript_key(self.runner.model_id, options, media_hash)
 
     async def _process(self, job: Job, delivery: Delivery, *, alone: bool = False) -> None:
         started = time.monotonic()
@@ -369,36 +347,22 @@ class TranscriptionService:
             await self._process(entry.job, delivery, alone=entry.crashes > 0)
 
     async def _deliver(self, job: Job, outcome: Transcript | ChatscribeError, delivery: Delivery) -> None:
-        receipt = _Receipt(self.journal, job)
         platform = job.request.platform
-        for attempt, pause in enumerate((0.0, *DELIVERY_BACKOFF_S)):
-            if pause:
-                await asyncio.sleep(pause)
-            try:
-                current = dataclasses.replace(job, parts_sent=receipt.parts_sent)
-                await delivery.deliver(current, outcome, receipt)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("job=%s delivery attempt %d failed: %s", job.id, attempt + 1, exc)
-                continue
-            await asyncio.to_thread(self.journal.delivered, job.id)
-            kind = "error" if isinstance(outcome, ChatscribeError) else "transcript"
-            self.metrics.jobs.labels(platform, kind).inc()
-            self.metrics.queue_depth.labels(platform).dec()
-            log.info("job=%s delivered (%s)", job.id, kind)
-            return
+        delivered = await deliver_with_retries(delivery, job, outcome, self.journal)
         self.metrics.queue_depth.labels(platform).dec()
-        self.metrics.errors.labels("delivery").inc()
-        log.error("job=%s could not be delivered after %d attempts; it stays in the journal and is retried "
-                  "at the next start", job.id, len(DELIVERY_BACKOFF_S) + 1)
+        if not delivered:
+            self.metrics.errors.labels("delivery").inc()
+            return
+        await asyncio.to_thread(self.journal.delivered, job.id)
+        kind = "error" if isinstance(outcome, ChatscribeError) else "transcript"
+        self.metrics.jobs.labels(platform, kind).inc()
+        log.info("job=%s delivered (%s)", job.id, kind)
 
     async def _run(
         self, request: MediaRequest, options: TranscribeOptions, progress: ProgressCallback | None, *,
         job_id: str | None = None, alone: bool = False,
     ) -> Transcript:
         """`job_id`: the journaled job, marked exposed while its media is read or transcribed."""
-        variant = self._variant(options)
         hit = await self.cached(request, options)
         if hit is not None:
             return hit
@@ -406,22 +370,21 @@ class TranscriptionService:
         data = await request.fetch(self.max_file_bytes)
         if len(data) > self.max_file_bytes:
             raise MediaTooLarge(len(data), self.max_file_bytes)
-        content_hash = await asyncio.to_thread(_sha256, data)
+        key = self._key(options, await asyncio.to_thread(content_hash, data))
         # The conversation's link to this content (by file id when there is one): what `forget` removes.
-        await asyncio.to_thread(self.cache.alias, request.platform, request.platform_file_id, content_hash,
+        await asyncio.to_thread(self.cache.alias, request.platform, request.platform_file_id, key.content_hash,
                                 request.chat_id)
-        hit = await asyncio.to_thread(self.cache.get, content_hash, variant)
+        hit = await asyncio.to_thread(self.cache.get, key)
         if hit is not None:
             self.metrics.cache_hits.labels("content").inc()
             return hit
-        key = (content_hash, variant)
         if key in self._inflight:  # the same media is already being transcribed: share its result
             return await asyncio.shield(self._inflight[key])
         future: asyncio.Future[Transcript] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
             transcript = await self._transcribe_now(request, data, options, progress, job_id, alone)
-            await asyncio.to_thread(self.cache.put, content_hash, variant, transcript)
+            await asyncio.to_thread(self.cache.put, key, transcript)
             future.set_result(transcript)
             return transcript
         except BaseException as exc:
@@ -480,10 +443,6 @@ def _counted(request: MediaRequest, hold: MediaHold) -> MediaRequest:
         return data
 
     return dataclasses.replace(request, fetch=fetch_counted)
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 __all__ = ["TranscriptionService", "ProgressCallback", "Forgotten"]

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .sentences import DOUBTFUL_MARK
+
 OutputFormat = Literal["txt", "srt", "vtt", "json"]
 FORMATS: tuple[OutputFormat, ...] = ("txt", "srt", "vtt", "json")
 
@@ -100,43 +102,46 @@ def gap_cue(transcript: Transcript) -> str:
     return cue
 
 
-def render(transcript: Transcript, fmt: str, *, timestamps: bool = False) -> str:
-    """Render in one of FORMATS; `timestamps` adds [mm:ss] marks to the plain text."""
+def render(transcript: Transcript, fmt: str, *, timestamps: bool = False, marked: bool = False) -> str:
+    """Render in one of FORMATS; `timestamps` adds [mm:ss] marks to the plain text; `marked` puts
+    DOUBTFUL_MARK before each doubtful (low-confidence) passage of txt, srt and vtt, for files sent to people."""
     if fmt == "txt":
-        return render_txt(transcript, timestamps=timestamps)
+        return render_txt(transcript, timestamps=timestamps, marked=marked)
     if fmt == "srt":
-        return render_srt(transcript)
+        return render_srt(transcript, marked=marked)
     if fmt == "vtt":
-        return render_vtt(transcript)
+        return render_vtt(transcript, marked=marked)
     if fmt == "json":
         return render_json(transcript)
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
-def render_txt(transcript: Transcript, *, timestamps: bool = False) -> str:
-    if not timestamps:
+def render_txt(transcript: Transcript, *, timestamps: bool = False, marked: bool = False) -> str:
+    if not timestamps and not marked:
         return transcript.text
-    lines = [f"[{_clock(s.start)}] {s.text.strip()}" for s in transcript.segments if s.text.strip()]
-    return "\n".join(lines)
+    spoken = [(s.start, _passage(s, marked)) for s in _spoken(transcript)]
+    if not timestamps:
+        return " ".join(text for _, text in spoken)
+    return "\n".join(f"[{_clock(start)}] {text}" for start, text in spoken)
 
 
-def render_srt(transcript: Transcript) -> str:
+def render_srt(transcript: Transcript, *, marked: bool = False) -> str:
     blocks = []
-    for index, (start, end, text) in enumerate(_cues(transcript), start=1):
+    for index, (start, end, text) in enumerate(_cues(transcript, marked), start=1):
         blocks.append(f"{index}\n{_stamp(start, ',')} --> {_stamp(end, ',')}\n{text}\n")
     return "\n".join(blocks)
 
 
-def render_vtt(transcript: Transcript) -> str:
+def render_vtt(transcript: Transcript, *, marked: bool = False) -> str:
     blocks = ["WEBVTT\n"]
-    for start, end, text in _cues(transcript):
+    for start, end, text in _cues(transcript, marked):
         blocks.append(f"{_stamp(start, '.')} --> {_stamp(end, '.')}\n{_vtt_escape(text)}\n")
     return "\n".join(blocks)
 
 
-def _cues(transcript: Transcript) -> list[tuple[float, float, str]]:
+def _cues(transcript: Transcript, marked: bool = False) -> list[tuple[float, float, str]]:
     """Spoken segments and, where speech could not be transcribed, a bracketed cue saying so, in time order."""
-    cues = [(s.start, s.end, s.text.strip()) for s in _spoken(transcript)]
+    cues = [(s.start, s.end, _passage(s, marked)) for s in _spoken(transcript)]
     if transcript.gaps:
         marker = f"[{gap_cue(transcript)}]"
         cues += [(g.start, g.end, marker) for g in transcript.gaps]
@@ -188,6 +193,16 @@ def to_dict(transcript: Transcript) -> dict[str, Any]:
             for s in transcript.segments
         ],
     }
+
+
+def is_doubtful(segment: Segment) -> bool:
+    """Kept by the quality pass but flagged (low confidence): worth checking against the recording."""
+    return LOW_CONFIDENCE in segment.flags
+
+
+def _passage(segment: Segment, marked: bool) -> str:
+    text = segment.text.strip()
+    return f"{DOUBTFUL_MARK} {text}" if marked and is_doubtful(segment) else text
 
 
 def _spoken(transcript: Transcript) -> list[Segment]:

@@ -1,0 +1,229 @@
+"""The one delivery mechanism: the whole life of an answer in a chat, for every platform.
+
+A job's status message is posted once (when the answer is expected to take a while), edited at the
+rate the platform tolerates with the queue position while the job waits and the share done plus an
+ETA while it runs, and turned into the first part of the answer at the end. After a restart the
+status message is found again in the job's notes and the parts the platform already accepted (the
+Receipt's count) are skipped. A place where no message can be edited (an ephemeral reply, a thread the
+bot may not post in) gets no status: the answer is only sent.
+
+Each platform supplies a `Sender` (render an answer into its messages, send one, post and edit the
+status, rebuild a download) and its `Limits`; the service's retries with back-off are in retry.py.
+
+Live text (the text decoded so far shown in the status message) belongs in `_status_text`: the
+ProgressUpdate would carry the text, and this module would fit its tail under `limits.message_units`
+after the sentence; senders would not change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from .. import sentences
+from ..errors import ChatscribeError
+from ..jobs.journal import Job, ProgressUpdate, Receipt
+from ..media import Fetch
+from ..transcript import Transcript
+from .limits import Limits, Throttle
+
+log = logging.getLogger(__name__)
+
+P = TypeVar("P")
+STATUS_NOTE = "status"
+"""Job note: the status message's id, so that a restarted process edits it into the answer."""
+_OLD_STATUS_NOTES = ("status_message_id", "status_ts")  # written by earlier versions (Telegram, Slack)
+FINISHED_KEPT = 1000
+"""Finished jobs remembered, so that a progress report arriving after the answer posts nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    key: str
+    """Where the platform counts edits (a chat, a channel)."""
+    can_edit: bool = True
+    """False where no message can be edited: no status is shown, the answer is only sent."""
+
+
+class Undeliverable(Exception):
+    """Raised by a sender when no retry can help (the bot was blocked or removed, the channel is gone)."""
+
+
+class NotRunning(RuntimeError):
+    """Raised to the service so that it keeps the job and retries the delivery later."""
+
+
+class Sender(Protocol[P]):
+    """What a platform supplies; P is its kind of outgoing message."""
+
+    limits: Limits
+
+    def fetcher(self, reference: Mapping[str, str]) -> Fetch:
+        """Rebuild the download of a journaled job's media from its platform reference."""
+        ...
+
+    def place(self, job: Job) -> Place: ...
+
+    async def render(self, job: Job, outcome: Transcript | ChatscribeError) -> Sequence[P]:
+        """The answer as the platform's messages, in order (the sentences from core.sentences)."""
+        ...
+
+    async def send(self, job: Job, part: P) -> None:
+        """Send one message; raise Undeliverable when it can never arrive, anything else to be retried."""
+        ...
+
+    async def post_status(self, job: Job, text: str) -> str:
+        """Post the status message (plain text, to render in the platform's markup); returns its id.
+        Undeliverable when it cannot be posted there: the job goes on without a status."""
+        ...
+
+    async def edit_status(self, job: Job, status_id: str, text: str) -> None: ...
+
+    async def replace_status(self, job: Job, status_id: str, part: P) -> bool:
+        """Turn the status message into `part`; False when that cannot be (deleted, or a file)."""
+        ...
+
+    async def already_sent(self, job: Job, part: P) -> bool:
+        """Whether `part` already arrived (a send whose acceptance was never recorded); False if unknowable."""
+        ...
+
+    async def typing(self, job: Job) -> None:
+        """Show that the bot is working (best effort, never raises)."""
+        ...
+
+
+@dataclass(eq=False)
+class _Status:
+    message_id: str | None = None
+    unavailable: bool = False
+    """Posting it failed (no permission there): the job goes on without one."""
+    done: bool = False
+    last_typing: float = float("-inf")
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Courier(Generic[P]):
+    """The service's Delivery for one platform, built from that platform's sender."""
+
+    def __init__(self, sender: Sender[P], *, note: Callable[[str, str, str], Awaitable[None]],
+                 status_after_s: float = 0.0) -> None:
+        """`note(job_id, key, value)`: remember a value with the job across restarts (the service's).
+        `status_after_s`: post a status only when the answer is expected to take longer than this."""
+        self.sender = sender
+        self.limits = sender.limits
+        self.status_after_s = status_after_s
+        self.stopped = False
+        self._note = note
+        self._throttle = Throttle(sender.limits)
+        self._status: dict[str, _Status] = {}
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._background: set[asyncio.Future[None]] = set()
+
+    def stop(self) -> None:
+        """From now on answers stay journaled (delivered by the next start) and progress is not shown."""
+        self.stopped = True
+
+    # -- the service's Delivery ----------------------------------------------------------------------
+
+    def fetcher(self, reference: Mapping[str, str]) -> Fetch:
+        return self.sender.fetcher(reference)
+
+    def accepted(self, job: Job) -> None:
+        """Show at once that the job was taken (the typing indicator), before any status message."""
+        task = asyncio.ensure_future(self._typing(job, self._of(job)))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def progress(self, job: Job, update: ProgressUpdate) -> None:
+        if job.id in self._finished or self.stopped:
+            return  # a late notification must not post a status after the answer
+        status = self._of(job)
+        place = self.sender.place(job)
+        async with status.lock:
+            if status.done:
+                return
+            if status.message_id is None:
+                if self._wanted(place, status, update):
+                    await self._post(job, place, status, _status_text(job, update))
+            elif self._throttle.ready(place.key):
+                self._throttle.took(place.key)
+                await self.sender.edit_status(job, status.message_id, _status_text(job, update))
+        await self._typing(job, status)
+
+    async def deliver(self, job: Job, outcome: Transcript | ChatscribeError, receipt: Receipt) -> None:
+        if self.stopped:
+            raise NotRunning("the bot is stopped; the answer stays journaled")
+        status = self._of(job)
+        async with status.lock:  # waits for a status message still being posted
+            status.done = True
+        self._finish(job.id)
+        place = self.sender.place(job)
+        parts = await self.sender.render(job, outcome)
+        try:
+            for index, part in enumerate(parts):
+                if index < receipt.parts_sent:
+                    continue  # accepted before a restart or a failed try
+                if index == 0 and status.message_id and await self._replace(job, place, status.message_id, part):
+                    await receipt.part_sent()
+                    continue
+                if receipt.uncertain and await self.sender.already_sent(job, part):
+                    log.info("job=%s message %d had arrived before the restart", job.id, index + 1)
+                else:
+                    await receipt.sending()
+                    await self.sender.send(job, part)
+                await receipt.part_sent()
+        except Undeliverable as exc:
+            log.warning("job=%s cannot be answered: %s", job.id, exc)
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _of(self, job: Job) -> _Status:
+        status = self._status.get(job.id)
+        if status is None:
+            noted = job.notes.get(STATUS_NOTE) or next(
+                (job.notes[k] for k in _OLD_STATUS_NOTES if job.notes.get(k)), None)
+            status = self._status[job.id] = _Status(message_id=noted)
+        return status
+
+    def _wanted(self, place: Place, status: _Status, update: ProgressUpdate) -> bool:
+        if not place.can_edit or status.unavailable:
+            return False
+        return bool(update.detail) or (update.eta_s or 0.0) >= self.status_after_s
+
+    async def _post(self, job: Job, place: Place, status: _Status, text: str) -> None:
+        try:
+            status.message_id = await self.sender.post_status(job, text)
+        except Undeliverable as exc:
+            log.info("job=%s goes on without a status message: %s", job.id, exc)
+            status.unavailable = True
+            return
+        self._throttle.took(place.key)
+        await self._note(job.id, STATUS_NOTE, status.message_id)
+
+    async def _replace(self, job: Job, place: Place, status_id: str, part: P) -> bool:
+        await self._throttle.window(place.key)
+        self._throttle.took(place.key)
+        return await self.sender.replace_status(job, status_id, part)
+
+    def _finish(self, job_id: str) -> None:
+        self._status.pop(job_id, None)
+        self._finished[job_id] = None
+        while len(self._finished) > FINISHED_KEPT:
+            self._finished.popitem(last=False)
+
+    async def _typing(self, job: Job, status: _Status) -> None:
+        every = self.limits.typing_every_s
+        now = asyncio.get_running_loop().time()
+        if every is None or status.done or now - status.last_typing < every:
+            return
+        status.last_typing = now
+        await self.sender.typing(job)
+
+
+def _status_text(job: Job, update: ProgressUpdate) -> str:
+    return sentences.progress(update.stage, position=update.position, fraction=update.fraction,
+                              eta_s=update.eta_s, detail=update.detail, file_name=job.request.file_name)
