@@ -40,7 +40,7 @@ from bench.report import (
 )
 from chatscribe.bots.engine_loader import load_engine
 from chatscribe.core.config import Settings
-from chatscribe.core.engines.faster_whisper import Engine
+from chatscribe.core.engines.base import Engine
 from chatscribe.core.errors import ChatscribeError
 from chatscribe.core.jobs.journal import Job, ProgressUpdate, Receipt
 from chatscribe.core.jobs.runner import LocalRunner, default_slots

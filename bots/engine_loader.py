@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 
 from chatscribe.core.config import Settings
-from chatscribe.core.engines.faster_whisper import Engine, FasterWhisperEngine, choose_device
+from chatscribe.core.engines.base import Engine
+from chatscribe.core.engines.faster_whisper import FasterWhisperEngine, choose_device
 from chatscribe.core.engines.models import resolve_model
 from chatscribe.core.errors import ConfigError
 

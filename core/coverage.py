@@ -15,10 +15,10 @@ import dataclasses
 import logging
 import math
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from .engines.base import Engine
 from .media import SAMPLE_RATE
 from .options import TranscribeOptions
 from .quality import FRAME_S, is_phantom, validate
@@ -38,21 +38,6 @@ MIN_LOGPROB = -0.7
 reading German gives fluent-looking nonsense with mean word probabilities near 0.4 and log-probabilities
 below -0.8, real English retried alone scores above 0.8 and -0.4 (tiny.en, shared audio)."""
 PROMPT_CHARS = 200
-
-
-@runtime_checkable
-class PartEngine(Protocol):
-    """An engine that can decode a stretch on its own (FasterWhisperEngine.transcribe_part)."""
-
-    multilingual: bool
-
-    def transcribe_part(self, audio: np.ndarray, options: TranscribeOptions, prompt: str) -> Transcript: ...
-
-
-class AnyEngine(Protocol):
-    multilingual: bool
-
-    def transcribe(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript: ...
 
 
 def covered_mask(segments: Sequence[Segment], frames: int) -> np.ndarray:
@@ -95,7 +80,7 @@ def uncovered(speech: np.ndarray, covered: np.ndarray, min_s: float = MIN_GAP_S)
 
 
 def complete(
-    transcript: Transcript, audio: np.ndarray, speech: np.ndarray, engine: AnyEngine, options: TranscribeOptions
+    transcript: Transcript, audio: np.ndarray, speech: np.ndarray, engine: Engine, options: TranscribeOptions
 ) -> Transcript:
     """`transcript` (after the quality pass) with its speech-without-words transcribed again, or recorded."""
     stretches = uncovered(speech, covered_mask(transcript.segments, len(speech)))
@@ -131,7 +116,7 @@ def complete(
 
 
 def _again(
-    stretch: Gap, around: Sequence[Segment], audio: np.ndarray, speech: np.ndarray, engine: AnyEngine,
+    stretch: Gap, around: Sequence[Segment], audio: np.ndarray, speech: np.ndarray, engine: Engine,
     options: TranscribeOptions,
 ) -> Transcript | None:
     """The stretch transcribed on its own, on the note's time line and through the quality pass."""
@@ -146,11 +131,7 @@ def _again(
     prompt = " ".join(s.text.strip() for s in context)
     clip = audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
     try:
-        if isinstance(engine, PartEngine):
-            raw = engine.transcribe_part(clip, options, prompt[-PROMPT_CHARS:])
-        else:
-            vocabulary = " ".join(p for p in (options.vocabulary, prompt[-PROMPT_CHARS:]) if p) or None
-            raw = engine.transcribe(clip, dataclasses.replace(options, vocabulary=vocabulary, word_timestamps=True))
+        raw = engine.transcribe_part(clip, options, prompt[-PROMPT_CHARS:])
     except Exception:  # a second try must never cost the note its first answer
         log.exception("transcribing %.1f-%.1f s again failed; it is reported as not transcribed",
                       stretch.start, stretch.end)

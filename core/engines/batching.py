@@ -26,14 +26,14 @@ import weakref
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 import numpy as np
 
 from ..media import SAMPLE_RATE
 from ..options import TranscribeOptions
 from ..transcript import Segment, Transcript
-from .faster_whisper import Generated, Progress
+from .base import Engine, InputBatchingEngine, WindowBatchingEngine, batches_inputs, batches_windows
 from .packing import GAP_S, Prepared, Window, incomplete, pack, restore, split_window
 
 log = logging.getLogger(__name__)
@@ -50,34 +50,13 @@ Strategy = Literal["packed", "batched"]
 BatchingMode = Literal["auto", "packed", "batched", "off"]
 """auto measures the device on the first batch; off transcribes every note alone."""
 OnResult = Callable[[int, "Transcript | Exception"], None]
-
-
-@runtime_checkable
-class BatchEngine(Protocol):
-    """What batching needs from an engine (FasterWhisperEngine has it)."""
-
-    model_id: str
-    multilingual: bool
-
-    def transcribe(
-        self, audio: np.ndarray, options: TranscribeOptions, progress: Progress | None = None
-    ) -> Transcript: ...
-    def feature_windows(self, audios: Sequence[np.ndarray]) -> np.ndarray: ...
-    def encode(self, features: np.ndarray) -> Any: ...
-    def select(self, encoder_output: Any, features: np.ndarray, indices: Sequence[int]) -> Any: ...
-    def detect_languages(self, encoder_output: Any, among: tuple[str, ...] = ()) -> list[tuple[str, float]]: ...
-    def languages_of(self, audios: Sequence[np.ndarray], among: tuple[str, ...] = ()) -> list[tuple[str, float]]: ...
-    def tokenizer(self, language: str, task: str) -> Any: ...
-    def generate(self, encoder_output: Any, tokenizers: Sequence[Any], vocabulary: str | None, *, beam_size: int,
-                 temperature: float) -> list[Generated]: ...
-    def split_segments(self, tokenizer: Any, tokens: list[int], duration_s: float) -> list[dict[str, Any]]: ...
-    def align_words(self, windows: list[list[dict[str, Any]]], tokenizer: Any, encoder_output: Any,
-                    durations_s: Sequence[float]) -> None: ...
-    def speech_chunks(self, audio: np.ndarray) -> list[dict[str, int]] | None: ...
+"""Hears of each clip of a batch (its index) as soon as its outcome is known."""
 
 
 @dataclass(frozen=True, slots=True)
-class Note:
+class Clip:
+    """One request's audio as batching takes it: a voice note, or any media short enough for one window."""
+
     audio: np.ndarray
     """16 kHz mono float32."""
     options: TranscribeOptions
@@ -106,15 +85,17 @@ _profile_lock = threading.Lock()
 
 
 class Batcher:
+    """Batching for engines that hand out their decoding steps (batching == "windows")."""
+
     def __init__(
-        self, engine: BatchEngine, *, strategy: BatchingMode = "auto", beam_size: int = 1,
-        gap_s: float = GAP_S, device: str = "cpu",
+        self, engine: WindowBatchingEngine, *, strategy: BatchingMode = "auto", beam_size: int = 1,
+        gap_s: float = GAP_S,
     ) -> None:
         self.engine = engine
+        self.steps = engine.steps
         self.strategy = strategy
         self.beam_size = beam_size
         self.gap_s = gap_s
-        self.device = device
         self.model_id = f"{engine.model_id}:batch-beam{beam_size}"
         """Batched notes may decode with another beam than lone ones: part of every cache key."""
 
@@ -122,8 +103,9 @@ class Batcher:
 
     def profile(self) -> Profile:
         """Measured once per engine, on the first batch: does a batch of windows cost less per window?"""
-        if self.strategy in ("packed", "batched"):
-            return Profile(self.strategy, f"set to {self.strategy}")  # type: ignore[arg-type]
+        strategy = self.strategy
+        if strategy == "packed" or strategy == "batched":
+            return Profile(strategy, f"set to {strategy}")
         with _profile_lock:
             if self.engine not in _profiles:
                 _profiles[self.engine] = self._measure()
@@ -131,11 +113,11 @@ class Batcher:
             return _profiles[self.engine]
 
     def _measure(self) -> Profile:
-        count = 8 if self.device == "cuda" else 2  # enough to show a GPU's parallelism; cheap on a CPU
-        features = self.engine.feature_windows([np.zeros(SAMPLE_RATE, np.float32)] * count)
-        self.engine.encode(features[:1])  # warm-up: first calls load kernels and fill caches
-        one = _timed(lambda: self.engine.encode(features[:1]))
-        each = _timed(lambda: self.engine.encode(features)) / count
+        count = 8 if self.engine.device.device == "cuda" else 2  # shows a GPU's parallelism; cheap on a CPU
+        features = self.steps.feature_windows([np.zeros(SAMPLE_RATE, np.float32)] * count)
+        self.steps.encode(features[:1])  # warm-up: first calls load kernels and fill caches
+        one = _timed(lambda: self.steps.encode(features[:1]))
+        each = _timed(lambda: self.steps.encode(features)) / count
         numbers = f"one window {one * 1000:.0f} ms, {count} in one call {each * 1000:.0f} ms each"
         if each < 0.5 * one:
             return Profile("batched", f"{numbers}: the device encodes windows in parallel")
@@ -143,7 +125,7 @@ class Batcher:
 
     # -- transcribing --------------------------------------------------------------------------------
 
-    def transcribe(self, notes: Sequence[Note], on_result: OnResult | None = None) -> list[Transcript | Exception]:
+    def transcribe(self, notes: Sequence[Clip], on_result: OnResult | None = None) -> list[Transcript | Exception]:
         """One result per note, in order; an Exception in place of a note that failed on its own.
 
         `on_result(index, result)` hears of each note as soon as it is done: the batch's answers come
@@ -164,10 +146,10 @@ class Batcher:
                 done(index, result)
         for index, note in enumerate(notes):
             if index not in answered:
-                done(index, self._alone(note))
+                done(index, self._on_its_own(note))
         return [answered[i] for i in range(len(notes))]
 
-    def _group(self, notes: list[Note], indices: list[int]) -> dict[int, Transcript | Exception]:
+    def _group(self, notes: list[Clip], indices: list[int]) -> dict[int, Transcript | Exception]:
         """Notes sharing options; the ones left out of the answer are transcribed alone."""
         options = notes[0].options
         done: dict[int, Transcript | Exception] = {}
@@ -176,7 +158,7 @@ class Batcher:
             duration = len(note.audio) / SAMPLE_RATE
             if duration > MAX_NOTE_S:
                 continue
-            chunks = self.engine.speech_chunks(note.audio)
+            chunks = self.steps.speech_chunks(note.audio)
             if chunks is not None and not chunks:  # what transcribe() answers when the VAD hears nobody
                 done[index] = self._transcript((), options, None, 0.0, duration)
                 continue
@@ -199,7 +181,7 @@ class Batcher:
         if len(prepared) < 2:
             return {}  # a lone note goes alone, and transcribe() detects its language
         try:
-            detected = self.engine.languages_of([p.speech for p in prepared], options.expected_languages)
+            detected = self.steps.languages_of([p.speech for p in prepared], options.expected_languages)
         except Exception:
             log.exception("language detection failed; transcribing these notes one by one")
             return {}
@@ -236,20 +218,20 @@ class Batcher:
         self, windows: list[Window], options: TranscribeOptions, language: str | None
     ) -> tuple[dict[int, Transcript], list[Prepared]]:
         """The notes answered, and the packed notes to try again: Whisper stopped before their words."""
-        engine = self.engine
-        features = engine.feature_windows([w.audio for w in windows])
-        encoded = engine.encode(features)
+        steps = self.steps
+        features = steps.feature_windows([w.audio for w in windows])
+        encoded = steps.encode(features)
         if language is not None:
             languages = [(language, 1.0)] * len(windows)
         else:
-            languages = engine.detect_languages(encoded, options.expected_languages)
-        tokenizers = {code: engine.tokenizer(code, options.task) for code, _ in languages}
+            languages = steps.detect_languages(encoded, options.expected_languages)
+        tokenizers = {code: steps.tokenizer(code, options.task) for code, _ in languages}
         window_tokenizers = [tokenizers[code] for code, _ in languages]
         temperature = options.temperature or 0.0
-        generated = engine.generate(encoded, window_tokenizers, options.vocabulary, beam_size=self.beam_size,
+        generated = steps.generate(encoded, window_tokenizers, options.vocabulary, beam_size=self.beam_size,
                                     temperature=temperature)
         segments = [
-            engine.split_segments(tok, g.tokens, w.duration_s)
+            steps.split_segments(tok, g.tokens, w.duration_s)
             for tok, g, w in zip(window_tokenizers, generated, windows, strict=True)
         ]
         packed = any(len(w.notes) > 1 for w in windows)
@@ -290,11 +272,11 @@ class Batcher:
             if segments[k]:
                 by_language[code].append(k)
         for code, ks in by_language.items():
-            encoder_output = encoded if len(ks) == len(windows) else self.engine.select(encoded, features, ks)
-            self.engine.align_words([segments[k] for k in ks], tokenizers[code], encoder_output,
+            encoder_output = encoded if len(ks) == len(windows) else self.steps.select(encoded, features, ks)
+            self.steps.align_words([segments[k] for k in ks], tokenizers[code], encoder_output,
                                     [windows[k].duration_s for k in ks])
 
-    def _alone(self, note: Note) -> Transcript | Exception:
+    def _on_its_own(self, note: Clip) -> Transcript | Exception:
         try:
             return self.engine.transcribe(note.audio, note.options)
         except Exception as exc:
@@ -308,6 +290,36 @@ class Batcher:
             segments=tuple(segments), language=language, language_probability=probability, duration_s=duration_s,
             model=self.model_id, task=options.task,
         )
+
+
+class WholeBatches:
+    """Batching for engines that batch by themselves (batching == "inputs"): the clips of a batch, which
+    share their options, go through `engine.transcribe_batch` in one call."""
+
+    def __init__(self, engine: InputBatchingEngine) -> None:
+        self.engine = engine
+        self.model_id = engine.model_id
+
+    def transcribe(self, notes: Sequence[Clip], on_result: OnResult) -> None:
+        try:
+            results: list[Transcript | Exception] = list(
+                self.engine.transcribe_batch([n.audio for n in notes], notes[0].options)
+            )
+        except Exception as exc:
+            results = [exc] * len(notes)
+        for index, result in enumerate(results):
+            on_result(index, result)
+
+
+def make_batcher(engine: Engine, mode: BatchingMode, *, beam_size: int = 1) -> Batcher | WholeBatches | None:
+    """The batcher for what the engine declares it can do (`engine.batching`), None when batching is off."""
+    if mode == "off":
+        return None
+    if batches_inputs(engine):
+        return WholeBatches(engine)
+    if batches_windows(engine):
+        return Batcher(engine, strategy=mode, beam_size=beam_size)
+    return None
 
 
 def _timed(fn: Any) -> float:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..media import SAMPLE_RATE
 from ..transcript import Segment, Word
-from .faster_whisper import Generated
+from .decoding_steps import Generated
 
 PACK_LIMIT_S = 29.0
 """Leave the window's last second empty: speech running into its edge may be cut mid-word."""
@@ -165,17 +165,13 @@ def _segment(raw: dict[str, Any], result: Generated, offset: float, length: floa
     from faster_whisper.transcribe import get_compression_ratio
 
     words = tuple(_word(w, offset, length) for w in raw.get("words", ()))
-    text = "".join(w.text for w in words) if words else _text(raw)
+    text = "".join(w.text for w in words) if words else str(raw["text"])
     return Segment(
         start=words[0].start if words else _clip(raw["start"] - offset, length),
         end=words[-1].end if words else _clip(raw["end"] - offset, length),
         text=text, avg_logprob=result.avg_logprob, no_speech_prob=result.no_speech_prob,
         compression_ratio=get_compression_ratio(text.strip()), words=words,
     )
-
-
-def _text(raw: dict[str, Any]) -> str:
-    return str(raw["text"])
 
 
 def _word(raw: dict[str, Any], offset: float, length: float) -> Word:

@@ -8,16 +8,18 @@ CUDA; float32 on CPU, where it is only used for tests and conversions.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..media import SAMPLE_RATE
 from ..options import TranscribeOptions
 from ..transcript import Segment, Transcript
+from .base import Batching, DeviceChoice, Progress
 from .convert import convert
-from .faster_whisper import DeviceChoice, Progress
 from .models import ResolvedModel, models_dir
 
 WINDOW_S = 30
@@ -25,6 +27,8 @@ _TIME_STEP = 0.02  # seconds per timestamp token
 
 
 class TransformersWhisperEngine:
+    batching: Batching = "inputs"
+
     def __init__(self, model: ResolvedModel, data_dir: Path, *, device: str = "cuda", batch_size: int = 64,
                  reason: str = "") -> None:
         import tokenizers
@@ -56,6 +60,11 @@ class TransformersWhisperEngine:
         if progress:
             progress(1.0)
         return transcript
+
+    def transcribe_part(self, audio: np.ndarray, options: TranscribeOptions, prompt: str) -> Transcript:
+        """A stretch the first pass left without words, decoded with the neighbouring text as vocabulary."""
+        vocabulary = " ".join(part for part in (options.vocabulary, prompt) if part) or None
+        return self.transcribe(audio, dataclasses.replace(options, vocabulary=vocabulary, word_timestamps=True))
 
     def transcribe_batch(self, audios: Sequence[np.ndarray], options: TranscribeOptions) -> list[Transcript]:
         """Every window of every input through the model in batches; one Transcript per input."""
@@ -126,7 +135,7 @@ class TransformersWhisperEngine:
         sequences = output if isinstance(output, self._torch.Tensor) else output.sequences
         return [list(row) for row in sequences.tolist()]
 
-    def _tensor(self, features: np.ndarray):  # type: ignore[no-untyped-def]
+    def _tensor(self, features: np.ndarray) -> Any:
         return self._torch.from_numpy(features).to(self._device_name, dtype=self._dtype)
 
     def _segments(self, tokens: list[int], offset_s: float) -> list[Segment]:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..coverage import complete
-from ..engines.batching import MAX_NOTE_S, BatchEngine, Batcher, BatchingMode, Note, OnResult
-from ..engines.faster_whisper import Engine
+from ..engines.base import Engine
+from ..engines.batching import MAX_NOTE_S, BatchingMode, Clip, make_batcher
 from ..media import DecodedAudio, decode_audio
 from ..metrics import Metrics
 from ..options import TranscribeOptions
@@ -201,7 +201,7 @@ class LocalRunner:
                     outcome = exc
             loop.call_soon_threadsafe(_settle, pending, outcome)
 
-        notes = [Note(audio.samples, pending.work.options) for pending, audio in readable]
+        notes = [Clip(audio.samples, pending.work.options) for pending, audio in readable]
         self.batcher.transcribe(notes, on_result)
 
 
@@ -226,36 +226,6 @@ def _retrieved(future: asyncio.Future[Transcript]) -> None:
     """Its caller may have gone (cancelled): the outcome is still looked at, so asyncio logs nothing."""
     if not future.cancelled():
         future.exception()
-
-
-class WholeBatches:
-    """For engines that batch by themselves (the transformers engine): the notes of a batch, which share
-    their options, go through `engine.transcribe_batch` in one call."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.model_id = engine.model_id
-
-    def transcribe(self, notes: list[Note], on_result: OnResult) -> None:
-        try:
-            results: list[Transcript | Exception] = list(
-                self.engine.transcribe_batch([n.audio for n in notes], notes[0].options)  # type: ignore[attr-defined]
-            )
-        except Exception as exc:
-            results = [exc] * len(notes)
-        for index, result in enumerate(results):
-            on_result(index, result)
-
-
-def make_batcher(engine: Engine, mode: BatchingMode, *, beam_size: int = 1) -> Batcher | WholeBatches | None:
-    """A batcher when the engine exposes what batching needs and batching is not off."""
-    if mode == "off":
-        return None
-    if hasattr(engine, "transcribe_batch"):
-        return WholeBatches(engine)
-    if not isinstance(engine, BatchEngine):
-        return None
-    return Batcher(engine, strategy=mode, beam_size=beam_size, device=engine.device.device)
 
 
 def default_max_batch(engine: Engine) -> int:

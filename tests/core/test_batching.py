@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from chatscribe.core.engines.batching import Batcher, Note
+from chatscribe.core.engines.batching import Batcher, Clip
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.engines.packing import PACK_LIMIT_S, Prepared, Window, pack
 from chatscribe.core.errors import UnreadableMedia
@@ -67,7 +67,7 @@ def _together_and_alone(
     options = TranscribeOptions(word_timestamps=True)
     # The engine's own beam: what is compared is the sharing of windows, not the decoding strategy.
     batcher = Batcher(engine, strategy=strategy, beam_size=engine.beam_size)  # type: ignore[arg-type]
-    together = batcher.transcribe([Note(audio, options) for _, audio in notes])
+    together = batcher.transcribe([Clip(audio, options) for _, audio in notes])
     assert all(isinstance(t, Transcript) for t in together)
     return batcher, together, [engine.transcribe(audio, options) for _, audio in notes]  # type: ignore[return-value]
 
@@ -138,10 +138,10 @@ def test_notes_in_different_languages_each_keep_their_language(
     english, german = clip("jfk.flac"), clip("multilingual.mp3", GERMAN_FROM_S, GERMAN_FROM_S + 9)
     license_en, german_more = clip("multilingual.mp3", 0.0, 9.5), clip("multilingual.mp3", 41.0, 50.0)
     batcher = Batcher(base_engine, strategy="packed")
-    detected = batcher.transcribe([Note(a, TranscribeOptions()) for a in (english, german, license_en, german_more)])
+    detected = batcher.transcribe([Clip(a, TranscribeOptions()) for a in (english, german, license_en, german_more)])
     declared = batcher.transcribe([
-        Note(english, TranscribeOptions(language="en")), Note(german, TranscribeOptions(language="de")),
-        Note(english, TranscribeOptions(language="en")),
+        Clip(english, TranscribeOptions(language="en")), Clip(german, TranscribeOptions(language="de")),
+        Clip(english, TranscribeOptions(language="en")),
     ])
     for results in (detected, declared):
         assert isinstance(results[0], Transcript)
@@ -167,12 +167,12 @@ def test_a_note_alone_is_detected_in_the_language_its_whole_window_gives(
     clips = [clip("jfk.flac"), clip("hotwords.mp3"), clip("multilingual.mp3", 0.0, 9.5),
              clip("multilingual.mp3", GERMAN_FROM_S, GERMAN_FROM_S + 9), clip("multilingual.mp3", 41.0, 50.0),
              clip("multilingual.mp3", 50.0, 53.0)]
-    short = base_engine.languages_of(clips)
+    short = base_engine.steps.languages_of(clips)
     whole = [base_engine.detect_language(c) for c in clips]
     assert [code for code, _ in short] == [code for code, _ in whole]
     for (_, mine), (_, theirs) in zip(short, whole, strict=True):
         assert abs(mine - theirs) <= 0.1
-    [(restricted, _)] = base_engine.languages_of(clips[3:4], among=("en", "fr"))  # German, but not allowed
+    [(restricted, _)] = base_engine.steps.languages_of(clips[3:4], among=("en", "fr"))  # German, but not allowed
     assert restricted in ("en", "fr")
 
 
@@ -226,7 +226,7 @@ def test_each_note_gets_its_own_options_when_notes_with_different_options_arrive
     words = TranscribeOptions(word_timestamps=True)
     batcher = Batcher(tiny_engine, strategy="packed")
     asked = [vocabulary, plain, words, vocabulary, plain, words]
-    results = batcher.transcribe([Note(audio, options) for audio, options in zip(
+    results = batcher.transcribe([Clip(audio, options) for audio, options in zip(
         [hot, hot, hot, jfk, jfk, jfk], asked, strict=True)])
     assert all(isinstance(r, Transcript) for r in results)
     transcripts: list[Transcript] = results  # type: ignore[assignment]

@@ -107,7 +107,8 @@ async def test_notes_waiting_together_go_through_the_transformers_engine_in_one_
 ) -> None:
     import asyncio
 
-    from chatscribe.core.jobs.runner import LocalRunner, WholeBatches, Work
+    from chatscribe.core.engines.batching import WholeBatches
+    from chatscribe.core.jobs.runner import LocalRunner, Work
     from chatscribe.core.metrics import Metrics
 
     runner = LocalRunner(tiny_torch, slots=1, max_duration_s=600, metrics=Metrics(), batch_window_s=0.0)
