@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 from chatscribe.core.errors import ChatscribeError
 from chatscribe.core.jobs.journal import ProgressUpdate
 from chatscribe.core.media import Fetch, MediaRequest
+from chatscribe.core.settings import ConversationSettings, SettingChange, parse_setting
 from chatscribe.core.text import split_text
 from chatscribe.core.transcript import Transcript, gap_note, render
 
@@ -87,13 +88,14 @@ class Permalink:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    action: Literal["transcribe", "auto", "format", "forget", "help"]
+    action: Literal["transcribe", "setting", "settings", "forget", "help", "refused"]
     private: bool = False
     permalink: Permalink | None = None
-    value: str | None = None
-    """on/off for auto, txt/srt/vtt for format."""
+    change: SettingChange | None = None
+    """For `setting`: the parsed value to store (core/settings.py)."""
     problem: str | None = None
-    """Set when the text could not be understood: the sentence to show, with the help text."""
+    """`help`: the text could not be understood, shown with the help text; `refused`: the one sentence
+    naming what a setting accepts (the setting is not changed)."""
 
 
 def parse_file(data: Mapping[str, Any]) -> SlackFile | None:
@@ -158,11 +160,16 @@ def share_of(info: Mapping[str, Any], channel: str) -> tuple[str, str] | None:
     return None
 
 
-def setting_changed(action: str, value: str) -> str:
-    if action == "auto":
-        return ("Audio and video shared in this channel will now be transcribed automatically." if value == "on"
+def setting_changed(change: SettingChange) -> str:
+    if change.key == "auto":
+        return ("Audio and video shared in this channel will now be transcribed automatically." if change.value == "on"
                 else "Automatic transcription is off in this channel; `/transcribe` still works.")
-    return f"Long transcripts in this channel will be attached as .{value} files."
+    return escape(change.confirmation)
+
+
+def describe_settings(settings: ConversationSettings) -> str:
+    """`/transcribe settings`: what is in force in this channel, for anyone in it."""
+    return "*Settings in this channel*\n" + "\n".join(escape(line) for line in settings.lines())
 
 
 NOT_A_MEMBER = ("I can only transcribe messages from conversations you're in, and that link points to one "
@@ -206,7 +213,8 @@ def parse_permalink(text: str) -> Permalink | None:
     return Permalink(match["channel"], ts, thread if thread and thread != ts else None)
 
 
-def parse_command(text: str) -> Command:
+def parse_command(text: str, *, offered: tuple[str, ...] = ()) -> Command:
+    """The words after `/transcribe`. `offered`: CHATSCRIBE_LANGUAGES, which a language setting is checked against."""
     words = text.split()
     private = bool(words) and words[0].lower() in ("private", "me")
     if private:
@@ -216,32 +224,38 @@ def parse_command(text: str) -> Command:
     head = words[0].lower()
     if head in ("help", "?"):
         return Command("help")
-    if head == "forget":
+    if head in ("forget", "settings"):
         if len(words) > 1:
-            return Command("help", problem="`/transcribe forget` takes nothing after it.")
-        return Command("forget")
-    if head == "auto":
-        value = words[1].lower() if len(words) > 1 else ""
-        if value not in ("on", "off"):
-            return Command("help", problem="Use `/transcribe auto on` or `/transcribe auto off`.")
-        return Command("auto", value=value)
-    if head == "format":
-        value = words[1].lower() if len(words) > 1 else ""
-        if value not in UPLOAD_FORMATS:
-            return Command("help", problem="Use `/transcribe format txt`, `srt` or `vtt`.")
-        return Command("format", value=value)
+            return Command("help", problem=f"`/transcribe {head}` takes nothing after it.")
+        return Command(head)
+    if head in SETTING_WORDS:
+        try:
+            change = parse_setting(head, unescape(" ".join(words[1:])), offered=offered)
+        except ChatscribeError as exc:
+            return Command("refused", problem=exc.user_message)
+        return Command("setting", change=change)
     link = parse_permalink(" ".join(words))
     if link is None:
         return Command("help", problem="I didn't understand that. Give me a message link, or nothing.")
     return Command("transcribe", private=private, permalink=link)
 
 
+SETTING_WORDS = frozenset({"language", "translate", "vocab", "vocabulary", "format", "timestamps", "auto"})
+
+
 HELP = (
     "*/transcribe* transcribes the latest audio or video in this channel into its thread.\n"
     "*/transcribe <message link>* transcribes that message's files (use *Copy link* on a message).\n"
     "*/transcribe private …* sends the transcript only to you.\n"
-    "*/transcribe auto on|off* turns automatic transcription of shared clips in this channel on or off.\n"
+    "*/transcribe language auto|<language>* sets the spoken language in this channel (a code such as `de` or "
+    "a name such as `German`; `auto` detects it).\n"
+    "*/transcribe translate on|off* answers in English whatever was spoken.\n"
+    "*/transcribe vocab <terms>* lists names and terms to expect (nothing after it clears them).\n"
     "*/transcribe format txt|srt|vtt* picks the file format used for long transcripts.\n"
+    "*/transcribe timestamps on|off* puts the time of each passage in the text.\n"
+    "*/transcribe auto on|off* turns automatic transcription of shared clips in this channel on or off.\n"
+    "*/transcribe settings* shows this channel's settings; changing them is for workspace admins, the "
+    "channel's creator and the people the operator listed.\n"
     "*/transcribe forget* deletes what chatscribe keeps about this channel: cached transcripts, settings and "
     "job records.\n"
     "Or use the *Transcribe* shortcut in a message's ⋯ menu."

@@ -7,18 +7,16 @@ Pure functions over python-telegram-bot's types and the core's values: no networ
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from types import MappingProxyType
-from typing import Literal
 
 from telegram import Message
 
 from chatscribe.core.errors import ChatscribeError, MediaTooLarge
 from chatscribe.core.jobs.journal import ProgressUpdate
 from chatscribe.core.media import Fetch, MediaRequest
-from chatscribe.core.options import TranscribeOptions
+from chatscribe.core.settings import ConversationSettings
 from chatscribe.core.text import split_text, utf16_units
 from chatscribe.core.transcript import Transcript, gap_note, render
 
@@ -35,10 +33,6 @@ LOCAL_SERVER_HINT = (
     "Telegram only lets bots download files up to 20 MB; the bot's operator can raise this to 2000 MB "
     "by running a local Bot API server."
 )
-
-Format = Literal["text", "srt", "vtt"]
-FORMATS: tuple[Format, ...] = ("text", "srt", "vtt")
-
 
 # -- inbound -------------------------------------------------------------------------------------
 
@@ -137,99 +131,15 @@ def size_error(size_bytes: int | None, max_file_bytes: int, *, local_mode: bool)
 
 # -- chat settings -------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True, slots=True)
-class ChatSettings:
-    language: str | None = None
-    translate: bool = False
-    format: Format = "text"
-    timestamps: bool = False
-    vocabulary: str | None = None
-    auto: bool = False
-    """Groups: transcribe every voice note without /transcribe."""
-
-    @classmethod
-    def from_preferences(cls, stored: Mapping[str, str]) -> ChatSettings:
-        fmt = stored.get("format", "text")
-        return cls(
-            language=stored.get("language") or None,
-            translate=stored.get("translate") == "on",
-            format=fmt if fmt in FORMATS else "text",  # type: ignore[arg-type]
-            timestamps=stored.get("timestamps") == "on",
-            vocabulary=stored.get("vocab") or None,
-            auto=stored.get("auto") == "on",
-        )
-
-    def options(self, expected_languages: tuple[str, ...] = ()) -> TranscribeOptions:
-        return TranscribeOptions(
-            language=self.language, task="translate" if self.translate else "transcribe",
-            vocabulary=self.vocabulary, expected_languages=() if self.language else expected_languages,
-        )
-
-    def describe(self, *, group: bool) -> str:
-        lines = [
-            f"Language: {self.language or 'auto'}",
-            f"Translate to English: {_on(self.translate)}",
-            f"Format: {self.format}",
-            f"Timestamps: {_on(self.timestamps)}",
-            f"Vocabulary: {self.vocabulary or '(none)'}",
-        ]
-        if group:
-            lines.append(f"Auto-transcribe in this group: {_on(self.auto)}")
-        return "\n".join(lines)
-
-
+ChatSettings = ConversationSettings
+"""A chat's settings are the core model (core/settings.py); the name stays for the renderers below."""
 SETTING_COMMANDS = ("language", "translate", "format", "timestamps", "vocab", "auto")
+"""Each is `/<setting> <value>`, parsed by core.settings.parse_setting."""
 
 
-class SettingError(ValueError):
-    """A setting command with a value it does not accept; the message is the answer."""
-
-
-def parse_setting(command: str, argument: str,
-                  language_code: Callable[[str], str | None] = lambda v: v.lower() if v.isalpha() else None,
-                  ) -> tuple[str, str | None]:
-    """`/language de` -> ("language", "de"). None as value clears the setting back to its default.
-
-    `language_code` maps what a person typed ("de", "German") to a code, None when it is no language.
-    """
-    value = argument.strip()
-    if command == "language":
-        if not value:
-            raise SettingError("Usage: /language auto, or a language such as en, de or French.")
-        if value.lower() == "auto":
-            return "language", None
-        code = language_code(value)
-        if code is None:
-            raise SettingError(f"I don't know the language “{value[:30]}”: use e.g. en, de or French, or auto.")
-        return "language", code
-    if command in ("translate", "timestamps", "auto"):
-        switch = value.lower()
-        if switch not in ("on", "off"):
-            raise SettingError(f"Usage: /{command} on or /{command} off.")
-        return command, switch
-    if command == "format":
-        fmt = {"txt": "text"}.get(value.lower(), value.lower())
-        if fmt not in FORMATS:
-            raise SettingError("Usage: /format text, /format srt or /format vtt.")
-        return "format", fmt
-    if command == "vocab":
-        return "vocab", value[:500] or None
-    raise SettingError(f"Unknown setting /{command}.")
-
-
-def setting_confirmation(key: str, value: str | None) -> str:
-    if key == "vocab":
-        return f"Vocabulary set to: {value}" if value else "Vocabulary cleared."
-    if key == "language":
-        return f"Language set to {value}." if value else "Language set to auto-detect."
-    names = {"translate": "Translation to English", "timestamps": "Timestamps", "auto": "Auto-transcribe",
-             "format": "Format"}
-    return f"{names[key]}: {value}."
-
-
-def _on(flag: bool) -> str:
-    return "on" if flag else "off"
+def describe_settings(settings: ConversationSettings, *, group: bool) -> str:
+    """`/settings`: automatic transcription only in groups (a private chat transcribes every note)."""
+    return "\n".join(settings.lines(show_auto=group))
 
 
 # -- outbound ------------------------------------------------------------------------------------
@@ -250,7 +160,7 @@ class OutgoingDocument:
 Outgoing = OutgoingText | OutgoingDocument
 
 
-def render_transcript(transcript: Transcript, chat: ChatSettings, *, max_parts: int,
+def render_transcript(transcript: Transcript, chat: ConversationSettings, *, max_parts: int,
                       file_stem: str = "transcript") -> list[Outgoing]:
     """The messages that answer with this transcript, in order.
 
@@ -267,7 +177,7 @@ def render_transcript(transcript: Transcript, chat: ChatSettings, *, max_parts: 
     parts = split_text(text, MESSAGE_LIMIT, utf16_units)
     if chat.format == "text" and len(parts) <= max_parts:
         return [*(OutgoingText(p) for p in parts), *notes]
-    extension = {"text": "txt", "srt": "srt", "vtt": "vtt"}[chat.format]
+    extension = chat.file_extension
     body = render(transcript, extension, timestamps=chat.timestamps)
     document = OutgoingDocument(
         file_name=f"{_safe_stem(file_stem)}.{extension}",
@@ -318,7 +228,7 @@ def _eta(eta_s: float | None) -> str:
 
 HELP_PRIVATE = (
     "Send me a voice note, audio or video and I reply with its text.\n"
-    "Settings: /language, /translate, /format, /timestamps, /vocab, /settings.\n"
+    "Settings: /language, /translate, /format, /timestamps, /vocab; /settings shows them.\n"
     "/forget deletes what I keep about this chat (cached transcripts, settings, job records)."
 )
 HELP_GROUP = (

@@ -30,8 +30,8 @@ from chatscribe.core.config import ENV_FILE
 from chatscribe.core.errors import ChatscribeError, ConfigError
 from chatscribe.core.jobs.journal import Job, ProgressUpdate, Receipt
 from chatscribe.core.media import Fetch
-from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.service import TranscriptionService
+from chatscribe.core.settings import ConversationSettings
 from chatscribe.core.transcript import Transcript
 
 from .slack_client import UNEXPECTED_ANSWER, SlackWebClient, error_code, retry_handlers
@@ -261,10 +261,16 @@ class SlackBot:
         await self.submit(file, adapter.Target(channel, share[1], user), message_ts=share[0])
 
     async def _on_command(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
-        parsed = adapter.parse_command(command.get("text", ""))
+        parsed = adapter.parse_command(command.get("text", ""), offered=self.service.settings.expected_languages)
         channel, user = command["channel_id"], command["user_id"]
         if parsed.action == "help":
             await ack(text=f"{parsed.problem}\n\n{adapter.HELP}" if parsed.problem else adapter.HELP)
+            return
+        if parsed.action == "refused":  # a setting given a value it does not take: nothing is changed
+            await ack(text=parsed.problem)
+            return
+        if parsed.action == "settings":  # anyone in the channel may see them
+            await ack(text=adapter.describe_settings(await self.channel_settings(channel)))
             return
         await ack()
         # Everything else asks Slack something first: answered through response_url, after the ack.
@@ -286,8 +292,9 @@ class SlackBot:
             forgotten = await self.service.forget(self.platform, channel)
             await respond(text=forgotten.sentence)
             return
-        await asyncio.to_thread(self.service.preferences.set, self.platform, channel, parsed.action, parsed.value)
-        await respond(text=adapter.setting_changed(parsed.action, parsed.value or ""))
+        if parsed.change is not None:
+            await asyncio.to_thread(self.service.preferences.change, self.platform, channel, parsed.change)
+            await respond(text=adapter.setting_changed(parsed.change))
 
     async def may_change_settings(self, channel: str, user: str) -> bool:
         """Workspace admins and owners, SLACK_SETTINGS_USERS, the channel's creator, and anyone in a DM with the bot."""
@@ -389,12 +396,16 @@ class SlackBot:
         return _remember(self._claimed, (channel, file_id, message_ts))
 
     def auto_enabled(self, channel: str) -> bool:
-        default = "on" if self.settings.auto_transcribe else "off"
-        return self.service.preferences.get(self.platform, channel, "auto", default) == "on"
+        return self.service.preferences.settings(self.platform, channel).auto_or(self.settings.auto_transcribe)
+
+    async def channel_settings(self, channel: str) -> ConversationSettings:
+        return await asyncio.to_thread(self.service.preferences.settings, self.platform, channel)
 
     async def submit(self, file: adapter.SlackFile, target: adapter.Target, *, message_ts: str) -> None:
         request = adapter.media_request(file, target, message_ts=message_ts, fetch=self.fetcher({"url": file.url}))
-        options = TranscribeOptions(expected_languages=self.service.settings.expected_languages)
+        # The settings of the channel the work came from (a private answer too: it was asked for there).
+        chosen = await self.channel_settings(target.channel)
+        options = chosen.options(self.service.settings.expected_languages)
         try:
             job = await self.service.submit(request, options)
         except ChatscribeError as exc:

@@ -30,8 +30,8 @@ from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandl
 from chatscribe.adapters import telegram as adapter
 from chatscribe.core.config import ENV_FILE
 from chatscribe.core.errors import ChatscribeError, ConfigError
+from chatscribe.core.settings import ConversationSettings, SettingChange, parse_setting
 
-from .languages import language_code
 from .telegram_delivery import Sender, TelegramDelivery, retry_after_s
 
 if TYPE_CHECKING:
@@ -250,7 +250,7 @@ class TelegramBot:
             if private:
                 await self.sender.reply(message, adapter.NOT_ALLOWED)
             return
-        if private or self._chat(message.chat_id).auto:
+        if private or self._chat(message.chat_id).auto_or(False):
             await self._accept(message, media, answer_to=message)
 
     async def _on_transcribe(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -275,7 +275,7 @@ class TelegramBot:
         message = update.effective_message
         if message is not None and await self._check_allowed(message):
             group = message.chat.type != ChatType.PRIVATE
-            await self.sender.reply(message, self._chat(message.chat_id).describe(group=group))
+            await self.sender.reply(message, adapter.describe_settings(self._chat(message.chat_id), group=group))
 
     async def _on_setting(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
@@ -291,13 +291,13 @@ class TelegramBot:
             await self.sender.reply(message, adapter.ADMINS_ONLY)
             return
         try:
-            key, value = adapter.parse_setting(name, argument, language_code)
-        except adapter.SettingError as exc:
-            await self.sender.reply(message, str(exc))
+            change = parse_setting(name, argument, offered=self.service.settings.expected_languages)
+        except ChatscribeError as exc:  # a value it does not take: the setting stays as it was
+            await self.sender.reply(message, exc.user_message)
             return
-        await asyncio.to_thread(self.service.preferences.set, self.platform, str(message.chat_id), key, value)
-        answer = adapter.setting_confirmation(key, value)
-        if key == "auto" and value == "on" and not self.app.bot.can_read_all_group_messages:
+        await asyncio.to_thread(self.service.preferences.change, self.platform, str(message.chat_id), change)
+        answer = change.confirmation
+        if change == SettingChange("auto", "on") and not self.app.bot.can_read_all_group_messages:
             answer += " " + adapter.PRIVACY_HINT
         await self.sender.reply(message, answer)
 
@@ -347,9 +347,8 @@ class TelegramBot:
 
     # -- chats -------------------------------------------------------------------------------------
 
-    def _chat(self, chat_id: int) -> adapter.ChatSettings:
-        stored = self.service.preferences.get_all(self.platform, str(chat_id))
-        return adapter.ChatSettings.from_preferences(stored)
+    def _chat(self, chat_id: int) -> ConversationSettings:
+        return self.service.preferences.settings(self.platform, str(chat_id))
 
     def _is_allowed(self, message: Message) -> bool:
         if not self._allowed:

@@ -62,7 +62,8 @@ def switched(setting: str, on: bool) -> str:
 
 
 def format_set(fmt: str) -> str:
-    return f"Format: {fmt}."
+    extension = "txt" if fmt == "text" else fmt
+    return f"Format: {fmt}; a transcript sent as a file comes as a .{extension} file."
 
 
 def settings_lines(*, language: str | None, translate: bool, fmt: str, timestamps: bool, vocabulary: str | None,

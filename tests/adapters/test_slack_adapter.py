@@ -6,6 +6,7 @@ import pytest
 
 from chatscribe.adapters import slack
 from chatscribe.core.errors import MediaTooLarge, UnreadableMedia
+from chatscribe.core.settings import SettingChange
 from chatscribe.core.transcript import Segment, Transcript
 
 FILE = {
@@ -55,9 +56,14 @@ def test_parse_command() -> None:
     linked = slack.parse_command("private https://t.slack.com/archives/C1/p1700000000000002")
     assert linked.private
     assert linked.permalink == slack.Permalink("C1", "1700000000.000002")
-    assert slack.parse_command("auto OFF") == slack.Command("auto", value="off")
-    assert slack.parse_command("format srt") == slack.Command("format", value="srt")
-    assert slack.parse_command("auto maybe").problem
+    assert slack.parse_command("auto OFF") == slack.Command("setting", change=SettingChange("auto", "off"))
+    assert slack.parse_command("format srt") == slack.Command("setting", change=SettingChange("format", "srt"))
+    assert slack.parse_command("language German").change == SettingChange("language", "de")
+    assert slack.parse_command("vocab Q&amp;A, Kubernetes").change == SettingChange("vocab", "Q&A, Kubernetes")
+    assert slack.parse_command("settings") == slack.Command("settings")
+    refused = slack.parse_command("auto maybe")
+    assert (refused.action, refused.problem) == ("refused", "Automatic transcription takes on or off.")
+    assert slack.parse_command("language fr", offered=("en", "de")).action == "refused"
     assert slack.parse_command("please do it").problem
     assert slack.parse_command("forget") == slack.Command("forget")
     assert slack.parse_command("forget everything").problem

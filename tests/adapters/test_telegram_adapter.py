@@ -146,40 +146,10 @@ def test_progress_text() -> None:
     assert queued == "Waiting to transcribe (position 2 in the queue), about 2 min left…"
 
 
-@pytest.mark.parametrize(("command", "argument", "expected"), [
-    ("language", "auto", ("language", None)),
-    ("language", "DE", ("language", "de")),
-    ("translate", "on", ("translate", "on")),
-    ("format", "txt", ("format", "text")),
-    ("format", "vtt", ("format", "vtt")),
-    ("timestamps", "off", ("timestamps", "off")),
-    ("vocab", " Kubernetes, ComfyUI ", ("vocab", "Kubernetes, ComfyUI")),
-    ("vocab", "", ("vocab", None)),
-    ("auto", "ON", ("auto", "on")),
-])
-def test_setting_commands_parse(command: str, argument: str, expected: tuple[str, str | None]) -> None:
-    assert adapter.parse_setting(command, argument) == expected
-
-
-@pytest.mark.parametrize(("command", "argument"), [
-    ("language", ""), ("language", "12"), ("translate", "maybe"), ("format", "docx"), ("auto", ""),
-])
-def test_bad_setting_values_get_a_usage_answer(command: str, argument: str) -> None:
-    with pytest.raises(adapter.SettingError):
-        adapter.parse_setting(command, argument)
-
-
-def test_stored_preferences_become_options() -> None:
-    chat = adapter.ChatSettings.from_preferences(
-        {"language": "de", "translate": "on", "vocab": "ComfyUI", "format": "srt", "auto": "on"})
-    options = chat.options(expected_languages=("en", "de"))
-    assert (options.language, options.task, options.vocabulary) == ("de", "translate", "ComfyUI")
-    assert options.expected_languages == ()
-    assert chat.format == "srt"
-    assert chat.auto
-    assert "Auto-transcribe in this group: on" in chat.describe(group=True)
-    assert "Auto-transcribe" not in chat.describe(group=False)
-    assert adapter.ChatSettings().options(("en", "de")).expected_languages == ("en", "de")
+def test_settings_show_automatic_transcription_in_groups_only() -> None:
+    chat = adapter.ChatSettings.from_stored({"format": "srt", "auto": "on"})
+    assert "Automatic transcription: on" in adapter.describe_settings(chat, group=True)
+    assert "Automatic transcription" not in adapter.describe_settings(chat, group=False)
 
 
 def test_status_says_answers_are_delayed_when_the_workers_are_out_of_reach() -> None:

@@ -285,7 +285,7 @@ async def test_group_rules(
     assert last_text(fake, GROUP) == ADMINS_ONLY
     fake.admins[GROUP] = {8}
     await send(fake, service, fake.message(text="/auto@scribe_test_bot on", user_id=8, **group))
-    assert last_text(fake, GROUP).startswith("Auto-transcribe: on.")
+    assert last_text(fake, GROUP).startswith("Automatic transcription: on.")
     assert "/setprivacy" in last_text(fake, GROUP), "the bot cannot see group messages in privacy mode"
     await send(fake, service, fake.voice(data, unique_id="AgADgroup", user_id=7, **group))
     assert wer(JFK, last_text(fake, GROUP)) < 0.3
