@@ -46,7 +46,7 @@ from chatscribe.core.jobs.journal import Job, ProgressUpdate, Receipt
 from chatscribe.core.jobs.runner import LocalRunner, default_slots
 from chatscribe.core.media import Fetch, MediaRequest, decode_audio
 from chatscribe.core.options import TranscribeOptions
-from chatscribe.core.quality import validate
+from chatscribe.core.quality import screen
 from chatscribe.core.service import TranscriptionService
 from chatscribe.core.transcript import Transcript
 
@@ -131,7 +131,7 @@ async def run_fifo(scenario: Scenario, settings: Settings, engine: Engine) -> di
 
     def work(note: Note) -> Transcript:  # what the service's runner does with a note, nothing more
         decoded = decode_audio(note.data, max_duration_s=settings.max_duration_s)
-        return validate(engine.transcribe(decoded.samples, TranscribeOptions()), decoded.samples)
+        return screen(engine.transcribe(decoded.samples, TranscribeOptions()), decoded.samples)
 
     async def worker() -> None:
         while True:

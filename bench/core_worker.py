@@ -148,7 +148,7 @@ class _ServiceSide:
         """Where the service spends time beyond the engine, per step, on one file (median of `count`)."""
         from chatscribe.core.media import decode_audio, probe_duration
         from chatscribe.core.options import TranscribeOptions
-        from chatscribe.core.quality import validate
+        from chatscribe.core.quality import screen
 
         data = Path(path).read_bytes()
         decoded = decode_audio(data, max_duration_s=3600)
@@ -160,7 +160,7 @@ class _ServiceSide:
             "sha256 of the bytes": lambda: hashlib.sha256(data).hexdigest(),
             "probe duration (container)": lambda: probe_duration(data),
             "decode to 16 kHz (PyAV)": lambda: decode_audio(data, max_duration_s=3600),
-            "quality pass (Silero VAD + checks)": lambda: validate(raw, decoded.samples),
+            "quality pass (Silero VAD + checks)": lambda: screen(raw, decoded.samples),
         }
         result = {}
         for name, step in steps.items():

@@ -130,7 +130,7 @@ class Worker:
             outcome = SetAside(attempts - 1)
         else:
             # A job taken over from a worker that died runs alone: no other note shares the blame.
-            work = Work(chat_id, data, duration_s, load_options(options), alone=attempts > 1)
+            work = Work(chat_id, data, duration_s, load_options(options), unbatched=attempts > 1)
             outcome = await self._run(key, work)
         await self._redis(lambda: self._save(key, outcome, ran=attempts <= CRASH_LIMIT))
         self.done += 1

@@ -21,7 +21,7 @@ import numpy as np
 from .engines.base import Engine
 from .media import SAMPLE_RATE
 from .options import TranscribeOptions
-from .quality import FRAME_S, is_phantom, validate
+from .quality import FRAME_S, is_phantom, screen
 from .transcript import Gap, Segment, Transcript, Word
 
 log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ def _again(
                       stretch.start, stretch.end)
         return None
     shifted = tuple(_shift(s, start, end) for s in raw.segments)
-    checked = validate(dataclasses.replace(raw, segments=shifted), audio, speech)
+    checked = screen(dataclasses.replace(raw, segments=shifted), audio, speech)
     # "Thank you." at the end of a clip is Whisper's habit, not speech the first pass missed.
     phantoms = tuple(s for s in checked.segments if is_phantom(s.text))
     if not phantoms:

@@ -33,7 +33,7 @@ _PHANTOMS = {
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
-def validate(transcript: Transcript, audio: np.ndarray, speech: np.ndarray | None = None) -> Transcript:
+def screen(transcript: Transcript, audio: np.ndarray, speech: np.ndarray | None = None) -> Transcript:
     """Flag low-confidence segments, drop likely hallucinations; no speech leaves no segments.
 
     `speech` is the audio's speech_mask when the caller has it already (the coverage check reuses it).

@@ -1,41 +1,41 @@
 """TranscriptionService: the one entry point bots, the HTTP API and the CLI call.
 
-cache (platform id, then content hash) -> limits -> fair scheduler -> decode -> engine -> quality pass
--> cache. `transcribe()` answers directly (CLI, HTTP); `submit()` journals the job first and answers
-through the platform's Delivery, so accepted work survives restarts.
+cache by platform id (a repeat is answered here, before any limit or the journal) -> admission (queue,
+media budget, rate per person: core/jobs/admission.py) -> journal (core/jobs/journal.py) -> download
+-> cache by content hash -> in-flight dedup (core/jobs/inflight.py) -> runner: fair scheduler, decode,
+engine, quality pass (core/jobs/runner.py) -> cache -> the platform's Delivery.
+
+`transcribe()` answers directly (CLI, HTTP); `submit()` journals the job first and answers through the
+platform's Delivery, so accepted work survives restarts; the crash set-aside (core/jobs/crashes.py)
+stops a file that kills the process from being tried forever. The stores: core/stores.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import logging
-import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from . import sentences
 from .cache import TranscriptCache
 from .config import Settings
 from .delivery.retry import deliver_with_retries
 from .engines.base import Engine
-from .errors import Busy, ChatscribeError, DataDirUnavailable, MediaTooLarge, NotReady, SetAside, ShuttingDown
-from .jobs.admission import MediaBudget, MediaHold, RateLimiter
-from .jobs.journal import CRASH_LIMIT, Delivery, Job, Journal, JournalEntry, ProgressUpdate
+from .errors import ChatscribeError, MediaTooLarge, NotReady, ShuttingDown
+from .jobs.admission import Admission, AdmissionControl, OtherFrontEnds, counted
+from .jobs.crashes import InHand, run_unbatched, set_aside
+from .jobs.inflight import InFlight
+from .jobs.journal import Delivery, Job, JournalEntry, ProgressUpdate, new_job_id
 from .jobs.runner import LocalRunner, Runner, Work, default_slots
 from .keys import TranscriptKey, content_hash, transcript_key
-from .media import MediaRequest, check_declared_duration, check_declared_size, probe_duration
+from .media import MediaRequest, check_declared_duration, check_declared_size
 from .metrics import Metrics
 from .options import TranscribeOptions
-from .preferences import Preferences
-from .private import private_dir
 from .retention import Forgotten
+from .stores import Stores
 from .transcript import Transcript
-
-if TYPE_CHECKING:
-    from .scaleout.limits import SharedLimits  # only with the scaleout extra installed
 
 log = logging.getLogger(__name__)
 
@@ -43,50 +43,23 @@ ProgressCallback = Callable[[ProgressUpdate], Awaitable[None] | None]
 INTERNAL_ERROR = sentences.INTERNAL_ERROR
 
 
-class Admission:
-    """A place taken before the media is read (an HTTP upload): it counts in the queue, the rate limit
-    and the media budget from then on. `close()` gives the place back; transcribe() does it when done."""
-
-    def __init__(self, service: TranscriptionService, hold: MediaHold) -> None:
-        self._service, self.hold = service, hold
-        self._open = True
-
-    def close(self) -> None:
-        if self._open:
-            self._open = False
-            self._service._active -= 1
-            self.hold.release()
-
-
 class TranscriptionService:
     def __init__(self, *, settings: Settings, engine: Engine | None = None, metrics: Metrics | None = None) -> None:
         """`engine` may come later (set_engine) so that the HTTP server can answer probes while it loads."""
         self.settings = settings
         self.metrics = metrics or Metrics()
-        data_dir = settings.data_dir
-        try:
-            private_dir(data_dir)
-            self.cache = TranscriptCache(data_dir / "cache.sqlite3",
-                                         max_bytes=int(settings.cache_max_mb * 1_000_000), ttl_s=settings.cache_ttl_s)
-            self.journal = Journal(data_dir / "jobs.sqlite3", retention_s=settings.job_retention_s)
-            self.preferences = Preferences(data_dir / "preferences.sqlite3")
-        except OSError as exc:  # read-only file system, no space, no permission: one sentence, no traceback
-            raise DataDirUnavailable(data_dir, exc.strerror or str(exc)) from exc
-        except sqlite3.OperationalError as exc:
-            raise DataDirUnavailable(data_dir, str(exc)) from exc
+        stores = Stores.open(settings)
+        self.cache, self.journal, self.preferences = stores.cache, stores.journal, stores.preferences
         self._runner: Runner | None = None
         if engine is not None:
             self.set_engine(engine)
         self._deliveries: dict[str, Delivery] = {}
-        self._inflight: dict[TranscriptKey, asyncio.Future[Transcript]] = {}
+        self._inflight = InFlight()
         self._tasks: set[asyncio.Task[None]] = set()
-        rate = settings.rate_per_s
-        self._rate = RateLimiter(*rate) if rate else None
-        self._budget = MediaBudget(settings.media_memory_bytes)
+        self.admission = AdmissionControl(queue_max=settings.queue_max, rate=settings.rate_per_s,
+                                          media_bytes=settings.media_memory_bytes, metrics=self.metrics,
+                                          wait_s=self.estimate_wait_s)
         self._closing = False
-        self._shared: SharedLimits | None = None
-        self._active = 0
-        """Accepted and not yet answered (downloading, waiting, running or delivering)."""
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -120,11 +93,11 @@ class TranscriptionService:
     def set_runner(self, runner: Runner) -> None:
         self._runner = runner
 
-    def share(self, *, cache: TranscriptCache, limits: SharedLimits) -> None:
+    def share(self, *, cache: TranscriptCache, limits: OtherFrontEnds) -> None:
         """Scale-out: a cache and busy/rate limits shared with other front ends (core/scaleout/shared_cache.py, limits.py)."""
         self.cache.close()
         self.cache = cache
-        self._shared = limits
+        self.admission.shared = limits
 
     @property
     def closing(self) -> bool:
@@ -154,9 +127,9 @@ class TranscriptionService:
 
     async def admit(self, *, platform: str, user_id: str, size_bytes: int) -> Admission:
         """Take a place before reading the media (closing, queue, rate limit, media budget); Busy if none."""
-        await self._admit_shared(platform, user_id, size_bytes)
-        self._active += 1
-        return Admission(self, self._budget.reserve(size_bytes))
+        self._check_open()
+        await self.admission.check(platform, user_id, size_bytes)
+        return self.admission.admit(size_bytes)
 
     async def transcribe(
         self, request: MediaRequest, options: TranscribeOptions | None = None, *,
@@ -165,13 +138,16 @@ class TranscriptionService:
         """Transcribe now and return the result; raises ChatscribeError for anything a user can fix.
 
         `admission`: the place taken with admit() before the media was read; taken here when None."""
+        options = options or TranscribeOptions()
         if admission is None:
+            hit = await self._answered(request, options)
+            if hit is not None:
+                return hit
             admission = await self.admit(platform=request.platform, user_id=request.user_id,
                                          size_bytes=request.size_bytes or 0)
         started = time.monotonic()
         try:
-            transcript = await self._run(_counted(request, admission.hold), options or TranscribeOptions(),
-                                         progress)
+            transcript = await self._run(counted(request, admission.hold), options, progress)
         except ChatscribeError as exc:
             self.metrics.errors.labels(exc.code).inc()
             raise
@@ -201,10 +177,14 @@ class TranscriptionService:
     async def submit(self, request: MediaRequest, options: TranscribeOptions | None = None) -> Job:
         """Accept a job: journaled before this returns; the answer goes to the platform's Delivery."""
         delivery = self._deliveries[request.platform]
+        options = options or TranscribeOptions()
+        hit = await self._answered(request, options)
+        if hit is not None:
+            return self._answer_repeat(request, options, hit, delivery)
         check_declared_size(request.size_bytes, self.max_file_bytes)
         check_declared_duration(request.duration_hint_s, self.max_duration_s)
-        await self._admit_shared(request.platform, request.user_id, request.size_bytes or 0)
-        job = await asyncio.to_thread(self.journal.add, request, options or TranscribeOptions())
+        await self.admission.check(request.platform, request.user_id, request.size_bytes or 0)
+        job = await asyncio.to_thread(self.journal.add, request, options)
         log.info("job=%s accepted platform=%s chat=%s kind=%s", job.id, request.platform, request.chat_id,
                  request.kind)
         self.metrics.queue_depth.labels(request.platform).inc()
@@ -248,58 +228,42 @@ class TranscriptionService:
     # -- internals -----------------------------------------------------------------------------------
 
     def _spawn(self, coro: Awaitable[None]) -> None:
-        self._active += 1
+        self.admission.active += 1
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._active -= 1
+        self.admission.active -= 1
         self._tasks.discard(task)
 
-    def _admit(self, user_id: str, size_bytes: int, *, local_rate: bool = True) -> None:
+    def _check_open(self) -> None:
         if self._closing:
             raise ShuttingDown()
         if self._runner is None:
             raise NotReady()
-        others = self._shared.others_active if self._shared else 0
-        if self._active + others >= self.settings.queue_max:
-            self.metrics.errors.labels("busy").inc()
-            raise Busy(max(60.0, self.estimate_wait_s()), reason="Too many recordings are waiting right now")
-        if not self._budget.has_room(size_bytes):
-            # Media waiting in memory is counted in bytes, not jobs: a few large files fill it as well.
-            self.metrics.errors.labels("busy").inc()
-            raise Busy(max(60.0, self.estimate_wait_s()), reason="Too many recordings are waiting right now")
-        if local_rate:
-            self._check_rate(user_id)
 
-    async def _admit_shared(self, platform: str, user_id: str, size_bytes: int) -> None:
-        """The local checks, then the rate limit counted across front ends (locally while Redis is down)."""
-        self._admit(user_id, size_bytes, local_rate=self._shared is None)
-        if self._shared is not None and not await self._shared.check_rate(platform, user_id):
-            self._check_rate(user_id)
+    async def _answered(self, request: MediaRequest, options: TranscribeOptions) -> Transcript | None:
+        """The cached answer for a file this conversation sent before (known by its platform id), looked
+        up before any limit is counted or the journal is written: a repeat costs the sender nothing."""
+        self._check_open()
+        return await self.cached(request, options)
 
-    def _check_rate(self, user_id: str) -> None:
-        if self._rate is None:
-            return
-        retry_after = self._rate.take(user_id)
-        if retry_after is not None:
-            self.metrics.errors.labels("rate_limited").inc()
-            raise Busy(retry_after, reason="You've sent a lot in a short time")
-
-    @contextlib.asynccontextmanager
-    async def _holding(self, request: MediaRequest) -> AsyncIterator[MediaRequest]:
-        """Accepted work waits for room in the media budget before it downloads, and holds it until done."""
-        hold = await self._budget.acquire(request.size_bytes or 0)
-        try:
-            yield _counted(request, hold)
-        finally:
-            hold.release()
+    def _answer_repeat(self, request: MediaRequest, options: TranscribeOptions, transcript: Transcript,
+                       delivery: Delivery) -> Job:
+        """Deliver a cached answer. No journal row: there is nothing to resume (a restart before it is
+        sent loses only this delivery, and sending the file again answers it again)."""
+        job = Job(id=new_job_id(), request=request, options=options)
+        log.info("job=%s answered from the cache platform=%s chat=%s", job.id, request.platform,
+                 request.chat_id)
+        self.metrics.queue_depth.labels(request.platform).inc()
+        self._spawn(self._deliver(job, transcript, delivery))
+        return job
 
     def _key(self, options: TranscribeOptions, media_hash: str) -> TranscriptKey:
         return transcript_key(self.runner.model_id, options, media_hash)
 
-    async def _process(self, job: Job, delivery: Delivery, *, alone: bool = False) -> None:
+    async def _process(self, job: Job, delivery: Delivery, *, unbatched: bool = False) -> None:
         started = time.monotonic()
         outcome: Transcript | ChatscribeError
         try:
@@ -308,8 +272,8 @@ class TranscriptionService:
             def on_progress(update: ProgressUpdate) -> Awaitable[None]:
                 return delivery.progress(job, update)
 
-            async with self._holding(job.request) as request:
-                outcome = await self._run(request, job.options, on_progress, job_id=job.id, alone=alone)
+            async with self.admission.holding(job.request) as request:
+                outcome = await self._run(request, job.options, on_progress, job_id=job.id, unbatched=unbatched)
         except ChatscribeError as exc:
             if isinstance(exc, ShuttingDown) and self._closing:
                 # Stopping before its turn came: accepted work is not answered "send it again"; it stays
@@ -320,7 +284,7 @@ class TranscriptionService:
         except asyncio.CancelledError:
             # Shutdown: the journal still says queued/running and the next start resumes it. Stopped by
             # us, not by its media: no crash is counted against it.
-            self.journal.exposed(job.id, False)
+            self.journal.media_in_hand(job.id, False)
             raise
         except Exception:
             log.exception("job=%s failed unexpectedly", job.id)
@@ -337,14 +301,12 @@ class TranscriptionService:
     async def _resume_one(self, entry: JournalEntry, delivery: Delivery) -> None:
         if entry.outcome is not None:
             await self._deliver(entry.job, entry.outcome, delivery)
-        elif entry.crashes >= CRASH_LIMIT:
+        elif (aside := set_aside(entry.crashes)) is not None:
             log.error("job=%s set aside: the process died %d times while reading or transcribing it",
                       entry.job.id, entry.crashes)
-            await self._conclude(entry.job, SetAside(entry.crashes), delivery)
+            await self._conclude(entry.job, aside, delivery)
         else:
-            # A job that was being worked on when the process died runs alone: were it to bring the
-            # process down again, no other note of its batch shares the blame.
-            await self._process(entry.job, delivery, alone=entry.crashes > 0)
+            await self._process(entry.job, delivery, unbatched=run_unbatched(entry.crashes))
 
     async def _deliver(self, job: Job, outcome: Transcript | ChatscribeError, delivery: Delivery) -> None:
         platform = job.request.platform
@@ -360,9 +322,9 @@ class TranscriptionService:
 
     async def _run(
         self, request: MediaRequest, options: TranscribeOptions, progress: ProgressCallback | None, *,
-        job_id: str | None = None, alone: bool = False,
+        job_id: str | None = None, unbatched: bool = False,
     ) -> Transcript:
-        """`job_id`: the journaled job, marked exposed while its media is read or transcribed."""
+        """`job_id`: the journaled job, marked while its media is in hand (core/jobs/crashes.py)."""
         hit = await self.cached(request, options)
         if hit is not None:
             return hit
@@ -378,41 +340,23 @@ class TranscriptionService:
         if hit is not None:
             self.metrics.cache_hits.labels("content").inc()
             return hit
-        if key in self._inflight:  # the same media is already being transcribed: share its result
-            return await asyncio.shield(self._inflight[key])
-        future: asyncio.Future[Transcript] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            transcript = await self._transcribe_now(request, data, options, progress, job_id, alone)
+        async def transcribe_and_cache() -> Transcript:
+            transcript = await self._transcribe_now(request, data, options, progress, job_id, unbatched)
             await asyncio.to_thread(self.cache.put, key, transcript)
-            future.set_result(transcript)
             return transcript
-        except BaseException as exc:
-            future.set_exception(exc if isinstance(exc, ChatscribeError) else ShuttingDown())
-            future.exception()  # mark retrieved: nobody else may be waiting
-            raise
-        finally:
-            del self._inflight[key]
+
+        # The same media being transcribed already (a quick re-send, another conversation): share it.
+        return await self._inflight.share(key, transcribe_and_cache)
 
     async def _transcribe_now(
         self, request: MediaRequest, data: bytes, options: TranscribeOptions, progress: ProgressCallback | None,
-        job_id: str | None, alone: bool,
+        job_id: str | None, unbatched: bool,
     ) -> Transcript:
-        def expose(exposed: bool) -> None:  # in a worker thread, before and after the media is touched
-            if job_id is not None:
-                self.journal.exposed(job_id, exposed)
-
-        def probe() -> float | None:
-            expose(True)
-            try:
-                return probe_duration(data)
-            finally:  # not reached when probing kills the process: that crash counts against this job
-                expose(False)
-
-        duration = await asyncio.to_thread(probe)
+        in_hand = InHand(self.journal.media_in_hand, job_id)  # set and cleared in worker threads
+        duration = await asyncio.to_thread(in_hand.probe, data)
         check_declared_duration(duration, self.max_duration_s)
         work = Work(request.chat_id, data, duration or request.duration_hint_s or 30.0, options,
-                    on_start=lambda: expose(True), alone=alone)
+                    on_start=lambda: in_hand(True), unbatched=unbatched)
 
         def notify(update: ProgressUpdate) -> None:
             assert progress is not None
@@ -431,18 +375,6 @@ class TranscriptionService:
 def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("progress update failed: %s", task.exception())
-
-
-def _counted(request: MediaRequest, hold: MediaHold) -> MediaRequest:
-    """The request whose download resizes `hold` to the bytes it really brought."""
-    fetch = request.fetch
-
-    async def fetch_counted(max_bytes: int) -> bytes:
-        data = await fetch(max_bytes)
-        hold.resize(len(data))
-        return data
-
-    return dataclasses.replace(request, fetch=fetch_counted)
 
 
 __all__ = ["TranscriptionService", "ProgressCallback", "Forgotten"]

@@ -8,9 +8,10 @@ delivery also records that it is about to send (Receipt.sending): the next attem
 may have arrived (Receipt.uncertain), and a platform whose history can be read looks before sending
 it again.
 
-A job is marked `exposed` while its media is being read or transcribed. A process that dies with the
+A job is marked `media_in_hand` while its media is being read or transcribed. A process that dies with the
 mark set (a decoder crash on a hostile file, the kernel's OOM killer) counts a crash against the job
-at the next start: the service runs it alone then, and sets it aside after CRASH_LIMIT crashes, so one
+at the next start: the service runs it unbatched then, and sets it aside after CRASH_LIMIT crashes
+(core/jobs/crashes.py), so one
 file cannot keep the bot in a crash loop.
 
 Once delivered, a row is stripped of its transcript (or error), its notes and its platform reference
@@ -44,12 +45,17 @@ from ..options import TranscribeOptions
 from ..private import private_db
 from ..storage import storage_error
 from ..transcript import Transcript
+from .crashes import CRASH_LIMIT as CRASH_LIMIT  # importers older than crashes.py
 
 log = logging.getLogger(__name__)
 
 State = Literal["queued", "running", "transcribed", "failed", "delivered"]
 UNFINISHED: tuple[State, ...] = ("queued", "running", "transcribed", "failed")
-CRASH_LIMIT = 3
+
+
+def new_job_id() -> str:
+    """A job's id; a repeat answered from the cache gets one too, without a journal row."""
+    return uuid.uuid4().hex[:12]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,14 +151,17 @@ class Journal:
         self._db.execute("PRAGMA secure_delete=ON")  # a stripped transcript or token is overwritten on disk
         self._db.executescript(_SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
-        for column in ("exposed", "crashes"):  # journals written before these columns existed
+        if "exposed" in columns:  # the mark's name before it said what it marks
+            self._db.execute("ALTER TABLE jobs RENAME COLUMN exposed TO media_in_hand")
+            columns.add("media_in_hand")
+        for column in ("media_in_hand", "crashes"):  # journals written before these columns existed
             if column not in columns:
                 self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
         self._strip_delivered()  # rows answered by a version that kept them whole
         self.purge()
 
     def add(self, request: MediaRequest, options: TranscribeOptions) -> Job:
-        job = Job(id=uuid.uuid4().hex[:12], request=request, options=options)
+        job = Job(id=new_job_id(), request=request, options=options)
         now = self._clock()
         with self._lock:
             try:
@@ -176,14 +185,14 @@ class Journal:
 
     def set_outcome(self, job_id: str, outcome: Transcript | ChatscribeError) -> None:
         if isinstance(outcome, Transcript):
-            self._update(job_id, "state='transcribed', exposed=0, outcome=?", json.dumps(encode_transcript(outcome)))
+            self._update(job_id, "state='transcribed', media_in_hand=0, outcome=?", json.dumps(encode_transcript(outcome)))
         else:
             body = json.dumps({"code": outcome.code, "message": outcome.user_message})
-            self._update(job_id, "state='failed', exposed=0, outcome=?", body)
+            self._update(job_id, "state='failed', media_in_hand=0, outcome=?", body)
 
-    def exposed(self, job_id: str, exposed: bool) -> None:
+    def media_in_hand(self, job_id: str, in_hand: bool) -> None:
         """Mark (or clear) that the job's media is being read or transcribed right now."""
-        self._update(job_id, "exposed=?", int(exposed))
+        self._update(job_id, "media_in_hand=?", int(in_hand))
 
     def part_sent(self, job_id: str) -> None:
         self._update(job_id, "parts_sent=parts_sent+1")
@@ -229,9 +238,9 @@ class Journal:
         return int(cursor.rowcount)
 
     def unfinished(self, platform: str, fetchers: Delivery) -> list[JournalEntry]:
-        """Called once per start: a job still marked exposed was being worked on when the process died."""
+        """Called once per start: a job still marked media_in_hand was being worked on when the process died."""
         with self._lock:
-            self._db.execute("UPDATE jobs SET crashes=crashes+1, exposed=0 WHERE platform=? AND exposed=1",
+            self._db.execute("UPDATE jobs SET crashes=crashes+1, media_in_hand=0 WHERE platform=? AND media_in_hand=1",
                              (platform,))
             rows = self._db.execute(
                 "SELECT id, request, options, state, outcome, parts_sent, notes, crashes FROM jobs "
@@ -312,7 +321,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     outcome TEXT,
     parts_sent INTEGER NOT NULL DEFAULT 0,
     notes TEXT NOT NULL DEFAULT '{}',
-    exposed INTEGER NOT NULL DEFAULT 0,
+    media_in_hand INTEGER NOT NULL DEFAULT 0,
     crashes INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
     updated REAL NOT NULL

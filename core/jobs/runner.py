@@ -20,7 +20,7 @@ from ..engines.batching import MAX_NOTE_S, BatchingMode, Clip, make_batcher
 from ..media import DecodedAudio, decode_audio
 from ..metrics import Metrics
 from ..options import TranscribeOptions
-from ..quality import speech_mask, validate
+from ..quality import screen, speech_mask
 from ..transcript import Transcript
 from .journal import ProgressUpdate
 from .scheduler import FairScheduler, Release, Ticket
@@ -39,9 +39,9 @@ class Work:
     """Declared or estimated length, for ordering and estimates."""
     options: TranscribeOptions
     on_start: Callable[[], None] | None = field(default=None, compare=False, repr=False)
-    """Called in the worker thread just before the media is decoded (the journal marks the job exposed)."""
-    alone: bool = False
-    """Never batched with other notes (a job suspected of crashing the process)."""
+    """Called in the worker thread just before the media is decoded (the journal marks the job's media in hand)."""
+    unbatched: bool = False
+    """Never batched with other notes (a job suspected of crashing the process: core/jobs/crashes.py)."""
 
 
 class Runner(Protocol):
@@ -66,7 +66,7 @@ class Runner(Protocol):
 
 
 @dataclass(eq=False)
-class _Pending:
+class _LocalJob:
     work: Work
     notify: Notify | None
     future: asyncio.Future[Transcript]
@@ -101,9 +101,9 @@ class LocalRunner:
         self.scheduler.close()
 
     async def run(self, work: Work, notify: Notify | None = None) -> Transcript:
-        pending = _Pending(work, notify, asyncio.get_running_loop().create_future())
+        pending = _LocalJob(work, notify, asyncio.get_running_loop().create_future())
         pending.future.add_done_callback(_retrieved)
-        batchable = self.batcher is not None and work.duration_s <= MAX_NOTE_S and not work.alone
+        batchable = self.batcher is not None and work.duration_s <= MAX_NOTE_S and not work.unbatched
         ticket = self.scheduler.submit(
             work.chat_id, work.duration_s, item=pending, on_grant=self._start,
             on_fail=lambda exc: _settle(pending, exc),
@@ -129,7 +129,7 @@ class LocalRunner:
         self._batches.add(task)
         task.add_done_callback(self._batches.discard)
 
-    async def _run_batch(self, batch: list[_Pending], release: Release) -> None:
+    async def _run_batch(self, batch: list[_LocalJob], release: Release) -> None:
         try:
             for pending in batch:
                 if pending.notify:
@@ -150,7 +150,7 @@ class LocalRunner:
         finally:
             release()
 
-    def _fractions(self, pending: _Pending) -> Callable[[float], None] | None:
+    def _fractions(self, pending: _LocalJob) -> Callable[[float], None] | None:
         notify = pending.notify
         if notify is None:
             return None
@@ -178,11 +178,11 @@ class LocalRunner:
         except Exception as exc:
             return exc
 
-    def _work_batch(self, batch: list[_Pending], loop: asyncio.AbstractEventLoop) -> None:
+    def _work_batch(self, batch: list[_LocalJob], loop: asyncio.AbstractEventLoop) -> None:
         """Each note decoded on its own (a bad file fails alone), the readable ones transcribed together;
         every answer goes out as soon as it is ready."""
         assert self.batcher is not None
-        readable: list[tuple[_Pending, DecodedAudio]] = []
+        readable: list[tuple[_LocalJob, DecodedAudio]] = []
         for pending in batch:
             try:
                 if pending.work.on_start is not None:
@@ -209,11 +209,11 @@ def _checked(raw: Transcript, decoded: DecodedAudio, engine: Engine, options: Tr
     """The quality pass and the coverage check (core/coverage.py), on the note's own audio, which only this
     worker holds: speech left without words is transcribed again here, or reported."""
     speech = speech_mask(decoded.samples)
-    checked = complete(validate(raw, decoded.samples, speech), decoded.samples, speech, engine, options)
+    checked = complete(screen(raw, decoded.samples, speech), decoded.samples, speech, engine, options)
     return dataclasses.replace(checked, truncated=decoded.truncated)
 
 
-def _settle(pending: _Pending, outcome: Transcript | BaseException) -> None:
+def _settle(pending: _LocalJob, outcome: Transcript | BaseException) -> None:
     if pending.future.done():
         return
     if isinstance(outcome, BaseException):

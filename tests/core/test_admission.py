@@ -63,7 +63,7 @@ async def test_service_admission_forgets_people_whose_window_is_empty(
             await service.admit(platform="http", user_id="u1", size_bytes=0)
         await asyncio.sleep(1.05)  # the window itself must pass: time, not synchronisation
         (await service.admit(platform="http", user_id="late", size_bytes=0)).close()
-        assert len(service._rate or ()) == 1
+        assert len(service.admission.rate or ()) == 1
 
 
 async def test_accepted_work_waits_for_room_in_the_media_budget() -> None:

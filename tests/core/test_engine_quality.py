@@ -12,7 +12,7 @@ from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.engines.models import resolve_model
 from chatscribe.core.media import SAMPLE_RATE, decode_audio
 from chatscribe.core.options import TranscribeOptions
-from chatscribe.core.quality import normalize, validate
+from chatscribe.core.quality import normalize, screen
 from chatscribe.core.transcript import HALLUCINATION, LOW_CONFIDENCE, Segment, Transcript
 from tests.wer import wer
 
@@ -45,7 +45,7 @@ def test_platform_recordings_give_the_reference_text(
 ) -> None:
     reference = str(references[str(references[name]["same_as"])]["text"])
     samples = decoded(name)
-    transcript = validate(tiny_engine.transcribe(samples, TranscribeOptions()), samples)
+    transcript = screen(tiny_engine.transcribe(samples, TranscribeOptions()), samples)
     assert transcript.has_speech
     assert transcript.language == "en"
     assert wer(reference, transcript.text) <= 0.10, transcript.text
@@ -60,7 +60,7 @@ def test_silence_and_noise_give_no_speech_and_no_words(
 ) -> None:
     engine = tiny_engine if vad else tiny_engine_without_vad
     samples = decoded(name)
-    transcript = validate(engine.transcribe(samples, TranscribeOptions(word_timestamps=True)), samples)
+    transcript = screen(engine.transcribe(samples, TranscribeOptions(word_timestamps=True)), samples)
     assert not transcript.has_speech
     assert transcript.text == ""
     assert transcript.segments == ()
@@ -72,7 +72,7 @@ def test_multilingual_recording_is_detected_as_english_with_base(
 ) -> None:
     # Detection reads the first 30 s: the English half, which is all the test transcribes.
     samples = decoded("multilingual.mp3")[: 30 * SAMPLE_RATE]
-    transcript = validate(base_engine.transcribe(samples, TranscribeOptions()), samples)
+    transcript = screen(base_engine.transcribe(samples, TranscribeOptions()), samples)
     assert transcript.language == "en"
     assert transcript.language_probability > 0.5
     words = set(normalize(transcript.text).split())
@@ -83,7 +83,7 @@ def test_german_half_transcribed_in_german_when_asked(
     base_engine: FasterWhisperEngine, decoded: Callable[[str], np.ndarray],
 ) -> None:
     german = decoded("multilingual.mp3")[int(GERMAN_HALF_S * SAMPLE_RATE) :]
-    transcript = validate(base_engine.transcribe(german, TranscribeOptions(language="de")), german)
+    transcript = screen(base_engine.transcribe(german, TranscribeOptions(language="de")), german)
     assert transcript.language == "de"
     words = set(transcript.text.lower().replace(",", " ").replace(".", " ").split())
     expected = {"software", "der", "die", "und", "zu", "genehmigung", "kopien", "verkaufen", "rechte",
@@ -120,7 +120,7 @@ def transcript_of(*segments: Segment) -> Transcript:
 
 def test_phantom_phrase_over_silence_is_dropped() -> None:
     phantom = Segment(0.0, 4.0, " Thank you for watching!", avg_logprob=-0.5, no_speech_prob=0.2)
-    result = validate(transcript_of(phantom), SILENCE)
+    result = screen(transcript_of(phantom), SILENCE)
     assert not result.has_speech
     assert result.language is None
     assert [s.text for s in result.dropped] == [" Thank you for watching!"]
@@ -129,38 +129,38 @@ def test_phantom_phrase_over_silence_is_dropped() -> None:
 
 def test_the_same_phrase_spoken_over_speech_is_kept(speech: np.ndarray) -> None:
     spoken = Segment(0.0, 4.0, " Thank you for watching!", avg_logprob=-0.2, no_speech_prob=0.05)
-    result = validate(transcript_of(spoken), speech)
+    result = screen(transcript_of(spoken), speech)
     assert result.text == "Thank you for watching!"
     assert result.language == "en"
 
 
 @pytest.mark.parametrize("text", [" ...", " ♪", " -", " 1.0%"])
 def test_punctuation_and_numbers_over_silence_are_dropped(text: str) -> None:
-    result = validate(transcript_of(Segment(0.0, 5.0, text, avg_logprob=-0.8, no_speech_prob=0.5)), SILENCE)
+    result = screen(transcript_of(Segment(0.0, 5.0, text, avg_logprob=-0.8, no_speech_prob=0.5)), SILENCE)
     assert not result.has_speech
 
 
 def test_looping_ngrams_are_dropped_even_over_speech(speech: np.ndarray) -> None:
     loop = Segment(5.0, 10.0, " ask not what your country" * 5, avg_logprob=-0.3, compression_ratio=1.8)
     real = Segment(0.0, 5.0, " And so my fellow Americans", avg_logprob=-0.3)
-    result = validate(transcript_of(real, loop), speech)
+    result = screen(transcript_of(real, loop), speech)
     assert result.text == "And so my fellow Americans"
     assert [s.start for s in result.dropped] == [5.0]
 
 
 def test_overcompressed_text_is_dropped(speech: np.ndarray) -> None:
     repetitive = Segment(0.0, 5.0, " country country country, country", compression_ratio=3.1)
-    assert not validate(transcript_of(repetitive), speech).has_speech
+    assert not screen(transcript_of(repetitive), speech).has_speech
 
 
 def test_whisper_own_no_speech_rule_drops_a_silent_window(speech: np.ndarray) -> None:
     silent_window = Segment(0.0, 5.0, " so my fellow", avg_logprob=-1.4, no_speech_prob=0.8)
-    assert not validate(transcript_of(silent_window), speech).has_speech
+    assert not screen(transcript_of(silent_window), speech).has_speech
 
 
 def test_low_average_logprob_is_kept_and_flagged_low_confidence(speech: np.ndarray) -> None:
     doubtful = Segment(0.0, 5.0, " And so my fellow Americans", avg_logprob=-1.3, no_speech_prob=0.1)
-    result = validate(transcript_of(doubtful), speech)
+    result = screen(transcript_of(doubtful), speech)
     assert result.text == "And so my fellow Americans"
     assert result.segments[0].flags == {LOW_CONFIDENCE}
     assert result.flagged
@@ -173,7 +173,7 @@ def test_real_speech_with_good_signals_is_kept_unflagged(speech: np.ndarray) -> 
         Segment(5.5, 11.0, " ask what you can do for your country.", avg_logprob=-0.25, no_speech_prob=0.05,
                 compression_ratio=1.3),
     )
-    result = validate(transcript_of(*segments), speech)
+    result = screen(transcript_of(*segments), speech)
     assert result.segments == tuple(segments)
     assert not result.flagged
     assert result.dropped == ()

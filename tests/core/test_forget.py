@@ -45,7 +45,7 @@ async def test_forget_removes_the_chats_transcripts_settings_and_jobs_and_nothin
 
         forgotten = await svc.forget("fake", "A")
 
-        assert forgotten == Forgotten(transcripts=1, settings=1, jobs=2)
+        assert forgotten == Forgotten(transcripts=1, settings=1, jobs=1)  # the repeat left no job record
         assert "forgotten" in forgotten.sentence
         assert "1 cached transcript," in forgotten.sentence
         assert svc.preferences.get_all("fake", "A") == {}
@@ -63,7 +63,7 @@ async def test_forget_removes_the_chats_transcripts_settings_and_jobs_and_nothin
         assert collector.fetches == ["a", "b", "a"]
         assert svc.preferences.get_all("fake", "B") == {"language": "fr"}
         chats = [row[0] for row in svc.journal._db.execute("SELECT chat_id FROM jobs")]
-        assert sorted(chats) == ["A", "B", "B"]  # A's new job, B's two: A's old ones are gone
+        assert sorted(chats) == ["A", "B"]  # A's new job, B's first (its repeat has none): A's old one is gone
 
 
 async def test_a_file_two_chats_sent_stays_for_the_other_one(

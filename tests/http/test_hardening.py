@@ -245,7 +245,7 @@ async def test_media_held_in_memory_is_bounded_in_bytes(start: Any, audio: Any) 
             f"{server.url}{UPLOAD}", data=slow(), headers={**AUTH, "Content-Type": "multipart/form-data; boundary=s"}))
         await slow_sent.wait()
         deadline = time.monotonic() + 10
-        while server.service._budget.held == 0:  # until the server has taken the slow upload in
+        while server.service.admission.budget.held == 0:  # until the server has taken the slow upload in
             assert time.monotonic() < deadline
             await asyncio.sleep(0.01)
 
@@ -264,7 +264,7 @@ async def test_media_held_in_memory_is_bounded_in_bytes(start: Any, audio: Any) 
         ok, answer = await transcribe()
         assert ok == 200
         assert "country" in answer["text"].lower()
-        assert server.service._budget.held == 0
+        assert server.service.admission.budget.held == 0
 
 
 # -- Slack: headers checked first, one short line per refusal -----------------------------------
@@ -363,7 +363,7 @@ async def test_a_client_leaving_mid_upload_is_one_warning(start: Any, caplog: py
         while not any("left during" in r.getMessage() for r in caplog.records):
             assert time.monotonic() < deadline, [r.getMessage() for r in caplog.records]
             await asyncio.sleep(0.02)
-        assert server.service._budget.held == 0
+        assert server.service.admission.budget.held == 0
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
 
 
