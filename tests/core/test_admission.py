@@ -116,3 +116,31 @@ async def test_a_chat_note_beyond_the_media_budget_gets_the_busy_answer_and_noth
         await service.wait_idle()
     assert [a.chat_id for a in answers] == ["one", "two"]
     assert all(isinstance(a.outcome, Transcript) for a in answers)
+
+
+async def test_a_person_at_the_rate_limit_who_sends_a_transcribed_file_again_gets_it_and_no_job_is_written(
+    settings: Settings, tiny_engine: FasterWhisperEngine, audio: Callable[[str], bytes]
+) -> None:
+    collector = Collector(files={"note.ogg": audio("jfk_voice.ogg"), "other.ogg": audio("jfk.flac")})
+    changed = settings.model_copy(update={"user_rate": "1/hour"})
+    async with TranscriptionService(settings=changed, engine=tiny_engine) as service:
+        service.register("fake", collector)
+        await service.submit(collector.request("note.ogg", user="alice", file_id="F1"))
+        await collector.wait_for(1)
+        await service.wait_idle()
+        with pytest.raises(Busy):  # the one request of the hour is used up
+            await service.submit(collector.request("other.ogg", user="alice", file_id="F2"))
+
+        repeat = await service.submit(collector.request("note.ogg", user="alice", file_id="F1"))
+        answers = await collector.wait_for(2)
+        await service.wait_idle()
+        jobs = service.journal.states()
+
+    first, again = answers[0].outcome, answers[1].outcome
+    assert isinstance(first, Transcript)
+    assert isinstance(again, Transcript)
+    assert again.from_cache
+    assert again.text == first.text
+    assert collector.fetches == ["note.ogg"], "the repeat is answered without downloading"
+    assert answers[1].job_id == repeat.id
+    assert list(jobs.values()) == ["delivered"], "only the first send left a job record"
