@@ -43,7 +43,7 @@ def _render(result: kill_burst.BurstResult, info: dict[str, str], seconds: float
     rows = [
         ["notes shared / channels", f"{result.notes} / {result.chats}"],
         ["answers in Slack at each SIGKILL", ", ".join(str(k) for k in result.kills)],
-        ["notes being read or transcribed at each SIGKILL", ", ".join(str(len(e)) for e in result.exposed_at_kills)],
+        ["notes being read or transcribed at each SIGKILL", ", ".join(str(len(e)) for e in result.in_hand_at_kills)],
         ["deaths counted against a note that was not being worked on", len(result.misattributed)],
         ["seconds from SIGKILL to ready again", ", ".join(f"{s:.1f}" for s in result.restarts_s)],
         ["notes without an answer", len(result.unanswered)],

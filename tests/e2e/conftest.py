@@ -122,9 +122,9 @@ class SlackProcess:
         """job id -> state, read from the journal SQLite file without writing to it."""
         return dict(self._read_journal("SELECT id, state FROM jobs ORDER BY created"))
 
-    def exposed(self) -> set[str]:
+    def media_in_hand(self) -> set[str]:
         """Jobs whose media the process is reading or transcribing right now, as the journal says."""
-        return {job_id for (job_id,) in self._read_journal("SELECT id FROM jobs WHERE exposed=1")}
+        return {job_id for (job_id,) in self._read_journal("SELECT id FROM jobs WHERE media_in_hand=1")}
 
     def crashes(self) -> dict[str, int]:
         """job id -> deaths of the process counted against it (while its media was read or transcribed)."""

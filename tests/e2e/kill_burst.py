@@ -35,7 +35,7 @@ class BurstResult:
     seconds: float
     restarts_s: tuple[float, ...]
     """Seconds from each SIGKILL until the restarted process was ready."""
-    exposed_at_kills: tuple[frozenset[str], ...]
+    in_hand_at_kills: tuple[frozenset[str], ...]
     """The jobs whose media the process was reading or transcribing when each SIGKILL landed."""
     crashes: dict[str, int]
     """job id -> deaths the journal counted against it."""
@@ -54,8 +54,8 @@ class BurstResult:
 
     @property
     def misattributed(self) -> dict[str, tuple[int, int]]:
-        """job id -> (crashes counted, kills it was exposed at), where the two differ."""
-        counted = {job: (crashes, sum(job in exposed for exposed in self.exposed_at_kills))
+        """job id -> (crashes counted, kills its media was in hand at), where the two differ."""
+        counted = {job: (crashes, sum(job in in_hand for in_hand in self.in_hand_at_kills))
                    for job, crashes in self.crashes.items()}
         return {job: pair for job, pair in counted.items() if pair[0] != pair[1]}
 
@@ -101,7 +101,7 @@ async def run(chatscribe: SlackProcess, audio: Callable[[str], bytes], *, notes:
     first_wave = range(notes // 2)
     await share(first_wave)
     kills: list[int] = []
-    exposed: list[frozenset[str]] = []
+    in_hand: list[frozenset[str]] = []
     restarts: list[float] = []
     for number, share_of_answers in enumerate(kill_after):
         goal = max(1, int(notes * share_of_answers))
@@ -110,7 +110,7 @@ async def run(chatscribe: SlackProcess, audio: Callable[[str], bytes], *, notes:
         kills.append(answered(chatscribe))
         killed = time.monotonic()
         await chatscribe.kill()
-        exposed.append(frozenset(chatscribe.exposed()))  # read from a dead process's journal: exact
+        in_hand.append(frozenset(chatscribe.media_in_hand()))  # read from a dead process's journal: exact
         await chatscribe.start()
         restarts.append(time.monotonic() - killed)
         if number == 0:  # the second wave arrives while the first is being resumed
@@ -121,5 +121,5 @@ async def run(chatscribe: SlackProcess, audio: Callable[[str], bytes], *, notes:
     answers = {(channel, message["ts"]): [text_of(m) for m in chatscribe.fake.bot_messages(channel, message["ts"])]
                for channel, message in shared}
     return BurstResult(notes, chats, tuple(kills), answers, time.monotonic() - started, tuple(restarts),
-                       tuple(exposed), chatscribe.crashes())
+                       tuple(in_hand), chatscribe.crashes())
 

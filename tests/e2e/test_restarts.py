@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from chatscribe.core.jobs.journal import CRASH_LIMIT
+from chatscribe.core.jobs.crashes import CRASH_LIMIT
 from chatscribe.core.media import decode_audio
 from tests.audio_tools import to_wav
 from tests.e2e.conftest import CHANNEL, SECRET, UNFINISHED, SlackProcess
@@ -90,10 +90,10 @@ async def test_a_file_that_keeps_killing_the_process_is_set_aside_and_the_others
     poison = await chatscribe.share("multilingual.mp3", audio("multilingual.mp3"), mimetype="audio/mpeg")
     (job_id,) = await chatscribe.until(chatscribe.journal, "the recording to be journaled")
     def in_the_engine() -> bool:
-        return job_id in chatscribe.exposed()
+        return job_id in chatscribe.media_in_hand()
 
     await chatscribe.until(in_the_engine, "the recording to be read or transcribed")
-    # Shared while the only slot is busy: it waits in the queue, never exposed when the process dies.
+    # Shared while the only slot is busy: it waits in the queue, its media never in hand when the process dies.
     waiting = await chatscribe.share("jfk.flac", audio("jfk.flac"), mimetype="audio/flac")
     await chatscribe.until(lambda: any(t.startswith("Waiting") for t in chatscribe.sent(waiting)),
                            "the second recording to wait in the queue")
