@@ -87,10 +87,10 @@ class Settings(BaseSettings):
     @field_validator("languages")
     @classmethod
     def _check_languages(cls, value: str) -> str:
-        from .options import language_code
+        from .options import checked_language_code
 
         try:
-            return ",".join(language_code(code) for code in value.split(",") if code.strip())
+            return ",".join(checked_language_code(code) for code in value.split(",") if code.strip())
         except UnknownLanguage as exc:
             raise ValueError(f"{exc.value.strip()!r} is not a Whisper language code (e.g. en,de,fr)") from None
 

@@ -29,8 +29,8 @@ class TranscribeOptions:
     def __post_init__(self) -> None:
         # Edges pass on what a person typed: "EN" works, a code Whisper does not know is refused here
         # with a sentence for that person, instead of failing inside the model run.
-        object.__setattr__(self, "language", language_code(self.language) if self.language else None)
-        object.__setattr__(self, "expected_languages", tuple(language_code(c) for c in self.expected_languages))
+        object.__setattr__(self, "language", checked_language_code(self.language) if self.language else None)
+        object.__setattr__(self, "expected_languages", tuple(checked_language_code(c) for c in self.expected_languages))
 
     def key(self) -> str:
         """A stable digest of everything that changes the words, for the cache."""
@@ -43,8 +43,11 @@ class TranscribeOptions:
                 self.temperature)
 
 
-def language_code(value: str) -> str:
-    """Whisper's code for `value` ("en", " DE "); raises UnknownLanguage for anything else."""
+def checked_language_code(value: str) -> str:
+    """Whisper's code for a code as typed ("en", " DE "); raises UnknownLanguage for anything else.
+
+    Strict, for options: names ("German") are read at the edges by core/languages.py code_or_name.
+    """
     from faster_whisper.tokenizer import _LANGUAGE_CODES
 
     code = value.strip().lower()
