@@ -36,8 +36,9 @@ from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.engines.models import resolve_model
 from chatscribe.core.jobs.journal import Job, ProgressUpdate, Receipt
 from chatscribe.core.media import SAMPLE_RATE, MediaRequest, decode_audio
+from chatscribe.core.scaleout.presence import parse_workers
 from chatscribe.core.scaleout.runner import attach
-from chatscribe.core.scaleout.state import WORKERS, parse_workers
+from chatscribe.core.scaleout.schema import WORKERS
 from chatscribe.core.service import TranscriptionService
 from chatscribe.core.transcript import Transcript
 

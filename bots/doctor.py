@@ -55,8 +55,8 @@ async def _broker(settings: Settings) -> int:
         print("broker        none: transcription runs in this process (CHATSCRIBE_BROKER_URL shares it with workers)")
         return 0
     try:
+        from chatscribe.core.scaleout.connection import describe_url
         from chatscribe.core.scaleout.runner import ping
-        from chatscribe.core.scaleout.state import describe_url
     except ImportError:
         print("broker        PROBLEM: CHATSCRIBE_BROKER_URL is set but the scale-out packages are missing: "
               "pip install 'chatscribe[scaleout]'")

@@ -1,49 +1,51 @@
 """A content-addressed transcript cache in SQLite (WAL), bounded in size (LRU) and in age (TTL).
 
-Keyed by sha256 of the media bytes + model + options. Each conversation that brought a file is linked
-to its content hash (`links`), with the platform file id (Telegram's file_unique_id, a Slack file id)
-when there is one, so a known file is answered without downloading it. A link belongs to one
-conversation: a file id is looked up only among the links of the conversation asking (or links made
-outside any conversation, chat ''). That is what makes `forget` honest while the entries stay shared:
+Keyed by TranscriptKey (core/keys.py): sha256 of the media bytes + model + options. Each conversation
+that brought a file is linked to its content hash (`links`), with the platform file id (Telegram's
+file_unique_id, a Slack file id) when there is one, so a known file is answered without downloading
+it. A link belongs to one conversation: a file id is looked up only among the links of the
+conversation asking (or links made outside any conversation, chat '').
+That is what makes `forget` honest while the entries stay shared:
 
 - forget(platform, chat) deletes that conversation's links; an entry no conversation links to any more
-  is deleted outright (every variant). An entry another conversation also brought stays for that one;
-  the forgetting conversation can no longer reach it by its file id, only by sending the media again
-  (whose bytes hash to the entry: having the media is the right to its transcript).
+  is deleted outright (for every model and options). An entry another conversation also brought stays
+  for that one; the forgetting conversation can no longer reach it by its file id, only by sending the
+  media again (whose bytes hash to the entry: having the media is the right to its transcript).
 
 A transcript is kept at most `ttl_s` after it was made: older ones are a miss on read and are purged
 when the cache opens and then at most every PURGE_EVERY_S while it is used.
 Sync methods: callers run them off the event loop. A corrupt file is moved aside, never fatal. A data
-dir that cannot be written (disk full, read-only) only stops the storing: no answer depends on it.
+dir that cannot be written (disk full, read-only) only stops the storing: no answer depends on it. Once
+closed, the cache answers misses and stores nothing (a run still finishing while the process stops).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from .codecs import dumps_outcome, loads_transcript
+from .keys import TranscriptKey
 from .private import private_db
 from .storage import storage_error
-from .transcript import Gap, Segment, Transcript, Word
+from .transcript import Transcript
 
 log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS transcripts (
     content_hash TEXT NOT NULL,
-    variant TEXT NOT NULL,
+    model_options TEXT NOT NULL,
     body TEXT NOT NULL,
     size INTEGER NOT NULL,
     last_used REAL NOT NULL,
     created REAL NOT NULL DEFAULT 0,
-    PRIMARY KEY (content_hash, variant)
+    PRIMARY KEY (content_hash, model_options)
 );
 CREATE INDEX IF NOT EXISTS transcripts_lru ON transcripts(last_used);
 CREATE TABLE IF NOT EXISTS links (
@@ -75,6 +77,7 @@ class TranscriptCache:
         self._last_used = 0.0
         self._next_purge = 0.0
         self._unwritable = False
+        self._closed = False
         self._db = self._open()
         with self._lock:
             self._purge_expired()
@@ -84,7 +87,7 @@ class TranscriptCache:
         try:
             return _connect(self.path)
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError):  # locked or unopenable: not corrupt, not ours to move
+            if not corrupt(exc):  # locked or unopenable: not ours to move
                 raise
             self._move_aside(exc)
             return _connect(self.path)
@@ -109,7 +112,7 @@ class TranscriptCache:
                 log.warning("transcript cache %s cannot be written (%s); answers are not cached until it can",
                             self.path, exc)
             return
-        if isinstance(exc, sqlite3.OperationalError):
+        if not corrupt(exc):  # e.g. a closed connection, a lock held too long: the file itself is sound
             raise exc
         self._db.close()
         self._move_aside(exc)
@@ -124,12 +127,14 @@ class TranscriptCache:
         """Transcripts made before this are past their TTL."""
         return self._clock() - self.ttl_s if self.ttl_s is not None else float("-inf")
 
-    def get(self, content_hash: str, variant: str) -> Transcript | None:
+    def get(self, key: TranscriptKey) -> Transcript | None:
         with self._lock:
+            if self._closed:
+                return None
             try:
                 row = self._db.execute(
-                    "SELECT body FROM transcripts WHERE content_hash=? AND variant=? AND created>=?",
-                    (content_hash, variant, self._cutoff()),
+                    "SELECT body FROM transcripts WHERE content_hash=? AND model_options=? AND created>=?",
+                    (key.content_hash, key.model_options, self._cutoff()),
                 ).fetchone()
                 if row is None:
                     return None
@@ -138,22 +143,24 @@ class TranscriptCache:
                 return None
             try:  # a hit is a hit even when its use cannot be recorded (storage full)
                 self._db.execute(
-                    "UPDATE transcripts SET last_used=? WHERE content_hash=? AND variant=?",
-                    (self._now(), content_hash, variant),
+                    "UPDATE transcripts SET last_used=? WHERE content_hash=? AND model_options=?",
+                    (self._now(), key.content_hash, key.model_options),
                 )
             except sqlite3.DatabaseError as exc:
                 self._recover(exc)
         try:
-            transcript = decode_transcript(json.loads(row[0]))
+            transcript = loads_transcript(row[0])
         except (ValueError, TypeError, KeyError) as exc:
             # Written by a version with another Transcript shape: a miss, and the run refreshes it.
-            log.info("cached transcript %s/%s no longer decodes (%s); ignoring it", content_hash, variant, exc)
+            log.info("cached transcript %s no longer decodes (%s); ignoring it", key, exc)
             return None
         return dataclasses.replace(transcript, from_cache=True)
 
     def hash_for(self, platform: str, file_id: str, chat_id: str = NO_CHAT) -> str | None:
         """The content hash this conversation (or no conversation) knows the platform file id by."""
         with self._lock:
+            if self._closed:
+                return None
             try:
                 row = self._db.execute(
                     "SELECT content_hash FROM links WHERE platform=? AND file_id=? AND chat_id IN (?, ?) "
@@ -164,19 +171,22 @@ class TranscriptCache:
                 return None
         return row[0] if row else None
 
-    def put(self, content_hash: str, variant: str, transcript: Transcript) -> None:
-        body = json.dumps(encode_transcript(transcript), ensure_ascii=False)
+    def put(self, key: TranscriptKey, transcript: Transcript) -> None:
+        body = dumps_outcome(transcript)
         size = len(body.encode())  # the bound is in bytes; transcripts are often not ASCII
         if size > self.max_bytes:
             return
         with self._lock:
+            if self._closed:
+                log.debug("transcript cache %s is closed: %s not stored", self.path, key)
+                return
             try:
                 with self._db:
                     now = self._now()
                     self._db.execute(
-                        "INSERT OR REPLACE INTO transcripts (content_hash, variant, body, size, last_used, created) "
-                        "VALUES (?, ?, ?, ?, ?, ?)",
-                        (content_hash, variant, body, size, now, now),
+                        "INSERT OR REPLACE INTO transcripts (content_hash, model_options, body, size, last_used, "
+                        "created) VALUES (?, ?, ?, ?, ?, ?)",
+                        (key.content_hash, key.model_options, body, size, now, now),
                     )
                     self._evict()
                     if now >= self._next_purge:
@@ -188,6 +198,8 @@ class TranscriptCache:
     def alias(self, platform: str, file_id: str | None, content_hash: str, chat_id: str = NO_CHAT) -> None:
         """Link a conversation to the content it brought, by the platform's file id when there is one."""
         with self._lock:
+            if self._closed:
+                return
             try:
                 with self._db:
                     self._db.execute(
@@ -251,6 +263,7 @@ class TranscriptCache:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._db.close()
 
     def _evict(self) -> None:
@@ -259,14 +272,14 @@ class TranscriptCache:
             return
         excess = total - self.max_bytes
         victims = []
-        for content_hash, variant, size in self._db.execute(
-            "SELECT content_hash, variant, size FROM transcripts ORDER BY last_used"
+        for content_hash, model_options, size in self._db.execute(
+            "SELECT content_hash, model_options, size FROM transcripts ORDER BY last_used"
         ):
-            victims.append((content_hash, variant))
+            victims.append((content_hash, model_options))
             excess -= size
             if excess <= 0:
                 break
-        self._db.executemany("DELETE FROM transcripts WHERE content_hash=? AND variant=?", victims)
+        self._db.executemany("DELETE FROM transcripts WHERE content_hash=? AND model_options=?", victims)
         # Only the victims' links: others may belong to transcriptions that have not stored their result yet.
         self._db.executemany(
             "DELETE FROM links WHERE content_hash=? AND content_hash NOT IN (SELECT content_hash FROM transcripts)",
@@ -286,8 +299,10 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def _migrate(db: sqlite3.Connection) -> None:
-    """Files written before entries had an age and links a conversation."""
+    """Files written before entries had an age, links a conversation, and `model_options` its name."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(transcripts)")}
+    if "variant" in columns:  # the model-and-options column's earlier name
+        db.execute("ALTER TABLE transcripts RENAME COLUMN variant TO model_options")
     if "created" not in columns:
         db.execute("ALTER TABLE transcripts ADD COLUMN created REAL NOT NULL DEFAULT 0")
         db.execute("UPDATE transcripts SET created=last_used")  # the best age known for them
@@ -296,20 +311,9 @@ def _migrate(db: sqlite3.Connection) -> None:
     db.execute("DROP TABLE IF EXISTS aliases")
 
 
-def encode_transcript(transcript: Transcript) -> dict[str, Any]:
-    data = dataclasses.asdict(transcript)
-    data.pop("dropped")
-    data.pop("from_cache")
-    for segment in data["segments"]:
-        segment["flags"] = sorted(segment["flags"])
-    return data
 
-
-def decode_transcript(data: dict[str, Any]) -> Transcript:
-    data = dict(data)
-    segments = tuple(
-        Segment(**{**s, "words": tuple(Word(**w) for w in s["words"]), "flags": frozenset(s["flags"])})
-        for s in data.pop("segments")
-    )
-    gaps = tuple(Gap(**g) for g in data.pop("gaps", ()))  # absent in entries written before gaps existed
-    return Transcript(segments=segments, gaps=gaps, **data)
+def corrupt(exc: sqlite3.DatabaseError) -> bool:
+    """The file itself is damaged (or is no database), as opposed to a lock, a full disk or a closed
+    connection (sqlite3.ProgrammingError): only a damaged file is moved aside."""
+    code = getattr(exc, "sqlite_errorcode", None)  # None: raised by Python's sqlite3 module, not by SQLite
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)

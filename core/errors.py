@@ -190,6 +190,14 @@ class ShuttingDown(ChatscribeError):
         super().__init__("I'm restarting: please send that again in a minute.")
 
 
+class RecordedFailure(ChatscribeError):
+    """An error outcome read back from the journal or Redis (core/codecs.py): the original's code and sentence."""
+
+    def __init__(self, code: str, user_message: str) -> None:
+        super().__init__(user_message)
+        self.code = code
+
+
 def _minutes(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"

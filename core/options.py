@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal
 
 from .errors import UnknownLanguage
@@ -14,6 +12,8 @@ Task = Literal["transcribe", "translate"]
 
 @dataclass(frozen=True, slots=True)
 class TranscribeOptions:
+    """Its cache digest is core/keys.py options_digest(); its stored form core/codecs.py encode_options()."""
+
     language: str | None = None
     """A language code, or None to detect it."""
     task: Task = "transcribe"
@@ -31,11 +31,6 @@ class TranscribeOptions:
         # with a sentence for that person, instead of failing inside the model run.
         object.__setattr__(self, "language", checked_language_code(self.language) if self.language else None)
         object.__setattr__(self, "expected_languages", tuple(checked_language_code(c) for c in self.expected_languages))
-
-    def key(self) -> str:
-        """A stable digest of everything that changes the words, for the cache."""
-        payload = json.dumps(asdict(self), sort_keys=True, default=list)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     def batch_key(self) -> tuple[object, ...]:
         """Requests with equal batch keys may share an engine call."""

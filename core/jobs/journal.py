@@ -38,7 +38,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal, Protocol
 
-from ..cache import decode_transcript, encode_transcript
+from ..codecs import decode_failure, decode_options, decode_transcript, dumps_outcome, encode_options
 from ..errors import ChatscribeError
 from ..media import Fetch, MediaRequest
 from ..options import TranscribeOptions
@@ -80,14 +80,6 @@ class Job:
     """Messages of the answer the platform already accepted (resume after these)."""
     notes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     """What the platform's bot chose to remember about this job (e.g. its status message id)."""
-
-
-class JobFailed(ChatscribeError):
-    """An error outcome read back from the journal: the original type's code and sentence."""
-
-    def __init__(self, code: str, user_message: str) -> None:
-        super().__init__(user_message)
-        self.code = code
 
 
 class Receipt(Protocol):
@@ -170,7 +162,7 @@ class Journal:
                     "INSERT INTO jobs (id, platform, chat_id, user_id, request, options, state, created, "
                     "updated) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
                     (job.id, request.platform, request.chat_id, request.user_id, _dump_request(request),
-                     json.dumps(_options_dict(options)), now, now),
+                     json.dumps(encode_options(options)), now, now),
                 )
             except sqlite3.OperationalError as exc:
                 refusal = storage_error(exc)
@@ -184,11 +176,8 @@ class Journal:
         self._update(job_id, "state=?", state)
 
     def set_outcome(self, job_id: str, outcome: Transcript | ChatscribeError) -> None:
-        if isinstance(outcome, Transcript):
-            self._update(job_id, "state='transcribed', media_in_hand=0, outcome=?", json.dumps(encode_transcript(outcome)))
-        else:
-            body = json.dumps({"code": outcome.code, "message": outcome.user_message})
-            self._update(job_id, "state='failed', media_in_hand=0, outcome=?", body)
+        state = "transcribed" if isinstance(outcome, Transcript) else "failed"
+        self._update(job_id, f"state='{state}', media_in_hand=0, outcome=?", dumps_outcome(outcome))
 
     def media_in_hand(self, job_id: str, in_hand: bool) -> None:
         """Mark (or clear) that the job's media is being read or transcribed right now."""
@@ -344,23 +333,16 @@ def _dump_request(request: MediaRequest) -> str:
     return json.dumps(data)
 
 
-def _options_dict(options: TranscribeOptions) -> dict[str, object]:
-    return {name: getattr(options, name) for name in TranscribeOptions.__slots__}  # type: ignore[attr-defined]
-
-
 def _entry(row: tuple, delivery: Delivery) -> JournalEntry:  # type: ignore[type-arg]
     job_id, request_json, options_json, state, outcome_json, parts_sent, notes_json, crashes = row
     data = json.loads(request_json)
     reference = MappingProxyType(data.pop("reference"))
     request = MediaRequest(**data, reference=reference, fetch=delivery.fetcher(reference))
-    options_data = json.loads(options_json)
-    options_data["expected_languages"] = tuple(options_data["expected_languages"])
-    job = Job(job_id, request, TranscribeOptions(**options_data), parts_sent,
+    job = Job(job_id, request, decode_options(json.loads(options_json)), parts_sent,
               MappingProxyType(json.loads(notes_json)))
     outcome: Transcript | ChatscribeError | None = None
     if state == "transcribed":
         outcome = decode_transcript(json.loads(outcome_json))
     elif state == "failed":
-        failure = json.loads(outcome_json)
-        outcome = JobFailed(failure["code"], failure["message"])
+        outcome = decode_failure(json.loads(outcome_json))
     return JournalEntry(job, state, outcome, crashes)

@@ -18,7 +18,8 @@ from taskiq import AckableMessage
 from taskiq.abc.broker import AsyncBroker
 from taskiq_redis import RedisStreamBroker
 
-from .state import GROUP, STREAM, UNREACHABLE
+from .connection import UNREACHABLE
+from .schema import GROUP, STREAM
 
 log = logging.getLogger(__name__)
 

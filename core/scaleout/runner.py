@@ -5,14 +5,13 @@ the outcome is saved, taken over from dead workers with XAUTOCLAIM after the vis
 
 The front end keeps the fair scheduler: it publishes only as many jobs as the workers it sees can hold,
 in fair order across chats, so one chat's burst never fills the stream ahead of others. Media bytes and
-outcomes travel through Redis keys (core/scaleout/state.py); the stream carries only small messages.
+outcomes travel through Redis keys (core/scaleout/schema.py); the stream carries only small messages.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import socket
@@ -24,36 +23,21 @@ from typing import Any
 from redis.exceptions import RedisError
 from taskiq.message import TaskiqMessage
 
+from ..codecs import encode_options, loads_failure
 from ..config import Settings
 from ..errors import ChatscribeError, ShuttingDown
 from ..jobs.journal import ProgressUpdate
 from ..jobs.runner import Notify, Work
 from ..jobs.scheduler import FairScheduler
 from ..jobs.speed import SpeedEstimate
+from ..keys import TranscriptKey, content_hash, transcript_key
 from ..transcript import Transcript
+from . import schema
 from .broker import StreamBroker
-from .state import (
-    EVENTS,
-    GROUP,
-    MEDIA_TTL_S,
-    STREAM,
-    TRANSCRIBED,
-    UNREACHABLE,
-    WORKERS,
-    SharedLimits,
-    WorkerInfo,
-    async_client,
-    claim_key,
-    describe_url,
-    dump_options,
-    error_key,
-    job_key,
-    load_error,
-    load_transcript,
-    media_key,
-    parse_workers,
-    transcript_key,
-)
+from .connection import UNREACHABLE, async_client, describe_url, sync_client
+from .limits import SharedLimits
+from .presence import WorkerInfo, parse_workers
+from .shared_cache import SharedCache, shared_transcript
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +58,6 @@ return 0
 """
 
 
-def shared_model_id(settings: Settings) -> str:
-    """The model part of every shared cache key: the same on front ends and workers with the same settings."""
-    return f"{settings.model}:beam{settings.beam_size}:vad{int(settings.vad)}"
-
-
 class ElasticScheduler(FairScheduler):
     """The fair scheduler whose slot count follows the capacity of the workers seen."""
 
@@ -90,8 +69,10 @@ class ElasticScheduler(FairScheduler):
 
 
 @dataclass(eq=False)
-class _Pending:
-    key: str
+class _Published:
+    """A job this front end waits on, by key: requests for the same content share it."""
+
+    key: TranscriptKey
     work: Work
     future: asyncio.Future[Transcript]
     listeners: list[Notify] = field(default_factory=list)
@@ -107,7 +88,7 @@ class RedisRunner:
     def __init__(self, settings: Settings, *, poll_s: float = 1.0) -> None:
         url = settings.broker_url.get_secret_value()
         self.where = describe_url(url)
-        self.model_id = shared_model_id(settings)
+        self.model_id = schema.shared_model_id(settings)
         self.frontend_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.redis = async_client(url)
         self.broker = StreamBroker(url, visibility_s=settings.visibility_timeout_s)
@@ -121,7 +102,7 @@ class RedisRunner:
         self.online: bool | None = None
         """None until the first contact with Redis."""
         self.in_flight = 0
-        self._pending: dict[str, _Pending] = {}
+        self._pending: dict[TranscriptKey, _Published] = {}
         self._watcher: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -143,8 +124,7 @@ class RedisRunner:
         if self._closed:
             raise ShuttingDown()
         self.start()
-        content_hash = await asyncio.to_thread(_sha256, work.data)
-        key = job_key(f"{self.model_id}:{work.options.key()}", content_hash)
+        key = transcript_key(self.model_id, work.options, await asyncio.to_thread(content_hash, work.data))
 
         def on_position(position: int) -> None:
             assert notify is not None
@@ -157,7 +137,7 @@ class RedisRunner:
             async with self.scheduler.turn(work.chat_id, work.duration_s, on_position if notify else None):
                 pending = self._pending.get(key)
                 if pending is None:
-                    pending = _Pending(key, work, asyncio.get_running_loop().create_future())
+                    pending = _Published(key, work, asyncio.get_running_loop().create_future())
                     self._pending[key] = pending
                 pending.waiters += 1
                 if notify:
@@ -203,7 +183,7 @@ class RedisRunner:
         while not self._closed:
             try:
                 async with self.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(EVENTS)
+                    await pubsub.subscribe(schema.EVENTS)
                     if self.online is False:
                         log.info("Redis at %s answers again: publishing waiting jobs", self.where)
                     self.online, pause = True, 0.5
@@ -226,7 +206,7 @@ class RedisRunner:
 
     async def _poll(self, force: bool = False) -> None:
         was_flowing = self._flowing()
-        self.workers = parse_workers(await self.redis.hgetall(WORKERS))
+        self.workers = parse_workers(await self.redis.hgetall(schema.WORKERS))
         self.scheduler.resize(sum(w.slots for w in self.workers))
         await self.limits.publish_active(self.in_flight)
         # Outcomes normally arrive as events; this re-check catches a missed one and keeps claims and
@@ -251,7 +231,7 @@ class RedisRunner:
                 _tell(pending, ProgressUpdate("queued", detail=DELAYED))
 
     async def _on_event(self, data: bytes) -> None:
-        event, _, key = data.decode().partition(" ")
+        event, key = schema.parse_event(data)
         pending = self._pending.get(key)
         if pending is None:
             return
@@ -261,7 +241,7 @@ class RedisRunner:
         else:
             await self._ensure(pending)
 
-    async def _try_ensure(self, pending: _Pending) -> bool:
+    async def _try_ensure(self, pending: _Published) -> bool:
         try:
             await self._ensure(pending)
         except _FAILURES as exc:
@@ -269,41 +249,42 @@ class RedisRunner:
             return False
         return True
 
-    async def _ensure(self, pending: _Pending) -> None:
+    async def _ensure(self, pending: _Published) -> None:
         """Resolve from a saved outcome, or make sure exactly one front end has this work published."""
         key, conn = pending.key, self.redis
         pending.checked = time.monotonic()
-        body, failure = await conn.mget(transcript_key(key), error_key(key))
+        body, failure = await conn.mget(schema.transcript(key), schema.error(key))
         if body is not None:
-            self._resolve(pending, load_transcript(body))
+            self._resolve(pending, shared_transcript(body))
             return
         if failure is not None:
-            self._resolve(pending, load_error(failure))
+            self._resolve(pending, loads_failure(failure))
             return
-        if not await conn.set(claim_key(key), self.frontend_id, nx=True, ex=self.claim_ttl_s):
-            if await conn.get(claim_key(key)) != self.frontend_id.encode():
+        claim = schema.claim(key)
+        if not await conn.set(claim, self.frontend_id, nx=True, ex=self.claim_ttl_s):
+            if await conn.get(claim) != self.frontend_id.encode():
                 return  # another front end publishes this content; its result answers us too
-            await conn.expire(claim_key(key), self.claim_ttl_s)
+            await conn.expire(claim, self.claim_ttl_s)
         # Media present: a message for it is outstanding (see _PUBLISH); only refresh its lifetime.
-        if await conn.expire(media_key(key), MEDIA_TTL_S):
+        if await conn.expire(schema.media(key), schema.MEDIA_TTL_S):
             return
-        published = await self._publish(keys=[media_key(key), STREAM],
-                                        args=[pending.work.data, MEDIA_TTL_S, self._message(pending)])
+        published = await self._publish(keys=[schema.media(key), schema.STREAM],
+                                        args=[pending.work.data, schema.MEDIA_TTL_S, self._message(pending)])
         if published:
             pending.published = time.monotonic()
             log.debug("published %s", key)
 
-    def _message(self, pending: _Pending) -> bytes:
+    def _message(self, pending: _Published) -> bytes:
         """A taskiq message for the workers' receiver, formatted by the broker as `kiq()` would."""
         work = pending.work
         message = TaskiqMessage(
             task_id=self.broker.id_generator(), task_name=TASK_NAME, labels={}, labels_types={}, args=[],
-            kwargs={"key": pending.key, "chat_id": work.chat_id, "duration_s": work.duration_s,
-                    "options": dump_options(work.options), "model_id": self.model_id},
+            kwargs={"key": str(pending.key), "chat_id": work.chat_id, "duration_s": work.duration_s,
+                    "options": encode_options(work.options), "model_id": self.model_id},
         )
         return self.broker.formatter.dumps(message).message
 
-    def _resolve(self, pending: _Pending, outcome: Transcript | ChatscribeError) -> None:
+    def _resolve(self, pending: _Published, outcome: Transcript | ChatscribeError) -> None:
         self._pending.pop(pending.key, None)
         if pending.future.done():
             return
@@ -323,13 +304,9 @@ class RedisRunner:
         self._tell_delayed()
 
 
-def _tell(pending: _Pending, update: ProgressUpdate) -> None:
+def _tell(pending: _Published, update: ProgressUpdate) -> None:
     for listener in list(pending.listeners):
         listener(update)
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 async def ping(url: str) -> dict[str, Any]:
@@ -337,23 +314,19 @@ async def ping(url: str) -> dict[str, Any]:
     conn = async_client(url)
     try:
         await conn.ping()
-        workers = parse_workers(await conn.hgetall(WORKERS))
-        total = int(await conn.xlen(STREAM)) if await conn.exists(STREAM) else 0
-        held = int((await conn.xpending(STREAM, GROUP))["pending"]) if total else 0
+        workers = parse_workers(await conn.hgetall(schema.WORKERS))
+        total = int(await conn.xlen(schema.STREAM)) if await conn.exists(schema.STREAM) else 0
+        held = int((await conn.xpending(schema.STREAM, schema.GROUP))["pending"]) if total else 0
         return {"reachable": True, "workers": workers, "waiting": total - held, "running": held,
-                "transcribed": int(await conn.get(TRANSCRIBED) or 0)}
+                "transcribed": int(await conn.get(schema.TRANSCRIBED) or 0)}
     except RedisError as exc:
         return {"reachable": False, "error": str(exc), "workers": []}
     finally:
         await conn.aclose()
 
 
-
-
 def attach(service: Any, settings: Settings) -> RedisRunner:
     """Make `service` a front end: workers transcribe, cache and limits are shared through Redis."""
-    from .state import SharedCache, sync_client
-
     runner = RedisRunner(settings)
     cache = SharedCache(settings.data_dir / "cache.sqlite3", max_bytes=int(settings.cache_max_mb * 1_000_000),
                         client=sync_client(settings.broker_url.get_secret_value()), ttl_s=settings.shared_cache_ttl_s,
@@ -364,4 +337,4 @@ def attach(service: Any, settings: Settings) -> RedisRunner:
     return runner
 
 
-__all__ = ["RedisRunner", "TASK_NAME", "DELAYED", "attach", "shared_model_id", "ping"]
+__all__ = ["RedisRunner", "TASK_NAME", "DELAYED", "attach", "ping"]

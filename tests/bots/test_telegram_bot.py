@@ -21,6 +21,7 @@ from chatscribe.bots.telegram_bot import SECRET_HEADER, WEBHOOK_PATH, TelegramBo
 from chatscribe.core.config import Settings, load
 from chatscribe.core.errors import ConfigError, UnacceptedFormat
 from chatscribe.core.jobs.journal import Job, ProgressUpdate
+from chatscribe.core.keys import transcript_key
 from chatscribe.core.media import ACCEPTED_FORMATS, MediaRequest
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.service import TranscriptionService
@@ -189,9 +190,8 @@ def _long_transcript(units: int) -> Transcript:
 async def _seed_cache(service: TranscriptionService, unique_id: str, transcript: Transcript) -> None:
     # Reaching 4096 UTF-16 units takes about seven minutes of speech: too slow to transcribe in a test,
     # so the long transcript is put where an earlier transcription of this file would have left it.
-    variant = f"{service.runner.model_id}:{TranscribeOptions().key()}"
     service.cache.alias("telegram", unique_id, "hash-of-" + unique_id)
-    service.cache.put("hash-of-" + unique_id, variant, transcript)
+    service.cache.put(transcript_key(service.runner.model_id, TranscribeOptions(), "hash-of-" + unique_id), transcript)
 
 
 async def test_long_transcript_is_split_under_the_limit_without_losing_text(

@@ -27,12 +27,3 @@ def test_expected_languages_are_normalized_and_checked() -> None:
     with pytest.raises(UnknownLanguage):
         TranscribeOptions(expected_languages=("en", "klingon"))
 
-
-def test_cache_key_follows_what_changes_the_words() -> None:
-    assert TranscribeOptions(language="EN").key() == TranscribeOptions(language="en").key()
-    assert TranscribeOptions(language="en").key() != TranscribeOptions(language="de").key()
-    assert TranscribeOptions().key() != TranscribeOptions(task="translate").key()
-    assert TranscribeOptions().key() != TranscribeOptions(vocabulary="ComfyUI").key()
-    assert TranscribeOptions().key() != TranscribeOptions(temperature=0.0).key()
-    assert TranscribeOptions(expected_languages=("EN", "de")).key() == TranscribeOptions(
-        expected_languages=("en", "de")).key()

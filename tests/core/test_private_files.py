@@ -12,6 +12,7 @@ import pytest
 
 from chatscribe.core.cache import TranscriptCache
 from chatscribe.core.config import Settings
+from chatscribe.core.keys import TranscriptKey
 from chatscribe.core.service import TranscriptionService
 from chatscribe.core.transcript import Segment, Transcript
 
@@ -37,7 +38,7 @@ async def test_a_service_on_a_fresh_data_dir_writes_only_private_files(tmp_path:
     data = tmp_path / "fresh" / "data"
     settings = Settings(_env_file=None, data_dir=data)  # type: ignore[call-arg]
     svc = TranscriptionService(settings=settings)
-    svc.cache.put("0" * 64, "v", _transcript())
+    svc.cache.put(TranscriptKey("tiny.en", "v", "0" * 64), _transcript())
     svc.preferences.set("fake", "chat", "language", "de")
     files = sorted(p for p in data.iterdir() if p.is_file())
     names = {p.name for p in files}
@@ -68,6 +69,6 @@ def test_a_cache_started_afresh_after_corruption_is_private_too(tmp_path: Path) 
     path.parent.mkdir()
     path.write_bytes(b"not a database" * 500)
     cache = TranscriptCache(path, max_bytes=1_000_000)
-    cache.put("1" * 64, "v", _transcript())
+    cache.put(TranscriptKey("tiny.en", "v", "1" * 64), _transcript())
     assert _mode(path) == 0o600
     assert _mode(Path(f"{path}-wal")) == 0o600

@@ -15,8 +15,9 @@ from pathlib import Path
 import redis
 
 from chatscribe.core.config import Settings
+from chatscribe.core.scaleout.presence import parse_workers
 from chatscribe.core.scaleout.runner import RedisRunner, attach
-from chatscribe.core.scaleout.state import WORKERS, parse_workers
+from chatscribe.core.scaleout.schema import WORKERS
 from chatscribe.core.service import TranscriptionService
 from tests.fakes.collector import Collector
 from tests.ports import free_port  # noqa: F401  (the scale-out tests import it from here)

@@ -1,5 +1,6 @@
 """The small pieces of the shared state: what the logs and `doctor` show of the broker URL, which workers
-count as alive, and outcomes surviving the trip through Redis."""
+count as alive, and the key schema matching the keys the cache key names. (The values' codecs:
+tests/core/test_codecs.py.)"""
 
 from __future__ import annotations
 
@@ -11,19 +12,11 @@ from tests.needs import require
 
 require("taskiq_redis", "the scaleout extra is not installed (pip install -e '.[dev]')")
 
-from chatscribe.core.errors import UnreadableMedia  # noqa: E402
-from chatscribe.core.options import TranscribeOptions  # noqa: E402
-from chatscribe.core.scaleout.state import (  # noqa: E402
-    SEEN_TTL_S,
-    describe_url,
-    dump_options,
-    dump_outcome,
-    load_error,
-    load_options,
-    load_transcript,
-    parse_workers,
-)
-from chatscribe.core.transcript import Segment, Transcript  # noqa: E402
+from chatscribe.core.keys import TranscriptKey  # noqa: E402
+from chatscribe.core.scaleout import schema  # noqa: E402
+from chatscribe.core.scaleout.connection import describe_url  # noqa: E402
+from chatscribe.core.scaleout.presence import WorkerInfo, parse_workers, worker_record  # noqa: E402
+from chatscribe.core.scaleout.schema import SEEN_TTL_S  # noqa: E402
 
 
 @pytest.mark.parametrize(("url", "shown"), [
@@ -46,14 +39,20 @@ def test_only_workers_heard_from_recently_count() -> None:
     assert [(w.name, w.slots, w.busy, w.done) for w in workers] == [("alive", 8, 3, 10)]
 
 
-def test_outcomes_and_options_survive_the_trip_through_redis() -> None:
-    transcript = Transcript(segments=(Segment(0.0, 2.5, " Ask not."),), language="en", language_probability=0.9,
-                            duration_s=2.5, model="tiny.en")
-    back = load_transcript(dump_outcome(transcript))
-    assert back.text == transcript.text
-    assert back.segments == transcript.segments
-    failure = load_error(dump_outcome(UnreadableMedia()))
-    assert failure.code == "unreadable"
-    assert failure.user_message == UnreadableMedia().user_message
-    options = TranscribeOptions(language="de", vocabulary="Kubernetes", expected_languages=("de", "en"))
-    assert load_options(json.loads(json.dumps(dump_options(options)))) == options
+
+def test_a_heartbeat_reads_back_as_the_worker_that_wrote_it() -> None:
+    info = WorkerInfo("gpu-1", "base:beam5:vad1", slots=8, busy=2, done=40, seen=1_000_000.0)
+    assert parse_workers({b"gpu-1": worker_record(info, pid=4242)}, now=info.seen + 1) == [info]
+
+
+def test_the_schema_writes_the_keys_its_docstring_names() -> None:
+    key = TranscriptKey("base:beam5:vad1", "0123456789abcdef", "ab" * 32)
+    written = {schema.media(key), schema.claim(key), schema.attempts(key), schema.transcript(key), schema.error(key),
+               schema.alias("slack", "C1", "F1"), schema.rate("slack", "U1"), schema.WORKERS, schema.FRONTENDS,
+               schema.TRANSCRIBED, schema.EVENTS, schema.STREAM}
+    documented = schema.__doc__ or ""
+    for name in written:
+        shape = name.removeprefix(schema.PREFIX).replace(str(key), "<key>")
+        shape = shape.replace("slack:C1:F1", "<platform>:<chat>:<file id>").replace("slack:U1", "<platform>:<user>")
+        assert f"  {shape} " in documented, f"{name} is written but the schema's docstring does not name {shape}"
+    assert schema.parse_event(schema.event("done", key).encode()) == ("done", key)

@@ -23,7 +23,7 @@ require("taskiq_redis", "the scaleout extra is not installed (pip install -e '.[
 from chatscribe.core.errors import ChatscribeError  # noqa: E402
 from chatscribe.core.jobs.journal import CRASH_LIMIT  # noqa: E402
 from chatscribe.core.scaleout.runner import DELAYED  # noqa: E402
-from chatscribe.core.scaleout.state import GROUP, PREFIX, STREAM, TRANSCRIBED  # noqa: E402
+from chatscribe.core.scaleout.schema import ATTEMPTS_PATTERN, GROUP, STREAM, TRANSCRIBED  # noqa: E402
 from chatscribe.core.transcript import Transcript  # noqa: E402
 from tests.audio_tools import variants  # noqa: E402
 from tests.scaleout.cluster import FrontEnd, RedisServer, Workers, await_until, front_end  # noqa: E402
@@ -172,7 +172,7 @@ async def test_a_note_that_keeps_killing_workers_is_set_aside(
     client = redis_server.client()
 
     def attempts() -> int:
-        return sum(int(client.get(name) or 0) for name in client.scan_iter(f"{PREFIX}attempts:*"))
+        return sum(int(client.get(name) or 0) for name in client.scan_iter(ATTEMPTS_PATTERN))
 
     async with front_end(redis_server, tmp_path / "front") as front:
         front.collector.files["poison"] = audio("multilingual.mp3")

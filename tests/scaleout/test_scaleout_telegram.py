@@ -20,7 +20,7 @@ from tests.needs import require
 
 require("taskiq_redis", "the scaleout extra is not installed (pip install -e '.[dev]')")
 
-from chatscribe.core.scaleout.state import GROUP, STREAM  # noqa: E402
+from chatscribe.core.scaleout.schema import GROUP, STREAM  # noqa: E402
 from tests.audio_tools import variants  # noqa: E402
 from tests.fakes import telegram_api  # noqa: E402
 from tests.scaleout.cluster import WORKER_ENV, RedisServer, Workers, await_until, free_port  # noqa: E402

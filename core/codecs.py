@@ -1,0 +1,74 @@
+"""How options, transcripts and outcomes are written down: in the journal, the cache and Redis alike.
+
+Each codec turns a value into JSON-ready data and back. Readers accept what earlier versions wrote
+(a field added later is optional), so an upgrade never makes a stored answer unreadable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import ChatscribeError, RecordedFailure
+from .options import TranscribeOptions
+from .transcript import Gap, Segment, Transcript, Word
+
+Outcome = Transcript | ChatscribeError
+"""What a job ends with: a transcript, or the error its sender is told."""
+
+
+def encode_options(options: TranscribeOptions) -> dict[str, Any]:
+    data = {field.name: getattr(options, field.name) for field in dataclasses.fields(options)}
+    data["expected_languages"] = list(options.expected_languages)
+    return data
+
+
+def decode_options(data: Mapping[str, Any]) -> TranscribeOptions:
+    values = dict(data)
+    values["expected_languages"] = tuple(values.get("expected_languages") or ())
+    return TranscribeOptions(**values)
+
+
+def encode_transcript(transcript: Transcript) -> dict[str, Any]:
+    data = dataclasses.asdict(transcript)
+    data.pop("dropped")  # what the quality pass removed stays with the run that made it
+    data.pop("from_cache")  # a property of the reading, not of the transcript
+    for segment in data["segments"]:
+        segment["flags"] = sorted(segment["flags"])
+    return data
+
+
+def decode_transcript(data: Mapping[str, Any]) -> Transcript:
+    values = dict(data)
+    segments = tuple(
+        Segment(**{**s, "words": tuple(Word(**w) for w in s["words"]), "flags": frozenset(s["flags"])})
+        for s in values.pop("segments")
+    )
+    gaps = tuple(Gap(**g) for g in values.pop("gaps", ()))  # absent in entries written before gaps existed
+    return Transcript(segments=segments, gaps=gaps, **values)
+
+
+def encode_failure(error: ChatscribeError) -> dict[str, str]:
+    """An error outcome keeps its code and the sentence its sender is shown, not its type."""
+    return {"code": error.code, "message": error.user_message}
+
+
+def decode_failure(data: Mapping[str, Any]) -> RecordedFailure:
+    return RecordedFailure(data["code"], data["message"])
+
+
+def dumps_outcome(outcome: Outcome) -> str:
+    """One outcome as JSON text (the journal's outcome column, Redis' t: and err: values)."""
+    if isinstance(outcome, Transcript):
+        return json.dumps(encode_transcript(outcome), ensure_ascii=False)
+    return json.dumps(encode_failure(outcome))
+
+
+def loads_transcript(body: str | bytes) -> Transcript:
+    return decode_transcript(json.loads(body))
+
+
+def loads_failure(body: str | bytes) -> RecordedFailure:
+    return decode_failure(json.loads(body))
