@@ -13,7 +13,10 @@ what a 30 s one does. Two ways to share that cost, picked from how the device be
 Anything doubtful is done again: a packed note Whisper left without words goes into the next round's
 windows; a window failing Whisper's own checks, or a note still without its words, is transcribed on
 its own with `engine.transcribe`. Batching never loses a note's words. (core/engines/packing.py lays the notes
-out and takes the words back.)
+out and takes the words back; core/engines/decoding_steps.py does each step of the decoding.)
+
+Which batcher an engine gets follows what it declares (core/engines/base.py): `Batcher` for one that hands
+out its decoding steps, `WholeBatches` for one that batches whole inputs itself (`make_batcher`).
 """
 
 from __future__ import annotations
