@@ -172,14 +172,14 @@ async def test_accepted_but_not_transcribed_runs_again_after_restart(
 async def test_jobs_journaled_before_an_upgrade_still_run(
     settings: Settings, tiny_engine: FasterWhisperEngine, audio: Callable[[str], bytes]
 ) -> None:
-    """A journal written before the crash count existed (no exposed/crashes columns) keeps its jobs."""
+    """A journal written before the crash count existed (no media_in_hand/crashes columns) keeps its jobs."""
     collector = Collector(files={"note": audio("jfk_voice.ogg")})
     path = settings.data_dir / "jobs.sqlite3"
     journal = Journal(path)
     job = journal.add(collector.request("note"), TranscribeOptions())
     journal.close()
     with closing(sqlite3.connect(path)) as db:
-        for column in ("exposed", "crashes"):
+        for column in ("media_in_hand", "crashes"):
             db.execute(f"ALTER TABLE jobs DROP COLUMN {column}")
         db.commit()
     async with _service(settings, tiny_engine, collector) as svc:
@@ -187,6 +187,29 @@ async def test_jobs_journaled_before_an_upgrade_still_run(
         answers = await collector.wait_for(1)
     assert [a.job_id for a in answers] == [job.id]
     assert wer(JFK, answers[0].outcome.text) <= 0.1  # type: ignore[union-attr]
+
+
+def test_a_journal_whose_mark_was_called_exposed_still_counts_the_crash(
+    settings: Settings, audio: Callable[[str], bytes]
+) -> None:
+    """The media-in-hand mark was once the column `exposed`: a job marked so when the process died still
+    has its crash counted after the upgrade."""
+    collector = Collector(files={"note": audio("jfk_voice.ogg")})
+    path = settings.data_dir / "jobs.sqlite3"
+    journal = Journal(path)
+    job = journal.add(collector.request("note"), TranscribeOptions())
+    journal.media_in_hand(job.id, True)
+    journal.close()
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("ALTER TABLE jobs RENAME COLUMN media_in_hand TO exposed")
+        db.commit()
+    journal = Journal(path)
+    try:
+        (entry,) = journal.unfinished("fake", collector)
+    finally:
+        journal.close()
+    assert entry.job.id == job.id
+    assert entry.crashes == 1
 
 
 async def test_delivery_resumes_after_the_parts_already_sent(
