@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from chatscribe.core.service import TranscriptionService
 from chatscribe.core.transcript import Transcript, gap_note, render
 
 from .engine_loader import load_engine
+
+log = logging.getLogger(__name__)
 
 LONG_FILE_BYTES = 2_000_000
 """Files past this size get a progress bar (about two minutes of compressed speech)."""
@@ -38,22 +41,46 @@ async def transcribe_files(
         results = await asyncio.gather(*(_one(service, path, options) for path in files))
     failures = 0
     for path, result in zip(files, results, strict=True):
-        if isinstance(result, ChatscribeError):
-            failures += 1
-            print(f"{path}: {result.user_message}", file=sys.stderr)
-            continue
-        _emit(path, result, fmt, output_dir, timestamps, many=len(files) > 1)
+        if not isinstance(result, ChatscribeError):
+            try:
+                _emit(path, result, fmt, output_dir, timestamps, many=len(files) > 1)
+                continue
+            except Exception as exc:  # e.g. the output file's place is taken by a folder, or the disk is full
+                result = _unexpected(path, exc, doing="writing its transcript")
+        failures += 1
+        print(f"{path}: {result.user_message}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _unexpected(path: Path, exc: Exception, *, doing: str) -> ChatscribeError:
+    """A failure of one file that no ChatscribeError foresaw: one ERROR line (the traceback at DEBUG)
+    and one sentence for this file, and the other files go on."""
+    log.error("%s: %s failed: %s: %s", path, doing, type(exc).__name__, exc)
+    log.debug("%s: %s failed", path, doing, exc_info=exc)
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+    return ChatscribeError(f"{doing} failed ({reason}); the other files went on")
 
 
 async def _one(service: TranscriptionService, path: Path, options: TranscribeOptions) -> Transcript | ChatscribeError:
     try:
+        return await _transcribe_one(service, path, options)
+    except ChatscribeError as exc:
+        return exc
+    except Exception as exc:
+        return _unexpected(path, exc, doing="transcribing it")
+
+
+async def _transcribe_one(service: TranscriptionService, path: Path, options: TranscribeOptions) -> Transcript:
+    try:
         size = (await asyncio.to_thread(path.stat)).st_size
     except OSError as exc:
-        return ChatscribeError(f"cannot read it ({exc.strerror})")
+        raise ChatscribeError(f"cannot read it ({exc.strerror})") from exc
 
     async def fetch(limit: int) -> bytes:
-        return await asyncio.to_thread(path.read_bytes)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except OSError as exc:  # a folder, or a file that went away or lost its permission since stat()
+            raise ChatscribeError(f"cannot read it ({exc.strerror})") from exc
 
     request = MediaRequest(platform="cli", chat_id=str(path), user_id="cli", fetch=fetch,
                            size_bytes=size, file_name=path.name)
@@ -65,8 +92,6 @@ async def _one(service: TranscriptionService, path: Path, options: TranscribeOpt
 
     try:
         return await service.transcribe(request, options, progress=progress)
-    except ChatscribeError as exc:
-        return exc
     finally:
         if bar is not None:
             bar.close()

@@ -90,3 +90,29 @@ def test_playlists_naming_a_file_beside_the_working_directory_are_refused(
 def _needs_cli() -> None:
     if not CLI.exists():
         pytest.skip(f"the chatscribe console script is not installed beside {sys.executable}")
+
+
+def test_a_file_that_fails_unexpectedly_gets_a_sentence_and_the_others_are_still_transcribed(
+    tmp_path: Path, audio_dir: Path
+) -> None:
+    """One file's transcript cannot be written (a folder stands where it goes) and another "file" is a
+    folder: each gets its sentence and one ERROR line at most, with no traceback, and the good file is
+    still transcribed."""
+    good, blocked, folder = tmp_path / "good.ogg", tmp_path / "blocked.ogg", tmp_path / "folder.ogg"
+    good.write_bytes((audio_dir / "jfk_voice.ogg").read_bytes())
+    blocked.write_bytes((audio_dir / "jfk.flac").read_bytes())
+    folder.mkdir()
+    out = tmp_path / "out"
+    (out / "blocked.txt").mkdir(parents=True)
+
+    done = _run([blocked, folder, good], tmp_path, out)
+
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output, output[-3000:]
+    assert done.returncode == 1, output[-3000:]
+    assert "fellow americans" in (out / "good.txt").read_text().lower()
+    assert f"{blocked}: writing its transcript failed (Is a directory); the other files went on" in done.stderr
+    assert f"{folder}: cannot read it (Is a directory)" in done.stderr
+    errors = [line for line in done.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, errors  # the unforeseen one; the folder is a sentence, the reader's own mistake
+    assert str(blocked) in errors[0]
