@@ -40,9 +40,6 @@ class JournalReceipt:
         self.uncertain = False
         await asyncio.to_thread(self._journal.part_sent, self._job_id)
 
-    async def note(self, key: str, value: str) -> None:
-        await asyncio.to_thread(self._journal.note, self._job_id, key, value)
-
 
 async def deliver_with_retries(delivery: Delivery, job: Job, outcome: Transcript | ChatscribeError,
                                journal: Journal) -> bool:

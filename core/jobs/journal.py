@@ -95,9 +95,6 @@ class Receipt(Protocol):
     async def part_sent(self) -> None:
         """Record that the platform accepted one more message of this answer."""
 
-    async def note(self, key: str, value: str) -> None:
-        """Remember a small value with the job (survives restarts)."""
-
 
 class Delivery(Protocol):
     """What a bot gives the service so that its jobs can be run and answered, also after a restart."""

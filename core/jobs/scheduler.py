@@ -250,10 +250,3 @@ class FairScheduler:
             if ticket.on_position:
                 ticket.on_position(position)
 
-    def position(self, chat_id: str) -> int:
-        """1-based position the next ticket of `chat_id` would get, for estimates."""
-        order = self._order()
-        for position, ticket in enumerate(order, start=1):
-            if ticket.chat_id == chat_id:
-                return position
-        return len(order) + 1

@@ -521,9 +521,6 @@ async def _deliver(slack: Slack, transcript: Transcript, thread: dict[str, Any])
         async def part_sent(self) -> None:
             self.parts_sent += 1
 
-        async def note(self, key: str, value: str) -> None:
-            pass
-
     await slack.bot.deliver(Job("job1", request, TranscribeOptions()), transcript, Receipt())
 
 

@@ -292,9 +292,6 @@ class _NoReceipt:
     async def part_sent(self) -> None:
         return None
 
-    async def note(self, key: str, value: str) -> None:
-        return None
-
 
 async def test_transcribe_refuses_while_shutting_down(
     settings: Settings, tiny_engine: FasterWhisperEngine, audio: Callable[[str], bytes]
