@@ -330,7 +330,7 @@ def _dump_request(request: MediaRequest) -> str:
     return json.dumps(data)
 
 
-def _entry(row: tuple, delivery: Delivery) -> JournalEntry:  # type: ignore[type-arg]
+def _entry(row: tuple, delivery: Delivery) -> JournalEntry:
     job_id, request_json, options_json, state, outcome_json, parts_sent, notes_json, crashes = row
     data = json.loads(request_json)
     reference = MappingProxyType(data.pop("reference"))
