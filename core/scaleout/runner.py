@@ -253,22 +253,22 @@ class RedisRunner:
         """Resolve from a saved outcome, or make sure exactly one front end has this work published."""
         key, conn = pending.key, self.redis
         pending.checked = time.monotonic()
-        body, failure = await conn.mget(schema.transcript(key), schema.error(key))
+        body, failure = await conn.mget(schema.job("transcript", key), schema.job("error", key))
         if body is not None:
             self._resolve(pending, shared_transcript(body))
             return
         if failure is not None:
             self._resolve(pending, loads_failure(failure))
             return
-        claim = schema.claim(key)
+        claim = schema.job("claim", key)
         if not await conn.set(claim, self.frontend_id, nx=True, ex=self.claim_ttl_s):
             if await conn.get(claim) != self.frontend_id.encode():
                 return  # another front end publishes this content; its result answers us too
             await conn.expire(claim, self.claim_ttl_s)
         # Media present: a message for it is outstanding (see _PUBLISH); only refresh its lifetime.
-        if await conn.expire(schema.media(key), schema.MEDIA_TTL_S):
+        if await conn.expire(schema.job("media", key), schema.MEDIA_TTL_S):
             return
-        published = await self._publish(keys=[schema.media(key), schema.STREAM],
+        published = await self._publish(keys=[schema.job("media", key), schema.STREAM],
                                         args=[pending.work.data, schema.MEDIA_TTL_S, self._message(pending)])
         if published:
             pending.published = time.monotonic()

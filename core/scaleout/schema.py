@@ -52,24 +52,15 @@ def shared_model_id(settings: Settings) -> str:
     return f"{settings.model}:beam{settings.beam_size}:vad{int(settings.vad)}"
 
 
-def media(key: TranscriptKey) -> str:
-    return f"{PREFIX}media:{key}"
+JobState = Literal["media", "claim", "attempts", "transcript", "error"]
+"""The keys one job's state lives in, named for what they hold (see above)."""
+_JOB_PREFIXES: dict[JobState, str] = {"media": "media", "claim": "claim", "attempts": "attempts",
+                                      "transcript": "t", "error": "err"}
 
 
-def claim(key: TranscriptKey) -> str:
-    return f"{PREFIX}claim:{key}"
-
-
-def attempts(key: TranscriptKey) -> str:
-    return f"{PREFIX}attempts:{key}"
-
-
-def transcript(key: TranscriptKey) -> str:
-    return f"{PREFIX}t:{key}"
-
-
-def error(key: TranscriptKey) -> str:
-    return f"{PREFIX}err:{key}"
+def job(state: JobState, key: TranscriptKey) -> str:
+    """The Redis key of one part of a job's state, e.g. job("media", key) -> "chatscribe:media:<key>"."""
+    return f"{PREFIX}{_JOB_PREFIXES[state]}:{key}"
 
 
 def alias(platform: str, chat_id: str, file_id: str) -> str:

@@ -45,7 +45,7 @@ class SharedCache(TranscriptCache):
         local = super().get(key)
         if local is not None:
             return local
-        body = self._call(self._redis.get, schema.transcript(key))
+        body = self._call(self._redis.get, schema.job("transcript", key))
         if not body:
             return None
         transcript = shared_transcript(body)
@@ -55,7 +55,7 @@ class SharedCache(TranscriptCache):
     def put(self, key: TranscriptKey, transcript: Transcript) -> None:
         super().put(key, transcript)
         if not transcript.from_cache:
-            self._call(self._redis.set, schema.transcript(key), dumps_outcome(transcript), ex=self._ttl_s)
+            self._call(self._redis.set, schema.job("transcript", key), dumps_outcome(transcript), ex=self._ttl_s)
 
     def hash_for(self, platform: str, file_id: str, chat_id: str = NO_CHAT) -> str | None:
         local = super().hash_for(platform, file_id, chat_id)

@@ -41,6 +41,8 @@ T = TypeVar("T")
 
 
 class Worker:
+    """Takes jobs from the stream for one local Runner, `slots` at a time; see the module docstring."""
+
     def __init__(self, settings: Settings, runner: Runner, *, slots: int, name: str | None = None) -> None:
         url = settings.broker_url.get_secret_value()
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
@@ -103,10 +105,10 @@ class Worker:
             self._warned_model = True
             log.warning("a front end asks for model %s but this worker runs %s: give both the same "
                         "CHATSCRIBE_MODEL, CHATSCRIBE_BEAM_SIZE and CHATSCRIBE_VAD", model_id, self.model_id)
-        if await self._redis(lambda: self.redis.exists(schema.transcript(key), schema.error(key))):
+        if await self._redis(lambda: self.redis.exists(schema.job("transcript", key), schema.job("error", key))):
             await self._redis(lambda: self._announce_done(key))  # a repeat (a takeover after Redis restarted)
             return
-        data = await self._redis(lambda: self.redis.get(schema.media(key)))
+        data = await self._redis(lambda: self.redis.get(schema.job("media", key)))
         if not isinstance(data, bytes):  # None; never text, as the client does not decode
             log.info("job %s: media gone, skipped (its front end publishes it again if still waiting)", _short(key))
             return
@@ -145,7 +147,7 @@ class Worker:
         return transcript
 
     async def _count_attempt(self, key: TranscriptKey) -> int:
-        name = schema.attempts(key)
+        name = schema.job("attempts", key)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.incr(name)
             pipe.expire(name, schema.ATTEMPTS_TTL_S)
@@ -156,10 +158,10 @@ class Worker:
         """Outcome, then cleanup and the announcement, in one transaction: a front end sees all or nothing."""
         async with self.redis.pipeline(transaction=True) as pipe:
             if isinstance(outcome, Transcript):
-                pipe.set(schema.transcript(key), dumps_outcome(outcome), ex=self.ttl_s)
+                pipe.set(schema.job("transcript", key), dumps_outcome(outcome), ex=self.ttl_s)
             else:
-                pipe.set(schema.error(key), dumps_outcome(outcome), ex=schema.ERROR_TTL_S)
-            pipe.delete(schema.media(key), schema.attempts(key))
+                pipe.set(schema.job("error", key), dumps_outcome(outcome), ex=schema.ERROR_TTL_S)
+            pipe.delete(schema.job("media", key), schema.job("attempts", key))
             if ran:
                 pipe.incr(schema.TRANSCRIBED)
             pipe.publish(schema.EVENTS, schema.event("done", key))
@@ -170,7 +172,7 @@ class Worker:
             await self.redis.publish(schema.EVENTS, schema.event("started", key))
 
     async def _announce_done(self, key: TranscriptKey) -> None:
-        await self.redis.delete(schema.media(key))
+        await self.redis.delete(schema.job("media", key))
         await self.redis.publish(schema.EVENTS, schema.event("done", key))
 
     async def _redis(self, call: Callable[[], Awaitable[T]]) -> T:

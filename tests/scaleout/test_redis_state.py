@@ -5,6 +5,7 @@ tests/core/test_codecs.py.)"""
 from __future__ import annotations
 
 import json
+from typing import get_args
 
 import pytest
 
@@ -39,7 +40,6 @@ def test_only_workers_heard_from_recently_count() -> None:
     assert [(w.name, w.slots, w.busy, w.done) for w in workers] == [("alive", 8, 3, 10)]
 
 
-
 def test_a_heartbeat_reads_back_as_the_worker_that_wrote_it() -> None:
     info = WorkerInfo("gpu-1", "base:beam5:vad1", slots=8, busy=2, done=40, seen=1_000_000.0)
     assert parse_workers({b"gpu-1": worker_record(info, pid=4242)}, now=info.seen + 1) == [info]
@@ -47,9 +47,9 @@ def test_a_heartbeat_reads_back_as_the_worker_that_wrote_it() -> None:
 
 def test_the_schema_writes_the_keys_its_docstring_names() -> None:
     key = TranscriptKey("base:beam5:vad1", "0123456789abcdef", "ab" * 32)
-    written = {schema.media(key), schema.claim(key), schema.attempts(key), schema.transcript(key), schema.error(key),
-               schema.alias("slack", "C1", "F1"), schema.rate("slack", "U1"), schema.WORKERS, schema.FRONTENDS,
-               schema.TRANSCRIBED, schema.EVENTS, schema.STREAM}
+    written = {schema.job(state, key) for state in get_args(schema.JobState)}
+    written |= {schema.alias("slack", "C1", "F1"), schema.rate("slack", "U1"), schema.WORKERS, schema.FRONTENDS,
+                schema.TRANSCRIBED, schema.EVENTS, schema.STREAM}
     documented = schema.__doc__ or ""
     for name in written:
         shape = name.removeprefix(schema.PREFIX).replace(str(key), "<key>")
