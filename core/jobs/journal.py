@@ -38,7 +38,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal, Protocol
 
-from ..codecs import decode_failure, decode_options, decode_transcript, dumps_outcome, encode_options
+from ..codecs import decode_options, dumps_outcome, encode_options, loads_failure, loads_transcript
 from ..errors import ChatscribeError
 from ..media import Fetch, MediaRequest
 from ..options import TranscribeOptions
@@ -339,7 +339,7 @@ def _entry(row: tuple, delivery: Delivery) -> JournalEntry:
               MappingProxyType(json.loads(notes_json)))
     outcome: Transcript | ChatscribeError | None = None
     if state == "transcribed":
-        outcome = decode_transcript(json.loads(outcome_json))
+        outcome = loads_transcript(outcome_json)
     elif state == "failed":
-        outcome = decode_failure(json.loads(outcome_json))
+        outcome = loads_failure(outcome_json)
     return JournalEntry(job, state, outcome, crashes)
