@@ -85,6 +85,8 @@ class SharedCache(TranscriptCache):
         self._redis.close()
 
     def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._closed:  # as the local part: a run finishing after the close reaches nothing
+            return None
         if self._down and time.monotonic() < self._retry_at:
             return None
         try:

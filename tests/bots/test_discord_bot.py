@@ -40,10 +40,8 @@ JFK = "And so my fellow Americans, ask not what your country can do for you, ask
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeDiscord]:
-    fake = FakeDiscord()
-    await fake.start()
-    yield fake
-    await fake.stop()
+    async with FakeDiscord() as fake:
+        yield fake
 
 
 def discord_settings(fake: FakeDiscord, **overrides: object) -> DiscordSettings:

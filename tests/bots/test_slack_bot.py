@@ -96,10 +96,8 @@ class Slack:
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeSlack]:
-    slack = FakeSlack()
-    await slack.start()
-    yield slack
-    await slack.stop()
+    async with FakeSlack() as slack:
+        yield slack
 
 
 @contextlib.asynccontextmanager

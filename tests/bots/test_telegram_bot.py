@@ -38,10 +38,8 @@ GROUP = -1001234
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeTelegram]:
-    api = FakeTelegram()
-    await api.start()
-    yield api
-    await api.close()
+    async with FakeTelegram() as api:
+        yield api
 
 
 def telegram_settings(fake: FakeTelegram, **overrides: Any) -> TelegramSettings:

@@ -179,10 +179,8 @@ class SlackProcess:
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeSlack]:
-    slack = FakeSlack()
-    await slack.start()
-    yield slack
-    await slack.stop()
+    async with FakeSlack() as slack:
+        yield slack
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlencode
 
 import aiohttp
@@ -103,6 +103,14 @@ class FakeSlack:
     url: str = ""
 
     # -- lifecycle ------------------------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        """`async with Fake() as fake:` serves it on 127.0.0.1 for the block."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
     async def start(self) -> str:
         self._changed = asyncio.Condition()
         app = web.Application()

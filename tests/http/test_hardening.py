@@ -55,10 +55,8 @@ class Server:
 
 @pytest.fixture
 async def fake_slack() -> AsyncIterator[FakeSlack]:
-    slack = FakeSlack()
-    await slack.start()
-    yield slack
-    await slack.stop()
+    async with FakeSlack() as slack:
+        yield slack
 
 
 @pytest.fixture

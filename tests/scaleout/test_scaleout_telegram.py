@@ -33,10 +33,8 @@ CHATS = (101, 102, 103, 104, 105)
 
 @pytest.fixture
 async def fake() -> AsyncIterator[Any]:
-    api = telegram_api.FakeTelegram()
-    await api.start()
-    yield api
-    await api.close()
+    async with telegram_api.FakeTelegram() as api:
+        yield api
 
 
 class FrontEndProcess:
