@@ -1,7 +1,8 @@
-"""Discord's side of the journaled work: download media by reference, show typing, send the answers.
+"""Discord's side of the journaled work: download media by reference, post and edit the status, send the answers.
 
 Everything here works from the strings in a job's reference (channel, message, attachment, interaction
-token), so a job accepted before a restart is fetched and answered the same way as a fresh one.
+token), so a job accepted before a restart is fetched and answered the same way as a fresh one. The
+life of an answer (status, edit rate, parts, retries) is the core's (core/delivery); this is Discord's sender.
 """
 
 from __future__ import annotations
@@ -9,38 +10,51 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import re
-import time
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import aiohttp
 import discord
+from discord.http import Route
+from discord.utils import escape_markdown
 
 from chatscribe.adapters import discord as adapter
+from chatscribe.bots.logs import RedactingFilter, RedactSecrets
+from chatscribe.core import sentences
+from chatscribe.core.delivery import Courier, Limits, Place, Undeliverable
 from chatscribe.core.errors import ChatscribeError, DownloadFailed, MediaTooLarge
-from chatscribe.core.jobs.journal import Job, ProgressUpdate, Receipt
+from chatscribe.core.jobs.journal import Job
 from chatscribe.core.media import Fetch
 from chatscribe.core.preferences import Preferences
 from chatscribe.core.transcript import Transcript
 
+if TYPE_CHECKING:
+    from chatscribe.core.service import TranscriptionService
+
 log = logging.getLogger(__name__)
 
-FILE_FORMAT = "file_format"
-"""Per-server preference: the file type of transcripts too long for a few messages."""
-TYPING_EVERY_S = 8.0  # Discord shows "typing…" for 10 s after each trigger
-DOWNLOAD_FAILED = "I couldn't download that file from Discord; please send it again."
-FILE_DELETED = "That file was deleted before I could transcribe it."
-_TOKEN_IN_PATH = re.compile(r"/(webhooks|interactions)/(\d+)/[^/\s?'\"]+")
-_TOKEN_IN_PAYLOAD = re.compile(r"""(['"]token['"]:\s*['"])[^'"]+""")
+ORIGINAL = "@original"
+"""The status id of an interaction's job: its deferred response."""
+DOWNLOAD_FAILED = sentences.download_failed("Discord")
+LIMITS = Limits(message_units=adapter.MESSAGE_LIMIT, edit_interval_s=2.0, edits_per_window=5, window_s=5.0,
+                typing_every_s=8.0)
+"""A status edit at most every 2 s per channel, and never more than Discord's 5 edits per 5 s there;
+"typing…" shows for 10 s after each trigger."""
+_GONE = (401, 404)
+"""An interaction whose 15 minutes are over, or a message that was deleted."""
 
 
-class DiscordDelivery:
+class DiscordSender:
+    """What the core's delivery mechanism needs from Discord. A channel job's status is a reply to the
+    command or voice message; an interaction's is its deferred response ("thinking…"), edited as `@original`."""
+
+    limits = LIMITS
+
     def __init__(self, *, client: Callable[[], discord.Client], preferences: Preferences, max_parts: int) -> None:
         self._client = client
         self._preferences = preferences
         self._max_parts = max_parts
         self._session: aiohttp.ClientSession | None = None
-        self._typing: dict[str, float] = {}
 
     async def open(self) -> None:
         # Attachments come from Discord's CDN without the bot token: a session of our own streams them.
@@ -50,8 +64,6 @@ class DiscordDelivery:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-    # -- the service's Delivery ----------------------------------------------------------------------
 
     def fetcher(self, reference: Mapping[str, str]) -> Fetch:
         source = adapter.source_of(reference)
@@ -69,19 +81,54 @@ class DiscordDelivery:
 
         return fetch
 
-    async def progress(self, job: Job, update: ProgressUpdate) -> None:
-        target = adapter.target_of(job.request.reference)
-        if target.interaction_token is None:  # interactions already show "thinking…"
-            await self.typing(job.id, target.channel_id)
+    def place(self, job: Job) -> Place:
+        return Place(adapter.target_of(job.request.reference).channel_id)
 
-    async def deliver(self, job: Job, outcome: Transcript | ChatscribeError, receipt: Receipt) -> None:
-        self._typing.pop(job.id, None)
+    async def render(self, job: Job, outcome: Transcript | ChatscribeError) -> list[adapter.Reply]:
+        return await self._render(adapter.target_of(job.request.reference), outcome)
+
+    async def send(self, job: Job, part: adapter.Reply) -> None:
+        if not await self._send(adapter.target_of(job.request.reference), part):
+            raise Undeliverable("the channel or the interaction is gone, or the bot may not post there")
+
+    async def post_status(self, job: Job, text: str) -> str:
         target = adapter.target_of(job.request.reference)
-        replies = await self._render(target, outcome)
-        for reply in replies[job.parts_sent:]:  # a resumed job skips what Discord already accepted
-            if not await self._send(target, reply):
-                return
-            await receipt.part_sent()
+        try:
+            if target.interaction_token:
+                await self._edit_original(target, escape_markdown(text))
+                return ORIGINAL
+            message = await self._post(target, adapter.Reply(escape_markdown(text)))
+        except discord.HTTPException as exc:
+            if isinstance(exc, (discord.NotFound, discord.Forbidden)) or exc.status in _GONE:
+                raise Undeliverable(f"HTTP {exc.status}") from exc
+            raise
+        return str(message.id)
+
+    async def edit_status(self, job: Job, status_id: str, text: str) -> None:
+        await self._edit(adapter.target_of(job.request.reference), status_id, escape_markdown(text))
+
+    async def replace_status(self, job: Job, status_id: str, part: adapter.Reply) -> bool:
+        if part.file is not None:
+            return False
+        try:
+            await self._edit(adapter.target_of(job.request.reference), status_id, part.content)
+        except discord.HTTPException as exc:
+            if isinstance(exc, (discord.NotFound, discord.Forbidden)) or exc.status in _GONE:
+                return False  # deleted, or the interaction expired: the answer is sent instead
+            raise
+        return True
+
+    async def already_sent(self, job: Job, part: adapter.Reply) -> bool:
+        return False
+
+    async def typing(self, job: Job) -> None:
+        target = adapter.target_of(job.request.reference)
+        if target.interaction_token is not None:  # interactions already show "thinking…"
+            return
+        try:
+            await self._client().http.send_typing(int(target.channel_id))
+        except (discord.HTTPException, aiohttp.ClientError) as exc:  # cosmetic: never fail the work for it
+            log.debug("typing indicator failed: %s", exc)
 
     # -- used by the bot directly ----------------------------------------------------------------------
 
@@ -90,23 +137,12 @@ class DiscordDelivery:
         for reply in await self._render(target, error):
             await self._send(target, reply)
 
-    async def typing(self, job_id: str, channel_id: str) -> None:
-        now = time.monotonic()
-        if now - self._typing.get(job_id, 0.0) < TYPING_EVERY_S:
-            return
-        self._typing[job_id] = now
-        try:
-            await self._client().http.send_typing(int(channel_id))
-        except (discord.HTTPException, aiohttp.ClientError) as exc:  # cosmetic: never fail the work for it
-            log.debug("typing indicator failed: %s", exc)
-
     # -- internals -----------------------------------------------------------------------------------
 
     async def _render(self, target: adapter.Target, outcome: Transcript | ChatscribeError) -> list[adapter.Reply]:
-        file_format = "txt"
-        if target.guild_id is not None:
-            stored = await asyncio.to_thread(self._preferences.get, adapter.PLATFORM, target.guild_id, FILE_FORMAT)
-            file_format = stored or "txt"
+        # The server's settings with the channel's own over them (core/settings.py), as the bot reads them.
+        scopes = (target.guild_id, target.channel_id) if target.guild_id else (target.channel_id,)
+        file_format = (await asyncio.to_thread(self._preferences.settings, adapter.PLATFORM, *scopes)).file_extension
         return adapter.render_answer(outcome, max_parts=self._max_parts, file_format=file_format,
                                      label=target.label)
 
@@ -134,7 +170,7 @@ class DiscordDelivery:
                                allowed_mentions=discord.AllowedMentions.none())
             return True
         except discord.HTTPException as exc:
-            if exc.status not in (401, 404):  # anything else is worth a retry
+            if exc.status not in _GONE:  # anything else is worth a retry
                 raise
         if target.ephemeral:  # never post a private answer publicly
             log.warning("interaction expired before its private answer could be sent")
@@ -142,7 +178,7 @@ class DiscordDelivery:
         log.info("interaction expired; answering in the channel instead")
         return None
 
-    async def _post(self, target: adapter.Target, reply: adapter.Reply) -> None:
+    async def _post(self, target: adapter.Target, reply: adapter.Reply) -> discord.Message:
         client = self._client()
         guild_id = int(target.guild_id) if target.guild_id else None
         channel = client.get_partial_messageable(int(target.channel_id), guild_id=guild_id)
@@ -150,12 +186,26 @@ class DiscordDelivery:
         if target.reply_to:  # a deleted original must not lose the answer
             reference = discord.MessageReference(message_id=int(target.reply_to), channel_id=channel.id,
                                                  fail_if_not_exists=False)
-        await channel.send(reply.content, file=_file(reply), reference=reference,  # type: ignore[arg-type]
-                           mention_author=False)
+        return await channel.send(reply.content, file=_file(reply), reference=reference,  # type: ignore[arg-type]
+                                  mention_author=False)
+
+    async def _edit(self, target: adapter.Target, status_id: str, content: str) -> None:
+        if status_id == ORIGINAL:
+            await self._edit_original(target, content)
+            return
+        channel = self._client().get_partial_messageable(int(target.channel_id))
+        await channel.get_partial_message(int(status_id)).edit(content=content)
+
+    async def _edit_original(self, target: adapter.Target, content: str) -> None:
+        """Edit the interaction's deferred response, as Interaction.edit_original_response does, from ids
+        that survive a restart."""
+        route = Route("PATCH", "/webhooks/{application_id}/{token}/messages/@original",
+                      application_id=target.application_id, token=target.interaction_token)
+        await self._client().http.request(route, json={"content": content, "allowed_mentions": {"parse": []}})
 
     async def _download(self, url: str, max_bytes: int) -> bytes:
         if self._session is None:
-            raise DownloadFailed("I'm restarting: please send that again in a minute.")
+            raise DownloadFailed(sentences.RESTARTING)
         try:
             async with self._session.get(url) as response:
                 if response.status != 200:
@@ -182,7 +232,7 @@ class DiscordDelivery:
         for attachment in message.attachments:
             if str(attachment.id) == source.attachment_id:
                 return attachment.url
-        raise DownloadFailed(FILE_DELETED)
+        raise DownloadFailed(sentences.FILE_DELETED)
 
 
 def _file(reply: adapter.Reply) -> discord.File:
@@ -192,26 +242,21 @@ def _file(reply: adapter.Reply) -> discord.File:
     return discord.File(io.BytesIO(reply.file.data), filename=reply.file.name)
 
 
-class _Redact(logging.Filter):
-    def __init__(self, token: str) -> None:
-        super().__init__()
-        self._token = token
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = _TOKEN_IN_PATH.sub(r"/\1/\2/[redacted]", message)
-        cleaned = _TOKEN_IN_PAYLOAD.sub(r"\1[redacted]", cleaned)
-        if self._token:
-            cleaned = cleaned.replace(self._token, "[redacted]")
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        return True
-
-
 def redact_tokens(token: str) -> None:
-    """discord.py logs request URLs and gateway payloads at debug level: interaction tokens are in both."""
+    """discord.py logs request URLs and gateway payloads at debug level: interaction tokens are in both.
+    The log's one redaction (bots/logs.py) is put on those loggers too, for handlers other than ours."""
     for name in ("discord.http", "discord.webhook.async_", "discord.gateway", "discord.client", "discord.state"):
         logger = logging.getLogger(name)
-        for existing in [f for f in logger.filters if isinstance(f, _Redact)]:
+        for existing in [f for f in logger.filters if isinstance(f, RedactingFilter)]:
             logger.removeFilter(existing)
-        logger.addFilter(_Redact(token))
+        logger.addFilter(RedactingFilter(RedactSecrets([token])))
+
+
+class DiscordDelivery(Courier[adapter.Reply]):
+    """The service's Delivery for Discord jobs: the core mechanism with Discord's sender."""
+
+    def __init__(self, *, client: Callable[[], discord.Client], service: TranscriptionService,
+                 status_after_s: float) -> None:
+        self.discord = DiscordSender(client=client, preferences=service.preferences,
+                                     max_parts=service.settings.max_parts)
+        super().__init__(self.discord, note=service.note, status_after_s=status_after_s)

@@ -21,6 +21,9 @@ _TOKEN_SHAPES = re.compile(
     r"\d{6,12}:[A-Za-z0-9_-]{30,}"  # Telegram bot token
     r"|xox[abposr]-[A-Za-z0-9-]{10,}|xapp-[A-Za-z0-9-]{10,}"  # Slack tokens
 )
+# Discord's interaction and webhook tokens: in REST paths and in gateway payloads (discord.py logs both).
+_TOKEN_IN_PATH = re.compile(r"/(webhooks|interactions)/(\d+)/[^/\s?'\"]+")
+_TOKEN_IN_PAYLOAD = re.compile(r"""(['"]token['"]:\s*['"])[^'"]+""")
 _NOISY = ("httpx", "httpcore", "telegram.ext.ExtBot", "discord.http", "discord.gateway", "slack_sdk",
           "slack_bolt", "aiohttp.access", "faster_whisper")
 _NOISY_PREFIXES = tuple(f"{name}." for name in _NOISY) + _NOISY
@@ -37,7 +40,24 @@ class RedactSecrets:
     def redact(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "[redacted]")
+        text = _TOKEN_IN_PATH.sub(r"/\1/\2/[redacted]", text)
+        text = _TOKEN_IN_PAYLOAD.sub(r"\1[redacted]", text)
         return _TOKEN_SHAPES.sub("[redacted]", text)
+
+
+class RedactingFilter(logging.Filter):
+    """The same redaction on one library's loggers, for records that reach handlers other than ours."""
+
+    def __init__(self, redact: RedactSecrets) -> None:
+        super().__init__()
+        self.redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = self.redact.redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
 
 
 class _QuietLibraries(logging.Filter):

@@ -92,7 +92,7 @@ def test_markdown_in_a_transcript_is_shown_as_spoken() -> None:
 def test_a_cut_short_recording_says_so() -> None:
     (reply,) = render_answer(transcript("Hello there.", truncated=True), max_parts=3)
     assert reply.content.startswith("Hello there.")
-    assert "ends early" in reply.content
+    assert "ended early" in reply.content
 
 
 def test_media_is_recognized_by_type_or_name() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +44,8 @@ class Call:
     query: dict[str, str]
     body: Any
     files: tuple[Upload, ...] = ()
+    at: float = field(default_factory=time.monotonic)
+    """When it arrived (monotonic seconds): tests check the edit rate with it."""
 
 
 @dataclass
@@ -70,6 +73,8 @@ class FakeDiscord:
         self.downloads: list[str] = []
         self.history: dict[str, list[Payload]] = {self.channel_id: []}
         self.commands: dict[str, list[Payload]] = {}
+        self.originals: dict[str, Payload] = {}
+        """Interaction token -> its response message, once the bot edited `@original`."""
         self.identifies = 0
         self.resumes = 0
         self._files: dict[str, tuple[bytes, str]] = {}
@@ -363,6 +368,16 @@ class FakeDiscord:
         if not rest and method == "POST":
             message = self._bot_message(call.body, call.files, webhook=True)
             history.append(message)
+            return _json(message)
+        if rest == ["messages", "@original"] and method == "PATCH":
+            # The deferred response ("thinking…") edited: one message in the channel, kept per token.
+            token = call.path.split("/")[3]
+            message = self.originals.get(token)
+            if message is None:
+                message = self.originals[token] = self._bot_message(call.body, call.files, webhook=True)
+                history.append(message)
+            else:
+                message.update(content=(call.body or {}).get("content", message["content"]), edited_timestamp=_now())
             return _json(message)
         if rest[:1] == ["messages"] and method == "PATCH":
             message = self._bot_message(call.body, call.files, webhook=True)
