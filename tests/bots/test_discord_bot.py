@@ -14,7 +14,7 @@ import av
 import numpy as np
 import pytest
 
-from chatscribe.adapters.discord import NO_SPEECH, NOTHING_FOUND
+from chatscribe.adapters.discord import NO_SPEECH, NOTHING_FOUND, attachment_key
 from chatscribe.bots.discord_bot import (
     AUTO_ANSWERS,
     NO_HISTORY,
@@ -23,7 +23,6 @@ from chatscribe.bots.discord_bot import (
     DiscordBot,
     DiscordSettings,
 )
-from chatscribe.bots.discord_delivery import FILE_FORMAT
 from chatscribe.core.config import Settings
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.errors import ConfigError
@@ -223,7 +222,7 @@ async def test_forget_deletes_the_servers_transcripts_and_settings(
     assert wer(JFK, first.body["content"]) < 0.2
     await bot.service.wait_idle()
     assert len(fake.downloads) == 1
-    assert bot.service.preferences.get("discord", fake.guild_id, FILE_FORMAT) == "srt"
+    assert bot.service.preferences.get("discord", fake.guild_id, "format") == "srt"
 
     denied = await fake.slash_command("chatscribe", [{"name": "forget", "type": 1, "options": []}])
     (refusal,) = await fake.wait_calls("POST", f"/interactions/{denied['id']}/{denied['token']}/callback")
@@ -231,7 +230,7 @@ async def test_forget_deletes_the_servers_transcripts_and_settings(
     forget = await fake.slash_command("chatscribe", [{"name": "forget", "type": 1, "options": []}], member=moderator)
     (done,) = await fake.wait_calls("POST", webhook_path(fake, forget))
     assert done.body["content"].startswith("Done: I've forgotten this conversation's data")
-    assert bot.service.preferences.get("discord", fake.guild_id, FILE_FORMAT) is None
+    assert bot.service.preferences.get("discord", fake.guild_id, "format") is None
 
     await fake.user_message("!transcribe", attachments=[attachment])  # the same file again: fetched anew
     await answers(fake, 2)
@@ -261,9 +260,10 @@ async def test_slash_command_defers_then_follows_up_privately(
 
 async def test_slash_command_with_unknown_language_explains(fake: FakeDiscord, bot: DiscordBot) -> None:
     interaction = await fake.slash_command("transcribe", [{"name": "language", "type": 3, "value": "klingon"}])
-    (followup,) = await fake.wait_calls("POST", webhook_path(fake, interaction))
-    assert "klingon" in followup.body["content"]
-    assert "Traceback" not in followup.body["content"]
+    (answer,) = await fake.wait_calls("POST", f"/interactions/{interaction['id']}/{interaction['token']}/callback")
+    assert "klingon" in answer.body["data"]["content"]
+    assert "Traceback" not in answer.body["data"]["content"]
+    assert answer.body["data"]["flags"] & FLAG_EPHEMERAL, "only the one who asked sees the refusal"
 
 
 async def test_slash_command_without_a_file_takes_the_latest_recording(
@@ -373,7 +373,7 @@ async def test_long_transcript_is_split_under_2000_with_nothing_lost(
             await answers(fake)
             await service.wait_idle()
             replies = await answers(fake)
-            transcript = await service.cached(_cached_request(attachment["id"], fake.channel_id))
+            transcript = await service.cached(_cached_request(attachment["url"], fake.channel_id))
         finally:
             await bot.stop()
 
@@ -401,7 +401,7 @@ async def test_past_max_parts_the_transcript_comes_as_a_subtitle_file(
             attachment = fake.attachment(long_speech, "long.flac", "audio/flac")
             await fake.user_message("!transcribe", attachments=[attachment])
             (answer,) = await answers(fake)
-            transcript = await service.cached(_cached_request(attachment["id"], fake.channel_id))
+            transcript = await service.cached(_cached_request(attachment["url"], fake.channel_id))
         finally:
             await bot.stop()
 
@@ -452,7 +452,13 @@ async def test_commands_sync_to_the_configured_servers_for_instant_updates(
     synced = {c["name"]: c for c in fake.commands[fake.guild_id]}
     assert set(synced) == {"transcribe", "Transcribe", "chatscribe"}
     assert synced["Transcribe"]["type"] == 3, "a message context-menu command"
-    assert int(synced["chatscribe"]["default_member_permissions"]) == 1 << 5, "Manage Server by default"
+    # Everyone may see the settings (`/chatscribe settings`); changing them is checked per call (Manage Server).
+    assert synced["chatscribe"].get("default_member_permissions") is None
+    subcommands = {o["name"]: o for o in synced["chatscribe"]["options"]}
+    assert set(subcommands) == {"language", "translate", "vocab", "format", "timestamps", "auto", "settings",
+                                "forget", "channel"}
+    assert {o["name"] for o in subcommands["channel"]["options"]} == {
+        "language", "translate", "vocab", "format", "timestamps", "auto", "reset"}
     options = {o["name"]: o for o in synced["transcribe"]["options"]}
     assert set(options) == {"file", "language", "translate", "ephemeral"}
     assert not any(o.get("required") for o in options.values())
@@ -550,13 +556,13 @@ async def test_chatscribe_run_discord_subprocess_answers_a_command(
 # -- helpers ----------------------------------------------------------------------------------------------
 
 
-def _cached_request(attachment_id: str, channel_id: str) -> MediaRequest:
-    """File ids are looked up per conversation (the channel), as `forget` needs."""
+def _cached_request(url: str, channel_id: str) -> MediaRequest:
+    """File ids (an attachment's URL path) are looked up per conversation (the channel), as `forget` needs."""
     async def never(max_bytes: int) -> bytes:
         raise AssertionError("the cached transcript is read without downloading")
 
     return MediaRequest(platform="discord", chat_id=channel_id, user_id="", fetch=never,
-                        platform_file_id=attachment_id)
+                        platform_file_id=attachment_key(url))
 
 
 def _decode(path: Path) -> np.ndarray:
