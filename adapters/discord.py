@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from types import MappingProxyType
 from typing import Literal
+from urllib.parse import urlsplit
 
 import discord
 from discord.utils import escape_markdown
 
 from chatscribe.core.errors import ChatscribeError
 from chatscribe.core.media import Fetch, MediaRequest
+from chatscribe.core.settings import KEYS, ConversationSettings
 from chatscribe.core.text import characters, split_text
 from chatscribe.core.transcript import Transcript, gap_note, render
 
@@ -143,9 +145,26 @@ def build_request(
         size_bytes=attachment.size,
         duration_hint_s=attachment.duration,
         file_name=attachment.filename,
-        platform_file_id=str(attachment.id),
+        platform_file_id=attachment_key(attachment.url),
         reference=to_reference(target, source),
     )
+
+
+def attachment_key(url: str) -> str:
+    """What stays the same when a file is posted again: its CDN path, without the signature that expires.
+
+    A forwarded message, or a file re-posted from its link, gets a new attachment id but keeps the path
+    (`/attachments/<channel>/<attachment>/<name>`), so the transcript is found without downloading it.
+    """
+    return urlsplit(url).path
+
+
+def describe_settings(settings: ConversationSettings, *, channel_keys: set[str]) -> str:
+    """`/chatscribe settings`: the settings in force here, marking those this channel sets for itself."""
+    lines = [escape_markdown(line) for line in settings.lines()]
+    own = [key for key in KEYS if key in channel_keys]
+    note = f"\n*This channel sets {', '.join(own)} itself; the rest are the server's.*" if own else ""
+    return "**Settings in this channel**\n" + "\n".join(lines) + note
 
 
 def to_reference(target: Target, source: Source) -> Mapping[str, str]:
@@ -204,6 +223,7 @@ def _as_file(transcript: Transcript, body: str, file_format: str) -> Reply:
 
 __all__ = [
     "FILE_FORMATS", "MESSAGE_LIMIT", "NO_SPEECH", "NOTHING_FOUND", "CommandArgs", "FileFormat", "OutgoingFile",
-    "Reply", "Source", "Target", "build_request", "is_media", "is_voice_message", "kind_of", "labelled",
+    "Reply", "Source", "Target", "attachment_key", "build_request", "describe_settings",
+    "is_media", "is_voice_message", "kind_of", "labelled",
     "media_attachments", "parse_command", "render_answer", "source_of", "target_of", "to_reference",
 ]

@@ -24,14 +24,14 @@ from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chatscribe.adapters import discord as adapter
-from chatscribe.bots.discord_delivery import FILE_FORMAT, DiscordDelivery, redact_tokens
-from chatscribe.bots.languages import language_code
+from chatscribe.bots.discord_delivery import DiscordDelivery, redact_tokens
 from chatscribe.core.config import ENV_FILE
 from chatscribe.core.errors import ChatscribeError, ConfigError
 from chatscribe.core.jobs.journal import Job, ProgressUpdate, Receipt
 from chatscribe.core.media import Fetch
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.retention import Forgotten
+from chatscribe.core.settings import ConversationSettings, SettingChange, parse_setting, resolve_language
 from chatscribe.core.transcript import Transcript
 
 if TYPE_CHECKING:
@@ -41,15 +41,18 @@ log = logging.getLogger(__name__)
 
 DISCORD_API = "https://discord.com/api/v10"
 HISTORY_LIMIT = 20
-AUTO_VOICE = "auto_voice"
 AUTO_ANSWERS = {"on": "Voice messages in this server will be transcribed automatically.",
                 "off": "Voice messages in this server will only be transcribed on request."}
+CHANNEL_AUTO_ANSWERS = {"on": "Voice messages in this channel will be transcribed automatically.",
+                        "off": "Voice messages in this channel will only be transcribed on request."}
+_LEGACY_KEYS = {"auto_voice": "auto", "file_format": "format"}
+"""Where servers' settings were stored before every platform shared core/settings.py."""
 INTERNAL_ERROR = "Something went wrong on my side; please try again later."
 NOT_ALLOWED = "Only people with the Manage Server permission can change that."
 SERVER_NOT_ALLOWED = "Sorry, this bot is private: it only works in the servers its operator allowed."
 NO_HISTORY = ("I can't read this channel's earlier messages (Read Message History permission): attach the file "
               "to the command or use the Transcribe command on its message.")
-UNKNOWN_LANGUAGE = "I don't know the language {value!r}: use a code like `en` or a name like `German`."
+CHANNEL_RESET = "This channel follows the server's settings again."
 
 
 class DiscordSettings(BaseSettings):
@@ -200,23 +203,30 @@ class DiscordBot:
                                language="Spoken language, e.g. en or German (default: detect)",
                                translate="Translate into English", ephemeral="Only you see the result")
         async def transcribe(interaction: discord.Interaction, file: discord.Attachment | None = None,
-                             language: str | None = None, translate: bool = False, ephemeral: bool = False) -> None:
+                             language: str | None = None, translate: bool | None = None,
+                             ephemeral: bool = False) -> None:
             await self._on_slash(interaction, file, language, translate, ephemeral)
 
         @tree.context_menu(name="Transcribe")
         async def transcribe_message(interaction: discord.Interaction, message: discord.Message) -> None:
             await self._on_context_menu(interaction, message)
 
+        # Everyone sees the settings; changing them is checked per call (Manage Server), so the group is
+        # not hidden behind default_permissions.
         group = app_commands.Group(name="chatscribe", description="chatscribe settings for this server",
-                                   guild_only=True, default_permissions=discord.Permissions(manage_guild=True))
+                                   guild_only=True)
+        channel = app_commands.Group(name="channel", description="Settings for this channel only, over the server's",
+                                     parent=group)
+        for scope in (group, channel):
+            self._add_setting_commands(scope, per_channel=scope is channel)
 
-        @group.command(name="auto", description="Transcribe voice messages automatically in this server")
-        async def auto(interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
-            await self._set_preference(interaction, AUTO_VOICE, state, AUTO_ANSWERS[state])
+        @group.command(name="settings", description="Show the settings in force in this channel")
+        async def show(interaction: discord.Interaction) -> None:
+            await self._show_settings(interaction)
 
-        @group.command(name="format", description="File type for transcripts too long for a few messages")
-        async def file_format(interaction: discord.Interaction, kind: Literal["txt", "srt", "vtt"]) -> None:
-            await self._set_preference(interaction, FILE_FORMAT, kind, f"Long transcripts will come as .{kind}.")
+        @channel.command(name="reset", description="Let this channel follow the server's settings again")
+        async def reset(interaction: discord.Interaction) -> None:
+            await self._reset_channel(interaction)
 
         @group.command(name="forget", description="Delete what chatscribe keeps about this server")
         async def forget(interaction: discord.Interaction) -> None:
@@ -224,6 +234,38 @@ class DiscordBot:
 
         tree.add_command(group)
         tree.error(self._on_app_command_error)
+
+    def _add_setting_commands(self, group: app_commands.Group, *, per_channel: bool) -> None:
+        """`/chatscribe <setting> <value>` for the server, `/chatscribe channel <setting> <value>` for a channel."""
+        where = "this channel" if per_channel else "this server"
+
+        async def change(interaction: discord.Interaction, key: str, typed: str) -> None:
+            await self._change_setting(interaction, key, typed, per_channel=per_channel)
+
+        @group.command(name="language", description=f"Spoken language in {where}: auto, a code (de) or a name")
+        @app_commands.describe(value="auto, a code such as de, or an English name such as German")
+        async def language(interaction: discord.Interaction, value: str) -> None:
+            await change(interaction, "language", value)
+
+        @group.command(name="translate", description=f"Answer in English whatever was spoken in {where}")
+        async def translate(interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
+            await change(interaction, "translate", state)
+
+        @group.command(name="vocab", description=f"Names and terms to expect in {where} (empty clears them)")
+        async def vocab(interaction: discord.Interaction, terms: str = "") -> None:
+            await change(interaction, "vocab", terms)
+
+        @group.command(name="format", description="File type for transcripts too long for a few messages")
+        async def file_format(interaction: discord.Interaction, kind: Literal["txt", "srt", "vtt"]) -> None:
+            await change(interaction, "format", kind)
+
+        @group.command(name="timestamps", description=f"Times of the passages in the text in {where}")
+        async def timestamps(interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
+            await change(interaction, "timestamps", state)
+
+        @group.command(name="auto", description=f"Transcribe voice messages automatically in {where}")
+        async def auto(interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
+            await change(interaction, "auto", state)
 
     async def _on_message(self, message: discord.Message) -> None:
         if message.author.bot:  # bots, this one included, never trigger work
@@ -236,10 +278,14 @@ class DiscordBot:
                     await self._reply(message, SERVER_NOT_ALLOWED)
                 return
             if command is not None:
-                await self._on_text_command(message, _options(command.language, command.translate))
-            elif adapter.is_voice_message(message) and await self._auto_enabled(message.guild):
-                await self._submit_all(message, adapter.media_attachments(message), message,
-                                       TranscribeOptions(), voice=True)
+                options = await self._options(message.guild, message.channel.id, command.language,
+                                              command.translate or None)
+                await self._on_text_command(message, options)
+            elif adapter.is_voice_message(message):
+                chosen = await self._settings(message.guild, message.channel.id)
+                if chosen.auto_or(True):
+                    await self._submit_all(message, adapter.media_attachments(message), message,
+                                           chosen.options(self.service.settings.expected_languages), voice=True)
         except ChatscribeError as exc:
             await self._reply(message, exc.user_message)
         except Exception:
@@ -275,11 +321,16 @@ class DiscordBot:
         return True
 
     async def _on_slash(self, interaction: discord.Interaction, file: discord.Attachment | None,
-                        language: str | None, translate: bool, ephemeral: bool) -> None:
+                        language: str | None, translate: bool | None, ephemeral: bool) -> None:
+        """`language` and `translate`, when given, override the settings here for this file only."""
         if await self._refused(interaction):
             return
+        try:
+            options = await self._options(interaction.guild, interaction.channel_id, language, translate)
+        except ChatscribeError as exc:  # an unknown language: one sentence, only for the one who asked
+            await interaction.response.send_message(exc.user_message, ephemeral=True)
+            return
         await interaction.response.defer(thinking=True, ephemeral=ephemeral)
-        options = _options(language, translate)
         if file is not None:
             items: list[tuple[discord.Attachment, str | None]] = [(file, None)]
             source_id = None
@@ -300,17 +351,63 @@ class DiscordBot:
         if not attachments:
             await interaction.followup.send(adapter.NOTHING_FOUND, ephemeral=True)
             return
+        chosen = await self._settings(interaction.guild, interaction.channel_id)
         await self._submit_interaction(interaction, adapter.labelled(attachments), str(message.id),
-                                       TranscribeOptions(), ephemeral=False)
+                                       chosen.options(self.service.settings.expected_languages), ephemeral=False)
 
-    async def _set_preference(self, interaction: discord.Interaction, key: str, value: str, answer: str) -> None:
+    async def _may_change(self, interaction: discord.Interaction) -> bool:
+        """Manage Server changes settings; anyone else is told so, privately."""
         if await self._refused(interaction):
-            return
+            return False
         if interaction.guild_id is None or not interaction.permissions.manage_guild:
             await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
+            return False
+        return True
+
+    async def _change_setting(self, interaction: discord.Interaction, key: str, typed: str, *,
+                              per_channel: bool) -> None:
+        if not await self._may_change(interaction):
             return
-        await asyncio.to_thread(self.service.preferences.set, self.platform, str(interaction.guild_id), key, value)
-        await interaction.response.send_message(answer)
+        try:
+            change = parse_setting(key, typed, offered=self.service.settings.expected_languages)
+        except ChatscribeError as exc:  # a value it does not take: the setting stays as it was
+            await interaction.response.send_message(exc.user_message, ephemeral=True)
+            return
+        scope = str(interaction.channel_id if per_channel else interaction.guild_id)
+        await asyncio.to_thread(self.service.preferences.change, self.platform, scope, change)
+        await interaction.response.send_message(_confirmation(change, per_channel=per_channel))
+
+    async def _reset_channel(self, interaction: discord.Interaction) -> None:
+        if not await self._may_change(interaction):
+            return
+        await asyncio.to_thread(self.service.preferences.forget, self.platform, str(interaction.channel_id))
+        await interaction.response.send_message(CHANNEL_RESET)
+
+    async def _show_settings(self, interaction: discord.Interaction) -> None:
+        if await self._refused(interaction):
+            return
+        chosen = await self._settings(interaction.guild, interaction.channel_id)
+        own = await asyncio.to_thread(self.service.preferences.get_all, self.platform, str(interaction.channel_id))
+        await interaction.response.send_message(adapter.describe_settings(chosen, channel_keys=set(own)),
+                                                ephemeral=True)
+
+    async def _settings(self, guild: discord.Guild | None, channel_id: int | None) -> ConversationSettings:
+        """The server's settings with this channel's own over them (a direct message has only its own)."""
+        scopes = [str(guild.id)] if guild is not None else []
+        scopes += [str(channel_id)] if channel_id is not None else []
+        layers = await asyncio.to_thread(
+            lambda: [self.service.preferences.get_all(self.platform, scope) for scope in scopes])
+        if layers and guild is not None:
+            layers[0] = {_LEGACY_KEYS.get(key, key): value for key, value in layers[0].items()}
+        return ConversationSettings.from_stored(*layers)
+
+    async def _options(self, guild: discord.Guild | None, channel_id: int | None, language: str | None,
+                       translate: bool | None) -> TranscribeOptions:
+        """The settings here, with a one-off language and translation typed with the command over them."""
+        offered = self.service.settings.expected_languages
+        code = resolve_language(language, offered) if language else None
+        chosen = await self._settings(guild, channel_id)
+        return chosen.options(offered, language=code, translate=translate)
 
     async def _forget(self, interaction: discord.Interaction) -> None:
         """The server's settings, and the transcripts and job records of each of its channels and threads."""
@@ -375,12 +472,6 @@ class DiscordBot:
         if target.interaction_token is None:
             await self._delivery.typing(job.id, target.channel_id)
 
-    async def _auto_enabled(self, guild: discord.Guild | None) -> bool:
-        if guild is None:
-            return True
-        value = await asyncio.to_thread(self.service.preferences.get, self.platform, str(guild.id), AUTO_VOICE, "on")
-        return value != "off"
-
     # -- Delivery (the service calls these; the sending lives in discord_delivery) -----------------------
 
     def fetcher(self, reference: Mapping[str, str]) -> Fetch:
@@ -402,13 +493,11 @@ class DiscordBot:
 _ORIGINAL_BASE, _ORIGINAL_GATEWAY = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
 
 
-def _options(language: str | None, translate: bool) -> TranscribeOptions:
-    code = None
-    if language:
-        code = language_code(language)
-        if code is None:
-            raise ChatscribeError(UNKNOWN_LANGUAGE.format(value=language[:40]))
-    return TranscribeOptions(language=code, task="translate" if translate else "transcribe")
+def _confirmation(change: SettingChange, *, per_channel: bool) -> str:
+    if change.key == "auto" and change.value:
+        return (CHANNEL_AUTO_ANSWERS if per_channel else AUTO_ANSWERS)[change.value]
+    where = "In this channel" if per_channel else "In this server"
+    return f"{where}: {change.confirmation[0].lower()}{change.confirmation[1:]}"
 
 
 def _explain(failure: BaseException | None, base_url: str) -> Exception:
