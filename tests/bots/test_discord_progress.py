@@ -18,6 +18,7 @@ from chatscribe.core.media import MediaRequest
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.service import TranscriptionService
 from tests.fakes.discord_api import Call, FakeDiscord
+from tests.fakes.receipts import MemoryReceipt
 from tests.wer import wer
 
 JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
@@ -99,7 +100,7 @@ async def test_status_edits_keep_discords_rate_in_a_busy_channel(fake: FakeDisco
             await bot._delivery.progress(job, ProgressUpdate("transcribing", fraction=min(0.99, step / 100)))
         await asyncio.sleep(0.05)  # the runner's report rate, not a synchronisation
     for job in jobs:
-        await bot._delivery.deliver(job, NoAudioTrack(), _Receipt())
+        await bot._delivery.deliver(job, NoAudioTrack(), MemoryReceipt())
 
     posts = fake.find("POST", channel_messages(fake))
     assert len([p for p in posts if p.body.get("content", "").startswith("Transcribing")]) == 3
@@ -124,20 +125,6 @@ async def _job(fake: FakeDiscord, job_id: str) -> Job:
     request = MediaRequest(platform="discord", chat_id=fake.channel_id, user_id="1", fetch=never,
                            reference=reference)
     return Job(id=job_id, request=request, options=TranscribeOptions())
-
-
-class _Receipt:
-    parts_sent = 0
-    uncertain = False
-
-    async def sending(self) -> None:
-        pass
-
-    async def part_sent(self) -> None:
-        self.parts_sent += 1
-
-    async def note(self, key: str, value: str) -> None:
-        pass
 
 
 def _most_in_window(calls: list[Call], window_s: float) -> int:

@@ -10,8 +10,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -29,7 +27,8 @@ from chatscribe.core.jobs.journal import Job
 from chatscribe.core.media import MediaRequest
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.transcript import Segment, Transcript
-from tests.fakes.process import until_ready
+from tests.fakes.process import chatscribe_process
+from tests.fakes.receipts import MemoryReceipt
 from tests.fakes.slack_api import (
     FakeSlack,
     RecordingHost,
@@ -509,17 +508,7 @@ async def _deliver(slack: Slack, transcript: Transcript, thread: dict[str, Any])
     request = MediaRequest(platform="slack", chat_id=CHANNEL, user_id="UALICE", fetch=never, file_name="talk.m4a",
                            reference=reference)
 
-    class Receipt:
-        parts_sent = 0
-        uncertain = False
-
-        async def sending(self) -> None:
-            pass
-
-        async def part_sent(self) -> None:
-            self.parts_sent += 1
-
-    await slack.bot.deliver(Job("job1", request, TranscribeOptions()), transcript, Receipt())
+    await slack.bot.deliver(Job("job1", request, TranscribeOptions()), transcript, MemoryReceipt())
 
 
 def _transcript(text: str) -> Transcript:
@@ -737,20 +726,10 @@ def _run_env(fake: FakeSlack, tmp_path: Path, port: int) -> dict[str, str]:
 async def _chatscribe_run(fake: FakeSlack, tmp_path: Path, log_name: str) -> AsyncIterator[str]:
     """`chatscribe run slack` as a real process on tmp_path/data; stopped with SIGTERM (graceful) at the end."""
     port = free_port()
-    with (tmp_path / log_name).open("wb") as log_out:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "chatscribe", "run", "slack", cwd=tmp_path, env=_run_env(fake, tmp_path, port),
-            stdout=log_out, stderr=asyncio.subprocess.STDOUT)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            async with aiohttp.ClientSession() as http:
-                await until_ready(http, base, process)
-            yield base
-        finally:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-            code = await asyncio.wait_for(process.wait(), timeout=60)
-    assert code == 0
+    async with chatscribe_process("run", "slack", env=_run_env(fake, tmp_path, port), cwd=tmp_path,
+                                  log=tmp_path / log_name, port=port) as process:
+        yield f"http://127.0.0.1:{port}"
+    assert process.returncode == 0
 
 
 async def _post_event(base: str, event: dict[str, Any], event_id: str, headers: dict[str, str] | None = None) -> int:
@@ -780,30 +759,16 @@ async def test_a_restarted_chatscribe_run_does_not_answer_a_redelivered_event_ag
 
 
 async def test_chatscribe_run_slack_end_to_end(fake: FakeSlack, audio: Any, tmp_path: Path) -> None:
-    port = free_port()
-    env = _run_env(fake, tmp_path, port)
-    log_file = tmp_path / "chatscribe.log"
-    with log_file.open("wb") as log_out:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "chatscribe", "run", "slack", cwd=tmp_path, env=env,
-            stdout=log_out, stderr=asyncio.subprocess.STDOUT)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            async with aiohttp.ClientSession() as http:
-                await until_ready(http, base, process)
-                info = fake.add_file("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
-                message = fake.add_message(CHANNEL, files=[info])
-                body = event_body(message_event(CHANNEL, message))
-                headers = {"Content-Type": "application/json", **signed_headers(SECRET, body)}
-                async with http.post(f"{base}/slack/events", data=body, headers=headers) as response:
-                    assert response.status == 200
-                (reply,) = await fake.wait_for(lambda: fake.bot_messages(CHANNEL, message["ts"]), timeout=120)
-                assert wer(JFK, text_of(reply)) < 0.3
-        finally:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-            code = await asyncio.wait_for(process.wait(), timeout=60)
-    assert code == 0
-    logged = log_file.read_text()
+    async with _chatscribe_run(fake, tmp_path, "chatscribe.log") as base:  # exits 0 after SIGTERM
+        info = fake.add_file("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
+        message = fake.add_message(CHANNEL, files=[info])
+        body = event_body(message_event(CHANNEL, message))
+        headers = {"Content-Type": "application/json", **signed_headers(SECRET, body)}
+        async with aiohttp.ClientSession() as http, http.post(f"{base}/slack/events", data=body,
+                                                              headers=headers) as response:
+            assert response.status == 200
+        (reply,) = await fake.wait_for(lambda: fake.bot_messages(CHANNEL, message["ts"]), timeout=120)
+        assert wer(JFK, text_of(reply)) < 0.3
+    logged = (tmp_path / "chatscribe.log").read_text()
     assert fake.token not in logged
     assert SECRET not in logged

@@ -21,6 +21,7 @@ from chatscribe.core.service import TranscriptionService
 from chatscribe.core.transcript import Transcript
 from tests.audio_tools import variants
 from tests.fakes.collector import Collector
+from tests.fakes.receipts import MemoryReceipt
 from tests.waiting import until
 from tests.wer import wer
 
@@ -224,7 +225,7 @@ async def test_delivery_resumes_after_the_parts_already_sent(
                     await self.hold_delivery.wait()  # dies between part 1 and part 2
                 sent.append((job.id, part))
                 await receipt.part_sent()
-            await super().deliver(dataclasses.replace(job), outcome, _NoReceipt())
+            await super().deliver(dataclasses.replace(job), outcome, MemoryReceipt())
 
     first = TwoParts(files={"note": audio("jfk_voice.ogg")}, hold_delivery=asyncio.Event())
     async with _service(settings, tiny_engine, first, shutdown_grace_s=0) as svc:
@@ -280,17 +281,6 @@ async def test_a_delivered_job_keeps_no_transcript_or_token_and_goes_after_the_r
         assert await svc.resume("fake") == 1
         answers = await resumed.wait_for(1)
     assert [a.job_id for a in answers] == [waiting.id]
-
-
-class _NoReceipt:
-    parts_sent = 0
-    uncertain = False
-
-    async def sending(self) -> None:
-        return None
-
-    async def part_sent(self) -> None:
-        return None
 
 
 async def test_transcribe_refuses_while_shutting_down(

@@ -11,7 +11,6 @@ import io
 import json
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -27,10 +26,11 @@ from chatscribe.bots.slack_bot import SlackBot, SlackSettings
 from chatscribe.core.config import Settings
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.service import TranscriptionService
-from tests.fakes.process import until_ready
+from tests.fakes.process import chatscribe_process
 from tests.fakes.slack_api import FakeSlack, signed_headers
 from tests.http.conftest import API_KEY
 from tests.ports import free_port
+from tests.waiting import until
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -407,34 +407,22 @@ async def test_refused_requests_leave_the_log_of_chatscribe_run_small(fake_slack
     log_file = tmp_path / "chatscribe.log"
     big = json.dumps({"type": "event_callback", "event": {"text": "z" * 900_000}}).encode()
     now = str(int(time.time()))
-    with log_file.open("wb") as log_out:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "chatscribe", "run", "slack", cwd=tmp_path, env=env,
-            stdout=log_out, stderr=asyncio.subprocess.STDOUT)
-        try:
-            base = f"http://127.0.0.1:{port}"
-            async with aiohttp.ClientSession() as http:
-                await until_ready(http, base, process)
-                before = log_file.stat().st_size
-                for timestamp in (now, "abc", now, "abc"):
-                    headers = {"Content-Type": "application/json", "X-Slack-Request-Timestamp": timestamp,
-                               "X-Slack-Signature": "v0=" + "0" * 64}
-                    async with http.post(f"{base}/slack/events", data=big, headers=headers) as response:
-                        assert response.status == 401
-                server = Server(port, None)  # type: ignore[arg-type]
-                reader, writer = await server.connect(_head("/slack/events", {
-                    "Content-Type": "application/json", "Content-Length": "95000000"}) + b"{")
-                assert (await _answer(reader))[0] == 413
-                writer.close()
-                deadline = time.monotonic() + 10
-                while log_file.read_text().count("refused") < 5:
-                    assert time.monotonic() < deadline, log_file.read_text()[-2000:]
-                    await asyncio.sleep(0.05)
-                grown = log_file.stat().st_size - before
-        finally:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(process.wait(), timeout=60)
+    async with chatscribe_process("run", "slack", env=env, cwd=tmp_path, log=log_file, port=port), \
+            aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{port}"
+        before = log_file.stat().st_size
+        for timestamp in (now, "abc", now, "abc"):
+            headers = {"Content-Type": "application/json", "X-Slack-Request-Timestamp": timestamp,
+                       "X-Slack-Signature": "v0=" + "0" * 64}
+            async with http.post(f"{base}/slack/events", data=big, headers=headers) as response:
+                assert response.status == 401
+        server = Server(port, None)  # type: ignore[arg-type]
+        reader, writer = await server.connect(_head("/slack/events", {
+            "Content-Type": "application/json", "Content-Length": "95000000"}) + b"{")
+        assert (await _answer(reader))[0] == 413
+        writer.close()
+        await until(lambda: log_file.read_text().count("refused") >= 5, "five refusals in the log", 10)
+        grown = log_file.stat().st_size - before
     logged = log_file.read_text()
     refusals = [line for line in logged.splitlines() if "refused" in line]
     assert len(refusals) == 5
