@@ -15,8 +15,8 @@ from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
+from chatscribe.core import sentences
 from chatscribe.core.errors import ChatscribeError
-from chatscribe.core.jobs.journal import ProgressUpdate
 from chatscribe.core.media import Fetch, MediaRequest
 from chatscribe.core.settings import ConversationSettings, SettingChange, parse_setting
 from chatscribe.core.text import split_text
@@ -27,7 +27,7 @@ SECTION_LIMIT = 3000
 SECTIONS_PER_MESSAGE = 3
 PREVIEW_CHARS = 1500
 FALLBACK_CHARS = 300
-NO_SPEECH = "No speech detected."
+NO_SPEECH = sentences.NO_SPEECH
 UPLOAD_FORMATS = ("txt", "srt", "vtt")
 
 # Slack's own names for media types, for files whose mimetype is generic.
@@ -339,7 +339,7 @@ def render_transcript(transcript: Transcript, *, file_name: str | None, max_part
     gaps = gap_note(transcript)
     missing = (SlackMessage((escape(gaps),)),) if gaps else ()
     if not transcript.has_speech:
-        return (SlackMessage((escape(gaps) if gaps else NO_SPEECH,), context=_about(transcript, file_name)),)
+        return (SlackMessage((escape(gaps) if gaps else escape(NO_SPEECH),), context=_about(transcript, file_name)),)
     chunks = split_text(transcript.text, SECTION_LIMIT * SECTIONS_PER_MESSAGE, _escaped_length)
     if len(chunks) <= max_parts:
         return tuple(
@@ -349,8 +349,8 @@ def render_transcript(transcript: Transcript, *, file_name: str | None, max_part
     preview = split_text(transcript.text, PREVIEW_CHARS, _escaped_length)[0].rstrip() + " …"
     fmt = upload_format if upload_format in UPLOAD_FORMATS else "txt"
     stem = (file_name or "recording").rsplit(".", 1)[0] or "recording"
-    content = render(transcript, fmt)
-    note = "The full transcript is in the attached file."
+    content = render(transcript, fmt, marked=True)
+    note = escape(sentences.FULL_TRANSCRIPT_ATTACHED)
     return (
         SlackMessage((escape(preview),), context=f"{_about(transcript, file_name)} · {note}"),
         SlackUpload(filename=f"{stem}.{fmt}", content=content, title=f"Transcript of {file_name or stem}"),
@@ -367,17 +367,6 @@ def render_notice(text: str) -> SlackMessage:
     return SlackMessage((escape(text),))
 
 
-def status_text(update: ProgressUpdate, file_name: str | None) -> str:
-    """The "Transcribing…" line shown in the thread while a long recording waits or runs."""
-    if update.detail:  # e.g. the transcription workers are out of reach: say so rather than a stale position
-        return update.detail
-    name = f" {file_name}" if file_name else ""
-    if update.stage == "queued" and update.position:
-        return f"Waiting to transcribe{name}: number {update.position} in the queue…"
-    percent = f" {update.fraction:.0%}" if update.fraction else ""
-    return f"Transcribing{name}…{percent}"
-
-
 def _sections(chunk: str) -> tuple[str, ...]:
     return tuple(escape(part) for part in split_text(chunk, SECTION_LIMIT, _escaped_length))
 
@@ -389,9 +378,9 @@ def _about(transcript: Transcript, file_name: str | None) -> str:
     if transcript.task == "translate":
         bits.append("translated to English")
     if transcript.truncated:
-        bits.append("the file ends early: this is the text up to where it stops")
+        bits.append(escape(sentences.TRUNCATED))
     if transcript.flagged:
-        bits.append("some parts were hard to make out")
+        bits.append(escape(sentences.DOUBTFUL))
     return " · ".join(bits)
 
 

@@ -12,7 +12,6 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -35,6 +34,7 @@ from chatscribe.core.settings import ConversationSettings
 from chatscribe.core.transcript import Transcript
 
 from .slack_client import UNEXPECTED_ANSWER, SlackWebClient, error_code, retry_handlers
+from .slack_delivery import SlackDelivery
 from .slack_files import SlackFiles
 from .slack_seen import SeenEvents
 from .slack_verify import verified
@@ -43,13 +43,6 @@ log = logging.getLogger(__name__)
 
 MEMBER_PAGES = 20
 """conversations.members pages (1,000 ids each) read to find a caller before giving up."""
-
-# Slack errors that no retry can fix: answering is given up (and logged) instead of retried.
-PERMANENT_ERRORS = frozenset({
-    "channel_not_found", "not_in_channel", "is_archived", "msg_too_long", "msg_blocks_too_long", "invalid_blocks",
-    "no_permission", "missing_scope", "user_not_in_channel", "restricted_action", "invalid_auth",
-    "account_inactive", "token_revoked",
-})
 
 
 class SlackSettings(BaseSettings):
@@ -88,16 +81,6 @@ def _entries(value: str) -> list[str]:
     return [e.strip() for e in value.replace(";", ",").split(",") if e.strip()]
 
 
-@dataclass
-class _Status:
-    """The "Transcribing…" message of one job: posted once, updated, then replaced by the answer."""
-
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    ts: str | None = None
-    last_update: float = 0.0
-    done: bool = False
-
-
 class SlackBot:
     platform = adapter.PLATFORM
 
@@ -110,6 +93,8 @@ class SlackBot:
             token=settings.bot_token.get_secret_value() or None, base_url=api_url, retry_handlers=retry_handlers(),
         )
         self.files = SlackFiles(settings.bot_token.get_secret_value(), api_url=api_url)
+        self.delivery = SlackDelivery(client=self.client, files=self.files, service=service,
+                                      bot_user_id=lambda: self.bot_user_id, status_after_s=settings.status_after_s)
         _quiet_token_warning()
         # process_before_response: an event is acked (HTTP 200, or the Socket Mode ack) only after its handler
         # has journaled the work, so a crash before that leaves Slack to redeliver it. Commands and shortcuts
@@ -121,7 +106,6 @@ class SlackBot:
         self._seen = SeenEvents(service.settings.data_dir / "slack-events.sqlite3")
         self._tasks: set[asyncio.Task[None]] = set()
         self._claimed: OrderedDict[tuple[str, str, str], None] = OrderedDict()
-        self._statuses: OrderedDict[str, _Status] = OrderedDict()
         self._socket: AsyncSocketModeHandler | None = None
         self._problem: str | None = "not started"
         self.bot_user_id: str | None = None
@@ -410,129 +394,20 @@ class SlackBot:
             job = await self.service.submit(request, options)
         except ChatscribeError as exc:
             log.info("slack: file %s not accepted: %s", file.id, exc.code)
-            await self._post_quietly(target, adapter.render_error(exc, file_name=file.name))
+            await self.delivery.slack.post_quietly(target, adapter.render_error(exc, file_name=file.name))
             return
         log.info("job=%s slack file %s (%s, %s bytes) in %s", job.id, file.id, file.mimetype, file.size,
                  target.channel)
 
-    # -- Delivery protocol ----------------------------------------------------------------------------
+    # -- Delivery protocol (the core's mechanism, with Slack's sender in slack_delivery.py) --------------
     def fetcher(self, reference: Mapping[str, str]) -> Fetch:
-        url = reference["url"]
-
-        async def fetch(max_bytes: int) -> bytes:
-            return await self.files.download(url, max_bytes)
-
-        return fetch
+        return self.delivery.fetcher(reference)
 
     async def progress(self, job: Job, update: ProgressUpdate) -> None:
-        target = adapter.target_of(job.request.reference)
-        if target.private or (not update.detail and (update.eta_s or 0) < self.settings.status_after_s):
-            return
-        status = self._status(job)
-        loop = asyncio.get_running_loop()
-        async with status.lock:
-            if status.done or (status.ts and loop.time() - status.last_update < 5):
-                return
-            status.last_update = loop.time()
-            message = adapter.render_notice(adapter.status_text(update, job.request.file_name))
-            if status.ts is None:
-                answer = await self.client.chat_postMessage(
-                    channel=target.channel, thread_ts=target.thread_ts, text=message.text, blocks=message.blocks())
-                status.ts = answer["ts"]
-                # a restarted process edits this message instead of leaving it behind
-                await self.service.note(job.id, "status_ts", str(status.ts))
-            else:
-                await self.client.chat_update(channel=target.channel, ts=status.ts, text=message.text,
-                                              blocks=message.blocks())
+        await self.delivery.progress(job, update)
 
     async def deliver(self, job: Job, outcome: Transcript | ChatscribeError, receipt: Receipt) -> None:
-        target = adapter.target_of(job.request.reference)
-        parts = self._render(job, outcome, target)
-        status = self._status(job)
-        async with status.lock:
-            status.done = True
-            try:
-                for index, part in enumerate(parts):
-                    if index < receipt.parts_sent:
-                        continue
-                    replace = status.ts if index == 0 else None
-                    if receipt.uncertain and not replace and await self._in_thread(target, part):
-                        log.info("job=%s message %d had reached Slack before the restart", job.id, index + 1)
-                    else:
-                        await receipt.sending()
-                        await self._send(target, part, replace_ts=replace)
-                    await receipt.part_sent()
-            except SlackApiError as exc:
-                error = error_code(exc)
-                if error not in PERMANENT_ERRORS:
-                    raise
-                log.error("job=%s cannot answer in %s: Slack says %s", job.id, target.channel, error)
-
-    def _status(self, job: Job) -> _Status:
-        # Finished ones stay (bounded) so a progress update that arrives late posts nothing.
-        status = self._statuses.get(job.id)
-        if status is None:
-            status = self._statuses[job.id] = _Status(ts=job.notes.get("status_ts"))
-            if len(self._statuses) > 1_000:
-                self._statuses.popitem(last=False)
-        return status
-
-    def _render(self, job: Job, outcome: Transcript | ChatscribeError,
-                target: adapter.Target) -> tuple[adapter.Part, ...]:
-        name = job.request.file_name
-        if isinstance(outcome, ChatscribeError):
-            return (adapter.render_error(outcome, file_name=name),)
-        fmt = self.service.preferences.get(self.platform, target.channel, "format", "txt") or "txt"
-        # Files cannot be ephemeral: a private answer is always messages.
-        max_parts = 1_000 if target.private else self.service.settings.max_parts
-        return adapter.render_transcript(outcome, file_name=name, max_parts=max_parts, upload_format=fmt)
-
-    async def _send(self, target: adapter.Target, part: adapter.Part, *, replace_ts: str | None = None) -> None:
-        if isinstance(part, adapter.SlackUpload):
-            await self.client.files_upload_v2(channel=target.channel, thread_ts=target.thread_ts,
-                                              content=part.content, filename=part.filename, title=part.title)
-        elif target.private:
-            await self.client.chat_postEphemeral(channel=target.channel, user=target.user, text=part.text,
-                                                 blocks=part.blocks(), thread_ts=target.thread_ts)
-        elif replace_ts and await self._replace(target.channel, replace_ts, part):
-            return
-        else:
-            await self.client.chat_postMessage(channel=target.channel, thread_ts=target.thread_ts, text=part.text,
-                                               blocks=part.blocks(), unfurl_links=False, unfurl_media=False)
-
-    async def _in_thread(self, target: adapter.Target, part: adapter.Part) -> bool:
-        """Whether this bot already posted exactly this message there (a send whose reply was never recorded).
-
-        Ephemeral messages and uploads cannot be looked up: those are sent again. An edit needs no look.
-        """
-        if target.private or not isinstance(part, adapter.SlackMessage):
-            return False
-        try:
-            if target.thread_ts:
-                answer = await self.client.conversations_replies(channel=target.channel, ts=target.thread_ts)
-            else:
-                answer = await self.client.conversations_history(channel=target.channel, limit=50)
-        except SlackApiError as exc:
-            log.warning("slack: could not look for an earlier answer in %s: %s", target.channel, error_code(exc))
-            return False
-        return any(m.get("user") == self.bot_user_id and m.get("text") == part.text
-                   for m in answer.get("messages") or ())
-
-    async def _replace(self, channel: str, ts: str, message: adapter.SlackMessage) -> bool:
-        """Turn the status message into the answer; False when it is gone (deleted) and a new one is needed."""
-        try:
-            await self.client.chat_update(channel=channel, ts=ts, text=message.text, blocks=message.blocks())
-        except SlackApiError as exc:
-            if error_code(exc) not in ("message_not_found", "cant_update_message"):
-                raise
-            return False
-        return True
-
-    async def _post_quietly(self, target: adapter.Target, message: adapter.SlackMessage) -> None:
-        try:
-            await self._send(target, message)
-        except SlackApiError as exc:
-            log.warning("slack: could not answer in %s: %s", target.channel, error_code(exc))
+        await self.delivery.deliver(job, outcome, receipt)
 
 
 class _DropMessage(logging.Filter):

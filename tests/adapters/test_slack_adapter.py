@@ -161,10 +161,3 @@ def test_share_of_finds_the_message_in_the_channel() -> None:
     assert slack.share_of(info, "G1") == ("5.000001", "4.000001")
     assert slack.share_of(info, "C9") is None
 
-
-def test_status_says_answers_are_delayed_when_the_workers_are_out_of_reach() -> None:
-    from chatscribe.core.jobs.journal import ProgressUpdate
-
-    delayed = ProgressUpdate("queued", position=3, detail="Answers are delayed right now.")
-    assert slack.status_text(delayed, "clip.m4a") == "Answers are delayed right now."
-    assert "number 3" in slack.status_text(ProgressUpdate("queued", position=3), "clip.m4a")
