@@ -45,7 +45,6 @@ from ..options import TranscribeOptions
 from ..private import private_db
 from ..storage import storage_error
 from ..transcript import Transcript
-from .crashes import CRASH_LIMIT as CRASH_LIMIT  # importers older than crashes.py
 
 log = logging.getLogger(__name__)
 

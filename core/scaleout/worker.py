@@ -24,8 +24,9 @@ from taskiq.receiver import Receiver
 from .. import sentences
 from ..codecs import Outcome, decode_options, dumps_outcome
 from ..config import Settings
-from ..errors import ChatscribeError, SetAside
-from ..jobs.journal import CRASH_LIMIT, ProgressUpdate
+from ..errors import ChatscribeError
+from ..jobs.crashes import CRASH_LIMIT, run_unbatched, set_aside
+from ..jobs.journal import ProgressUpdate
 from ..jobs.runner import Runner, Work
 from ..keys import TranscriptKey
 from ..transcript import Transcript
@@ -114,12 +115,12 @@ class Worker:
             return
         attempts = await self._redis(lambda: self._count_attempt(key))
         outcome: Outcome
-        if attempts > CRASH_LIMIT:
-            log.error("job %s set aside: it stopped %d workers before finishing", _short(key), attempts - 1)
-            outcome = SetAside(attempts - 1)
+        crashes = attempts - 1  # every attempt before this one ended with its worker's death
+        if (aside := set_aside(crashes)) is not None:
+            log.error("job %s set aside: it stopped %d workers before finishing", _short(key), crashes)
+            outcome = aside
         else:
-            # A job taken over from a worker that died runs alone: no other note shares the blame.
-            work = Work(chat_id, data, duration_s, decode_options(options), unbatched=attempts > 1)
+            work = Work(chat_id, data, duration_s, decode_options(options), unbatched=run_unbatched(crashes))
             outcome = await self._run(key, work)
         await self._redis(lambda: self._save(key, outcome, ran=attempts <= CRASH_LIMIT))
         self.done += 1

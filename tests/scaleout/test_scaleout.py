@@ -21,7 +21,7 @@ from tests.needs import require
 require("taskiq_redis", "the scaleout extra is not installed (pip install -e '.[dev]')")
 
 from chatscribe.core.errors import ChatscribeError  # noqa: E402
-from chatscribe.core.jobs.journal import CRASH_LIMIT  # noqa: E402
+from chatscribe.core.jobs.crashes import CRASH_LIMIT  # noqa: E402
 from chatscribe.core.scaleout.runner import DELAYED  # noqa: E402
 from chatscribe.core.scaleout.schema import ATTEMPTS_PATTERN, GROUP, STREAM, TRANSCRIBED  # noqa: E402
 from chatscribe.core.transcript import Transcript  # noqa: E402
