@@ -167,14 +167,15 @@ class Courier(Generic[P]):
             for index, part in enumerate(parts):
                 if index < receipt.parts_sent:
                     continue  # accepted before a restart or a failed try
-                if index == 0 and status.message_id and await self._replace(job, place, status.message_id, part):
-                    await receipt.part_sent()
-                    continue
                 if receipt.uncertain and await self.sender.already_sent(job, part):
+                    # Sent (or edited into the status) by a process that died before it was recorded.
                     log.info("job=%s message %d had arrived before the restart", job.id, index + 1)
                 else:
                     await receipt.sending()
-                    await self.sender.send(job, part)
+                    replaced = index == 0 and status.message_id is not None and await self._replace(
+                        job, place, status.message_id, part)
+                    if not replaced:
+                        await self.sender.send(job, part)
                 await receipt.part_sent()
         except Undeliverable as exc:
             log.warning("job=%s cannot be answered: %s", job.id, exc)

@@ -1,0 +1,189 @@
+"""The one delivery mechanism (core/delivery), driven through a platform of its own: a sender that keeps the
+messages of each conversation in memory as a chat would show them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from chatscribe.core import sentences
+from chatscribe.core.delivery import Courier, Limits, Place, Throttle, Undeliverable
+from chatscribe.core.errors import ChatscribeError
+from chatscribe.core.jobs.journal import Job, ProgressUpdate
+from chatscribe.core.media import Fetch, MediaRequest
+from chatscribe.core.options import TranscribeOptions
+from chatscribe.core.transcript import Transcript
+
+
+@dataclass
+class Chat:
+    """What a person sees: messages by id, in order, and how many times each was edited."""
+
+    messages: dict[str, str] = field(default_factory=dict)
+    edits: dict[str, int] = field(default_factory=dict)
+
+
+class MemorySender:
+    limits = Limits(message_units=100, edit_interval_s=3600.0)
+
+    def __init__(self, *, editable: bool = True, may_post_status: bool = True) -> None:
+        self.chats: dict[str, Chat] = {}
+        self.editable = editable
+        self.may_post_status = may_post_status
+
+    def fetcher(self, reference: Mapping[str, str]) -> Fetch:
+        raise AssertionError("not fetched")
+
+    def place(self, job: Job) -> Place:
+        return Place(job.request.chat_id, can_edit=self.editable)
+
+    async def render(self, job: Job, outcome: Transcript | ChatscribeError) -> Sequence[str]:
+        assert isinstance(outcome, ChatscribeError)
+        return outcome.user_message.split(" | ")
+
+    async def send(self, job: Job, part: str) -> None:
+        self._post(job, part)
+
+    async def post_status(self, job: Job, text: str) -> str:
+        if not self.may_post_status:
+            raise Undeliverable("may not post in this thread")
+        return self._post(job, text)
+
+    async def edit_status(self, job: Job, status_id: str, text: str) -> None:
+        chat = self.chats[job.request.chat_id]
+        chat.messages[status_id] = text
+        chat.edits[status_id] = chat.edits.get(status_id, 0) + 1
+
+    async def replace_status(self, job: Job, status_id: str, part: str) -> bool:
+        await self.edit_status(job, status_id, part)
+        return True
+
+    async def already_sent(self, job: Job, part: str) -> bool:
+        return False
+
+    async def typing(self, job: Job) -> None:
+        return None
+
+    def _post(self, job: Job, text: str) -> str:
+        chat = self.chats.setdefault(job.request.chat_id, Chat())
+        message_id = str(len(chat.messages) + 1)
+        chat.messages[message_id] = text
+        return message_id
+
+    def seen(self, chat_id: str) -> list[str]:
+        return list(self.chats[chat_id].messages.values())
+
+
+class Receipt:
+    def __init__(self, parts_sent: int = 0) -> None:
+        self.parts_sent = parts_sent
+        self.uncertain = False
+
+    async def sending(self) -> None:
+        pass
+
+    async def part_sent(self) -> None:
+        self.parts_sent += 1
+
+    async def note(self, key: str, value: str) -> None:
+        pass
+
+
+def _job(job_id: str = "j1", chat_id: str = "c1", notes: Mapping[str, str] | None = None,
+         parts_sent: int = 0) -> Job:
+    async def never(max_bytes: int) -> bytes:
+        raise AssertionError("not fetched")
+
+    request = MediaRequest(platform="memory", chat_id=chat_id, user_id="u", fetch=never, file_name=None)
+    return Job(id=job_id, request=request, options=TranscribeOptions(), parts_sent=parts_sent,
+               notes=notes or {})
+
+
+def _courier(sender: MemorySender, noted: dict[tuple[str, str], str] | None = None,
+             status_after_s: float = 0.0) -> Courier[str]:
+    async def note(job_id: str, key: str, value: str) -> None:
+        if noted is not None:
+            noted[(job_id, key)] = value
+
+    return Courier(sender, note=note, status_after_s=status_after_s)
+
+
+async def test_the_status_message_becomes_the_first_part_and_its_id_is_kept_for_a_restart() -> None:
+    sender, noted = MemorySender(), {}
+    courier = _courier(sender, noted)
+    job = _job()
+    await courier.progress(job, ProgressUpdate("queued", position=2))
+    assert sender.seen("c1") == ["Waiting to transcribe (position 2 in the queue)…"]
+    await courier.deliver(job, ChatscribeError("Part one | part two"), Receipt())
+    assert sender.seen("c1") == ["Part one", "part two"]
+    assert noted == {("j1", "status"): "1"}
+
+
+async def test_after_a_restart_the_noted_status_is_edited_and_accepted_parts_are_skipped() -> None:
+    sender = MemorySender()
+    courier = _courier(sender)
+    sender._post(_job(), "Transcribing… 40%")  # left by the process that died, with part 1 not yet in it
+    await courier.deliver(_job(notes={"status": "1"}), ChatscribeError("Part one | part two"), Receipt())
+    assert sender.seen("c1") == ["Part one", "part two"]
+
+    resent = MemorySender()
+    resent._post(_job(), "Part one")
+    await _courier(resent).deliver(_job(notes={"status": "1"}), ChatscribeError("Part one | part two"),
+                                   Receipt(parts_sent=1))
+    assert resent.seen("c1") == ["Part one", "part two"], "part one, accepted before the restart, is not sent again"
+
+
+async def test_a_place_that_cannot_be_edited_gets_no_status_only_the_answer() -> None:
+    for sender in (MemorySender(editable=False), MemorySender(may_post_status=False)):
+        courier = _courier(sender)
+        job = _job()
+        await courier.progress(job, ProgressUpdate("transcribing", fraction=0.5))
+        await courier.progress(job, ProgressUpdate("transcribing", fraction=0.7))
+        await courier.deliver(job, ChatscribeError("The answer"), Receipt())
+        assert sender.seen("c1") == ["The answer"]
+
+
+async def test_a_late_progress_report_posts_nothing_after_the_answer() -> None:
+    sender = MemorySender()
+    courier = _courier(sender)
+    job = _job()
+    await courier.deliver(job, ChatscribeError("The answer"), Receipt())
+    await courier.progress(job, ProgressUpdate("transcribing", fraction=0.9))
+    assert sender.seen("c1") == ["The answer"]
+
+
+async def test_no_status_for_an_answer_expected_soon() -> None:
+    sender = MemorySender()
+    courier = _courier(sender, status_after_s=15)
+    job = _job()
+    await courier.progress(job, ProgressUpdate("transcribing", fraction=0.1, eta_s=4))
+    assert sender.chats == {}
+    await courier.progress(job, ProgressUpdate("transcribing", fraction=0.1, eta_s=40))
+    assert sender.seen("c1") == ["Transcribing… 10%, about 40 s left"]
+
+
+def test_throttle_keeps_the_interval_and_the_window_per_place() -> None:
+    now = [0.0]
+    throttle = Throttle(Limits(message_units=2000, edit_interval_s=2.0, edits_per_window=5, window_s=5.0),
+                        clock=lambda: now[0])
+    throttle.took("a")
+    assert not throttle.ready("a")
+    assert throttle.ready("b"), "counted per place"
+    now[0] = 2.0
+    assert throttle.ready("a")
+    for _ in range(4):  # five edits in one second (final answers do not wait for the interval)
+        throttle.took("a")
+    now[0] = 4.5
+    assert not throttle.ready("a"), "five edits in the last 5 s"
+    now[0] = 7.1
+    assert throttle.ready("a")
+
+
+def test_the_progress_sentence_says_the_queue_position_the_share_done_and_the_eta() -> None:
+    assert sentences.progress("transcribing", fraction=0.4) == "Transcribing… 40%"
+    assert sentences.progress("queued", position=2, eta_s=120) == \
+        "Waiting to transcribe (position 2 in the queue), about 2 min left…"
+    assert sentences.progress("transcribing", fraction=0.5, eta_s=21, file_name="talk.m4a") == \
+        "Transcribing talk.m4a… 50%, about 20 s left"
+    assert sentences.progress("queued", position=3, detail="Answers are delayed right now.") == \
+        "Answers are delayed right now."
