@@ -227,7 +227,7 @@ def parse_command(text: str, *, offered: tuple[str, ...] = ()) -> Command:
     if head in ("forget", "settings"):
         if len(words) > 1:
             return Command("help", problem=f"`/transcribe {head}` takes nothing after it.")
-        return Command(head)
+        return Command("forget" if head == "forget" else "settings")
     if head in SETTING_WORDS:
         try:
             change = parse_setting(head, unescape(" ".join(words[1:])), offered=offered)

@@ -94,7 +94,8 @@ class TranscriptionService:
         self._runner = runner
 
     def share(self, *, cache: TranscriptCache, limits: OtherFrontEnds) -> None:
-        """Scale-out: a cache and busy/rate limits shared with other front ends (core/scaleout/shared_cache.py, limits.py)."""
+        """Scale-out: a cache and busy/rate limits shared with other front ends (core/scaleout/shared_cache.py,
+        core/scaleout/limits.py)."""
         self.cache.close()
         self.cache = cache
         self.admission.shared = limits
