@@ -27,10 +27,8 @@ STATUS_START = ("Transcribing", "Waiting to transcribe")
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeDiscord]:
-    fake = FakeDiscord()
-    await fake.start()
-    yield fake
-    await fake.stop()
+    async with FakeDiscord() as fake:
+        yield fake
 
 
 @pytest.fixture
