@@ -89,6 +89,10 @@ def _on(flag: bool) -> str:
 
 NO_SPEECH = "No speech detected."
 INTERNAL_ERROR = "Something went wrong while transcribing that file; please try again later."
+BUSY = "Too many recordings are waiting right now"
+"""Busy's reason when the queue or the media budget is full; Busy adds when to try again."""
+RATE_LIMITED = "You've sent a lot in a short time"
+"""Busy's reason past CHATSCRIBE_USER_RATE (counted here or across front ends)."""
 TRUNCATED = "The file ended early (perhaps an interrupted upload): this is the part that was there."
 DOUBTFUL = "Some parts were hard to make out and may be wrong: check the passages marked [?]."
 """The short marker on an answer that holds doubtful (low-confidence) passages."""

@@ -23,9 +23,8 @@ from typing import Protocol
 from ..errors import Busy
 from ..media import MediaRequest
 from ..metrics import Metrics
+from ..sentences import BUSY, RATE_LIMITED
 
-BUSY = "Too many recordings are waiting right now"
-RATE_LIMITED = "You've sent a lot in a short time"
 MIN_RETRY_S = 60.0
 """A busy answer never asks for less patience than this, whatever the speed estimate says."""
 

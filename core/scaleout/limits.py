@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..errors import Busy
+from ..sentences import RATE_LIMITED
 from . import schema
 from .presence import FrontendInfo, frontend_record, parse_frontends
 
@@ -53,7 +54,7 @@ class SharedLimits:
         except RedisError:
             return False
         if wait:
-            raise Busy(float(wait), reason="You've sent a lot in a short time")
+            raise Busy(float(wait), reason=RATE_LIMITED)
         return True
 
     async def publish_active(self, active: int) -> None:
