@@ -14,7 +14,7 @@ from chatscribe.core.config import Settings
 from chatscribe.core.engines.models import resolve_model
 from chatscribe.core.media import decode_audio
 from chatscribe.core.options import TranscribeOptions
-from chatscribe.core.quality import validate
+from chatscribe.core.quality import screen
 from tests.needs import require
 from tests.wer import wer
 
@@ -79,7 +79,7 @@ def test_transformers_engine_transcribes_a_batch_note_by_note(
 ) -> None:
     notes = [decode_audio(audio(name), max_duration_s=600).samples
              for name in ("jfk_voice.ogg", "silence_10s.ogg", "hotwords.mp3")]
-    speech, silence, hotwords = (validate(t, a) for t, a in zip(tiny_torch.transcribe_batch(notes, TranscribeOptions()),
+    speech, silence, hotwords = (screen(t, a) for t, a in zip(tiny_torch.transcribe_batch(notes, TranscribeOptions()),
                                                                  notes, strict=True))
     assert wer(JFK, speech.text) <= 0.1
     assert not silence.has_speech
