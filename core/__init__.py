@@ -1,5 +1,160 @@
-"""The platform-free transcription core (see core/service.py for its entry point)."""
+"""The platform-free transcription core: what bots and adapters use, named in one place.
 
+`TranscriptionService` (service.py) is the entry point. The values crossing its boundary are the
+settings, the options, the media request, the transcript and the errors with their sentences. The
+subpackages hold the parts a maintainer changes separately, each naming its own public API:
+`chatscribe.core.engines` (models, engines, batching), `chatscribe.core.jobs` (journal, admission,
+scheduler, runners), `chatscribe.core.delivery` (answers in chats) and `chatscribe.core.scaleout` (the
+Redis protocol; it needs the `scaleout` extra, so it is not imported here, nor is PyTorch).
+"""
+
+from .cache import TranscriptCache
+from .codecs import (
+    decode_failure,
+    decode_options,
+    decode_transcript,
+    dumps_outcome,
+    encode_failure,
+    encode_options,
+    encode_transcript,
+    loads_failure,
+    loads_transcript,
+)
+from .config import ENV_FILE, Settings, load
+from .coverage import MIN_GAP_S, covered_mask, uncovered
+from .errors import (
+    Busy,
+    ChatscribeError,
+    ConfigError,
+    DataDirUnavailable,
+    DownloadFailed,
+    LanguageNotOffered,
+    MediaError,
+    MediaTooLarge,
+    MediaTooLong,
+    ModelUnavailable,
+    NoAudioTrack,
+    NotReady,
+    RecordedFailure,
+    SetAside,
+    SettingRefused,
+    ShuttingDown,
+    StorageUnavailable,
+    UnacceptedFormat,
+    UnknownLanguage,
+    UnreadableMedia,
+)
+from .keys import TranscriptKey, content_hash, options_digest, transcript_key
+from .languages import LANGUAGE_NAMES, code_or_name, language_name
+from .media import ACCEPTED_FORMATS, SAMPLE_RATE, DecodedAudio, Fetch, MediaRequest, decode_audio, probe_duration
+from .metrics import Metrics
+from .options import TranscribeOptions
+from .preferences import Preferences
+from .quality import FRAME_S, normalize, screen, speech_mask
 from .retention import Forgotten
+from .service import TranscriptionService
+from .settings import KEYS, ConversationSettings, SettingChange, parse_setting, resolve_language
+from .storage import storage_error
+from .text import characters, split_text, utf16_units
+from .transcript import (
+    FORMATS,
+    HALLUCINATION,
+    LOW_CONFIDENCE,
+    Gap,
+    Segment,
+    Transcript,
+    Word,
+    gap_note,
+    render,
+    render_srt,
+    render_vtt,
+)
 
-__all__ = ["Forgotten"]
+__all__ = [
+    # the service and its settings
+    "ENV_FILE",
+    "Metrics",
+    "Settings",
+    "TranscriptionService",
+    "load",
+    # what a request is
+    "ACCEPTED_FORMATS",
+    "SAMPLE_RATE",
+    "DecodedAudio",
+    "Fetch",
+    "MediaRequest",
+    "TranscribeOptions",
+    "decode_audio",
+    "probe_duration",
+    # what comes back, and how it is rendered and split for a platform
+    "FORMATS",
+    "HALLUCINATION",
+    "LOW_CONFIDENCE",
+    "Gap",
+    "Segment",
+    "Transcript",
+    "Word",
+    "characters",
+    "gap_note",
+    "render",
+    "render_srt",
+    "render_vtt",
+    "split_text",
+    "utf16_units",
+    # the quality pass and the coverage check
+    "FRAME_S",
+    "MIN_GAP_S",
+    "covered_mask",
+    "normalize",
+    "screen",
+    "speech_mask",
+    "uncovered",
+    # conversation settings and languages
+    "KEYS",
+    "LANGUAGE_NAMES",
+    "ConversationSettings",
+    "Preferences",
+    "SettingChange",
+    "code_or_name",
+    "language_name",
+    "parse_setting",
+    "resolve_language",
+    # stores: the cache key, the codecs, the cache, forgetting
+    "Forgotten",
+    "TranscriptCache",
+    "TranscriptKey",
+    "content_hash",
+    "decode_failure",
+    "decode_options",
+    "decode_transcript",
+    "dumps_outcome",
+    "encode_failure",
+    "encode_options",
+    "encode_transcript",
+    "loads_failure",
+    "loads_transcript",
+    "options_digest",
+    "storage_error",
+    "transcript_key",
+    # errors: each carries the sentence a person reads
+    "Busy",
+    "ChatscribeError",
+    "ConfigError",
+    "DataDirUnavailable",
+    "DownloadFailed",
+    "LanguageNotOffered",
+    "MediaError",
+    "MediaTooLarge",
+    "MediaTooLong",
+    "ModelUnavailable",
+    "NoAudioTrack",
+    "NotReady",
+    "RecordedFailure",
+    "SetAside",
+    "SettingRefused",
+    "ShuttingDown",
+    "StorageUnavailable",
+    "UnacceptedFormat",
+    "UnknownLanguage",
+    "UnreadableMedia",
+]
