@@ -100,7 +100,8 @@ def _parser() -> argparse.ArgumentParser:
 
     transcribe = commands.add_parser("transcribe", help="transcribe local audio or video files")
     transcribe.add_argument("files", nargs="+", metavar="FILE")
-    transcribe.add_argument("--language", help="language code (default: detect)")
+    transcribe.add_argument("--language", help="a code (de) or English name (German); default: detect, "
+                            "among CHATSCRIBE_LANGUAGES when set")
     transcribe.add_argument("--task", choices=["transcribe", "translate"], default="transcribe",
                             help="translate gives English whatever was spoken")
     transcribe.add_argument("--format", choices=FORMATS, default="txt")

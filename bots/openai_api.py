@@ -23,10 +23,11 @@ from chatscribe.core.errors import ChatscribeError, NotReady
 from chatscribe.core.jobs.journal import ProgressUpdate
 from chatscribe.core.media import MediaRequest
 from chatscribe.core.options import TranscribeOptions
+from chatscribe.core.settings import resolve_language
 from chatscribe.core.transcript import Transcript, gap_note, render_srt, render_vtt
 
 from .http_state import STATE, ServerState, caller_id, check_api_key
-from .languages import language_code, language_name
+from .languages import language_name
 from .openai_errors import INTERNAL, ApiError, error_for, missing_key_response
 from .openai_upload import Upload, check_declared_length, fetcher, read_upload
 
@@ -151,10 +152,10 @@ def _options(upload: Upload, task: str, state: ServerState) -> TranscribeOptions
     fields = upload.fields
     language = None
     if task == "transcribe" and fields.get("language"):
-        language = language_code(fields["language"])
-        if language is None:
-            raise ApiError(400, f"Unknown language {fields['language']!r}: use an ISO-639-1 code "
-                           "such as 'en'.", param="language")
+        try:  # a code or a name, and one of CHATSCRIBE_LANGUAGES when set: the same check as in the chats
+            language = resolve_language(fields["language"], state.settings.expected_languages)
+        except ChatscribeError as exc:
+            raise ApiError(400, exc.user_message, param="language") from None
     temperature = None
     if fields.get("temperature"):
         try:

@@ -15,6 +15,7 @@ from chatscribe.core.jobs.journal import ProgressUpdate
 from chatscribe.core.media import MediaRequest
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.service import TranscriptionService
+from chatscribe.core.settings import resolve_language
 from chatscribe.core.transcript import Transcript, gap_note, render
 
 from .engine_loader import load_engine
@@ -29,9 +30,12 @@ async def transcribe_files(
     settings: Settings, files: list[Path], *, language: str | None, task: str, fmt: str,
     output_dir: Path | None, vocabulary: str | None, timestamps: bool = False,
 ) -> int:
+    # Before the model loads: a language Whisper does not know, or one outside CHATSCRIBE_LANGUAGES, is one
+    # sentence (exit 2), as in the chats and the HTTP API.
+    code = resolve_language(language, settings.expected_languages)
     options = TranscribeOptions(
-        language=language, task=task, vocabulary=vocabulary,  # type: ignore[arg-type]
-        word_timestamps=fmt == "json", expected_languages=settings.expected_languages,
+        language=code, task=task, vocabulary=vocabulary,  # type: ignore[arg-type]
+        word_timestamps=fmt == "json", expected_languages=() if code else settings.expected_languages,
     )
     engine = await asyncio.to_thread(load_engine, settings)
     if output_dir:
