@@ -1,4 +1,5 @@
-"""Conversation settings as people use them on Slack and Discord (Telegram's: test_telegram_bot.py), and
+"""Conversation settings as people use them on Slack, Discord and Telegram (Telegram's restart and group
+rules: test_telegram_bot.py), and
 CHATSCRIBE_LANGUAGES on every path: the real bots against the fake platforms on 127.0.0.1, real SQLite, the
 real models (multilingual `base` for German speech cut from multilingual.mp3).
 """
@@ -26,8 +27,10 @@ from chatscribe.core.media import SAMPLE_RATE, decode_audio
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.service import TranscriptionService
 from tests.bots.test_slack_bot import CHANNEL, JFK, running
+from tests.bots.test_telegram_bot import PRIVATE, last_text, send, start_bot
 from tests.fakes.discord_api import FLAG_EPHEMERAL, Call, FakeDiscord
 from tests.fakes.slack_api import FakeSlack, message_event
+from tests.fakes.telegram_api import FakeTelegram
 from tests.http.conftest import API_KEY
 from tests.wer import wer
 
@@ -286,3 +289,32 @@ def test_cli_refuses_a_language_outside_chatscribe_languages(tmp_path: Path, aud
     assert done.stderr.strip().endswith("use auto, English (en) or German (de).")
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+# -- Telegram -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def telegram_fake() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as api:
+        yield api
+
+
+async def test_telegram_language_set_by_command_is_used_for_the_next_file_and_checked_against_languages(
+        telegram_fake: FakeTelegram, tmp_path: Path, base_engine: FasterWhisperEngine, german: bytes) -> None:
+    fake = telegram_fake
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", model="base", device="cpu",  # type: ignore[call-arg]
+                        languages="en,de")
+    async with TranscriptionService(settings=settings, engine=base_engine) as service:
+        bot = await start_bot(fake, service)
+        try:
+            await send(fake, service, fake.message(chat_id=PRIVATE, text="/language French"))
+            assert last_text(fake, PRIVATE).endswith("use auto, English (en) or German (de).")
+            await send(fake, service, fake.message(chat_id=PRIVATE, text="/language German"))
+            assert last_text(fake, PRIVATE) == "Language set to German (de)."
+            await send(fake, service, fake.document(german, chat_id=PRIVATE, file_name="german.wav",
+                                                    mime_type="audio/wav"))
+            answer = last_text(fake, PRIVATE)
+        finally:
+            await bot.stop()
+    assert len(german_words(answer)) >= 6, answer
