@@ -85,9 +85,6 @@ class Receipt:
     async def part_sent(self) -> None:
         self.parts_sent += 1
 
-    async def note(self, key: str, value: str) -> None:
-        pass
-
 
 def _job(job_id: str = "j1", chat_id: str = "c1", notes: Mapping[str, str] | None = None,
          parts_sent: int = 0) -> Job:
