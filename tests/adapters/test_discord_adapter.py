@@ -15,6 +15,7 @@ from chatscribe.adapters.discord import (
     CommandArgs,
     Source,
     Target,
+    attachment_key,
     build_request,
     is_media,
     parse_command,
@@ -104,6 +105,12 @@ def test_media_is_recognized_by_type_or_name() -> None:
     assert not is_media(attachment("notes.txt", "text/plain; charset=utf-8"))
 
 
+def test_a_repost_is_known_by_the_attachments_path_not_its_expiring_signature() -> None:
+    signed = "https://cdn.discordapp.com/attachments/1/2/memo.m4a?ex=66b1&is=66af&hm=abc"
+    resigned = "https://cdn.discordapp.com/attachments/1/2/memo.m4a?ex=77c2&is=77b0&hm=def"
+    assert attachment_key(signed) == attachment_key(resigned) == "/attachments/1/2/memo.m4a"
+
+
 def test_request_carries_what_a_restart_needs_as_json() -> None:
     voice = attachment("voice-message.ogg", "audio/ogg", duration_secs=7.5, waveform="AAAA")
     target = Target(channel_id="10", guild_id="20", reply_to="30", label="voice-message.ogg")
@@ -115,7 +122,7 @@ def test_request_carries_what_a_restart_needs_as_json() -> None:
 
     assert (request.platform, request.chat_id, request.user_id) == ("discord", "10", "40")
     assert (request.kind, request.size_bytes, request.duration_hint_s) == ("voice", 1234, 7.5)
-    assert request.platform_file_id == "42"
+    assert request.platform_file_id == "/42/voice-message.ogg", "the CDN path: the same for a forward"
     assert json.loads(json.dumps(dict(request.reference))) == dict(request.reference)
     assert target_of(request.reference) == target
     assert source_of(request.reference) == Source("42", voice.url, "30")
