@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import discord
 from discord.utils import escape_markdown
 
+from chatscribe.core import sentences
 from chatscribe.core.errors import ChatscribeError
 from chatscribe.core.media import Fetch, MediaRequest
 from chatscribe.core.settings import KEYS, ConversationSettings
@@ -27,11 +28,9 @@ PLATFORM = "discord"
 MESSAGE_LIMIT = 2000
 """Discord's limit on a message's content, in characters."""
 PREVIEW_LIMIT = 1500
-NO_SPEECH = "No speech detected."
+NO_SPEECH = sentences.NO_SPEECH
 NOTHING_FOUND = ("I found no audio or video to transcribe: attach a file, reply to a message that has one, "
                  "or use the command right after one.")
-TRUNCATED_NOTE = "*(The recording ends early; this is the part that could be read.)*"
-FILE_NOTE = "*Full transcript attached.*"
 FileFormat = Literal["txt", "srt", "vtt"]
 FILE_FORMATS: tuple[FileFormat, ...] = ("txt", "srt", "vtt")
 
@@ -204,10 +203,10 @@ def render_answer(
     if not outcome.has_speech:
         return [Reply(heading + (escape_markdown(gaps) if gaps else NO_SPEECH))]
     body = heading + escape_markdown(outcome.text)
-    if outcome.truncated:
-        body += "\n\n" + TRUNCATED_NOTE
-    if gaps:
-        body += f"\n\n*({escape_markdown(gaps)})*"
+    notes = [sentences.TRUNCATED] if outcome.truncated else []
+    notes += [sentences.DOUBTFUL] if outcome.flagged else []
+    notes += [gaps] if gaps else []
+    body += "".join(f"\n\n*({escape_markdown(note)})*" for note in notes)
     parts = split_text(body, MESSAGE_LIMIT, characters)
     if len(parts) <= max_parts:
         return [Reply(part) for part in parts]
@@ -217,8 +216,8 @@ def render_answer(
 def _as_file(transcript: Transcript, body: str, file_format: str) -> Reply:
     fmt = file_format if file_format in FILE_FORMATS else "txt"
     preview = split_text(body, PREVIEW_LIMIT, characters)[0].rstrip()
-    data = render(transcript, fmt).encode("utf-8")
-    return Reply(f"{preview} …\n\n{FILE_NOTE}", OutgoingFile(f"transcript.{fmt}", data))
+    data = render(transcript, fmt, marked=True).encode("utf-8")
+    return Reply(f"{preview} …\n\n*{sentences.FULL_TRANSCRIPT_ATTACHED}*", OutgoingFile(f"transcript.{fmt}", data))
 
 
 __all__ = [

@@ -13,8 +13,8 @@ from types import MappingProxyType
 
 from telegram import Message
 
+from chatscribe.core import sentences
 from chatscribe.core.errors import ChatscribeError, MediaTooLarge
-from chatscribe.core.jobs.journal import ProgressUpdate
 from chatscribe.core.media import Fetch, MediaRequest
 from chatscribe.core.settings import ConversationSettings
 from chatscribe.core.text import split_text, utf16_units
@@ -28,7 +28,7 @@ PREVIEW_UNITS = 600
 CLOUD_FILE_LIMIT = 20_000_000
 """getFile refuses bigger files unless the bot talks to a local Bot API server."""
 LOCAL_FILE_LIMIT = 2_000_000_000
-NO_SPEECH = "No speech detected."
+NO_SPEECH = sentences.NO_SPEECH
 LOCAL_SERVER_HINT = (
     "Telegram only lets bots download files up to 20 MB; the bot's operator can raise this to 2000 MB "
     "by running a local Bot API server."
@@ -170,24 +170,32 @@ def render_transcript(transcript: Transcript, chat: ConversationSettings, *, max
     """
     gaps = gap_note(transcript)
     if not transcript.has_speech:
-        return [OutgoingText(gaps or NO_SPEECH)]
-    notes = [OutgoingText(TRUNCATED_NOTE)] if transcript.truncated else []
+        return [OutgoingText(gaps or sentences.NO_SPEECH)]
+    notes = [OutgoingText(sentences.TRUNCATED)] if transcript.truncated else []
     notes += [OutgoingText(gaps)] if gaps else []
+    doubtful = sentences.DOUBTFUL if transcript.flagged else None
     text = render(transcript, "txt", timestamps=chat.timestamps)
     parts = split_text(text, MESSAGE_LIMIT, utf16_units)
     if chat.format == "text" and len(parts) <= max_parts:
-        return [*(OutgoingText(p) for p in parts), *notes]
+        return [*_ending_with(parts, doubtful), *notes]
     extension = chat.file_extension
-    body = render(transcript, extension, timestamps=chat.timestamps)
+    body = render(transcript, extension, timestamps=chat.timestamps, marked=True)
     document = OutgoingDocument(
         file_name=f"{_safe_stem(file_stem)}.{extension}",
         data=body.encode("utf-8"),
         caption=f"Full transcript, {len(transcript.text):,} characters.",
     )
-    return [OutgoingText(preview(transcript.text)), document, *notes]
+    return [*_ending_with([preview(transcript.text)], doubtful), document, *notes]
 
 
-TRUNCATED_NOTE = "The file ended early (perhaps an interrupted upload): this is the part that was there."
+def _ending_with(texts: list[str], note: str | None) -> list[Outgoing]:
+    """The messages, the last one carrying `note` (the doubtful marker) when it fits, else a message of its own."""
+    if note is None:
+        return [OutgoingText(t) for t in texts]
+    last = f"{texts[-1]}\n\n{note}"
+    if utf16_units(last) <= MESSAGE_LIMIT:
+        return [*(OutgoingText(t) for t in texts[:-1]), OutgoingText(last)]
+    return [*(OutgoingText(t) for t in texts), OutgoingText(note)]
 
 
 def preview(text: str, units: int = PREVIEW_UNITS) -> str:
@@ -206,24 +214,6 @@ def _safe_stem(name: str) -> str:
 def error_text(error: ChatscribeError) -> str:
     """The sentence for a chat: the error's user message, never its detail or a traceback."""
     return error.user_message
-
-
-def progress_text(update: ProgressUpdate) -> str:
-    if update.detail:  # e.g. the transcription workers are out of reach: say so rather than a stale position
-        return update.detail
-    if update.stage == "queued":
-        position = f" (position {update.position} in the queue)" if update.position else ""
-        return f"Waiting to transcribe{position}{_eta(update.eta_s)}…"
-    percent = int(max(0.0, min(1.0, update.fraction)) * 100)
-    return f"Transcribing… {percent}%{_eta(update.eta_s)}"
-
-
-def _eta(eta_s: float | None) -> str:
-    if not eta_s or eta_s < 5:
-        return ""
-    if eta_s < 90:
-        return f", about {round(eta_s / 5) * 5:.0f} s left"
-    return f", about {round(eta_s / 60):.0f} min left"
 
 
 HELP_PRIVATE = (

@@ -20,7 +20,7 @@ from aiohttp import web
 from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chatscribe.adapters import discord as adapter
@@ -70,6 +70,8 @@ class DiscordSettings(BaseSettings):
     Elsewhere voice messages are ignored and commands get a one-line refusal."""
     api_base_url: str = DISCORD_API
     """REST base; the gateway is then asked of `GET /gateway/bot` on it (proxies, tests)."""
+    status_after_s: float = Field(default=15, ge=0)
+    """Show a "Transcribing… 40%" status reply when the answer is expected to take longer than this."""
 
     @field_validator("guild_ids", "allowed_guilds")
     @classmethod
@@ -124,8 +126,8 @@ class DiscordBot:
         self._guild_ready_timeout = guild_ready_timeout
         self._client: _Client | None = None
         self._task: asyncio.Task[None] | None = None
-        self._delivery = DiscordDelivery(client=self._require_client, preferences=service.preferences,
-                                         max_parts=service.settings.max_parts)
+        self._delivery = DiscordDelivery(client=self._require_client, service=service,
+                                         status_after_s=settings.status_after_s)
 
     # -- Bot protocol ------------------------------------------------------------------------------
 
@@ -136,7 +138,7 @@ class DiscordBot:
         redact_tokens(self.settings.bot_token.get_secret_value())
         # discord.py builds every REST URL (webhooks included) from this class attribute.
         Route.BASE = self.settings.api_base_url.rstrip("/")
-        await self._delivery.open()
+        await self._delivery.discord.open()
         self._client = _Client(self, guild_ready_timeout=self._guild_ready_timeout)
         self.service.register(self.platform, self)
         self._task = asyncio.create_task(self._run(self._client), name="discord")
@@ -144,18 +146,19 @@ class DiscordBot:
         await asyncio.wait({self._task, ready}, return_when=asyncio.FIRST_COMPLETED)
         if self._task.done():
             ready.cancel()
-            await self._delivery.close()
+            await self._delivery.discord.close()
             failure = self._task.exception()
             raise _explain(failure, self.settings.api_base_url) from failure
         self._task.add_done_callback(_log_stop)
         log.info("Discord bot connected as %s", self._client.user)
 
     async def stop(self) -> None:
+        self._delivery.stop()
         if self._client is not None:
             await self._client.close()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
-        await self._delivery.close()
+        await self._delivery.discord.close()
         Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = _ORIGINAL_BASE, _ORIGINAL_GATEWAY
 
     def not_ready(self) -> str | None:
@@ -448,7 +451,7 @@ class DiscordBot:
             try:
                 await self._submit(attachment, target, str(source.id), str(answer_to.author.id), options, voice)
             except ChatscribeError as exc:  # refused up front (too large, busy): answer at once, go on
-                await self._delivery.answer_now(target, exc)
+                await self._delivery.discord.answer_now(target, exc)
 
     async def _submit_interaction(self, interaction: discord.Interaction,
                                   items: list[tuple[discord.Attachment, str | None]], source_id: str | None,
@@ -461,7 +464,7 @@ class DiscordBot:
             try:
                 await self._submit(attachment, target, source_id, str(interaction.user.id), options, False)
             except ChatscribeError as exc:
-                await self._delivery.answer_now(target, exc)
+                await self._delivery.discord.answer_now(target, exc)
 
     async def _submit(self, attachment: discord.Attachment, target: adapter.Target, source_id: str | None,
                       user_id: str, options: TranscribeOptions, voice: bool) -> None:
@@ -469,8 +472,7 @@ class DiscordBot:
         request = adapter.build_request(attachment, target=target, source_message_id=source_id, user_id=user_id,
                                         fetch=self.fetcher(reference), voice=voice)
         job = await self.service.submit(request, options)
-        if target.interaction_token is None:
-            await self._delivery.typing(job.id, target.channel_id)
+        self._delivery.accepted(job)
 
     # -- Delivery (the service calls these; the sending lives in discord_delivery) -----------------------
 

@@ -8,8 +8,8 @@ import pytest
 from telegram import Message
 
 from chatscribe.adapters import telegram as adapter
+from chatscribe.core import sentences
 from chatscribe.core.errors import MediaTooLarge, NoAudioTrack
-from chatscribe.core.jobs.journal import ProgressUpdate
 from chatscribe.core.text import utf16_units
 from chatscribe.core.transcript import Segment, Transcript
 
@@ -119,7 +119,7 @@ def test_timestamps_setting_marks_the_text() -> None:
 
 def test_truncated_media_is_mentioned_after_the_text() -> None:
     parts = adapter.render_transcript(_transcript("Hello.", truncated=True), adapter.ChatSettings(), max_parts=3)
-    assert parts == [adapter.OutgoingText("Hello."), adapter.OutgoingText(adapter.TRUNCATED_NOTE)]
+    assert parts == [adapter.OutgoingText("Hello."), adapter.OutgoingText(sentences.TRUNCATED)]
 
 
 def test_cloud_size_limit_mentions_the_local_bot_api_server() -> None:
@@ -140,19 +140,8 @@ def test_errors_show_only_their_sentence() -> None:
     assert adapter.error_text(error) == "That file has no audio track to transcribe."
 
 
-def test_progress_text() -> None:
-    assert adapter.progress_text(ProgressUpdate("transcribing", fraction=0.4)) == "Transcribing… 40%"
-    queued = adapter.progress_text(ProgressUpdate("queued", position=2, eta_s=120))
-    assert queued == "Waiting to transcribe (position 2 in the queue), about 2 min left…"
-
-
 def test_settings_show_automatic_transcription_in_groups_only() -> None:
     chat = adapter.ChatSettings.from_stored({"format": "srt", "auto": "on"})
     assert "Automatic transcription: on" in adapter.describe_settings(chat, group=True)
     assert "Automatic transcription" not in adapter.describe_settings(chat, group=False)
 
-
-def test_status_says_answers_are_delayed_when_the_workers_are_out_of_reach() -> None:
-    delayed = ProgressUpdate("queued", position=3, detail="Answers are delayed right now.")
-    assert adapter.progress_text(delayed) == "Answers are delayed right now."
-    assert "position 3" in adapter.progress_text(ProgressUpdate("queued", position=3))

@@ -23,6 +23,7 @@ from chatscribe.bots.discord_bot import (
     DiscordBot,
     DiscordSettings,
 )
+from chatscribe.core import sentences
 from chatscribe.core.config import Settings
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.errors import ConfigError
@@ -365,7 +366,9 @@ async def test_long_transcript_is_split_under_2000_with_nothing_lost(
     settings = Settings(_env_file=None, data_dir=long_data_dir, model="tiny.en", device="cpu",  # type: ignore[call-arg]
                         max_parts=20)
     async with TranscriptionService(settings=settings, engine=tiny_engine) as service:
-        bot = DiscordBot(service=service, settings=discord_settings(fake), guild_ready_timeout=0.05)
+        # No status reply (tested on its own in test_discord_progress.py): every part is a message of its own.
+        bot = DiscordBot(service=service, settings=discord_settings(fake, status_after_s=3600),
+                         guild_ready_timeout=0.05)
         await bot.start()
         try:
             attachment = fake.attachment(long_speech, "long.flac", "audio/flac")
@@ -383,7 +386,8 @@ async def test_long_transcript_is_split_under_2000_with_nothing_lost(
     assert len(contents) >= 2
     assert all(len(content) <= 2000 for content in contents)
     note = gap_note(transcript)  # its German parts, which tiny.en cannot transcribe, are named at the end
-    assert unescape("".join(contents)) == transcript.text + (f"\n\n*({note})*" if note else "")
+    notes = ([sentences.DOUBTFUL] if transcript.flagged else []) + ([note] if note else [])
+    assert unescape("".join(contents)) == transcript.text + "".join(f"\n\n*({n})*" for n in notes)
     assert all(not content[-1].isalnum() or content is contents[-1] for content in contents), "cut inside a word"
 
 
@@ -392,7 +396,8 @@ async def test_past_max_parts_the_transcript_comes_as_a_subtitle_file(
     settings = Settings(_env_file=None, data_dir=long_data_dir, model="tiny.en", device="cpu",  # type: ignore[call-arg]
                         max_parts=1)
     async with TranscriptionService(settings=settings, engine=tiny_engine) as service:
-        bot = DiscordBot(service=service, settings=discord_settings(fake), guild_ready_timeout=0.05)
+        bot = DiscordBot(service=service, settings=discord_settings(fake, status_after_s=3600),
+                         guild_ready_timeout=0.05)
         await bot.start()
         try:
             chosen = await fake.slash_command("chatscribe", [{"name": "format", "type": 1, "options": [
@@ -408,7 +413,7 @@ async def test_past_max_parts_the_transcript_comes_as_a_subtitle_file(
     assert transcript is not None
     (upload,) = answer.files
     assert upload.name == "transcript.srt"
-    assert upload.data.decode() == render(transcript, "srt")
+    assert upload.data.decode() == render(transcript, "srt", marked=True)
     assert len(answer.body["content"]) <= 2000
     assert unescape(answer.body["content"]).startswith(transcript.text[:200])
     assert "attached" in answer.body["content"]
