@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from chatscribe.core.config import Settings
 from chatscribe.core.errors import ConfigError
 
-from . import openai_api, openai_errors, playground
+from . import openai_api, openai_errors, playground, realtime
 from .base import Bot
 from .http_guards import API_PREFIX, guard_host, is_loopback, limit_body, quiet_departures
 from .http_state import CALLER, STATE, ServerState, caller_id, check_api_key
@@ -65,6 +65,7 @@ def create_app(
     ])
     app.add_routes(openai_api.routes())
     app.add_routes(playground.routes())
+    app.add_routes(realtime.routes())
     for bot in bots:
         routes = bot.routes()
         app.add_routes(routes)

@@ -74,13 +74,27 @@ def check_api_key(request: web.BaseRequest, keys: tuple[str, ...]) -> str | None
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
-        return None
+        given = _browser_socket_key(request)
+        if not given:
+            return None
     given = given.strip()
     # Compare against every key so the time taken does not reveal which prefix matched.
     matched = [k for k in keys if hmac.compare_digest(k.encode(), given.encode())]
     if not matched:
         return None
     return "key:" + sha256(matched[0].encode()).hexdigest()[:12]
+
+
+def _browser_socket_key(request: web.BaseRequest) -> str:
+    """Browsers cannot set headers on a WebSocket: OpenAI's browser clients send the key as the
+    subprotocol `openai-insecure-api-key.<key>`, which only a WebSocket upgrade may use."""
+    if request.headers.get("Upgrade", "").lower() != "websocket":
+        return ""
+    for protocol in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
+        name, _, key = protocol.strip().partition("openai-insecure-api-key.")
+        if not name and key:
+            return key
+    return ""
 
 
 def _writable(path: os.PathLike[str] | str) -> bool:

@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     """Grace for a request body; after it, the body must have arrived at http_min_body_kbps on average."""
     http_min_body_kbps: float = Field(default=16, gt=0)
     """Slowest average upload speed (KB/s) accepted once http_body_timeout_s has passed."""
+    realtime_max_session_s: float = Field(default=1800, gt=0)
+    """Longest a live transcription session (/v1/realtime) stays open; then it is closed with an error event."""
+    realtime_idle_timeout_s: float = Field(default=60, gt=0)
+    """A live session that sends nothing for this long is closed."""
+    realtime_max_event_kb: float = Field(default=1024, gt=0)
+    """Largest client event (KB) a live session takes; a bigger one gets an error event."""
     media_memory_mb: float = Field(default=1024, gt=0)
     """Media bytes held in memory by work in flight; beyond it new work gets the busy answer."""
     broker_url: SecretStr = SecretStr("")

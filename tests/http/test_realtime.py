@@ -1,0 +1,177 @@
+"""Live transcription over WebSocket: the official `openai` client's realtime connection against the real
+server and the real tiny.en model, fed real speech at 24 kHz in 100 ms pieces."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import av
+import pytest
+
+from tests.http.conftest import API_KEY, Running
+from tests.wer import wer
+
+pytest.importorskip("websockets", reason="the openai client's realtime support needs `websockets`")
+
+CHUNK_S = 0.1
+TRANSCRIPTION_SESSION: dict[str, Any] = {
+    "type": "transcription",
+    "audio": {"input": {
+        "format": {"type": "audio/pcm", "rate": 24000},
+        "transcription": {"model": "whisper-1", "language": "en"},
+        # JFK pauses for about a second between phrases: a longer silence makes the quote one utterance.
+        "turn_detection": {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300,
+                           "silence_duration_ms": 1200},
+    }},
+}
+
+
+def pcm16(path: Path, rate: int = 24000) -> bytes:
+    """The file decoded and resampled to mono PCM16 at `rate`."""
+    out = bytearray()
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+    with av.open(str(path)) as container:
+        for frame in container.decode(audio=0):
+            for piece in resampler.resample(frame):
+                out += bytes(piece.planes[0])[: piece.samples * 2]
+    for piece in resampler.resample(None):
+        out += bytes(piece.planes[0])[: piece.samples * 2]
+    return bytes(out)
+
+
+def chunks(pcm: bytes, rate: int = 24000) -> list[str]:
+    step = int(rate * CHUNK_S) * 2
+    return [base64.b64encode(pcm[i:i + step]).decode() for i in range(0, len(pcm), step)]
+
+
+def silence(seconds: float, rate: int = 24000) -> bytes:
+    return bytes(int(seconds * rate) * 2)
+
+
+async def next_event(connection: Any, want: Callable[[Any], bool], timeout: float = 60.0) -> Any:
+    """The first server event `want` accepts (the ones before it are dropped)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            event = await connection.recv()
+            if want(event):
+                return event
+
+
+async def events_until(connection: Any, last: str, timeout: float = 60.0) -> list[Any]:
+    seen = []
+    async with asyncio.timeout(timeout):
+        while True:
+            event = await connection.recv()
+            seen.append(event)
+            if event.type == last:
+                return seen
+
+
+@pytest.fixture
+def jfk_reference(audio_dir: Path) -> str:
+    return str(json.loads((audio_dir / "references.json").read_text())["jfk.flac"]["text"])
+
+
+def connect(server: Running, api_key: str = API_KEY) -> Any:
+    return server.client(api_key).realtime.connect(extra_query={"intent": "transcription"}, max_retries=0)
+
+
+async def test_server_vad_transcribes_speech_as_it_is_spoken(server: Running, audio_dir: Path,
+                                                             jfk_reference: str) -> None:
+    async with connect(server) as connection:
+        created = await connection.recv()
+        assert created.type == "session.created"
+        await connection.session.update(session=TRANSCRIPTION_SESSION)
+        updated = await next_event(connection, lambda e: e.type == "session.updated")
+        assert updated.session.audio.input.turn_detection.silence_duration_ms == 1200
+        for piece in chunks(pcm16(audio_dir / "jfk.flac") + silence(1.5)):
+            await connection.input_audio_buffer.append(audio=piece)
+        events = await events_until(connection, "conversation.item.input_audio_transcription.completed")
+    kinds = [e.type for e in events]
+    assert kinds.index("input_audio_buffer.speech_started") < kinds.index("input_audio_buffer.speech_stopped")
+    assert kinds.index("input_audio_buffer.speech_stopped") < kinds.index("input_audio_buffer.committed")
+    completed = events[-1]
+    deltas = [e.delta for e in events if e.type == "conversation.item.input_audio_transcription.delta"]
+    assert deltas, "words arrive as deltas before the completed event"
+    assert "".join(deltas) == completed.transcript
+    committed = next(e for e in events if e.type == "input_audio_buffer.committed")
+    assert completed.item_id == committed.item_id
+    assert wer(jfk_reference, completed.transcript) <= 0.10, completed.transcript
+    assert kinds.count("conversation.item.input_audio_transcription.completed") == 1
+
+
+async def test_silence_alone_gives_no_words(server: Running) -> None:
+    async with connect(server) as connection:
+        await connection.session.update(session=TRANSCRIPTION_SESSION)
+        await next_event(connection, lambda e: e.type == "session.updated")
+        for piece in chunks(silence(3.0)):
+            await connection.input_audio_buffer.append(audio=piece)
+        # Server VAD hears no speech; committing the silence by hand must not invent any either.
+        await connection.input_audio_buffer.commit()
+        events = await events_until(connection, "conversation.item.input_audio_transcription.completed")
+    assert "input_audio_buffer.speech_started" not in [e.type for e in events]
+    assert events[-1].transcript.strip() == ""
+
+
+async def test_mistakes_get_error_events_and_the_server_goes_on(server: Running, audio_dir: Path) -> None:
+    url = server.url.replace("http", "ws") + "/v1/realtime?intent=transcription"
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    too_big = base64.b64encode(bytes(1100 * 1024)).decode()  # over CHATSCRIBE_REALTIME_MAX_EVENT_KB=1024
+    mistakes = [
+        {"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
+            "format": {"type": "audio/pcm", "rate": 44100}}}}},
+        {"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
+            "turn_detection": {"type": "server_vad", "threshold": 7}}}}},
+        {"type": "input_audio_buffer.append", "audio": "not base64 at all!"},
+        {"type": "input_audio_buffer.append", "audio": base64.b64encode(b"odd").decode()},
+        {"type": "input_audio_buffer.append", "audio": too_big},
+        {"type": "conversation.item.create"},
+        {"type": "input_audio_buffer.commit"},  # nothing buffered
+    ]
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=headers, max_msg_size=0) as ws:
+        assert json.loads((await ws.receive(timeout=30)).data)["type"] == "session.created"
+        await ws.send_str("{not json")
+        for mistake in mistakes:
+            await ws.send_str(json.dumps(mistake))
+        errors = []
+        for _ in range(len(mistakes) + 1):
+            event = json.loads((await ws.receive(timeout=30)).data)
+            assert event["type"] == "error", event
+            errors.append(event["error"])
+        assert not ws.closed
+    codes = [e["code"] for e in errors]
+    assert codes[0] == "invalid_json"
+    assert {"event_too_large", "unknown_event", "invalid_audio", "input_audio_buffer_commit_empty"} <= set(codes)
+    assert all(e["message"].endswith(".") and "Traceback" not in e["message"] for e in errors)
+    assert errors[1]["param"] == "session.audio.input.format.rate"
+
+    # The same server still serves a new session, words and all.
+    async with connect(server) as connection:
+        await connection.session.update(session=TRANSCRIPTION_SESSION)
+        await next_event(connection, lambda e: e.type == "session.updated")
+        for piece in chunks(pcm16(audio_dir / "jfk.flac")[: 24000 * 2 * 3] + silence(1.5)):
+            await connection.input_audio_buffer.append(audio=piece)
+        completed = await next_event(
+            connection, lambda e: e.type == "conversation.item.input_audio_transcription.completed")
+    assert "fellow americans" in completed.transcript.lower()
+
+
+async def test_the_api_key_is_required_and_browsers_send_it_as_a_subprotocol(server: Running) -> None:
+    url = server.url.replace("http", "ws") + "/v1/realtime?intent=transcription"
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(url)
+        assert refused.value.status == 401
+        protocols = ("realtime", f"openai-insecure-api-key.{API_KEY}")
+        async with http.ws_connect(url, protocols=protocols) as ws:
+            assert ws.protocol == "realtime"
+            assert json.loads((await ws.receive(timeout=30)).data)["type"] == "session.created"
+        with pytest.raises(aiohttp.WSServerHandshakeError) as wrong:
+            await http.ws_connect(url, protocols=("realtime", "openai-insecure-api-key.wrong"))
+        assert wrong.value.status == 401
