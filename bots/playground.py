@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from aiohttp import web
@@ -13,6 +14,9 @@ CONTENT_SECURITY_POLICY = (
     "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
 
+_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]+)?|\[[0-9A-Fa-f:.]+\](:[0-9]+)?")
+"""A Host header fit to name in the policy (anything else would change the policy's meaning)."""
+
 
 def routes() -> list[web.AbstractRouteDef]:
     return [
@@ -22,8 +26,11 @@ def routes() -> list[web.AbstractRouteDef]:
 
 
 async def _index(request: web.Request) -> web.FileResponse:
+    # The live mode's WebSocket goes to this same host; CSP's 'self' covers ws: only in newer browsers.
+    host = request.host if _HOST.fullmatch(request.host) else ""
+    sockets = f"connect-src 'self' ws://{host} wss://{host}; " if host else ""
     return web.FileResponse(
         STATIC_DIR / "index.html",
-        headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY, "Cache-Control": "no-cache",
+        headers={"Content-Security-Policy": sockets + CONTENT_SECURITY_POLICY, "Cache-Control": "no-cache",
                  "Referrer-Policy": "no-referrer"},
     )

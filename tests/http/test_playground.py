@@ -10,7 +10,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from chatscribe.core.live import pcm16_wav
 from tests.http.conftest import API_KEY, Running
+from tests.http.test_realtime import pcm16
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -21,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _browser(download_dir: Path):  # type: ignore[no-untyped-def]
+def _browser(download_dir: Path, *extra: str):  # type: ignore[no-untyped-def]
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -29,7 +31,7 @@ def _browser(download_dir: Path):  # type: ignore[no-untyped-def]
     options.binary_location = str(CHROMIUM)
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=420,900",
                      # A fake microphone (a beep) that needs no permission prompt.
-                     "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"):
+                     "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", *extra):
         options.add_argument(argument)
     options.add_experimental_option("prefs", {
         "download.default_directory": str(download_dir), "download.prompt_for_download": False,
@@ -111,3 +113,50 @@ async def test_upload_read_download_and_record(server: Running, audio_dir: Path,
     # The microphone recording made it through MediaRecorder, the upload and the decoder.
     assert seen["recording_error"] == ""
     assert seen["recording_meta"]
+
+
+def _speak_live(url: str, microphone: Path, download_dir: Path) -> dict[str, str]:
+    """Live mode with a fake microphone that plays `microphone`: what the page showed, and when."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    seen: dict[str, str] = {}
+    driver = _browser(download_dir, f"--use-file-for-fake-audio-capture={microphone}")
+    try:
+        driver.get(url + "/")
+        driver.find_element(By.CSS_SELECTOR, "#options summary").click()
+        driver.find_element(By.ID, "api-key").send_keys(API_KEY)
+        driver.find_element(By.ID, "language").send_keys("en")
+        driver.find_element(By.ID, "live").click()
+        # The file plays in a loop; the quote's last words show once its last phrase has been spoken.
+        WebDriverWait(driver, 90).until(
+            lambda d: "your country" in d.find_element(By.ID, "live-lines").text.lower()
+            or d.find_element(By.ID, "error").is_displayed())
+        seen["lines"] = driver.find_element(By.ID, "live-lines").text
+        seen["error"] = driver.find_element(By.ID, "error").text
+        seen["while_live"] = driver.find_element(By.ID, "live").text
+        seen["record_disabled"] = str(not driver.find_element(By.ID, "record").is_enabled())
+        driver.find_element(By.ID, "live").click()
+        WebDriverWait(driver, 60).until(lambda d: "Live" in d.find_element(By.ID, "live").text
+                                        and "Stop" not in d.find_element(By.ID, "live").text)
+        seen["after"] = driver.find_element(By.ID, "live").text
+    finally:
+        driver.quit()
+    return seen
+
+
+async def test_live_mode_shows_words_while_the_microphone_plays(server: Running, audio_dir: Path,
+                                                                tmp_path: Path) -> None:
+    # Chromium's fake microphone plays a WAV: the JFK quote, then a pause, over and over.
+    microphone = tmp_path / "microphone.wav"
+    microphone.write_bytes(pcm16_wav(pcm16(audio_dir / "jfk.flac", rate=48000) + bytes(48000 * 2 * 2), 48000))
+    seen = await asyncio.to_thread(_speak_live, server.url, microphone, tmp_path)
+
+    assert seen["error"] == ""
+    lines = seen["lines"].lower()
+    # Each pause ends an utterance, so the quote comes in pieces (tiny.en is weak on the shortest ones).
+    assert "fellow americans" in lines
+    assert "what your country can do for you" in lines
+    assert seen["while_live"] == "■ Stop live"
+    assert seen["record_disabled"] == "True"  # one microphone mode at a time
+    assert seen["after"] == "◉ Live"
