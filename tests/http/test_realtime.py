@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,10 @@ import aiohttp
 import av
 import pytest
 
+from chatscribe.bots.http import HttpServer, create_app
+from chatscribe.core.config import Settings
+from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
+from chatscribe.core.service import TranscriptionService
 from tests.http.conftest import API_KEY, Running
 from tests.wer import wer
 
@@ -175,3 +180,61 @@ async def test_the_api_key_is_required_and_browsers_send_it_as_a_subprotocol(ser
         with pytest.raises(aiohttp.WSServerHandshakeError) as wrong:
             await http.ws_connect(url, protocols=("realtime", "openai-insecure-api-key.wrong"))
         assert wrong.value.status == 401
+
+
+@pytest.fixture
+async def strict_server(make_settings: Callable[..., Settings], tiny_engine: FasterWhisperEngine
+                        ) -> AsyncIterator[Running]:
+    """A server whose live sessions time out after 1 s without events and last at most 3 s."""
+    settings = make_settings(realtime_idle_timeout_s=1, realtime_max_session_s=3)
+    async with TranscriptionService(settings=settings, engine=tiny_engine) as service:
+        http = HttpServer(create_app(service=service, settings=settings), settings.http_host, 0)
+        await http.start()
+        try:
+            yield Running(f"http://127.0.0.1:{http.port}", service)
+        finally:
+            await http.stop()
+
+
+async def _until_closed(ws: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:
+    events = []
+    async with asyncio.timeout(30):
+        async for message in ws:
+            events.append(json.loads(message.data))
+    return events
+
+
+async def test_idle_long_and_broken_sessions_are_closed_cleanly(strict_server: Running) -> None:
+    url = strict_server.url.replace("http", "ws") + "/v1/realtime?intent=transcription"
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    async with aiohttp.ClientSession() as http:
+        async with http.ws_connect(url, headers=headers) as ws:  # says nothing
+            events = await _until_closed(ws)
+        assert [e["type"] for e in events] == ["session.created", "error"]
+        assert events[-1]["error"]["code"] == "idle_timeout"
+        assert ws.close_code == 1000
+
+        async with http.ws_connect(url, headers=headers) as ws:  # keeps talking past the maximum length
+            appended, expired = 0, {}
+            async with asyncio.timeout(30):
+                while not ws.closed:
+                    await ws.send_str(json.dumps({"type": "input_audio_buffer.append",
+                                                  "audio": base64.b64encode(silence(0.1)).decode()}))
+                    appended += 1
+                    with contextlib.suppress(TimeoutError):
+                        message = await ws.receive(timeout=0.1)
+                        if message.type == aiohttp.WSMsgType.TEXT and json.loads(message.data)["type"] == "error":
+                            expired = json.loads(message.data)
+            assert expired["error"]["code"] == "session_expired"
+            assert appended >= 20
+
+        async with http.ws_connect(url, headers=headers) as ws:  # nothing but garbage
+            for _ in range(25):
+                await ws.send_str("garbage")
+            events = await _until_closed(ws)
+        assert events[-1]["error"]["code"] == "too_many_errors"
+        assert ws.close_code == 1008
+
+        with pytest.raises(aiohttp.WSServerHandshakeError) as other_site:
+            await http.ws_connect(url, headers={**headers, "Origin": "https://evil.example"})
+        assert other_site.value.status == 403
