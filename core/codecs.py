@@ -43,7 +43,8 @@ def encode_transcript(transcript: Transcript) -> dict[str, Any]:
 def decode_transcript(data: Mapping[str, Any]) -> Transcript:
     values = dict(data)
     segments = tuple(
-        Segment(**{**s, "words": tuple(Word(**w) for w in s["words"]), "flags": frozenset(s["flags"])})
+        Segment(**{**s, "words": tuple(Word(**w) for w in s["words"]), "flags": frozenset(s["flags"]),
+                   "tokens": tuple(s.get("tokens", ()))})  # tokens: absent in entries written before them
         for s in values.pop("segments")
     )
     gaps = tuple(Gap(**g) for g in values.pop("gaps", ()))  # absent in entries written before gaps existed

@@ -56,6 +56,11 @@ def screen(transcript: Transcript, audio: np.ndarray, speech: np.ndarray | None 
     )
 
 
+def segment_flags(segment: Segment, speech: np.ndarray) -> frozenset[str]:
+    """The flags `screen` gives this one segment: the runner screens segments as they are decoded."""
+    return frozenset(_flags(segment, _coverage(speech, segment)))
+
+
 def _flags(segment: Segment, coverage: float) -> set[str]:
     words = normalize(segment.text).split()
     silent_under = coverage < MIN_SPEECH_COVERAGE

@@ -28,7 +28,7 @@ from .jobs.admission import Admission, AdmissionControl, OtherFrontEnds, counted
 from .jobs.crashes import InHand, run_unbatched, set_aside
 from .jobs.inflight import InFlight
 from .jobs.journal import Delivery, Job, JournalEntry, ProgressUpdate, new_job_id
-from .jobs.runner import LocalRunner, Runner, Work, default_slots
+from .jobs.runner import LocalRunner, OnSegment, Runner, Work, default_slots
 from .keys import TranscriptKey, content_hash, transcript_key
 from .media import MediaRequest, check_declared_duration, check_declared_size
 from .metrics import Metrics
@@ -135,10 +135,13 @@ class TranscriptionService:
     async def transcribe(
         self, request: MediaRequest, options: TranscribeOptions | None = None, *,
         progress: ProgressCallback | None = None, admission: Admission | None = None,
+        segments: OnSegment | None = None,
     ) -> Transcript:
         """Transcribe now and return the result; raises ChatscribeError for anything a user can fix.
 
-        `admission`: the place taken with admit() before the media was read; taken here when None."""
+        `admission`: the place taken with admit() before the media was read; taken here when None.
+        `segments`: each segment as it is decoded (core/jobs/runner.py SegmentDone), on the event loop;
+        none for an answer from the cache or a note transcribed in a batch."""
         options = options or TranscribeOptions()
         if admission is None:
             hit = await self._answered(request, options)
@@ -148,7 +151,7 @@ class TranscriptionService:
                                          size_bytes=request.size_bytes or 0)
         started = time.monotonic()
         try:
-            transcript = await self._run(counted(request, admission.hold), options, progress)
+            transcript = await self._run(counted(request, admission.hold), options, progress, segments=segments)
         except ChatscribeError as exc:
             self.metrics.errors.labels(exc.code).inc()
             raise
@@ -323,7 +326,7 @@ class TranscriptionService:
 
     async def _run(
         self, request: MediaRequest, options: TranscribeOptions, progress: ProgressCallback | None, *,
-        job_id: str | None = None, unbatched: bool = False,
+        job_id: str | None = None, unbatched: bool = False, segments: OnSegment | None = None,
     ) -> Transcript:
         """`job_id`: the journaled job, marked while its media is in hand (core/jobs/crashes.py)."""
         hit = await self.cached(request, options)
@@ -342,7 +345,7 @@ class TranscriptionService:
             self.metrics.cache_hits.labels("content").inc()
             return hit
         async def transcribe_and_cache() -> Transcript:
-            transcript = await self._transcribe_now(request, data, options, progress, job_id, unbatched)
+            transcript = await self._transcribe_now(request, data, options, progress, job_id, unbatched, segments)
             await asyncio.to_thread(self.cache.put, key, transcript)
             return transcript
 
@@ -351,13 +354,13 @@ class TranscriptionService:
 
     async def _transcribe_now(
         self, request: MediaRequest, data: bytes, options: TranscribeOptions, progress: ProgressCallback | None,
-        job_id: str | None, unbatched: bool,
+        job_id: str | None, unbatched: bool, segments: OnSegment | None = None,
     ) -> Transcript:
         in_hand = InHand(self.journal.media_in_hand, job_id)  # set and cleared in worker threads
         duration = await asyncio.to_thread(in_hand.probe, data)
         check_declared_duration(duration, self.max_duration_s)
         work = Work(request.chat_id, data, duration or request.duration_hint_s or 30.0, options,
-                    on_start=lambda: in_hand(True), unbatched=unbatched)
+                    on_start=lambda: in_hand(True), unbatched=unbatched, on_segment=segments)
 
         def notify(update: ProgressUpdate) -> None:
             assert progress is not None

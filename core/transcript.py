@@ -34,6 +34,10 @@ class Segment:
     compression_ratio: float = 1.0
     words: tuple[Word, ...] = ()
     flags: frozenset[str] = frozenset()
+    tokens: tuple[int, ...] = ()
+    """Whisper's token ids for the text (empty where the decoder's tokens are not known, e.g. a batched note)."""
+    temperature: float | None = None
+    """The sampling temperature the text was decoded at (after any fallback); None where not known."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,13 +20,17 @@ from typing import TYPE_CHECKING, Literal, Protocol, TypeGuard
 import numpy as np
 
 from ..options import TranscribeOptions
-from ..transcript import Transcript
+from ..transcript import Segment, Transcript
 
 if TYPE_CHECKING:
     from .decoding_steps import DecodingSteps
 
 Progress = Callable[[float], None]
 """Called from the worker thread with the fraction of the audio done (0..1)."""
+
+SegmentSink = Callable[[Segment], None]
+"""Called from the worker thread with each raw segment as soon as it is decoded (before the quality pass);
+an engine that decodes a note in one go calls it for every segment at the end."""
 
 Batching = Literal["windows", "inputs", "none"]
 """How an engine takes part in cross-request batching (see the module's docstring)."""
@@ -49,9 +53,10 @@ class Engine(Protocol):
     """Declared by each engine class; `batches_windows` and `batches_inputs` read it."""
 
     def transcribe(
-        self, audio: np.ndarray, options: TranscribeOptions, progress: Progress | None = None
+        self, audio: np.ndarray, options: TranscribeOptions, progress: Progress | None = None,
+        on_segment: SegmentSink | None = None,
     ) -> Transcript:
-        """Blocking; call it from a worker thread."""
+        """Blocking; call it from a worker thread. `on_segment` sees each segment as it is decoded."""
         ...
 
     def transcribe_part(self, audio: np.ndarray, options: TranscribeOptions, prompt: str) -> Transcript:

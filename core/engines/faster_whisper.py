@@ -15,7 +15,7 @@ import numpy as np
 from ..media import SAMPLE_RATE
 from ..options import TranscribeOptions
 from ..transcript import Segment, Transcript, Word
-from .base import Batching, DeviceChoice, Progress
+from .base import Batching, DeviceChoice, Progress, SegmentSink
 from .decoding_steps import DecodingSteps
 from .models import ResolvedModel
 
@@ -65,11 +65,12 @@ class FasterWhisperEngine:
         return language, float(probability)
 
     def transcribe(
-        self, audio: np.ndarray, options: TranscribeOptions, progress: Progress | None = None
+        self, audio: np.ndarray, options: TranscribeOptions, progress: Progress | None = None,
+        on_segment: SegmentSink | None = None,
     ) -> Transcript:
         temperature = options.temperature if options.temperature is not None else _FALLBACK_TEMPERATURES
         return self._run(audio, options, progress, vad=self.vad, prompt=options.vocabulary or None,
-                         words=options.word_timestamps, temperature=temperature)
+                         words=options.word_timestamps, temperature=temperature, on_segment=on_segment)
 
     def transcribe_part(self, audio: np.ndarray, options: TranscribeOptions, prompt: str) -> Transcript:
         """A stretch the first pass left without words (core/coverage.py), decoded again on its own.
@@ -86,6 +87,7 @@ class FasterWhisperEngine:
     def _run(
         self, audio: np.ndarray, options: TranscribeOptions, progress: Progress | None, *, vad: bool,
         prompt: str | None, words: bool, temperature: float | tuple[float, ...],
+        on_segment: SegmentSink | None = None,
     ) -> Transcript:
         duration = len(audio) / SAMPLE_RATE
         language, probability = options.language, 1.0
@@ -106,6 +108,8 @@ class FasterWhisperEngine:
         collected = []
         for raw in segments:  # the generator does the work: iterate it here, in the worker thread
             collected.append(_segment(raw))
+            if on_segment:
+                on_segment(collected[-1])
             if progress and duration:
                 progress(min(1.0, raw.end / duration))
         if options.language is None and not options.expected_languages:
@@ -176,4 +180,6 @@ def _segment(raw: Any) -> Segment:
         no_speech_prob=float(raw.no_speech_prob),
         compression_ratio=float(raw.compression_ratio),
         words=words,
+        tokens=tuple(int(t) for t in raw.tokens),
+        temperature=None if raw.temperature is None else float(raw.temperature),
     )

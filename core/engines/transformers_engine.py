@@ -18,7 +18,7 @@ import numpy as np
 from ..media import SAMPLE_RATE
 from ..options import TranscribeOptions
 from ..transcript import Segment, Transcript
-from .base import Batching, DeviceChoice, Progress
+from .base import Batching, DeviceChoice, Progress, SegmentSink
 from .convert import convert
 from .models import ResolvedModel, models_dir
 
@@ -55,8 +55,14 @@ class TransformersWhisperEngine:
         self.device = DeviceChoice(device, precision, reason or f"transformers on {device}")
         self.model_id = f"{model.name}:transformers-{precision}"
 
-    def transcribe(self, audio: np.ndarray, options: TranscribeOptions, progress: Progress | None = None) -> Transcript:
+    def transcribe(
+        self, audio: np.ndarray, options: TranscribeOptions, progress: Progress | None = None,
+        on_segment: SegmentSink | None = None,
+    ) -> Transcript:
         transcript = self.transcribe_batch([audio], options)[0]
+        if on_segment:  # the note is decoded in one go: its segments are all known only now
+            for segment in transcript.segments:
+                on_segment(segment)
         if progress:
             progress(1.0)
         return transcript

@@ -13,7 +13,7 @@ from .admission import AdmissionControl, MediaBudget, RateLimiter
 from .crashes import CRASH_LIMIT
 from .inflight import InFlight
 from .journal import UNFINISHED, Delivery, Job, Journal, ProgressUpdate, Receipt
-from .runner import LocalRunner, Notify, Runner, Work, default_slots
+from .runner import LocalRunner, Notify, OnSegment, Runner, SegmentDone, Work, default_slots
 from .scheduler import TURN_S, FairScheduler, Release, Ticket, batch_wait_s
 
 __all__ = [
@@ -29,11 +29,13 @@ __all__ = [
     "LocalRunner",
     "MediaBudget",
     "Notify",
+    "OnSegment",
     "ProgressUpdate",
     "RateLimiter",
     "Receipt",
     "Release",
     "Runner",
+    "SegmentDone",
     "Ticket",
     "Work",
     "batch_wait_s",

@@ -14,20 +14,46 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from ..coverage import complete
 from ..engines.base import Engine
 from ..engines.batching import MAX_NOTE_S, BatchingMode, Clip, make_batcher
-from ..media import DecodedAudio, decode_audio
+from ..media import SAMPLE_RATE, DecodedAudio, decode_audio
 from ..metrics import Metrics
 from ..options import TranscribeOptions
-from ..quality import screen, speech_mask
-from ..transcript import Transcript
+from ..quality import screen, segment_flags, speech_mask
+from ..transcript import HALLUCINATION, Segment, Transcript
 from .journal import ProgressUpdate
 from .scheduler import FairScheduler, Release, Ticket
 from .speed import SpeedEstimate
 from .threads import run_in_daemon_thread
 
 Notify = Callable[[ProgressUpdate], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentDone:
+    """One segment of a note, as soon as the engine has decoded it: the seam for text shown while the rest
+    is still being transcribed (the HTTP API's `transcript.text.delta` events; live text in a chat's status).
+
+    `segment` carries the flags the quality pass gives it (a likely hallucination is never reported), its
+    times, its text and, when word timestamps were asked, its words with their probabilities. Joined in
+    order (stripped, with single spaces) the reported segments are the start of the final transcript's
+    text in the usual case; the final transcript stays the authority: the coverage check may still add a
+    passage it decoded again (core/coverage.py). Nothing is reported for a note transcribed in a batch with
+    others, for an answer from the cache or one shared with an identical file being transcribed, nor by a
+    runner in another process (core/scaleout): their text arrives with the transcript."""
+
+    segment: Segment
+    index: int
+    """0, 1, 2... among the segments reported for this note."""
+    fraction: float
+    """Share of the audio decoded once this segment was."""
+
+
+OnSegment = Callable[[SegmentDone], None]
+"""Called on the event loop, in decoding order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +68,8 @@ class Work:
     """Called in the worker thread just before the media is decoded (the journal marks the job's media in hand)."""
     unbatched: bool = False
     """Never batched with other notes (a job suspected of crashing the process: core/jobs/crashes.py)."""
+    on_segment: OnSegment | None = field(default=None, compare=False, repr=False)
+    """Each segment as it is decoded (SegmentDone); a note that goes through a batch reports none."""
 
 
 class Runner(Protocol):
@@ -137,7 +165,9 @@ class LocalRunner:
                     pending.notify(ProgressUpdate("transcribing", fraction=0.0, eta_s=eta))
             started = time.monotonic()
             if len(batch) == 1:
-                _settle(batch[0], await run_in_daemon_thread(self._work, batch[0].work, self._fractions(batch[0])))
+                one = batch[0]
+                _settle(one, await run_in_daemon_thread(self._work, one.work, self._fractions(one),
+                                                        _segments(one.work)))
             else:
                 await run_in_daemon_thread(self._work_batch, batch, asyncio.get_running_loop())
             share = (time.monotonic() - started) / len(batch)
@@ -168,13 +198,19 @@ class LocalRunner:
         self.metrics.audio_seconds.observe(transcript.duration_s)
         self.metrics.realtime_factor.set(self.speed.rtf)
 
-    def _work(self, work: Work, on_fraction: Callable[[float], None] | None) -> Transcript | Exception:
+    def _work(
+        self, work: Work, on_fraction: Callable[[float], None] | None,
+        on_segment: Callable[[Segment, np.ndarray, float], None] | None,
+    ) -> Transcript | Exception:
         try:
             if work.on_start is not None:
                 work.on_start()
             decoded = decode_audio(work.data, max_duration_s=self.max_duration_s)
-            raw = self.engine.transcribe(decoded.samples, work.options, on_fraction)
-            return _checked(raw, decoded, self.engine, work.options)
+            speech = speech_mask(decoded.samples)
+            duration = len(decoded.samples) / SAMPLE_RATE
+            sink = None if on_segment is None else lambda s: on_segment(s, speech, duration)
+            raw = self.engine.transcribe(decoded.samples, work.options, on_fraction, sink)
+            return _checked(raw, decoded, self.engine, work.options, speech)
         except Exception as exc:
             return exc
 
@@ -205,12 +241,36 @@ class LocalRunner:
         self.batcher.transcribe(notes, on_result)
 
 
-def _checked(raw: Transcript, decoded: DecodedAudio, engine: Engine, options: TranscribeOptions) -> Transcript:
+def _checked(raw: Transcript, decoded: DecodedAudio, engine: Engine, options: TranscribeOptions,
+             speech: np.ndarray | None = None) -> Transcript:
     """The quality pass and the coverage check (core/coverage.py), on the note's own audio, which only this
     worker holds: speech left without words is transcribed again here, or reported."""
-    speech = speech_mask(decoded.samples)
+    if speech is None:
+        speech = speech_mask(decoded.samples)
     checked = complete(screen(raw, decoded.samples, speech), decoded.samples, speech, engine, options)
     return dataclasses.replace(checked, truncated=decoded.truncated)
+
+
+def _segments(work: Work) -> Callable[[Segment, np.ndarray, float], None] | None:
+    """The engine's raw segments, screened as the quality pass will screen them, to `work.on_segment` on
+    the event loop; None when nobody listens."""
+    listener = work.on_segment
+    if listener is None:
+        return None
+    loop = asyncio.get_running_loop()
+    reported = 0
+
+    def on_segment(segment: Segment, speech: np.ndarray, duration_s: float) -> None:  # in the worker thread
+        nonlocal reported
+        flags = segment_flags(segment, speech)
+        if HALLUCINATION in flags:
+            return
+        fraction = min(1.0, segment.end / duration_s) if duration_s else 1.0
+        done = SegmentDone(dataclasses.replace(segment, flags=flags), reported, fraction)
+        reported += 1
+        loop.call_soon_threadsafe(listener, done)
+
+    return on_segment
 
 
 def _settle(pending: _LocalJob, outcome: Transcript | BaseException) -> None:
