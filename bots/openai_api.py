@@ -5,26 +5,36 @@ counted, so an oversized file is refused (413) as soon as it is known, never hel
 The work goes through TranscriptionService.transcribe, so the cache, the limits and the fair scheduler
 are the same as the bots'.
 
-One extension for the playground: `stream=true` answers with Server-Sent Events carrying progress
-(`chatscribe.progress`) and then `transcript.text.done` with the requested json/verbose_json body.
+`stream=true` answers with Server-Sent Events in OpenAI's schema: a `transcript.text.delta` for each
+segment as Whisper decodes it (core/jobs/runner.py SegmentDone), then one `transcript.text.done` with the
+whole text and token usage; the deltas joined are that text. The playground's progress (queue place,
+share done) rides along as SSE comment lines (`: chatscribe.progress {...}`), which SSE clients, the
+official `openai` client among them, skip.
+
+`include[]=logprobs` (json and verbose_json, streamed or not) gives one entry per word: the word as
+Whisper spelled it and the log of its probability, the mean of its tokens' probabilities in Whisper's
+alignment pass (faster-whisper's word probabilities). Whisper's decoder only scores whole sequences, so
+this is the finest honest figure it offers; asking for logprobs turns word timestamps on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
 from chatscribe.core.errors import ChatscribeError, NotReady
-from chatscribe.core.jobs.journal import ProgressUpdate
+from chatscribe.core.jobs import ProgressUpdate, SegmentDone
 from chatscribe.core.media import MediaRequest
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.settings import resolve_language
-from chatscribe.core.transcript import Transcript, gap_note, render_srt, render_vtt
+from chatscribe.core.transcript import Segment, Transcript, gap_note, render_srt, render_vtt
 
 from .http_state import STATE, ServerState, caller_id, check_api_key
 from .languages import language_name
@@ -34,6 +44,8 @@ from .openai_upload import Upload, check_declared_length, fetcher, read_upload
 log = logging.getLogger(__name__)
 
 RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+AUDIO_TOKENS_PER_S = 50
+"""Whisper's encoder gives 1500 positions for each 30 s of audio: the usage's audio tokens."""
 GENERIC_MODEL = "whisper-1"
 """OpenAI's model name, accepted (and listed) so that code written for OpenAI needs no change."""
 
@@ -92,6 +104,9 @@ async def _handle(request: web.Request, task: str) -> web.StreamResponse:
         if stream and response_format not in ("json", "verbose_json"):
             raise ApiError(400, "stream=true works with response_format json or verbose_json.",
                            param="stream")
+        logprobs = _logprobs_asked(upload, response_format)
+        if logprobs:
+            options = dataclasses.replace(options, word_timestamps=True)  # the words carry the probabilities
     except ApiError as exc:
         admission.close()
         return exc.response()
@@ -107,7 +122,7 @@ async def _handle(request: web.Request, task: str) -> web.StreamResponse:
     )
     words = "word" in upload.granularities
     if stream:
-        return await _stream(request, service, media, options, response_format, words, admission)
+        return await _stream(request, service, media, options, response_format, words, admission, logprobs)
     try:
         transcript = await service.transcribe(media, options, admission=admission)
     except ChatscribeError as exc:
@@ -115,7 +130,7 @@ async def _handle(request: web.Request, task: str) -> web.StreamResponse:
     except Exception:
         log.exception("transcription failed unexpectedly")
         return INTERNAL.response()
-    return _render(transcript, response_format, options, words)
+    return _render(transcript, response_format, options, words, logprobs)
 
 
 async def _models(request: web.Request) -> web.Response:
@@ -179,10 +194,21 @@ def _options(upload: Upload, task: str, state: ServerState) -> TranscribeOptions
     )
 
 
+def _logprobs_asked(upload: Upload, response_format: str) -> bool:
+    include = upload.fields.get("include[]", "")
+    if include and include != "logprobs":
+        raise ApiError(400, "include[] takes 'logprobs'.", param="include")
+    if include and response_format not in ("json", "verbose_json"):
+        raise ApiError(400, "include[]=logprobs works with response_format json or verbose_json.",
+                       param="include")
+    return bool(include)
+
+
 # -- answering ------------------------------------------------------------------------------------
 
 
-def _render(transcript: Transcript, fmt: str, options: TranscribeOptions, words: bool) -> web.Response:
+def _render(transcript: Transcript, fmt: str, options: TranscribeOptions, words: bool,
+            logprobs: bool = False) -> web.Response:
     if fmt == "text":
         note = gap_note(transcript)  # speech that could not be transcribed is never left out silently
         text = "\n\n".join(part for part in (transcript.text, note and f"[{note}]") if part)
@@ -191,7 +217,10 @@ def _render(transcript: Transcript, fmt: str, options: TranscribeOptions, words:
         return web.Response(text=render_srt(transcript), content_type="text/plain")
     if fmt == "vtt":
         return web.Response(text=render_vtt(transcript), content_type="text/vtt")
-    return web.json_response(_body(transcript, fmt, options, words), dumps=_dumps)
+    body = _body(transcript, fmt, options, words)
+    if logprobs:
+        body["logprobs"] = word_logprobs(transcript.segments)
+    return web.json_response(body, dumps=_dumps)
 
 
 def _body(transcript: Transcript, fmt: str, options: TranscribeOptions, words: bool) -> dict[str, Any]:
@@ -202,7 +231,9 @@ def _body(transcript: Transcript, fmt: str, options: TranscribeOptions, words: b
 
 
 def verbose_json(transcript: Transcript, options: TranscribeOptions, words: bool) -> dict[str, Any]:
-    """OpenAI's verbose_json: the full language name, segments with their decoding statistics."""
+    """OpenAI's verbose_json: the full language name, segments with their decoding statistics, their
+    tokens and the temperature each was decoded at (after Whisper's fallback; the requested one where the
+    decoder did not say, as for a note decoded in a batch, whose tokens are then empty too)."""
     body: dict[str, Any] = {
         "task": transcript.task,
         "language": language_name(transcript.language),
@@ -215,8 +246,8 @@ def verbose_json(transcript: Transcript, options: TranscribeOptions, words: bool
                 "start": round(seg.start, 3),
                 "end": round(seg.end, 3),
                 "text": seg.text,
-                "tokens": [],
-                "temperature": options.temperature or 0.0,
+                "tokens": list(seg.tokens),
+                "temperature": seg.temperature if seg.temperature is not None else options.temperature or 0.0,
                 "avg_logprob": round(seg.avg_logprob, 4),
                 "compression_ratio": round(seg.compression_ratio, 4),
                 "no_speech_prob": round(seg.no_speech_prob, 4),
@@ -234,6 +265,23 @@ def verbose_json(transcript: Transcript, options: TranscribeOptions, words: bool
     return body | _gaps(transcript)
 
 
+def word_logprobs(segments: Sequence[Segment]) -> list[dict[str, Any]]:
+    """OpenAI's logprobs, one entry per word (see the module's docstring for why words)."""
+    return [
+        {"token": w.text, "logprob": round(math.log(max(w.probability, 1e-12)), 6), "bytes": list(w.text.encode())}
+        for seg in segments for w in seg.words
+    ]
+
+
+def token_usage(transcript: Transcript) -> dict[str, Any]:
+    """The streamed answer's usage in OpenAI's token shape: audio tokens (the encoder's positions) in,
+    the decoder's text tokens out (0 where they are not known: a batched note)."""
+    audio = math.ceil(transcript.duration_s * AUDIO_TOKENS_PER_S)
+    out = sum(len(seg.tokens) for seg in transcript.segments)
+    return {"type": "tokens", "input_tokens": audio, "output_tokens": out, "total_tokens": audio + out,
+            "input_token_details": {"audio_tokens": audio, "text_tokens": 0}}
+
+
 def _gaps(transcript: Transcript) -> dict[str, Any]:
     """Speech that could not be transcribed (core/coverage.py): its times and the sentence saying so."""
     if not transcript.gaps:
@@ -242,41 +290,98 @@ def _gaps(transcript: Transcript) -> dict[str, Any]:
             "notice": gap_note(transcript)}
 
 
+# -- streaming ------------------------------------------------------------------------------------
+
+
+class _Deltas:
+    """The text sent so far, so that the deltas joined are exactly the done event's text."""
+
+    def __init__(self, logprobs: bool) -> None:
+        self.logprobs = logprobs
+        self.sent = ""
+        self.segments = 0
+
+    def segment(self, segment: Segment) -> dict[str, Any] | None:
+        """The delta for one decoded segment (None when it holds no text)."""
+        self.segments += 1
+        text = segment.text.strip()
+        if not text:
+            return None
+        return self._delta((" " if self.sent else "") + text, [segment])
+
+    def rest(self, transcript: Transcript) -> dict[str, Any] | None:
+        """What the final text has beyond the deltas sent (all of it for an answer from the cache)."""
+        final = transcript.text
+        rest = final[len(self.sent):]
+        if not final.startswith(self.sent) or (self.sent and rest and not rest.startswith(" ")):
+            # The coverage check put a passage it decoded again between segments already sent: the done
+            # event's text, the whole transcript, is then the one to keep.
+            log.info("streamed text differs from the final transcript; the done event carries the final one")
+            return None
+        return self._delta(rest, transcript.segments[self.segments:]) if rest else None
+
+    def _delta(self, text: str, segments: Sequence[Segment]) -> dict[str, Any]:
+        self.sent += text
+        event: dict[str, Any] = {"type": "transcript.text.delta", "delta": text}
+        if self.logprobs:
+            event["logprobs"] = word_logprobs(segments)
+        return event
+
+
 async def _stream(
     request: web.Request, service: Any, media: MediaRequest, options: TranscribeOptions, fmt: str, words: bool,
-    admission: Any,
+    admission: Any, logprobs: bool,
 ) -> web.StreamResponse:
-    updates: asyncio.Queue[ProgressUpdate] = asyncio.Queue()
+    updates: asyncio.Queue[ProgressUpdate | SegmentDone] = asyncio.Queue()
     work = asyncio.ensure_future(service.transcribe(media, options, progress=updates.put_nowait,
-                                                    admission=admission))
+                                                    admission=admission, segments=updates.put_nowait))
     # If the page goes away the work still finishes (and is cached); its outcome is then nobody's.
     work.add_done_callback(lambda task: task.cancelled() or task.exception())
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
+    deltas = _Deltas(logprobs)
     try:
         while not work.done():
             getter = asyncio.ensure_future(updates.get())
             await asyncio.wait({work, getter}, return_when=asyncio.FIRST_COMPLETED)
             if getter.done():
-                await _event(response, _progress_event(getter.result()))
+                await _send(response, deltas, getter.result())
             else:
                 getter.cancel()
-        await _event(response, _outcome_event(work, fmt, options, words))
+        while not updates.empty():  # segments decoded just before the transcript was handed back
+            await _send(response, deltas, updates.get_nowait())
+        for event in _outcome_events(work, deltas, fmt, options, words):
+            await _event(response, event)
         await response.write_eof()
     except ConnectionResetError:
         log.debug("the client left before the transcript was ready")
     return response
 
 
-def _outcome_event(work: asyncio.Future[Transcript], fmt: str, options: TranscribeOptions,
-                   words: bool) -> dict[str, Any]:
+async def _send(response: web.StreamResponse, deltas: _Deltas, item: ProgressUpdate | SegmentDone) -> None:
+    if isinstance(item, SegmentDone):
+        event = deltas.segment(item.segment)
+        if event is not None:
+            await _event(response, event)
+    else:  # a comment line: SSE clients skip it, the playground reads it
+        await response.write(f": chatscribe.progress {_dumps(_progress_event(item))}\n\n".encode())
+
+
+def _outcome_events(work: asyncio.Future[Transcript], deltas: _Deltas, fmt: str, options: TranscribeOptions,
+                    words: bool) -> list[dict[str, Any]]:
     try:
-        return {"type": "transcript.text.done", **_body(work.result(), fmt, options, words)}
+        transcript = work.result()
     except ChatscribeError as exc:
-        return {"type": "error", **error_for(exc).body()}
+        return [{"type": "error", **error_for(exc).body()}]
     except Exception:
         log.exception("transcription failed unexpectedly")
-        return {"type": "error", **INTERNAL.body()}
+        return [{"type": "error", **INTERNAL.body()}]
+    rest = deltas.rest(transcript)
+    done: dict[str, Any] = {"type": "transcript.text.done", **_body(transcript, fmt, options, words),
+                            "usage": token_usage(transcript)}
+    if deltas.logprobs:
+        done["logprobs"] = word_logprobs(transcript.segments)
+    return [rest, done] if rest is not None else [done]
 
 
 def _progress_event(update: ProgressUpdate) -> dict[str, Any]:

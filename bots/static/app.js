@@ -64,6 +64,8 @@ $("record").addEventListener("click", async () => {
 
 // -- talking to the API ----------------------------------------------------------------------------
 
+const PROGRESS = ": chatscribe.progress ";
+
 function transcribe(blob, name) {
   hideError();
   $("result").hidden = true;
@@ -90,6 +92,8 @@ function transcribe(blob, name) {
     for (const chunk of text.slice(seen, end).split("\n\n")) {
       const line = chunk.trim();
       if (line.startsWith("data:")) finished = onEvent(JSON.parse(line.slice(5)), blob, name) || finished;
+      // Progress comes as SSE comments, which OpenAI's clients skip.
+      else if (line.startsWith(PROGRESS)) onEvent(JSON.parse(line.slice(PROGRESS.length)), blob, name);
     }
     seen = end + 2;
   };
