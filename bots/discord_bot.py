@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chatscribe.adapters import discord as adapter
 from chatscribe.bots.discord_delivery import DiscordDelivery, redact_tokens
+from chatscribe.core import sentences
 from chatscribe.core.config import ENV_FILE
 from chatscribe.core.errors import ChatscribeError, ConfigError
 from chatscribe.core.jobs.journal import Job, ProgressUpdate, Receipt
@@ -47,7 +48,7 @@ CHANNEL_AUTO_ANSWERS = {"on": "Voice messages in this channel will be transcribe
                         "off": "Voice messages in this channel will only be transcribed on request."}
 _LEGACY_KEYS = {"auto_voice": "auto", "file_format": "format"}
 """Where servers' settings were stored before every platform shared core/settings.py."""
-INTERNAL_ERROR = "Something went wrong on my side; please try again later."
+INTERNAL_ERROR = sentences.WENT_WRONG
 NOT_ALLOWED = "Only people with the Manage Server permission can change that."
 SERVER_NOT_ALLOWED = "Sorry, this bot is private: it only works in the servers its operator allowed."
 NO_HISTORY = ("I can't read this channel's earlier messages (Read Message History permission): attach the file "

@@ -121,6 +121,9 @@ class DiscordSender:
     async def already_sent(self, job: Job, part: adapter.Reply) -> bool:
         return False
 
+    async def find_status(self, job: Job) -> str | None:
+        return None  # not looked for: the answer comes as new messages, the old status stays
+
     async def typing(self, job: Job) -> None:
         target = adapter.target_of(job.request.reference)
         if target.interaction_token is not None:  # interactions already show "thinking…"

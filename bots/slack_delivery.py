@@ -11,12 +11,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from chatscribe.adapters import slack as adapter
+from chatscribe.core import sentences
 from chatscribe.core.delivery import Courier, Limits, Place, Undeliverable
 from chatscribe.core.errors import ChatscribeError
 from chatscribe.core.jobs.journal import Job
@@ -111,6 +112,23 @@ class SlackSender:
         target = adapter.target_of(job.request.reference)
         if target.private or not isinstance(part, adapter.SlackMessage):
             return False
+        return any(m.get("user") == self._bot_user_id() and m.get("text") == part.text
+                   for m in await self._thread(target))
+
+    async def find_status(self, job: Job) -> str | None:
+        """This job's status in its thread: the bot's message that begins as its status does."""
+        target = adapter.target_of(job.request.reference)
+        starts = tuple(adapter.escape(start) for start in sentences.progress_starts(job.request.file_name))
+        for message in await self._thread(target):
+            if message.get("user") == self._bot_user_id() and str(message.get("text") or "").startswith(starts):
+                return str(message["ts"])
+        return None
+
+    async def typing(self, job: Job) -> None:
+        return None  # Slack has no typing indicator for apps
+
+    async def _thread(self, target: adapter.Target) -> list[Mapping[str, Any]]:
+        """The messages of the answer's thread (or the channel's latest), to look for what a dead process sent."""
         try:
             if target.thread_ts:
                 answer = await self.client.conversations_replies(channel=target.channel, ts=target.thread_ts)
@@ -118,12 +136,8 @@ class SlackSender:
                 answer = await self.client.conversations_history(channel=target.channel, limit=50)
         except SlackApiError as exc:
             log.warning("slack: could not look for an earlier answer in %s: %s", target.channel, error_code(exc))
-            return False
-        return any(m.get("user") == self._bot_user_id() and m.get("text") == part.text
-                   for m in answer.get("messages") or ())
-
-    async def typing(self, job: Job) -> None:
-        return None  # Slack has no typing indicator for apps
+            return []
+        return list(answer.get("messages") or ())
 
     # -- used by the bot directly ----------------------------------------------------------------------
 

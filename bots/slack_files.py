@@ -12,6 +12,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from chatscribe.core import sentences
 from chatscribe.core.errors import DownloadFailed, MediaTooLarge
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class SlackFiles:
                         continue
                     return await _read_media(response, max_bytes)
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise DownloadFailed("I couldn't download that file from Slack; please try again.",
+            raise DownloadFailed(sentences.download_failed("Slack"),
                                  detail=type(exc).__name__) from exc
         raise DownloadFailed("I couldn't download that file: Slack kept redirecting.")
 

@@ -184,6 +184,9 @@ class TelegramSender:
     async def already_sent(self, job: Job, part: adapter.Outgoing) -> bool:
         return False  # a bot cannot read a chat's history: sent twice rather than never
 
+    async def find_status(self, job: Job) -> str | None:
+        return None  # a bot cannot read the chat's history: the answer comes as new messages
+
     async def typing(self, job: Job) -> None:
         await self.sender.typing(_where(job)[0])
 

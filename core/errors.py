@@ -187,7 +187,7 @@ class ShuttingDown(ChatscribeError):
     code = "shutting_down"
 
     def __init__(self) -> None:
-        super().__init__("I'm restarting: please send that again in a minute.")
+        super().__init__(sentences.RESTARTING)
 
 
 class RecordedFailure(ChatscribeError):

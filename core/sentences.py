@@ -100,6 +100,8 @@ DOUBTFUL_MARK = "[?]"
 """Put before each doubtful passage in txt, srt and vtt files."""
 FULL_TRANSCRIPT_ATTACHED = "The full transcript is in the attached file."
 RESTARTING = "I'm restarting: please send that again in a minute."
+WENT_WRONG = "Something went wrong on my side; please try again later."
+"""A command that failed for a reason of ours (logged with its traceback, never shown)."""
 FILE_DELETED = "That file was deleted before I could transcribe it."
 
 
@@ -120,6 +122,12 @@ def progress(stage: str, *, position: int | None = None, fraction: float = 0.0, 
         return f"Waiting to transcribe{name}{place}{_eta(eta_s)}…"
     percent = int(max(0.0, min(1.0, fraction)) * 100)
     return f"Transcribing{name}… {percent}%{_eta(eta_s)}"
+
+
+def progress_starts(file_name: str | None = None) -> tuple[str, ...]:
+    """How a status message for this file begins (to find one again in a thread after a restart)."""
+    name = f" {file_name}" if file_name else ""
+    return f"Transcribing{name}…", f"Waiting to transcribe{name}"
 
 
 def _eta(eta_s: float | None) -> str:

@@ -37,6 +37,9 @@ P = TypeVar("P")
 STATUS_NOTE = "status"
 """Job note: the status message's id, so that a restarted process edits it into the answer."""
 _OLD_STATUS_NOTES = ("status_message_id", "status_ts")  # written by earlier versions (Telegram, Slack)
+POSTING = "posting"
+"""The status note while the status is being posted: a process that dies before its id is noted leaves
+this, and the next one asks the sender to find the message (where the platform's history can be read)."""
 FINISHED_KEPT = 1000
 """Finished jobs remembered, so that a progress report arriving after the answer posts nothing."""
 
@@ -91,6 +94,11 @@ class Sender(Protocol[P]):
         """Whether `part` already arrived (a send whose acceptance was never recorded); False if unknowable."""
         ...
 
+    async def find_status(self, job: Job) -> str | None:
+        """The id of this job's status message, posted by a process that died before noting it; None if
+        it cannot be known (the answer is then sent as new messages, the old status left as it was)."""
+        ...
+
     async def typing(self, job: Job) -> None:
         """Show that the bot is working (best effort, never raises)."""
         ...
@@ -99,6 +107,8 @@ class Sender(Protocol[P]):
 @dataclass(eq=False)
 class _Status:
     message_id: str | None = None
+    lost: bool = False
+    """Posted by a process that died before noting its id: looked for once (Sender.find_status)."""
     unavailable: bool = False
     """Posting it failed (no permission there): the job goes on without one."""
     done: bool = False
@@ -146,6 +156,7 @@ class Courier(Generic[P]):
         async with status.lock:
             if status.done:
                 return
+            await self._recover(job, status)
             if status.message_id is None:
                 if self._wanted(place, status, update):
                     await self._post(job, place, status, _status_text(job, update))
@@ -160,6 +171,7 @@ class Courier(Generic[P]):
         status = self._of(job)
         async with status.lock:  # waits for a status message still being posted
             status.done = True
+            await self._recover(job, status)
         self._finish(job.id)
         place = self.sender.place(job)
         parts = await self.sender.render(job, outcome)
@@ -187,8 +199,16 @@ class Courier(Generic[P]):
         if status is None:
             noted = job.notes.get(STATUS_NOTE) or next(
                 (job.notes[k] for k in _OLD_STATUS_NOTES if job.notes.get(k)), None)
-            status = self._status[job.id] = _Status(message_id=noted)
+            lost = noted == POSTING
+            status = self._status[job.id] = _Status(message_id=None if lost else noted, lost=lost)
         return status
+
+    async def _recover(self, job: Job, status: _Status) -> None:
+        if status.lost:
+            status.lost = False
+            status.message_id = await self.sender.find_status(job)
+            if status.message_id is not None:
+                await self._note(job.id, STATUS_NOTE, status.message_id)
 
     def _wanted(self, place: Place, status: _Status, update: ProgressUpdate) -> bool:
         if not place.can_edit or status.unavailable:
@@ -196,6 +216,7 @@ class Courier(Generic[P]):
         return bool(update.detail) or (update.eta_s or 0.0) >= self.status_after_s
 
     async def _post(self, job: Job, place: Place, status: _Status, text: str) -> None:
+        await self._note(job.id, STATUS_NOTE, POSTING)
         try:
             status.message_id = await self.sender.post_status(job, text)
         except Undeliverable as exc:

@@ -64,6 +64,11 @@ class MemorySender:
     async def typing(self, job: Job) -> None:
         return None
 
+    async def find_status(self, job: Job) -> str | None:
+        chat = self.chats.get(job.request.chat_id, Chat())
+        starts = sentences.progress_starts(job.request.file_name)
+        return next((i for i, text in chat.messages.items() if text.startswith(starts)), None)
+
     def _post(self, job: Job, text: str) -> str:
         chat = self.chats.setdefault(job.request.chat_id, Chat())
         message_id = str(len(chat.messages) + 1)
@@ -128,6 +133,16 @@ async def test_after_a_restart_the_noted_status_is_edited_and_accepted_parts_are
     await _courier(resent).deliver(_job(notes={"status": "1"}), ChatscribeError("Part one | part two"),
                                    Receipt(parts_sent=1))
     assert resent.seen("c1") == ["Part one", "part two"], "part one, accepted before the restart, is not sent again"
+
+
+async def test_a_status_whose_id_was_never_noted_is_found_again_after_a_restart() -> None:
+    """The process died between posting the status and noting its id: the note says "posting"."""
+    sender, noted = MemorySender(), {}
+    sender._post(_job(), "Transcribing… 40%")
+    await _courier(sender, noted).deliver(_job(notes={"status": "posting"}), ChatscribeError("The answer"),
+                                          Receipt())
+    assert sender.seen("c1") == ["The answer"], "no stale status left behind"
+    assert noted == {("j1", "status"): "1"}
 
 
 async def test_a_place_that_cannot_be_edited_gets_no_status_only_the_answer() -> None:
