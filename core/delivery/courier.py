@@ -129,8 +129,9 @@ class Courier(Generic[P]):
         self.stopped = False
         self._note = note
         self._throttle = Throttle(sender.limits)
-        self._status: dict[str, _Status] = {}
-        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._status: OrderedDict[str, _Status] = OrderedDict()
+        """Per job, oldest first; finished ones are kept (bounded) so that a progress report arriving late
+        posts nothing and a retried delivery still edits the status into the answer."""
         self._background: set[asyncio.Future[None]] = set()
 
     def stop(self) -> None:
@@ -149,13 +150,13 @@ class Courier(Generic[P]):
         task.add_done_callback(self._background.discard)
 
     async def progress(self, job: Job, update: ProgressUpdate) -> None:
-        if job.id in self._finished or self.stopped:
-            return  # a late notification must not post a status after the answer
+        if self.stopped:
+            return
         status = self._of(job)
         place = self.sender.place(job)
         async with status.lock:
             if status.done:
-                return
+                return  # a late notification must not post a status after the answer
             await self._recover(job, status)
             if status.message_id is None:
                 if self._wanted(place, status, update):
@@ -172,7 +173,7 @@ class Courier(Generic[P]):
         async with status.lock:  # waits for a status message still being posted
             status.done = True
             await self._recover(job, status)
-        self._finish(job.id)
+        self._forget_oldest()
         place = self.sender.place(job)
         parts = await self.sender.render(job, outcome)
         try:
@@ -231,11 +232,10 @@ class Courier(Generic[P]):
         self._throttle.took(place.key)
         return await self.sender.replace_status(job, status_id, part)
 
-    def _finish(self, job_id: str) -> None:
-        self._status.pop(job_id, None)
-        self._finished[job_id] = None
-        while len(self._finished) > FINISHED_KEPT:
-            self._finished.popitem(last=False)
+    def _forget_oldest(self) -> None:
+        finished = [job_id for job_id, status in self._status.items() if status.done]
+        for job_id in finished[:max(0, len(finished) - FINISHED_KEPT)]:
+            del self._status[job_id]
 
     async def _typing(self, job: Job, status: _Status) -> None:
         every = self.limits.typing_every_s

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import pytest
+
 from chatscribe.core import sentences
 from chatscribe.core.delivery import Courier, Limits, Place, Throttle, Undeliverable
 from chatscribe.core.errors import ChatscribeError
@@ -143,6 +145,26 @@ async def test_a_status_whose_id_was_never_noted_is_found_again_after_a_restart(
                                           Receipt())
     assert sender.seen("c1") == ["The answer"], "no stale status left behind"
     assert noted == {("j1", "status"): "1"}
+
+
+async def test_a_retried_delivery_still_turns_the_status_into_the_answer() -> None:
+    class FlakyOnce(MemorySender):
+        failed = False
+
+        async def replace_status(self, job: Job, status_id: str, part: str) -> bool:
+            if not self.failed:
+                self.failed = True
+                raise ConnectionError("the platform did not answer")
+            return await super().replace_status(job, status_id, part)
+
+    sender = FlakyOnce()
+    courier = _courier(sender)
+    job, receipt = _job(), Receipt()
+    await courier.progress(job, ProgressUpdate("transcribing", fraction=0.3))
+    with pytest.raises(ConnectionError):  # the service tries again after its back-off
+        await courier.deliver(job, ChatscribeError("The answer"), receipt)
+    await courier.deliver(job, ChatscribeError("The answer"), receipt)
+    assert sender.seen("c1") == ["The answer"]
 
 
 async def test_a_place_that_cannot_be_edited_gets_no_status_only_the_answer() -> None:
