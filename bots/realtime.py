@@ -41,6 +41,8 @@ MAX_MISTAKES = 20
 """Client errors a session answers before it closes: a client this broken is not going to recover."""
 MIN_COMMIT_MS = 100
 """OpenAI refuses to commit less than 100 ms of audio."""
+CONTEXT_WORDS = 40
+"""Words of the transcript so far given to the next utterance as context."""
 
 
 def routes() -> list[web.RouteDef]:
@@ -97,6 +99,8 @@ class Session:
         self._send_lock = asyncio.Lock()
         self._queue: asyncio.Queue[Utterance] = asyncio.Queue()
         self._busy = False
+        self.context = ""
+        """The end of this session's transcript so far."""
         self._worker: asyncio.Task[None] | None = None
 
     async def run(self, *, intent: str) -> None:
@@ -247,8 +251,11 @@ class Session:
         media = MediaRequest(platform="http", chat_id=self.caller, user_id=self.caller, fetch=fetcher(wav),
                              kind="audio", mime_type="audio/wav", size_bytes=len(wav), file_name="live.wav")
         config = utterance.session
+        # The words before this utterance go along as Whisper's prompt, as they do between the windows of
+        # a file: a phrase cut by a pause is then decoded in context, close to the file's transcript.
+        context = " ".join(part for part in (config.prompt, self.context) if part) or None
         options = TranscribeOptions(
-            language=config.language, vocabulary=config.prompt,
+            language=config.language, vocabulary=context,
             expected_languages=self.state.settings.expected_languages if config.language is None else (),
         )
         base = {"item_id": utterance.item_id, "content_index": 0}
@@ -266,6 +273,8 @@ class Session:
                                        "message": "Something went wrong while transcribing that audio."}})
             return
         parts = [seg.text.strip() for seg in transcript.segments if seg.text.strip()]
+        if parts:
+            self.context = " ".join((self.context + " " + transcript.text).split()[-CONTEXT_WORDS:])
         for index, part in enumerate(parts):
             await self.send({"type": "conversation.item.input_audio_transcription.delta", **base,
                              "delta": part if index == 0 else " " + part})
