@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import uuid
 from pathlib import Path
 
 from tqdm import tqdm
@@ -41,8 +42,11 @@ async def transcribe_files(
     if output_dir:
         await asyncio.to_thread(output_dir.mkdir, parents=True, exist_ok=True)
     async with TranscriptionService(settings=settings, engine=engine) as service:
-        # All files at once: the scheduler orders them and may batch the short ones.
-        results = await asyncio.gather(*(_one(service, path, options) for path in files))
+        # All files at once: the scheduler orders them and may batch the short ones. They are one person's
+        # files, so one conversation (fairness between chats means nothing here), which lets packing put
+        # short ones in one window (core/jobs/runner.py batch_key).
+        run = f"run-{uuid.uuid4().hex[:12]}"
+        results = await asyncio.gather(*(_one(service, path, options, run) for path in files))
     failures = 0
     for path, result in zip(files, results, strict=True):
         if not isinstance(result, ChatscribeError):
@@ -65,16 +69,20 @@ def _unexpected(path: Path, exc: Exception, *, doing: str) -> ChatscribeError:
     return ChatscribeError(f"{doing} failed ({reason}); the other files went on")
 
 
-async def _one(service: TranscriptionService, path: Path, options: TranscribeOptions) -> Transcript | ChatscribeError:
+async def _one(
+    service: TranscriptionService, path: Path, options: TranscribeOptions, run: str
+) -> Transcript | ChatscribeError:
     try:
-        return await _transcribe_one(service, path, options)
+        return await _transcribe_one(service, path, options, run)
     except ChatscribeError as exc:
         return exc
     except Exception as exc:
         return _unexpected(path, exc, doing="transcribing it")
 
 
-async def _transcribe_one(service: TranscriptionService, path: Path, options: TranscribeOptions) -> Transcript:
+async def _transcribe_one(
+    service: TranscriptionService, path: Path, options: TranscribeOptions, run: str
+) -> Transcript:
     try:
         size = (await asyncio.to_thread(path.stat)).st_size
     except OSError as exc:
@@ -86,7 +94,7 @@ async def _transcribe_one(service: TranscriptionService, path: Path, options: Tr
         except OSError as exc:  # a folder, or a file that went away or lost its permission since stat()
             raise ChatscribeError(f"cannot read it ({exc.strerror})") from exc
 
-    request = MediaRequest(platform="cli", chat_id=str(path), user_id="cli", fetch=fetch,
+    request = MediaRequest(platform="cli", chat_id=run, user_id="cli", fetch=fetch,
                            size_bytes=size, file_name=path.name)
     bar = tqdm(total=100, desc=path.name, unit="%", leave=False) if size > LONG_FILE_BYTES else None
 

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     shared_cache_ttl_s: int = Field(default=7 * 86400, ge=60)
     """With a broker: how long transcripts stay in the cache shared through Redis."""
     batch_window_ms: float = Field(default=30, ge=0, le=1000)
+    pack_across_conversations: bool = False
+    """Let notes of different conversations share a packed decoding window (faster bursts on a CPU);
+    one conversation's words may then shape another's transcript: for a single-tenant deployment only."""
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 

@@ -88,7 +88,8 @@ class TranscriptionService:
         """Transcribe in this process with `engine` (the one model instance, shared by every bot)."""
         slots = self.settings.workers or default_slots(engine)
         self.set_runner(LocalRunner(engine, slots=slots, max_duration_s=self.max_duration_s, metrics=self.metrics,
-                                    batch_window_s=self.settings.batch_window_ms / 1000))
+                                    batch_window_s=self.settings.batch_window_ms / 1000,
+                                    pack_across_conversations=self.settings.pack_across_conversations))
 
     def set_runner(self, runner: Runner) -> None:
         self._runner = runner
@@ -360,7 +361,8 @@ class TranscriptionService:
         duration = await asyncio.to_thread(in_hand.probe, data)
         check_declared_duration(duration, self.max_duration_s)
         work = Work(request.chat_id, data, duration or request.duration_hint_s or 30.0, options,
-                    on_start=lambda: in_hand(True), unbatched=unbatched, on_segment=segments)
+                    on_start=lambda: in_hand(True), unbatched=unbatched, on_segment=segments,
+                    conversation=f"{request.platform}:{request.chat_id}")
 
         def notify(update: ProgressUpdate) -> None:
             assert progress is not None

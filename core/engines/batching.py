@@ -104,6 +104,13 @@ class Batcher:
 
     # -- choosing the strategy ---------------------------------------------------------------------
 
+    def known_strategy(self) -> Strategy | None:
+        """The strategy when it is set or already measured, else None; never measures (the event loop asks)."""
+        if self.strategy == "packed" or self.strategy == "batched":
+            return self.strategy
+        measured = _profiles.get(self.engine)
+        return None if measured is None else measured.strategy
+
     def profile(self) -> Profile:
         """Measured once per engine, on the first batch: does a batch of windows cost less per window?"""
         strategy = self.strategy

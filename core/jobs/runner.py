@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from ..coverage import complete
 from ..engines.base import Engine
-from ..engines.batching import MAX_NOTE_S, BatchingMode, Clip, make_batcher
+from ..engines.batching import MAX_NOTE_S, Batcher, BatchingMode, Clip, make_batcher
 from ..media import SAMPLE_RATE, DecodedAudio, decode_audio
 from ..metrics import Metrics
 from ..options import TranscribeOptions
@@ -28,6 +29,8 @@ from .journal import ProgressUpdate
 from .scheduler import FairScheduler, Release, Ticket
 from .speed import SpeedEstimate
 from .threads import run_in_daemon_thread
+
+log = logging.getLogger(__name__)
 
 Notify = Callable[[ProgressUpdate], None]
 
@@ -70,6 +73,10 @@ class Work:
     """Never batched with other notes (a job suspected of crashing the process: core/jobs/crashes.py)."""
     on_segment: OnSegment | None = field(default=None, compare=False, repr=False)
     """Each segment as it is decoded (SegmentDone); a note that goes through a batch reports none."""
+    conversation: str | None = None
+    """Whose words these are (a chat on its platform, an API caller, one CLI run): notes of different
+    conversations never share a decoding sequence (LocalRunner.batch_key). None: a conversation of its
+    own, packed with no other note."""
 
 
 class Runner(Protocol):
@@ -106,10 +113,15 @@ class LocalRunner:
     def __init__(
         self, engine: Engine, *, slots: int, max_duration_s: float, metrics: Metrics, batch_window_s: float = 0.03,
         batching: BatchingMode = "auto", max_batch: int | None = None, batch_beam_size: int = 1,
+        pack_across_conversations: bool = False, on_batch: Callable[[tuple[Work, ...]], None] | None = None,
     ) -> None:
         """`batching`, `max_batch` (None: from the device) and `batch_beam_size` shape cross-request
-        batching (core/engines/batching.py); `batch_window_s` is how long a free slot may wait for a burst."""
+        batching (core/engines/batching.py); `batch_window_s` is how long a free slot may wait for a burst.
+        `pack_across_conversations` lets notes of different conversations share a packed window (a
+        single-tenant deployment only); `on_batch` hears of each batch the scheduler composed."""
         self.engine = engine
+        self.pack_across_conversations = pack_across_conversations
+        self.on_batch = on_batch
         self.batcher = make_batcher(engine, batching, beam_size=batch_beam_size)
         cap = max_batch or (default_max_batch(engine) if self.batcher else 1)
         self.model_id = self.batcher.model_id if self.batcher else engine.model_id
@@ -131,11 +143,9 @@ class LocalRunner:
     async def run(self, work: Work, notify: Notify | None = None) -> Transcript:
         pending = _LocalJob(work, notify, asyncio.get_running_loop().create_future())
         pending.future.add_done_callback(_retrieved)
-        batchable = self.batcher is not None and work.duration_s <= MAX_NOTE_S and not work.unbatched
         ticket = self.scheduler.submit(
             work.chat_id, work.duration_s, item=pending, on_grant=self._start,
-            on_fail=lambda exc: _settle(pending, exc),
-            batch_key=work.options.batch_key() if batchable else None,
+            on_fail=lambda exc: _settle(pending, exc), batch_key=self.batch_key(work),
             on_position=self._positions(work, notify) if notify else None,
         )
         try:
@@ -143,6 +153,29 @@ class LocalRunner:
         except asyncio.CancelledError:
             self.scheduler.withdraw(ticket)  # still waiting: give the place up; running: the batch goes on
             raise
+
+    def batch_key(self, work: Work) -> Hashable | None:
+        """Which waiting notes may share an engine call (equal keys; None: none): the one place that keeps
+        one conversation's words out of another's transcript.
+
+        Packing lays several notes into one decoding sequence, so Whisper's decoder reads one note's words
+        as context for the next: there the key names the conversation. Batched windows (the GPU path) and
+        engines batching whole inputs decode each note in its own sequence, with the prompt only its
+        options give (part of the key), so notes of any conversations may share a call. Until the
+        batcher has measured its strategy (on its first batch), packing is assumed."""
+        if self.batcher is None or work.duration_s > MAX_NOTE_S or work.unbatched:
+            return None
+        key = work.options.batch_key()
+        if self.pack_across_conversations or not self._may_pack(work):
+            return key
+        if work.conversation is None:
+            return None
+        return (*key, work.conversation)
+
+    def _may_pack(self, work: Work) -> bool:
+        if not isinstance(self.batcher, Batcher) or work.options.task != "transcribe":
+            return False  # whole inputs, or translation: each note in its own window (core/engines/batching.py)
+        return self.batcher.known_strategy() != "batched"
 
     def _positions(self, work: Work, notify: Notify) -> Callable[[int], None]:
         def on_position(position: int) -> None:
@@ -153,7 +186,14 @@ class LocalRunner:
         return on_position
 
     def _start(self, tickets: list[Ticket], release: Release) -> None:
-        task = asyncio.ensure_future(self._run_batch([t.item for t in tickets], release))
+        batch: list[_LocalJob] = [t.item for t in tickets]
+        if len(batch) > 1:
+            conversations = {pending.work.conversation for pending in batch}
+            log.debug("batch of %d notes from %d conversation(s)%s", len(batch), len(conversations),
+                      " (packing across conversations allowed)" if self.pack_across_conversations else "")
+        if self.on_batch is not None:
+            self.on_batch(tuple(pending.work for pending in batch))
+        task = asyncio.ensure_future(self._run_batch(batch, release))
         self._batches.add(task)
         task.add_done_callback(self._batches.discard)
 
