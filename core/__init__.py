@@ -46,6 +46,7 @@ from .errors import (
 )
 from .keys import TranscriptKey, content_hash, options_digest, transcript_key
 from .languages import LANGUAGE_NAMES, code_or_name, language_name
+from .live import INPUT_RATES, LiveAudio, SpeechStarted, SpeechStopped, VadSettings, pcm16_wav
 from .media import ACCEPTED_FORMATS, SAMPLE_RATE, DecodedAudio, Fetch, MediaRequest, decode_audio, probe_duration
 from .metrics import Metrics
 from .options import TranscribeOptions
@@ -101,6 +102,13 @@ __all__ = [
     "render_vtt",
     "split_text",
     "utf16_units",
+    # live audio (the Realtime API): utterances cut from a PCM16 stream
+    "INPUT_RATES",
+    "LiveAudio",
+    "SpeechStarted",
+    "SpeechStopped",
+    "VadSettings",
+    "pcm16_wav",
     # the quality pass and the coverage check
     "FRAME_S",
     "MIN_GAP_S",
