@@ -19,7 +19,7 @@ from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.quality import normalize
 from chatscribe.core.transcript import Transcript
 from tests.audio_tools import to_wav, variants
-from tests.wer import wer
+from tests.waiting import until
 
 HOUR = 3600.0
 GERMAN_FROM_S = 31.0  # multilingual.mp3 switches to German at about 0:30
@@ -89,17 +89,23 @@ def test_batched_notes_get_exactly_the_words_and_times_they_get_alone(
 def test_packed_notes_keep_their_own_words_at_their_own_times(
     tiny_engine: FasterWhisperEngine, notes: list[tuple[str, np.ndarray]]
 ) -> None:
+    """The batcher is handed these six notes together, as the runner hands it one conversation's notes
+    (notes of different conversations never reach one packed call: the tests below).
+
+    Packing's own bookkeeping is what is asserted: every word goes back to the note it was spoken in, at
+    its time, and nothing is heard in silence. Within one conversation a window-mate's words may still
+    colour a note's decoding (Whisper reads them as context: "ComfyUI" heard as "country" after JFK's
+    note); that is allowed there, not asserted either way, and bench/bench_batching.py counts it."""
     batcher, together, alone = _together_and_alone(tiny_engine, "packed", notes)
     for index, ((source, _), mine, single) in enumerate(zip(notes, together, alone, strict=True)):
-        foreign = set().union(*(words for other, words in SOURCES.items() if other != source)) - SOURCES[source]
-        assert not foreign & set(_words(mine)), f"note {index} ({source}) holds another note's words: {mine.text}"
         if not single.segments:
-            assert not mine.segments, f"note {index}: words where nobody speaks"
+            assert not mine.segments, f"note {index}: words where nobody speaks: {mine.text}"
             continue
-        # Sharing a window changes Whisper's context, which may respell a hard word ("ComfyUI"); the
-        # benchmark measures what that costs over many notes.
-        assert wer(single.text, mine.text) <= 0.2, f"note {index}: {mine.text!r} vs alone {single.text!r}"
-        assert SOURCES[source] & set(_words(mine)), f"note {index} lost its words: {mine.text}"
+        # A word moved to another note would be missing here: each note keeps the words only its own
+        # recording says that it has when transcribed alone.
+        own = SOURCES[source] & set(_words(single))
+        assert own, f"note {index}: alone it says none of its recording's words: {single.text}"
+        assert own <= set(_words(mine)), f"note {index} ({source}) lost {own - set(_words(mine))}: {mine.text}"
         for mine_edge, single_edge in zip(_edges(mine), _edges(single), strict=True):
             assert abs(mine_edge - single_edge) <= TIMESTAMP_TOLERANCE_S, f"note {index}"
     packed = [t for t in together if t.model == batcher.model_id and t.segments]
@@ -248,3 +254,88 @@ def test_a_packed_note_left_with_one_smeared_word_is_done_again() -> None:
         Word(i * 0.6, i * 0.6 + 0.5, f" w{i}", 0.9) for i in range(5)))]
     assert incomplete(note, smeared)
     assert not incomplete(note, spoken)
+
+
+def _runner(engine: FasterWhisperEngine, strategy: str, **kwargs: object) -> tuple[LocalRunner, list[tuple[str, ...]]]:
+    """A runner recording the conversations of each batch it composes."""
+    composed: list[tuple[str, ...]] = []
+    runner = LocalRunner(engine, slots=1, max_duration_s=HOUR, metrics=Metrics(), batch_window_s=0.0,
+                         batching=strategy, batch_beam_size=engine.beam_size,  # type: ignore[arg-type]
+                         on_batch=lambda works: composed.append(tuple(str(w.conversation) for w in works)),
+                         **kwargs)  # type: ignore[arg-type]
+    return runner, composed
+
+
+async def _submitted_together(runner: LocalRunner, works: list[Work]) -> list[Transcript]:
+    """Every work waits in the scheduler before any is served, so the batches formed do not depend on
+    timing: the test holds the only slot until all are queued, then lets the scheduler compose."""
+    async with runner.scheduler.turn("someone else", 1.0):
+        runs = [asyncio.ensure_future(runner.run(work)) for work in works]
+        await until(lambda: runner.scheduler.waiting == len(works), "every note queued")
+    return list(await asyncio.gather(*runs))
+
+
+def _jfk_and_comfy(notes: list[tuple[str, np.ndarray]], first: str, second: str) -> list[Work]:
+    return [Work("chat-1", to_wav(notes[2][1]), 11.0, TranscribeOptions(), conversation=first),
+            Work("chat-2", to_wav(notes[1][1]), 4.0, TranscribeOptions(), conversation=second)]
+
+
+async def test_notes_of_different_conversations_are_never_packed_together(
+    tiny_engine: FasterWhisperEngine, notes: list[tuple[str, np.ndarray]]
+) -> None:
+    runner, composed = _runner(tiny_engine, "packed")
+    jfk, comfy = await _submitted_together(runner, _jfk_and_comfy(notes, "telegram:1", "telegram:2"))
+    assert sorted(composed) == [("telegram:1",), ("telegram:2",)], f"batches formed: {composed}"
+    assert "country" in _words(jfk)
+    assert "folder" in _words(comfy)
+    assert not {"americans", "country", "ask"} & set(_words(comfy)), f"JFK's words in the other chat's: {comfy.text}"
+    assert not {"folder", "again"} & set(_words(jfk))
+
+
+async def test_notes_of_one_conversation_may_still_be_packed_together(
+    tiny_engine: FasterWhisperEngine, notes: list[tuple[str, np.ndarray]]
+) -> None:
+    runner, composed = _runner(tiny_engine, "packed")
+    jfk, comfy = await _submitted_together(runner, _jfk_and_comfy(notes, "telegram:1", "telegram:1"))
+    assert composed == [("telegram:1", "telegram:1")]
+    assert jfk.model == comfy.model == runner.model_id, "not transcribed as one batch"
+    assert "country" in _words(jfk)
+    assert "folder" in _words(comfy)
+
+
+async def test_a_single_tenant_may_allow_packing_across_conversations(
+    tiny_engine: FasterWhisperEngine, notes: list[tuple[str, np.ndarray]]
+) -> None:
+    runner, composed = _runner(tiny_engine, "packed", pack_across_conversations=True)
+    jfk, comfy = await _submitted_together(runner, _jfk_and_comfy(notes, "http:alice", "http:bob"))
+    assert [sorted(batch) for batch in composed] == [["http:alice", "http:bob"]]
+    assert jfk.model == comfy.model == runner.model_id, "not transcribed as one batch"
+
+
+async def test_batched_windows_may_mix_conversations_as_no_note_reads_another(
+    tiny_engine: FasterWhisperEngine, notes: list[tuple[str, np.ndarray]]
+) -> None:
+    """Batched: each note in its own window and decoding sequence, with only its options' prompt."""
+    runner, composed = _runner(tiny_engine, "batched")
+    jfk, comfy = await _submitted_together(runner, _jfk_and_comfy(notes, "slack:C1", "discord:42"))
+    assert [sorted(batch) for batch in composed] == [["discord:42", "slack:C1"]]
+    assert jfk.model == comfy.model == runner.model_id, "not transcribed as one batch"
+    assert "country" in _words(jfk)
+    assert "folder" in _words(comfy)
+    assert not {"americans", "country", "ask"} & set(_words(comfy)), f"JFK's words in the other chat's: {comfy.text}"
+
+
+def test_the_batch_key_names_the_conversation_only_where_notes_share_a_sequence(
+    tiny_engine: FasterWhisperEngine,
+) -> None:
+    def key(runner: LocalRunner, conversation: str | None, **options: object) -> object:
+        return runner.batch_key(Work("chat", b"", 4.0, TranscribeOptions(**options),  # type: ignore[arg-type]
+                                     conversation=conversation))
+
+    packed, _ = _runner(tiny_engine, "packed")
+    assert key(packed, "telegram:1") != key(packed, "telegram:2")
+    assert key(packed, "telegram:1") == key(packed, "telegram:1")
+    assert key(packed, None) is None, "a note without a conversation must pack with nobody"
+    assert key(packed, "a", task="translate") == key(packed, "b", task="translate"), "translation is not packed"
+    batched, _ = _runner(tiny_engine, "batched")
+    assert key(batched, "telegram:1") == key(batched, "telegram:2")
