@@ -3,34 +3,22 @@ the running server (tiny.en): what a program written for OpenAI's API sees."""
 
 from __future__ import annotations
 
-import io
 import math
-import wave
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
+import openai
 import pytest
 from faster_whisper.tokenizer import Tokenizer
 
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
-from chatscribe.core.media import SAMPLE_RATE, decode_audio
+from chatscribe.core.media import decode_audio
 from chatscribe.core.options import TranscribeOptions
 from tests.http.conftest import Running
 from tests.wer import wer
 
 LONG = "multilingual.mp3"
 """A minute of speech: two of Whisper's 30 s windows, so the first window's text is known a window early."""
-
-
-def _wav(samples: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(SAMPLE_RATE)
-        wav.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
-    return out.getvalue()
 
 
 def _transcriptions_done(server: Running) -> float:
@@ -105,8 +93,6 @@ async def test_json_with_include_logprobs_gives_word_log_probabilities(server: R
 
 
 async def test_logprobs_with_a_plain_text_format_is_refused_in_one_sentence(server: Running, audio) -> None:
-    import openai
-
     with pytest.raises(openai.BadRequestError) as refused:
         await server.client().audio.transcriptions.create(
             model="whisper-1", file=("jfk.flac", audio("jfk.flac")), include=["logprobs"], response_format="srt")
