@@ -41,7 +41,8 @@ MAX_MISTAKES = 20
 """Client errors a session answers before it closes: a client this broken is not going to recover."""
 MIN_COMMIT_MS = 100
 """OpenAI refuses to commit less than 100 ms of audio."""
-CONTEXT_WORDS = 40
+CHECK_EVERY_S = 1.0
+"""How often a quiet session looks at its timers and whether the server is shutting down."""
 """Words of the transcript so far given to the next utterance as context."""
 
 
@@ -99,8 +100,6 @@ class Session:
         self._send_lock = asyncio.Lock()
         self._queue: asyncio.Queue[Utterance] = asyncio.Queue()
         self._busy = False
-        self.context = ""
-        """The end of this session's transcript so far."""
         self._worker: asyncio.Task[None] | None = None
 
     async def run(self, *, intent: str) -> None:
@@ -115,21 +114,30 @@ class Session:
             return
         self._worker = asyncio.create_task(self._transcribe_in_order())
         await self.send({"type": "session.created", "session": describe(self.config)})
+        idle_s = settings.realtime_idle_timeout_s
         deadline = time.monotonic() + settings.realtime_max_session_s
+        heard = time.monotonic()
         while not self.ws.closed:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            now = time.monotonic()
+            if self._working():
+                heard = now  # a client waiting for its words is not idle
+            if now >= deadline:
                 await self.fatal(f"The session reached its maximum length ({settings.realtime_max_session_s:g} s); "
                                  "open a new one to go on.", code="session_expired", close=WSCloseCode.OK)
                 return
+            if now - heard >= idle_s:
+                await self.fatal(f"No events for {idle_s:g} s: the session was closed.", code="idle_timeout",
+                                 close=WSCloseCode.OK)
+                return
+            if self.state.service is None or self.state.service.closing:
+                await self.fatal("The server is shutting down; connect again in a moment.", code="shutting_down",
+                                 close=WSCloseCode.GOING_AWAY)
+                return
             try:
-                msg = await self.ws.receive(timeout=min(left, settings.realtime_idle_timeout_s))
+                msg = await self.ws.receive(timeout=min(deadline - now, idle_s - (now - heard), CHECK_EVERY_S))
             except TimeoutError:
-                if left > settings.realtime_idle_timeout_s and not self._working():
-                    await self.fatal(f"No events for {settings.realtime_idle_timeout_s:g} s: the session was closed.",
-                                     code="idle_timeout", close=WSCloseCode.OK)
-                    return
                 continue
+            heard = time.monotonic()
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
                 return
             if msg.type == WSMsgType.ERROR:  # e.g. a frame over max_msg_size: aiohttp closes with 1009
@@ -251,11 +259,10 @@ class Session:
         media = MediaRequest(platform="http", chat_id=self.caller, user_id=self.caller, fetch=fetcher(wav),
                              kind="audio", mime_type="audio/wav", size_bytes=len(wav), file_name="live.wav")
         config = utterance.session
-        # The words before this utterance go along as Whisper's prompt, as they do between the windows of
-        # a file: a phrase cut by a pause is then decoded in context, close to the file's transcript.
-        context = " ".join(part for part in (config.prompt, self.context) if part) or None
+        # Only the client's prompt goes along: the session's words so far, tried as context, made Whisper
+        # copy their style and repeat them over the next utterance (bench/bench_live.py).
         options = TranscribeOptions(
-            language=config.language, vocabulary=context,
+            language=config.language, vocabulary=config.prompt,
             expected_languages=self.state.settings.expected_languages if config.language is None else (),
         )
         base = {"item_id": utterance.item_id, "content_index": 0}
@@ -273,8 +280,6 @@ class Session:
                                        "message": "Something went wrong while transcribing that audio."}})
             return
         parts = [seg.text.strip() for seg in transcript.segments if seg.text.strip()]
-        if parts:
-            self.context = " ".join((self.context + " " + transcript.text).split()[-CONTEXT_WORDS:])
         for index, part in enumerate(parts):
             await self.send({"type": "conversation.item.input_audio_transcription.delta", **base,
                              "delta": part if index == 0 else " " + part})

@@ -34,6 +34,9 @@ FRAME = 512
 MAX_UTTERANCE_S = 120.0
 """Speech that goes on this long is committed anyway, so memory and the wait for words stay bounded."""
 
+MIN_SPEECH_FRAMES = 7
+"""About 250 ms of frames above the threshold (Silero's min_speech_duration_ms) before speech counts."""
+
 SpeechProbabilities = Callable[[np.ndarray], np.ndarray]
 """float32 16 kHz frames (a multiple of FRAME samples) -> one speech probability per frame."""
 
@@ -104,6 +107,8 @@ class LiveAudio:
         self._frames_seen = 0
         self._speech_start: int | None = None  # session sample where the current utterance starts
         self._silent_frames = 0
+        self._voiced_frames = 0
+        self._announced = False  # SpeechStarted sent for the current utterance
 
     @property
     def buffered_ms(self) -> int:
@@ -111,7 +116,7 @@ class LiveAudio:
 
     @property
     def in_speech(self) -> bool:
-        return self._speech_start is not None
+        return self._announced
 
     @property
     def full(self) -> bool:
@@ -126,10 +131,12 @@ class LiveAudio:
         if self.vad is None:
             return []
         events = self._detect(_to_16k(pcm, self.rate))
-        if not self.in_speech:
-            self._trim_to_padding()
-        elif self.full:
+        if self.full and self._announced:
             events.append(self._stop(self._received))
+        elif self.full:
+            self._speech_start = None
+        if self._speech_start is None:
+            self._trim_to_padding()
         return events
 
     def commit(self) -> bytes:
@@ -168,14 +175,21 @@ class LiveAudio:
                 if prob >= self.vad.threshold:
                     padding = self.vad.prefix_padding_ms * self.rate // 1000
                     self._speech_start = max(self._buffer_start, frame_start - padding)
-                    self._silent_frames = 0
-                    events.append(SpeechStarted(self._ms(self._speech_start)))
+                    self._silent_frames, self._voiced_frames, self._announced = 0, 1, False
             elif prob < low:
                 self._silent_frames += 1
                 if self._silent_frames >= silence_frames:
-                    events.append(self._stop(frame_end))
+                    if self._announced:
+                        events.append(self._stop(frame_end))
+                    else:  # a click or a breath, not speech: forgotten without a word to the client
+                        self._speech_start = None
+                    continue
             else:
                 self._silent_frames = 0
+                self._voiced_frames += prob >= self.vad.threshold
+            if self._speech_start is not None and not self._announced and self._voiced_frames >= MIN_SPEECH_FRAMES:
+                self._announced = True
+                events.append(SpeechStarted(self._ms(self._speech_start)))
         return events
 
     def _stop(self, end: int) -> SpeechStopped:
@@ -188,6 +202,7 @@ class LiveAudio:
         self._buffer_start = end
         self._speech_start = None
         self._silent_frames = 0
+        self._announced = False
         return SpeechStopped(self._ms(end), audio)
 
     def _trim_to_padding(self) -> None:
@@ -204,6 +219,7 @@ class LiveAudio:
         self._buffer_start = sample
         self._speech_start = None
         self._silent_frames = 0
+        self._announced = False
 
     def _at_rate(self, sample16: int) -> int:
         return sample16 * self.rate // VAD_RATE

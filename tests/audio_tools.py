@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import wave
+from pathlib import Path
 
+import av
 import numpy as np
 
 from chatscribe.core.media import SAMPLE_RATE, decode_audio
@@ -27,3 +29,16 @@ def variants(data: bytes, count: int, *, seconds: float | None = None) -> list[b
     if seconds is not None:
         samples = samples[: int(seconds * SAMPLE_RATE)]
     return [to_wav(np.concatenate([np.zeros(160 * (i + 1), np.float32), samples])) for i in range(count)]
+
+
+def pcm16(path: Path, rate: int) -> bytes:
+    """A file decoded and resampled to mono 16-bit PCM at `rate`, as a live client sends it."""
+    out = bytearray()
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+    with av.open(str(path)) as container:
+        for frame in container.decode(audio=0):
+            for piece in resampler.resample(frame):
+                out += bytes(piece.planes[0])[: piece.samples * 2]
+    for piece in resampler.resample(None):
+        out += bytes(piece.planes[0])[: piece.samples * 2]
+    return bytes(out)

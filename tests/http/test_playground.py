@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 
 from chatscribe.core.live import pcm16_wav
+from tests.audio_tools import pcm16
 from tests.http.conftest import API_KEY, Running
-from tests.http.test_realtime import pcm16
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import av
 import pytest
 
 from chatscribe.bots.http import HttpServer, create_app
 from chatscribe.core.config import Settings
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.service import TranscriptionService
+from tests.audio_tools import pcm16 as audio_pcm16
 from tests.http.conftest import API_KEY, Running
 from tests.wer import wer
 
@@ -38,16 +38,7 @@ TRANSCRIPTION_SESSION: dict[str, Any] = {
 
 
 def pcm16(path: Path, rate: int = 24000) -> bytes:
-    """The file decoded and resampled to mono PCM16 at `rate`."""
-    out = bytearray()
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
-    with av.open(str(path)) as container:
-        for frame in container.decode(audio=0):
-            for piece in resampler.resample(frame):
-                out += bytes(piece.planes[0])[: piece.samples * 2]
-    for piece in resampler.resample(None):
-        out += bytes(piece.planes[0])[: piece.samples * 2]
-    return bytes(out)
+    return audio_pcm16(path, rate)
 
 
 def chunks(pcm: bytes, rate: int = 24000) -> list[str]:
