@@ -10,10 +10,15 @@ sides run in this process on the same CPU, one after the other, on the same file
   with `CHATSCRIBE_LANGUAGES=en` (declared language: nothing to detect);
 - alone (unless --quick): chatscribe with batching off, one note at a time, for the one-by-one WER.
 
-Reported: throughput (audio seconds per wall second), word error rate, and words that ended up in a
-note whose reference does not have them but another note's does (words moved between notes).
+All notes come from one conversation (one API key, as one CLI run): only one conversation's notes share
+a packed window (core/jobs/runner.py batch_key); the burst from eight chats is bench/bench_burst.py.
 
-    python -m bench.bench_batching [--quick] [--rounds N] [--no-write]
+Reported: throughput (audio seconds per wall second), word error rate, words that ended up in a note
+whose reference does not have them but another note's does (words moved between notes), and
+contamination: words of a note's transcript that its window-mates' references have but neither its own
+reference nor its own one-by-one transcript (another note's words shaping this one's decoding).
+
+    python -m bench.bench_batching [--quick] [--rounds N] [--notes N] [--no-write]
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ import subprocess
 import tempfile
 import time
 import wave
-from collections import Counter
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +43,7 @@ from chatscribe.core.config import Settings
 from chatscribe.core.engines.batching import Batcher
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.engines.models import resolve_model
-from chatscribe.core.jobs.runner import LocalRunner
+from chatscribe.core.jobs.runner import LocalRunner, Work
 from chatscribe.core.media import SAMPLE_RATE, MediaRequest, decode_audio
 from chatscribe.core.quality import normalize
 from chatscribe.core.service import TranscriptionService
@@ -107,6 +112,34 @@ class Run:
     label: str
     texts: list[str]
     wall_s: float
+    mates: dict[int, set[int]] = field(default_factory=dict)
+    """Note index -> the notes it shared a decoding window with (packed side only)."""
+
+
+class WindowMates:
+    """Which notes shared a packed window: the batches the runner composes (`on_batch`) and the windows
+    its batcher decodes, mapped back to the clips by their bytes. The runner has one slot, so the
+    windows being decoded are always those of the last batch composed."""
+
+    def __init__(self, runner: LocalRunner, clips: list[Clip]) -> None:
+        self.index_of = {c.path.read_bytes(): i for i, c in enumerate(clips)}
+        self.batch: tuple[Work, ...] = ()
+        self.mates: dict[int, set[int]] = defaultdict(set)
+        runner.on_batch = self._composed
+        batcher = runner.batcher
+        decode = batcher._decode  # type: ignore[union-attr]
+
+        def recording(windows: Any, options: Any, language: Any) -> Any:
+            for window in windows:
+                members = {self.index_of[self.batch[note.index].data] for note, _ in window.notes}
+                for member in members:
+                    self.mates[member] |= members - {member}
+            return decode(windows, options, language)
+
+        batcher._decode = recording  # type: ignore[union-attr]
+
+    def _composed(self, works: tuple[Work, ...]) -> None:
+        self.batch = works
 
 
 def make_clips(folder: Path) -> list[Clip]:
@@ -155,15 +188,17 @@ async def run_service(label: str, clips: list[Clip], engine: FasterWhisperEngine
                         languages=languages, user_rate="", queue_max=1000)
     async with TranscriptionService(settings=settings, engine=engine) as svc:
         runner = LocalRunner(engine, slots=1, max_duration_s=3600, metrics=svc.metrics,
-                             batch_window_s=settings.batch_window_ms / 1000, batching="auto" if batching else "off")
+                             batch_window_s=settings.batch_window_ms / 1000, batching="auto" if batching else "off",
+                             pack_across_conversations=settings.pack_across_conversations)
         if runner.batcher is not None:
             await asyncio.to_thread(runner.batcher.profile)  # measured once per process, before the first batch
+        windows = WindowMates(runner, clips) if isinstance(runner.batcher, Batcher) else None
         svc.set_runner(runner)
         options = _options(settings)
         started = time.perf_counter()
         results = await asyncio.gather(*(svc.transcribe(_request(i, c), options) for i, c in enumerate(clips)))
         wall = time.perf_counter() - started
-    return Run(label, [r.text for r in results], wall)
+    return Run(label, [r.text for r in results], wall, dict(windows.mates) if windows else {})
 
 
 def _options(settings: Settings) -> Any:
@@ -178,7 +213,7 @@ def _request(index: int, clip: Clip) -> MediaRequest:
     async def fetch(limit: int) -> bytes:
         return data
 
-    return MediaRequest(platform="bench", chat_id=f"chat{index % 8}", user_id=f"user{index}", fetch=fetch,
+    return MediaRequest(platform="http", chat_id="one-api-key", user_id="one-api-key", fetch=fetch,
                         kind="voice", size_bytes=len(data), file_name=clip.name)
 
 
@@ -204,6 +239,18 @@ def moved_words(clips: list[Clip], texts: list[str], alone: list[str]) -> list[t
     return moved
 
 
+def contamination(clips: list[Clip], run: Run, alone: list[str]) -> list[tuple[str, str]]:
+    """(note, word): a word of the note's transcript that a window-mate's reference has but neither the
+    note's own reference nor its one-by-one transcript (`alone`): the mate's words shaped its decoding."""
+    refs = [set(normalize(c.reference).split()) for c in clips]
+    found = []
+    for index, text in enumerate(run.texts):
+        mates = set().union(*(refs[j] for j in run.mates.get(index, ())))
+        own = refs[index] | set(normalize(alone[index]).split())
+        found += [(clips[index].name, word) for word in normalize(text).split() if word in mates and word not in own]
+    return found
+
+
 def _median_run(runs: list[Run]) -> Run:
     ordered = sorted(runs, key=lambda r: r.wall_s)
     return ordered[len(ordered) // 2]
@@ -213,7 +260,7 @@ async def _main(args: argparse.Namespace) -> str:
     info = machine_info()
     work = Path(tempfile.mkdtemp(prefix="bench-batching-"))
     try:
-        clips = make_clips(work / "notes")
+        clips = make_clips(work / "notes")[: args.notes]
         model_dir = work / "models"
         model = resolve_model("base", model_dir)
         engine = FasterWhisperEngine(model, device="cpu")
@@ -232,13 +279,16 @@ async def _main(args: argparse.Namespace) -> str:
                                                        engine, work / f"alone{round_}", languages="en",
                                                        batching=False))
         reason = Batcher(engine).profile().reason  # measured once per engine, by the first batching side
-        return _render(args, info, clips, {k: _median_run(v) for k, v in runs.items() if v}, reason)
+        alone = (_median_run(runs["alone"]) if runs["alone"] else _median_run(runs["plain"])).texts
+        packed = [run for key in ("auto", "en") for run in runs[key]]
+        contaminated = [(contamination(clips, run, alone), len(run.mates)) for run in packed]
+        return _render(args, info, clips, {k: _median_run(v) for k, v in runs.items() if v}, reason, contaminated)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def _render(args: argparse.Namespace, info: dict[str, str], clips: list[Clip], runs: dict[str, Run],
-            reason: str) -> str:
+            reason: str, contaminated: list[tuple[list[tuple[str, str]], int]]) -> str:
     audio_s = sum(c.duration_s for c in clips)
     plain = runs["plain"]
     rows = []
@@ -258,14 +308,22 @@ def _render(args: argparse.Namespace, info: dict[str, str], clips: list[Clip], r
     moved = moved_words(clips, runs["en"].texts, plain.texts) + moved_words(clips, runs["auto"].texts, plain.texts)
     checks.append(["words moved to another note", str(len(moved)) + "".join(f" ({n}: {w})" for n, w in moved),
                    mark(not moved)])
+    found = sorted({pair for run, _ in contaminated for pair in run})
+    shared = min((count for _, count in contaminated), default=0)
+    checks.append([f"contamination: window-mates' words in a note (packed sides, {len(contaminated)} runs, "
+                   f"at least {shared} of {len(clips)} notes sharing a window in each)",
+                   f"{max((len(run) for run, _ in contaminated), default=0)} at most in a run"
+                   + "".join(f" ({n}: {w})" for n, w in found), mark(not found)])
     lengths = sorted(c.duration_s for c in clips)
+    cut = sum(not c.name.startswith("tts") for c in clips)
     return "\n\n".join([
         "## Batching: a burst of short notes, chatscribe vs a plain faster-whisper loop",
         f"{len(clips)} notes of {lengths[0]:.1f}–{lengths[-1]:.1f} s ({audio_s:.0f} s of audio): "
-        f"{len(CUTS) + 1} cut at pauses from jfk.flac, jfk_voice.ogg, hotwords.mp3 and the English half of "
-        f"multilingual.mp3, {len(SPOKEN)} synthesised with espeak-ng. CPU, `base` int8, both sides in one "
-        f"process, one after the other, {args.rounds} round(s) (median shown). All notes are sent at once "
-        "through `TranscriptionService.transcribe()`; the plain side loops over the same WAV files with "
+        f"{cut} cut at pauses from jfk.flac, jfk_voice.ogg, hotwords.mp3 and the English half of "
+        f"multilingual.mp3, {len(clips) - cut} synthesised with espeak-ng. CPU, `base` int8, both sides in one "
+        f"process, one after the other, {args.rounds} round(s) (median shown). All notes are sent at once, "
+        "from one conversation (one API key), through `TranscriptionService.transcribe()`; the plain side "
+        "loops over the same WAV files with "
         "`WhisperModel.transcribe()` defaults. Batched notes decode greedily (beam 1); a note alone keeps "
         f"the engine's beam 5. Strategy chosen by measuring the device: {reason}.",
         table(["side", "wall", "audio s / wall s", "vs plain", "WER", "words moved"], rows),
@@ -278,6 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip the one-by-one chatscribe side")
     parser.add_argument("--rounds", type=int, default=1, help="repeat every side; the median is reported")
+    parser.add_argument("--notes", type=int, default=None, help="only the first N notes (a reduced run)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args(argv)
     if shutil.which("espeak-ng") is None:
