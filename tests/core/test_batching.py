@@ -188,10 +188,10 @@ async def test_a_batch_with_an_unreadable_file_answers_every_other_note(
     runner = LocalRunner(tiny_engine, slots=1, max_duration_s=HOUR, metrics=Metrics())
     options = TranscribeOptions()
     first = asyncio.ensure_future(runner.run(Work("a", to_wav(notes[2][1]), 11.0, options)))  # holds the slot
-    batch = [
-        runner.run(Work("b", to_wav(notes[0][1]), 8.0, options)),
-        runner.run(Work("c", audio("random_bytes.ogg"), 3.0, options)),
-        runner.run(Work("d", to_wav(notes[1][1]), 4.0, options)),
+    batch = [  # one conversation's notes, which may share a packed window
+        runner.run(Work("b", to_wav(notes[0][1]), 8.0, options, conversation="one")),
+        runner.run(Work("c", audio("random_bytes.ogg"), 3.0, options, conversation="one")),
+        runner.run(Work("d", to_wav(notes[1][1]), 4.0, options, conversation="one")),
     ]
     results = await asyncio.gather(first, *batch, return_exceptions=True)
     assert isinstance(results[2], UnreadableMedia)
@@ -211,7 +211,7 @@ async def test_a_burst_from_one_chat_does_not_keep_another_chat_out_of_the_batch
     answered: list[str] = []
 
     async def send(chat: str, data: bytes) -> Transcript:
-        transcript = await runner.run(Work(chat, data, 4.0, TranscribeOptions()))
+        transcript = await runner.run(Work(chat, data, 4.0, TranscribeOptions(), conversation=chat))
         answered.append(chat)
         return transcript
 

@@ -161,10 +161,11 @@ async def test_a_note_that_went_through_batching_is_checked_too(
     runner = LocalRunner(tiny_engine, slots=1, max_duration_s=HOUR, metrics=Metrics(), batching="packed")
     options = TranscribeOptions()
     holding = asyncio.ensure_future(runner.run(Work("a", audio("hotwords.mp3"), 4.0, options)))
+    # One conversation's notes: only those may share a packed window (core/jobs/runner.py batch_key).
     note, short, other = await asyncio.gather(
-        runner.run(Work("b", voice_note(audio), 20.0, options)),  # estimated from its size: too short
-        runner.run(Work("c", audio("jfk_voice.ogg"), 11.0, options)),
-        runner.run(Work("d", audio("hotwords.mp3"), 4.0, options)),
+        runner.run(Work("b", voice_note(audio), 20.0, options, conversation="one")),  # estimated too short
+        runner.run(Work("c", audio("jfk_voice.ogg"), 11.0, options, conversation="one")),
+        runner.run(Work("d", audio("hotwords.mp3"), 4.0, options, conversation="one")),
     )
     await holding
     assert runner.model_id in (short.model, other.model), "the notes did not go through the batcher"
