@@ -1,0 +1,154 @@
+"""One thin driver per platform for the scenario suite: the real bot in this process, talking HTTP to its
+fake on 127.0.0.1. A driver sends a voice note as a person would, reads what the bot now shows in that
+conversation, and counts the file downloads the fake served; nothing else is shared between platforms."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+import aiohttp
+from aiohttp import web
+
+from chatscribe.bots.discord_bot import DiscordBot, DiscordSettings
+from chatscribe.bots.slack_bot import SlackBot, SlackSettings
+from chatscribe.bots.telegram_bot import TelegramBot, TelegramSettings
+from chatscribe.core.sentences import progress_starts
+from chatscribe.core.service import TranscriptionService
+from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.slack_api import FakeSlack, event_body, message_event, signed_headers, text_of
+from tests.fakes.telegram_api import FakeTelegram
+from tests.waiting import until
+
+PLATFORMS = ("telegram", "discord", "slack")
+TELEGRAM_CHAT = 42
+SLACK_CHANNEL = "C0GENERAL"
+SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+
+
+class Driver(Protocol):
+    async def send_voice(self, name: str, data: bytes, *, size: int | None = None) -> None:
+        """A person sends a voice note (`size` is what the platform declares, which may exceed the bytes)."""
+
+    def texts(self) -> list[str]:
+        """What a person now reads from the bot in the conversation, oldest first."""
+
+    def downloads(self) -> int:
+        """How many times the bot fetched a file from the platform."""
+
+
+async def answers(driver: Driver, service: TranscriptionService, count: int) -> list[str]:
+    """The bot's messages in the conversation once `count` of them are answers (no status message still
+    saying "Transcribing…") and no job is left."""
+    def answered() -> list[str] | None:
+        texts = driver.texts()
+        done = [t for t in texts if not t.startswith(progress_starts())]
+        return texts if len(done) >= count and len(done) == len(texts) else None
+
+    await until(answered, f"{count} answer(s) from the bot", timeout=120)
+    await service.wait_idle()
+    return driver.texts()
+
+
+class TelegramDriver:
+    def __init__(self, fake: FakeTelegram) -> None:
+        self.fake = fake
+
+    async def send_voice(self, name: str, data: bytes, *, size: int | None = None) -> None:
+        update_id = await self.fake.push(self.fake.voice(data, chat_id=TELEGRAM_CHAT, size=size))
+        # Acknowledged: the job is journaled, so the service's idleness now means it was answered.
+        await self.fake.wait_for(lambda: self.fake.acknowledged_below > update_id)
+
+    def texts(self) -> list[str]:
+        return self.fake.final_texts(TELEGRAM_CHAT)
+
+    def downloads(self) -> int:
+        return sum(self.fake.downloads.values())
+
+
+class DiscordDriver:
+    def __init__(self, fake: FakeDiscord) -> None:
+        self.fake = fake
+
+    async def send_voice(self, name: str, data: bytes, *, size: int | None = None) -> None:
+        await self.fake.user_message(
+            attachments=[self.fake.attachment(data, name, "audio/ogg", size=size, voice=True)], voice=True)
+
+    def texts(self) -> list[str]:
+        return [re.sub(r"\\(.)", r"\1", str(m["content"])) for m in self.fake.bot_messages()]  # markdown escapes
+
+    def downloads(self) -> int:
+        return len(self.fake.downloads)
+
+
+class SlackDriver:
+    def __init__(self, fake: FakeSlack, url: str, http: aiohttp.ClientSession) -> None:
+        self.fake, self.url, self.http = fake, url, http
+
+    async def send_voice(self, name: str, data: bytes, *, size: int | None = None) -> None:
+        info = self.fake.add_file(name, data, mimetype="audio/ogg", filetype="ogg", size=size)
+        body = event_body(message_event(SLACK_CHANNEL, self.fake.add_message(SLACK_CHANNEL, files=[info])))
+        headers = {"Content-Type": "application/json", **signed_headers(SLACK_SECRET, body)}
+        async with self.http.post(f"{self.url}/slack/events", data=body.encode(), headers=headers) as response:
+            assert response.status == 200, await response.text()
+
+    def texts(self) -> list[str]:
+        return [text_of(m) for m in self.fake.bot_messages(SLACK_CHANNEL)]  # each note's thread, in order
+
+    def downloads(self) -> int:
+        return len(self.fake.downloads)
+
+
+@contextlib.asynccontextmanager
+async def running(platform: str, service: TranscriptionService) -> AsyncIterator[Driver]:
+    """The platform's fake and its real bot on `service`, set up as in tests/bots/test_<platform>_bot.py."""
+    if platform == "telegram":
+        async with FakeTelegram() as telegram:
+            settings: Any = TelegramSettings(_env_file=None, bot_token=telegram.token,  # type: ignore[call-arg]
+                                             base_url=telegram.base_url, base_file_url=telegram.base_file_url)
+            bot: Any = TelegramBot(settings=settings, service=service)
+            await bot.start()
+            await service.resume(bot.platform)
+            try:
+                yield TelegramDriver(telegram)
+            finally:
+                await bot.stop()
+    elif platform == "discord":
+        async with FakeDiscord() as discord:
+            settings = DiscordSettings(_env_file=None, bot_token=discord.token,  # type: ignore[call-arg]
+                                       api_base_url=discord.base_url)
+            bot = DiscordBot(service=service, settings=settings, guild_ready_timeout=0.05)
+            await bot.start()
+            try:
+                yield DiscordDriver(discord)
+            finally:
+                await bot.stop()
+    elif platform == "slack":
+        async with FakeSlack() as slack, _slack_bot(slack, service) as url, aiohttp.ClientSession() as http:
+            yield SlackDriver(slack, url, http)
+    else:
+        raise ValueError(f"unknown platform {platform!r}; expected one of {', '.join(PLATFORMS)}")
+
+
+@contextlib.asynccontextmanager
+async def _slack_bot(fake: FakeSlack, service: TranscriptionService) -> AsyncIterator[str]:
+    """A SlackBot whose /slack/events route an aiohttp server on 127.0.0.1 serves; yields its base URL."""
+    # No "Transcribing…" status (it depends on measured speed): each note's answer is one message.
+    settings = SlackSettings(_env_file=None, bot_token=fake.token, signing_secret=SLACK_SECRET,  # type: ignore[call-arg]
+                             api_url=fake.api_url, status_after_s=3600)
+    bot = SlackBot(settings=settings, service=service)
+    app = web.Application()
+    app.add_routes(bot.routes())
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # noqa: SLF001
+    await bot.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await bot.stop()
+        await runner.cleanup()

@@ -1,0 +1,81 @@
+"""What a person sees on each chat platform, one scenario suite for all three: the real bot in this
+process against its fake on 127.0.0.1, the real tiny.en model, the shared test audio."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from chatscribe.core.config import Settings
+from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
+from chatscribe.core.errors import MediaTooLarge, UnacceptedFormat
+from chatscribe.core.media import ACCEPTED_FORMATS
+from chatscribe.core.sentences import NO_SPEECH
+from chatscribe.core.service import TranscriptionService
+from tests.scenarios.drivers import PLATFORMS, Driver, answers, running
+from tests.wer import wer
+
+JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+MAX_FILE_MB = 1
+"""CHATSCRIBE_MAX_FILE_MB for these scenarios: above every shared voice note, below what "too large" declares."""
+
+
+@pytest.fixture
+async def service(tmp_path: Path, tiny_engine: FasterWhisperEngine) -> AsyncIterator[TranscriptionService]:
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", model="tiny.en",  # type: ignore[call-arg]
+                        device="cpu", max_file_mb=MAX_FILE_MB)
+    async with TranscriptionService(settings=settings, engine=tiny_engine) as running_service:
+        yield running_service
+
+
+@pytest.fixture(params=PLATFORMS)
+async def chat(request: pytest.FixtureRequest, service: TranscriptionService) -> AsyncIterator[Driver]:
+    async with running(request.param, service) as driver:
+        yield driver
+
+
+async def test_a_voice_note_is_answered_with_its_transcript(
+    chat: Driver, service: TranscriptionService, audio: Callable[[str], bytes]
+) -> None:
+    await chat.send_voice("voice-message.ogg", audio("jfk_voice.ogg"))
+
+    (answer,) = await answers(chat, service, 1)
+
+    assert wer(JFK, answer) < 0.3, answer
+    assert chat.downloads() == 1
+
+
+async def test_silence_is_answered_no_speech_detected(
+    chat: Driver, service: TranscriptionService, audio: Callable[[str], bytes]
+) -> None:
+    await chat.send_voice("quiet.ogg", audio("silence_10s.ogg"))
+
+    assert await answers(chat, service, 1) == [NO_SPEECH]
+
+
+async def test_an_unreadable_file_gets_its_sentence_and_the_next_file_is_still_answered(
+    chat: Driver, service: TranscriptionService, audio: Callable[[str], bytes]
+) -> None:
+    await chat.send_voice("notes.ogg", audio("not_audio.ogg"))
+    (refusal,) = await answers(chat, service, 1)
+    assert refusal == UnacceptedFormat(", ".join(ACCEPTED_FORMATS.values())).user_message
+
+    await chat.send_voice("voice-message.ogg", audio("jfk_voice.ogg"))
+    first, second = await answers(chat, service, 2)
+
+    assert first == refusal
+    assert wer(JFK, second) < 0.3, second
+
+
+async def test_a_file_declared_over_the_size_limit_is_refused_without_a_download(
+    chat: Driver, service: TranscriptionService, audio: Callable[[str], bytes]
+) -> None:
+    declared = 5_000_000  # over CHATSCRIBE_MAX_FILE_MB, under every platform's own limit
+    await chat.send_voice("long.ogg", audio("jfk_voice.ogg"), size=declared)
+
+    (refusal,) = await answers(chat, service, 1)
+
+    assert refusal.startswith(MediaTooLarge(declared, MAX_FILE_MB * 1_000_000).user_message), refusal
+    assert chat.downloads() == 0
