@@ -339,3 +339,30 @@ def test_the_batch_key_names_the_conversation_only_where_notes_share_a_sequence(
     assert key(packed, "a", task="translate") == key(packed, "b", task="translate"), "translation is not packed"
     batched, _ = _runner(tiny_engine, "batched")
     assert key(batched, "telegram:1") == key(batched, "telegram:2")
+
+
+async def test_the_service_names_each_note_by_its_platform_and_chat(
+    settings: object, tiny_engine: FasterWhisperEngine, notes: list[tuple[str, np.ndarray]]
+) -> None:
+    """The same chat id on two platforms is two conversations; the same chat twice is one."""
+    from chatscribe.core.media import MediaRequest
+    from chatscribe.core.service import TranscriptionService
+
+    def request(platform: str, chat: str, data: bytes) -> MediaRequest:
+        async def fetch(limit: int) -> bytes:
+            return data
+
+        return MediaRequest(platform=platform, chat_id=chat, user_id=chat, fetch=fetch, size_bytes=len(data))
+
+    sent = [("telegram", "42", notes[2][1]), ("discord", "42", notes[1][1]), ("telegram", "42", notes[0][1])]
+    async with TranscriptionService(settings=settings, engine=tiny_engine) as service:  # type: ignore[arg-type]
+        runner, composed = _runner(tiny_engine, "packed")
+        service.set_runner(runner)
+        async with runner.scheduler.turn("someone else", 1.0):
+            runs = [asyncio.ensure_future(service.transcribe(request(p, c, to_wav(a)), TranscribeOptions()))
+                    for p, c, a in sent]
+            await until(lambda: runner.scheduler.waiting == len(sent), "every note queued")
+        jfk, comfy, fellow = await asyncio.gather(*runs)
+    assert sorted(composed) == [("discord:42",), ("telegram:42", "telegram:42")], f"batches formed: {composed}"
+    assert "folder" in _words(comfy)
+    assert not {"americans", "country", "ask"} & set(_words(comfy))
