@@ -17,12 +17,19 @@ from urllib.parse import urlsplit
 import discord
 from discord.utils import escape_markdown
 
-from chatscribe.core import sentences
-from chatscribe.core.errors import ChatscribeError
-from chatscribe.core.media import Fetch, MediaRequest
-from chatscribe.core.settings import KEYS, ConversationSettings
-from chatscribe.core.text import characters, split_text
-from chatscribe.core.transcript import Transcript, gap_note, render
+from chatscribe.core import (
+    KEYS,
+    ChatscribeError,
+    ConversationSettings,
+    Fetch,
+    MediaRequest,
+    Transcript,
+    characters,
+    gap_note,
+    render,
+    sentences,
+    split_text,
+)
 
 PLATFORM = "discord"
 MESSAGE_LIMIT = 2000

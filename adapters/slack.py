@@ -15,12 +15,19 @@ from types import MappingProxyType
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from chatscribe.core import sentences
-from chatscribe.core.errors import ChatscribeError
-from chatscribe.core.media import Fetch, MediaRequest
-from chatscribe.core.settings import ConversationSettings, SettingChange, parse_setting
-from chatscribe.core.text import split_text
-from chatscribe.core.transcript import Transcript, gap_note, render
+from chatscribe.core import (
+    ChatscribeError,
+    ConversationSettings,
+    Fetch,
+    MediaRequest,
+    SettingChange,
+    Transcript,
+    gap_note,
+    parse_setting,
+    render,
+    sentences,
+    split_text,
+)
 
 PLATFORM = "slack"
 SECTION_LIMIT = 3000

@@ -13,12 +13,19 @@ from types import MappingProxyType
 
 from telegram import Message
 
-from chatscribe.core import sentences
-from chatscribe.core.errors import ChatscribeError, MediaTooLarge
-from chatscribe.core.media import Fetch, MediaRequest
-from chatscribe.core.settings import ConversationSettings
-from chatscribe.core.text import split_text, utf16_units
-from chatscribe.core.transcript import Transcript, gap_note, render
+from chatscribe.core import (
+    ChatscribeError,
+    ConversationSettings,
+    Fetch,
+    MediaRequest,
+    MediaTooLarge,
+    Transcript,
+    gap_note,
+    render,
+    sentences,
+    split_text,
+    utf16_units,
+)
 
 PLATFORM = "telegram"
 MESSAGE_LIMIT = 4096

@@ -14,9 +14,7 @@ import signal
 import sys
 import threading
 
-from chatscribe.core.config import Settings
-from chatscribe.core.errors import ChatscribeError, ConfigError
-from chatscribe.core.service import TranscriptionService
+from chatscribe.core import ChatscribeError, ConfigError, Settings, TranscriptionService
 
 from .base import Bot
 from .engine_loader import load_engine

@@ -9,9 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from chatscribe.core.config import Settings, load
-from chatscribe.core.errors import ChatscribeError
-from chatscribe.core.transcript import FORMATS
+from chatscribe.core import FORMATS, ChatscribeError, Settings, load
 
 from .logs import RedactSecrets, configure, secrets_of
 

@@ -25,18 +25,24 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chatscribe.adapters import discord as adapter
 from chatscribe.bots.discord_delivery import DiscordDelivery, redact_tokens
-from chatscribe.core import sentences
-from chatscribe.core.config import ENV_FILE
-from chatscribe.core.errors import ChatscribeError, ConfigError
-from chatscribe.core.jobs.journal import Job, ProgressUpdate, Receipt
-from chatscribe.core.media import Fetch
-from chatscribe.core.options import TranscribeOptions
-from chatscribe.core.retention import Forgotten
-from chatscribe.core.settings import ConversationSettings, SettingChange, parse_setting, resolve_language
-from chatscribe.core.transcript import Transcript
+from chatscribe.core import (
+    ENV_FILE,
+    ChatscribeError,
+    ConfigError,
+    ConversationSettings,
+    Fetch,
+    Forgotten,
+    SettingChange,
+    TranscribeOptions,
+    Transcript,
+    parse_setting,
+    resolve_language,
+    sentences,
+)
+from chatscribe.core.jobs import Job, ProgressUpdate, Receipt
 
 if TYPE_CHECKING:
-    from chatscribe.core.service import TranscriptionService
+    from chatscribe.core import TranscriptionService
 
 log = logging.getLogger(__name__)
 

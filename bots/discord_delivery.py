@@ -20,16 +20,12 @@ from discord.utils import escape_markdown
 
 from chatscribe.adapters import discord as adapter
 from chatscribe.bots.logs import RedactingFilter, RedactSecrets
-from chatscribe.core import sentences
+from chatscribe.core import ChatscribeError, DownloadFailed, Fetch, MediaTooLarge, Preferences, Transcript, sentences
 from chatscribe.core.delivery import Courier, Limits, Place, Undeliverable
-from chatscribe.core.errors import ChatscribeError, DownloadFailed, MediaTooLarge
-from chatscribe.core.jobs.journal import Job
-from chatscribe.core.media import Fetch
-from chatscribe.core.preferences import Preferences
-from chatscribe.core.transcript import Transcript
+from chatscribe.core.jobs import Job
 
 if TYPE_CHECKING:
-    from chatscribe.core.service import TranscriptionService
+    from chatscribe.core import TranscriptionService
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,9 @@ import time
 from pathlib import Path
 
 from chatscribe import __version__
-from chatscribe.core.config import Settings
-from chatscribe.core.engines.models import resolve_model
-from chatscribe.core.errors import ChatscribeError
-from chatscribe.core.jobs.journal import UNFINISHED, Journal
+from chatscribe.core import ChatscribeError, Settings
+from chatscribe.core.engines import resolve_model
+from chatscribe.core.jobs import UNFINISHED, Journal
 
 from .platforms import platform_status
 

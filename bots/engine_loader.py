@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from chatscribe.core.config import Settings
-from chatscribe.core.engines.base import Engine
-from chatscribe.core.engines.faster_whisper import FasterWhisperEngine, choose_device
-from chatscribe.core.engines.models import resolve_model
-from chatscribe.core.errors import ConfigError
+from chatscribe.core import ConfigError, Settings
+from chatscribe.core.engines import Engine, FasterWhisperEngine, choose_device, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +18,7 @@ def load_engine(settings: Settings) -> Engine:
     model = resolve_model(settings.model, settings.data_dir)
     kind, reason = pick_engine(settings)
     if kind == "transformers":
-        from chatscribe.core.engines.transformers_engine import TransformersWhisperEngine
+        from chatscribe.core.engines import TransformersWhisperEngine
 
         device = "cpu" if settings.device == "cpu" else "cuda" if _torch_cuda() else "cpu"
         return TransformersWhisperEngine(model, settings.data_dir, device=device, reason=reason)
@@ -36,7 +33,7 @@ def load_engine(settings: Settings) -> Engine:
     )
     if settings.engine == "auto" and engine.device.device == "cpu" and settings.device != "cpu" and _torch_cuda():
         log.info("CTranslate2 cannot use the GPU (%s); switching to the transformers engine", engine.device.reason)
-        from chatscribe.core.engines.transformers_engine import TransformersWhisperEngine
+        from chatscribe.core.engines import TransformersWhisperEngine
 
         return TransformersWhisperEngine(model, settings.data_dir, device="cuda",
                                          reason=f"{engine.device.reason}; PyTorch sees CUDA")

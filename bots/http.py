@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from chatscribe.core.config import Settings
-from chatscribe.core.errors import ConfigError
+from chatscribe.core import ConfigError, Settings
 
 from . import openai_api, openai_errors, playground, realtime
 from .base import Bot
@@ -25,7 +24,7 @@ from .http_state import CALLER, STATE, ServerState, caller_id, check_api_key
 __all__ = ["HttpServer", "ServerState", "attach_service", "caller_id", "create_app", "is_loopback"]
 
 if TYPE_CHECKING:
-    from chatscribe.core.service import TranscriptionService
+    from chatscribe.core import TranscriptionService
 
 log = logging.getLogger(__name__)
 

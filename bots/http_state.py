@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from chatscribe.core.config import Settings
+from chatscribe.core import Settings
 
 from .base import Bot
 
 if TYPE_CHECKING:
-    from chatscribe.core.service import TranscriptionService
+    from chatscribe.core import TranscriptionService
 
 FORM_OVERHEAD_BYTES = 1_000_000
 """Room for the multipart boundaries and the small text fields beside the file."""

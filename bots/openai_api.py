@@ -29,13 +29,20 @@ from typing import Any
 
 from aiohttp import web
 
-from chatscribe.core.errors import ChatscribeError, NotReady
+from chatscribe.core import (
+    ChatscribeError,
+    MediaRequest,
+    NotReady,
+    Segment,
+    TranscribeOptions,
+    Transcript,
+    gap_note,
+    language_name,
+    render_srt,
+    render_vtt,
+    resolve_language,
+)
 from chatscribe.core.jobs import ProgressUpdate, SegmentDone
-from chatscribe.core.languages import language_name
-from chatscribe.core.media import MediaRequest
-from chatscribe.core.options import TranscribeOptions
-from chatscribe.core.settings import resolve_language
-from chatscribe.core.transcript import Segment, Transcript, gap_note, render_srt, render_vtt
 
 from .http_state import STATE, ServerState, caller_id, check_api_key
 from .openai_errors import INTERNAL, ApiError, error_for, missing_key_response

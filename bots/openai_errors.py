@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from chatscribe.core.errors import Busy, ChatscribeError, MediaError, MediaTooLarge, NotReady, ShuttingDown
+from chatscribe.core import Busy, ChatscribeError, MediaError, MediaTooLarge, NotReady, ShuttingDown
 
 
 @dataclass(eq=False)

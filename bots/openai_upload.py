@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import BodyPartReader, web
 
-from chatscribe.core.errors import MediaTooLarge
-from chatscribe.core.media import Fetch
+from chatscribe.core import Fetch, MediaTooLarge
 
 from .http_state import FORM_OVERHEAD_BYTES
 from .openai_errors import ApiError

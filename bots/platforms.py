@@ -7,9 +7,7 @@ from dataclasses import dataclass
 
 from pydantic_settings import BaseSettings
 
-from chatscribe.core.config import load
-from chatscribe.core.errors import ChatscribeError, ConfigError
-from chatscribe.core.service import TranscriptionService
+from chatscribe.core import ChatscribeError, ConfigError, TranscriptionService, load
 
 from .base import Bot
 

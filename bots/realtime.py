@@ -23,10 +23,15 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from chatscribe.core.errors import ChatscribeError
-from chatscribe.core.live import LiveAudio, SpeechStarted, SpeechStopped, pcm16_wav
-from chatscribe.core.media import MediaRequest
-from chatscribe.core.options import TranscribeOptions
+from chatscribe.core import (
+    ChatscribeError,
+    LiveAudio,
+    MediaRequest,
+    SpeechStarted,
+    SpeechStopped,
+    TranscribeOptions,
+    pcm16_wav,
+)
 
 from .http_state import STATE, ServerState, caller_id
 from .openai_errors import error_for

@@ -7,9 +7,7 @@ import secrets
 from dataclasses import dataclass, replace
 from typing import Any
 
-from chatscribe.core.errors import ChatscribeError
-from chatscribe.core.live import INPUT_RATES, VadSettings
-from chatscribe.core.settings import resolve_language
+from chatscribe.core import INPUT_RATES, ChatscribeError, VadSettings, resolve_language
 
 
 class EventError(Exception):

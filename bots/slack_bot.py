@@ -25,13 +25,16 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from chatscribe.adapters import slack as adapter
-from chatscribe.core.config import ENV_FILE
-from chatscribe.core.errors import ChatscribeError, ConfigError
-from chatscribe.core.jobs.journal import Job, ProgressUpdate, Receipt
-from chatscribe.core.media import Fetch
-from chatscribe.core.service import TranscriptionService
-from chatscribe.core.settings import ConversationSettings
-from chatscribe.core.transcript import Transcript
+from chatscribe.core import (
+    ENV_FILE,
+    ChatscribeError,
+    ConfigError,
+    ConversationSettings,
+    Fetch,
+    Transcript,
+    TranscriptionService,
+)
+from chatscribe.core.jobs import Job, ProgressUpdate, Receipt
 
 from .slack_client import UNEXPECTED_ANSWER, SlackWebClient, error_code, retry_handlers
 from .slack_delivery import SlackDelivery

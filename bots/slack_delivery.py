@@ -17,18 +17,15 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from chatscribe.adapters import slack as adapter
-from chatscribe.core import sentences
+from chatscribe.core import ChatscribeError, Fetch, Transcript, sentences
 from chatscribe.core.delivery import Courier, Limits, Place, Undeliverable
-from chatscribe.core.errors import ChatscribeError
-from chatscribe.core.jobs.journal import Job
-from chatscribe.core.media import Fetch
-from chatscribe.core.transcript import Transcript
+from chatscribe.core.jobs import Job
 
 from .slack_client import error_code
 from .slack_files import SlackFiles
 
 if TYPE_CHECKING:
-    from chatscribe.core.service import TranscriptionService
+    from chatscribe.core import TranscriptionService
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from chatscribe.core import sentences
-from chatscribe.core.errors import DownloadFailed, MediaTooLarge
+from chatscribe.core import DownloadFailed, MediaTooLarge, sentences
 
 log = logging.getLogger(__name__)
 

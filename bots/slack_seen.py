@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from chatscribe.core.storage import storage_error
+from chatscribe.core import storage_error
 
 log = logging.getLogger(__name__)
 DEFAULT_TTL_S = 3 * 3600

@@ -28,14 +28,12 @@ from telegram.error import InvalidToken, RetryAfter, TelegramError
 from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, filters
 
 from chatscribe.adapters import telegram as adapter
-from chatscribe.core.config import ENV_FILE
-from chatscribe.core.errors import ChatscribeError, ConfigError
-from chatscribe.core.settings import ConversationSettings, SettingChange, parse_setting
+from chatscribe.core import ENV_FILE, ChatscribeError, ConfigError, ConversationSettings, SettingChange, parse_setting
 
 from .telegram_delivery import Sender, TelegramDelivery, retry_after_s
 
 if TYPE_CHECKING:
-    from chatscribe.core.service import TranscriptionService
+    from chatscribe.core import TranscriptionService
 
 log = logging.getLogger(__name__)
 

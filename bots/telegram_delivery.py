@@ -22,17 +22,20 @@ from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, Re
 from telegram.ext import Application
 
 from chatscribe.adapters import telegram as adapter
-from chatscribe.core import sentences
+from chatscribe.core import (
+    ChatscribeError,
+    ConversationSettings,
+    DownloadFailed,
+    Fetch,
+    Transcript,
+    sentences,
+    utf16_units,
+)
 from chatscribe.core.delivery import Courier, Limits, Place, Undeliverable
-from chatscribe.core.errors import ChatscribeError, DownloadFailed
-from chatscribe.core.jobs.journal import Job
-from chatscribe.core.media import Fetch
-from chatscribe.core.settings import ConversationSettings
-from chatscribe.core.text import utf16_units
-from chatscribe.core.transcript import Transcript
+from chatscribe.core.jobs import Job
 
 if TYPE_CHECKING:
-    from chatscribe.core.service import TranscriptionService
+    from chatscribe.core import TranscriptionService
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -10,14 +10,18 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from chatscribe.core.config import Settings
-from chatscribe.core.errors import ChatscribeError
-from chatscribe.core.jobs.journal import ProgressUpdate
-from chatscribe.core.media import MediaRequest
-from chatscribe.core.options import TranscribeOptions
-from chatscribe.core.service import TranscriptionService
-from chatscribe.core.settings import resolve_language
-from chatscribe.core.transcript import Transcript, gap_note, render
+from chatscribe.core import (
+    ChatscribeError,
+    MediaRequest,
+    Settings,
+    TranscribeOptions,
+    Transcript,
+    TranscriptionService,
+    gap_note,
+    render,
+    resolve_language,
+)
+from chatscribe.core.jobs import ProgressUpdate
 
 from .engine_loader import load_engine
 

@@ -12,9 +12,8 @@ import os
 import signal
 import threading
 
-from chatscribe.core.config import Settings
-from chatscribe.core.jobs.runner import LocalRunner, default_slots
-from chatscribe.core.metrics import Metrics
+from chatscribe.core import Metrics, Settings
+from chatscribe.core.jobs import LocalRunner, default_slots
 from chatscribe.core.scaleout.worker import Worker
 
 from .engine_loader import load_engine

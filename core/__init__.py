@@ -8,6 +8,7 @@ scheduler, runners), `chatscribe.core.delivery` (answers in chats) and `chatscri
 Redis protocol; it needs the `scaleout` extra, so it is not imported here, nor is PyTorch).
 """
 
+from . import sentences
 from .cache import TranscriptCache
 from .codecs import (
     decode_failure,
@@ -72,6 +73,8 @@ from .transcript import (
 )
 
 __all__ = [
+    # the table of every sentence a person reads (a module: `sentences.NO_SPEECH`, `sentences.progress(...)`)
+    "sentences",
     # the service and its settings
     "ENV_FILE",
     "Metrics",
