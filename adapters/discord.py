@@ -201,15 +201,19 @@ def source_of(reference: Mapping[str, str]) -> Source:
 
 def render_answer(
     outcome: Transcript | ChatscribeError, *, max_parts: int, file_format: str = "txt", label: str | None = None,
+    timestamps: bool = False,
 ) -> list[Reply]:
-    """The messages that answer one file: the text in parts under 2000 characters, or a file and a preview."""
+    """The messages that answer one file: the text in parts under 2000 characters, or a file and a preview.
+
+    `timestamps` (the conversation's setting) starts each passage with its [mm:ss], in the text and a .txt file.
+    """
     heading = f"**{escape_markdown(label)}**\n" if label else ""
     if isinstance(outcome, ChatscribeError):
         return [Reply(heading + outcome.user_message)]
     gaps = gap_note(outcome)
     if not outcome.has_speech:
         return [Reply(heading + (escape_markdown(gaps) if gaps else NO_SPEECH))]
-    body = heading + escape_markdown(outcome.text)
+    body = heading + escape_markdown(render(outcome, "txt", timestamps=timestamps))
     notes = [sentences.TRUNCATED] if outcome.truncated else []
     notes += [sentences.DOUBTFUL] if outcome.flagged else []
     notes += [gaps] if gaps else []
@@ -217,13 +221,13 @@ def render_answer(
     parts = split_text(body, MESSAGE_LIMIT, characters)
     if len(parts) <= max_parts:
         return [Reply(part) for part in parts]
-    return [_as_file(outcome, body, file_format)]
+    return [_as_file(outcome, body, file_format, timestamps)]
 
 
-def _as_file(transcript: Transcript, body: str, file_format: str) -> Reply:
+def _as_file(transcript: Transcript, body: str, file_format: str, timestamps: bool) -> Reply:
     fmt = file_format if file_format in FILE_FORMATS else "txt"
     preview = split_text(body, PREVIEW_LIMIT, characters)[0].rstrip()
-    data = render(transcript, fmt, marked=True).encode("utf-8")
+    data = render(transcript, fmt, timestamps=timestamps, marked=True).encode("utf-8")
     return Reply(f"{preview} …\n\n*{sentences.FULL_TRANSCRIPT_ATTACHED}*", OutgoingFile(f"transcript.{fmt}", data))
 
 

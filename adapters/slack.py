@@ -341,22 +341,26 @@ def _escaped_length(text: str) -> int:
 
 
 def render_transcript(transcript: Transcript, *, file_name: str | None, max_parts: int,
-                      upload_format: str = "txt") -> tuple[Part, ...]:
-    """Messages with the text; past max_parts messages, a preview message plus the text as a file."""
+                      upload_format: str = "txt", timestamps: bool = False) -> tuple[Part, ...]:
+    """Messages with the text; past max_parts messages, a preview message plus the text as a file.
+
+    `timestamps` (the channel's setting) starts each passage with its [mm:ss], in the messages and the .txt file.
+    """
     gaps = gap_note(transcript)
     missing = (SlackMessage((escape(gaps),)),) if gaps else ()
     if not transcript.has_speech:
         return (SlackMessage((escape(gaps) if gaps else escape(NO_SPEECH),), context=_about(transcript, file_name)),)
-    chunks = split_text(transcript.text, SECTION_LIMIT * SECTIONS_PER_MESSAGE, _escaped_length)
+    text = render(transcript, "txt", timestamps=timestamps)
+    chunks = split_text(text, SECTION_LIMIT * SECTIONS_PER_MESSAGE, _escaped_length)
     if len(chunks) <= max_parts:
         return tuple(
             SlackMessage(_sections(chunk), context=_about(transcript, file_name) if i == len(chunks) - 1 else "")
             for i, chunk in enumerate(chunks)
         ) + missing
-    preview = split_text(transcript.text, PREVIEW_CHARS, _escaped_length)[0].rstrip() + " …"
+    preview = split_text(text, PREVIEW_CHARS, _escaped_length)[0].rstrip() + " …"
     fmt = upload_format if upload_format in UPLOAD_FORMATS else "txt"
     stem = (file_name or "recording").rsplit(".", 1)[0] or "recording"
-    content = render(transcript, fmt, marked=True)
+    content = render(transcript, fmt, timestamps=timestamps, marked=True)
     note = escape(sentences.FULL_TRANSCRIPT_ATTACHED)
     return (
         SlackMessage((escape(preview),), context=f"{_about(transcript, file_name)} · {note}"),

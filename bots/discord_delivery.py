@@ -141,9 +141,9 @@ class DiscordSender:
     async def _render(self, target: adapter.Target, outcome: Transcript | ChatscribeError) -> list[adapter.Reply]:
         # The server's settings with the channel's own over them (core/settings.py), as the bot reads them.
         scopes = (target.guild_id, target.channel_id) if target.guild_id else (target.channel_id,)
-        file_format = (await asyncio.to_thread(self._preferences.settings, adapter.PLATFORM, *scopes)).file_extension
-        return adapter.render_answer(outcome, max_parts=self._max_parts, file_format=file_format,
-                                     label=target.label)
+        chosen = await asyncio.to_thread(self._preferences.settings, adapter.PLATFORM, *scopes)
+        return adapter.render_answer(outcome, max_parts=self._max_parts, file_format=chosen.file_extension,
+                                     label=target.label, timestamps=chosen.timestamps)
 
     async def _send(self, target: adapter.Target, reply: adapter.Reply) -> bool:
         """Send one message; False when it can never arrive (gone, forbidden); raises to be retried."""

@@ -8,6 +8,7 @@ SIGKILL between Slack's answer and the journal) is looked for in the thread befo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
@@ -65,10 +66,12 @@ class SlackSender:
         if isinstance(outcome, ChatscribeError):
             return (adapter.render_error(outcome, file_name=name),)
         target = adapter.target_of(job.request.reference)
-        fmt = self._service.preferences.get(adapter.PLATFORM, target.channel, "format", "txt") or "txt"
+        # The channel's settings (core/settings.py), read as the bot's commands store them.
+        chosen = await asyncio.to_thread(self._service.preferences.settings, adapter.PLATFORM, target.channel)
         # Files cannot be ephemeral: a private answer is always messages.
         max_parts = 1_000 if target.private else self._service.settings.max_parts
-        return adapter.render_transcript(outcome, file_name=name, max_parts=max_parts, upload_format=fmt)
+        return adapter.render_transcript(outcome, file_name=name, max_parts=max_parts,
+                                         upload_format=chosen.file_extension, timestamps=chosen.timestamps)
 
     async def send(self, job: Job, part: adapter.Part) -> None:
         target = adapter.target_of(job.request.reference)
