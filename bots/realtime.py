@@ -32,6 +32,7 @@ from chatscribe.core import (
     TranscribeOptions,
     pcm16_wav,
 )
+from chatscribe.core.jobs import SegmentDone
 
 from .http_state import STATE, ServerState, caller_id
 from .openai_errors import error_for
@@ -271,8 +272,19 @@ class Session:
             expected_languages=self.state.settings.expected_languages if config.language is None else (),
         )
         base = {"item_id": utterance.item_id, "content_index": 0}
+        sent: list[str] = []  # the text already sent as deltas
+        sending: list[asyncio.Task[None]] = []
+
+        def decoded(done: SegmentDone) -> None:  # on the loop, in decoding order, while the rest is decoded
+            text = done.segment.text.strip()
+            if text:
+                delta = (" " if sent else "") + text
+                sent.append(delta)
+                sending.append(asyncio.ensure_future(self.send(
+                    {"type": "conversation.item.input_audio_transcription.delta", **base, "delta": delta})))
+
         try:
-            transcript = await service.transcribe(media, options)
+            transcript = await service.transcribe(media, options, segments=decoded)
         except ChatscribeError as exc:
             api = error_for(exc)
             await self.send({"type": "conversation.item.input_audio_transcription.failed", **base,
@@ -284,10 +296,11 @@ class Session:
                              "error": {"type": "server_error", "code": None, "param": None,
                                        "message": "Something went wrong while transcribing that audio."}})
             return
-        parts = [seg.text.strip() for seg in transcript.segments if seg.text.strip()]
-        for index, part in enumerate(parts):
-            await self.send({"type": "conversation.item.input_audio_transcription.delta", **base,
-                             "delta": part if index == 0 else " " + part})
+        finally:
+            await asyncio.gather(*sending)  # asyncio.Lock is fair: they went out in the order they were made
+        rest = _rest(transcript.text, "".join(sent))
+        if rest:  # a cached or batched answer (no segments on the way), or a passage the quality pass added
+            await self.send({"type": "conversation.item.input_audio_transcription.delta", **base, "delta": rest})
         seconds = round(len(utterance.pcm) / 2 / utterance.session.rate, 3)
         await self.send({"type": "conversation.item.input_audio_transcription.completed", **base,
                          "transcript": transcript.text, "usage": {"type": "duration", "seconds": seconds}})
@@ -310,6 +323,13 @@ class Session:
     async def fatal(self, message: str, *, code: str, close: WSCloseCode) -> None:
         await self.error(message, code=code)
         await self.ws.close(code=close, message=message[:120].encode())
+
+
+def _rest(text: str, sent: str) -> str:
+    """What the deltas still have to add so that, joined, they are `text` (when they are its start)."""
+    if text.startswith(sent):
+        return text[len(sent):]
+    return ""  # the final text differs from what was sent: `completed` is the authority (rare)
 
 
 def _item_id() -> str:
