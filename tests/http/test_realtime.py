@@ -229,3 +229,20 @@ async def test_idle_long_and_broken_sessions_are_closed_cleanly(strict_server: R
         with pytest.raises(aiohttp.WSServerHandshakeError) as other_site:
             await http.ws_connect(url, headers={**headers, "Origin": "https://evil.example"})
         assert other_site.value.status == 403
+
+
+async def test_16_khz_without_vad_transcribes_what_the_client_commits(server: Running, audio_dir: Path) -> None:
+    async with connect(server) as connection:
+        await connection.session.update(session={"type": "transcription", "audio": {"input": {
+            "format": {"type": "audio/pcm", "rate": 16000}, "turn_detection": None,
+            "transcription": {"model": "whisper-1", "language": "en"}}}})
+        updated = await next_event(connection, lambda e: e.type == "session.updated")
+        assert updated.session.audio.input.turn_detection is None
+        for piece in chunks(pcm16(audio_dir / "jfk.flac", 16000)[: 16000 * 2 * 3], rate=16000):
+            await connection.input_audio_buffer.append(audio=piece)
+        await connection.input_audio_buffer.commit()
+        events = await events_until(connection, "conversation.item.input_audio_transcription.completed")
+    kinds = [e.type for e in events]
+    assert "input_audio_buffer.speech_started" not in kinds  # the client decides when an utterance ends
+    assert "input_audio_buffer.committed" in kinds
+    assert "fellow americans" in events[-1].transcript.lower()
