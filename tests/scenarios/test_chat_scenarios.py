@@ -10,9 +10,9 @@ import pytest
 
 from chatscribe.core.config import Settings
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
-from chatscribe.core.errors import MediaTooLarge, UnacceptedFormat
+from chatscribe.core.errors import Busy, MediaTooLarge, UnacceptedFormat
 from chatscribe.core.media import ACCEPTED_FORMATS
-from chatscribe.core.sentences import NO_SPEECH
+from chatscribe.core.sentences import NO_SPEECH, RATE_LIMITED, unknown_language
 from chatscribe.core.service import TranscriptionService
 from tests.scenarios.drivers import PLATFORMS, Driver, answers, running
 from tests.wer import wer
@@ -23,9 +23,12 @@ MAX_FILE_MB = 1
 
 
 @pytest.fixture
-async def service(tmp_path: Path, tiny_engine: FasterWhisperEngine) -> AsyncIterator[TranscriptionService]:
+async def service(request: pytest.FixtureRequest, tmp_path: Path,
+                  tiny_engine: FasterWhisperEngine) -> AsyncIterator[TranscriptionService]:
+    marker = request.node.get_closest_marker("settings")
+    values = {"max_file_mb": MAX_FILE_MB, **(marker.kwargs if marker else {})}
     settings = Settings(_env_file=None, data_dir=tmp_path / "data", model="tiny.en",  # type: ignore[call-arg]
-                        device="cpu", max_file_mb=MAX_FILE_MB)
+                        device="cpu", **values)
     async with TranscriptionService(settings=settings, engine=tiny_engine) as running_service:
         yield running_service
 
@@ -79,3 +82,29 @@ async def test_a_file_declared_over_the_size_limit_is_refused_without_a_download
 
     assert refusal.startswith(MediaTooLarge(declared, MAX_FILE_MB * 1_000_000).user_message), refusal
     assert chat.downloads() == 0
+
+
+@pytest.mark.settings(user_rate="1/min")
+async def test_past_the_rate_limit_a_note_is_answered_with_the_busy_sentence(
+    chat: Driver, service: TranscriptionService, audio: Callable[[str], bytes]
+) -> None:
+    await chat.send_voice("quiet.ogg", audio("silence_10s.ogg"))
+    assert await answers(chat, service, 1) == [NO_SPEECH]
+
+    await chat.send_voice("voice-message.ogg", audio("jfk_voice.ogg"))  # a second new file within the minute
+    first, refusal = await answers(chat, service, 2)
+
+    assert first == NO_SPEECH
+    assert refusal == Busy(60, reason=RATE_LIMITED).user_message, refusal
+
+
+async def test_an_unknown_setting_value_is_refused_naming_what_is_accepted_and_changes_nothing(
+    chat: Driver, service: TranscriptionService
+) -> None:
+    before = await chat.command("settings")
+    assert "Language: auto" in before, before
+
+    refusal = await chat.command("language", "klingon")
+
+    assert unknown_language("klingon") in refusal, refusal
+    assert await chat.command("settings") == before
