@@ -21,6 +21,7 @@ from typing import Any
 from . import sentences
 from .cache import TranscriptCache
 from .config import Settings
+from .delivery.courier import LiveProgress
 from .delivery.retry import deliver_with_retries
 from .engines.base import Engine
 from .errors import ChatscribeError, MediaTooLarge, NotReady, ShuttingDown
@@ -274,11 +275,11 @@ class TranscriptionService:
         try:
             await asyncio.to_thread(self.journal.set_state, job.id, "running")
 
-            def on_progress(update: ProgressUpdate) -> Awaitable[None]:
-                return delivery.progress(job, update)
+            live = LiveProgress(job, delivery, self._spawn_quiet)  # the status shows the text so far
 
             async with self.admission.holding(job.request) as request:
-                outcome = await self._run(request, job.options, on_progress, job_id=job.id, unbatched=unbatched)
+                outcome = await self._run(request, job.options, live.progress, job_id=job.id, unbatched=unbatched,
+                                          segments=live.segment)
         except ChatscribeError as exc:
             if isinstance(exc, ShuttingDown) and self._closing:
                 # Stopping before its turn came: accepted work is not answered "send it again"; it stays

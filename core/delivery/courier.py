@@ -10,14 +10,16 @@ bot may not post in) gets no status: the answer is only sent.
 Each platform supplies a `Sender` (render an answer into its messages, send one, post and edit the
 status, rebuild a download) and its `Limits`; the service's retries with back-off are in retry.py.
 
-Live text (the text decoded so far shown in the status message) belongs in `_status_text`: the
-ProgressUpdate would carry the text, and this module would fit its tail under `limits.message_units`
-after the sentence; senders would not change.
+Live text: while a note is transcribed the ProgressUpdate carries the text decoded so far, and
+`_status_text` shows it after the sentence; when it outgrows one message only its tail is shown (cut at a
+word, after an ellipsis) so that the status stays under `limits.message_units`. The edits keep the same
+Throttle, so live text never makes the status move faster; senders do not change.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -26,7 +28,8 @@ from typing import Generic, Protocol, TypeVar
 
 from .. import sentences
 from ..errors import ChatscribeError
-from ..jobs.journal import Job, ProgressUpdate, Receipt
+from ..jobs.journal import Delivery, Job, ProgressUpdate, Receipt
+from ..jobs.runner import SegmentDone
 from ..media import Fetch
 from ..transcript import Transcript
 from .limits import Limits, Throttle
@@ -160,10 +163,10 @@ class Courier(Generic[P]):
             await self._recover(job, status)
             if status.message_id is None:
                 if self._wanted(place, status, update):
-                    await self._post(job, place, status, _status_text(job, update))
+                    await self._post(job, place, status, _status_text(job, update, self.limits))
             elif self._throttle.ready(place.key):
                 self._throttle.took(place.key)
-                await self.sender.edit_status(job, status.message_id, _status_text(job, update))
+                await self.sender.edit_status(job, status.message_id, _status_text(job, update, self.limits))
         await self._typing(job, status)
 
     async def deliver(self, job: Job, outcome: Transcript | ChatscribeError, receipt: Receipt) -> None:
@@ -246,6 +249,66 @@ class Courier(Generic[P]):
         await self.sender.typing(job)
 
 
-def _status_text(job: Job, update: ProgressUpdate) -> str:
-    return sentences.progress(update.stage, position=update.position, fraction=update.fraction,
-                              eta_s=update.eta_s, detail=update.detail, file_name=job.request.file_name)
+LIVE_SEPARATOR = "\n\n"
+ELLIPSIS = "…"
+
+
+def _status_text(job: Job, update: ProgressUpdate, limits: Limits) -> str:
+    sentence = sentences.progress(update.stage, position=update.position, fraction=update.fraction,
+                                  eta_s=update.eta_s, detail=update.detail, file_name=job.request.file_name)
+    text = (update.text or "").strip()
+    if not text or update.detail:  # a sentence about a problem is shown alone
+        return sentence
+    return sentence + LIVE_SEPARATOR + fit_tail(text, limits.message_units - limits.measure(
+        sentence + LIVE_SEPARATOR), limits.measure)
+
+
+def fit_tail(text: str, budget: int, measure: Callable[[str], int] = len) -> str:
+    """`text` when it measures at most `budget`, else its last words after an ellipsis, within `budget`
+    ("" when even the ellipsis does not fit)."""
+    if measure(text) <= budget:
+        return text
+    room = budget - measure(ELLIPSIS)
+    if room <= 0:
+        return ""
+    # Walk back from the end a character at a time: linear in the room, whatever the text's length.
+    start, used = len(text), 0
+    while start > 0 and used + measure(text[start - 1]) <= room:
+        start -= 1
+        used += measure(text[start])
+    tail = text[start:]
+    if start > 0 and not text[start - 1].isspace():
+        cut = tail.find(" ")  # a word cut in half: begin at the next one, unless the tail is one word
+        if 0 <= cut < len(tail) - 1:
+            tail = tail[cut + 1:]
+    return ELLIPSIS + tail.lstrip()
+
+
+class LiveProgress:
+    """One journaled job's progress to its Delivery, with the text decoded so far: the runner's progress
+    reports and each decoded segment both become a ProgressUpdate carrying it (the courier's Throttle decides
+    which are shown). A note in a batch reports no segments: its status stays the sentence alone."""
+
+    def __init__(self, job: Job, delivery: Delivery, spawn: Callable[[Awaitable[None]], None]) -> None:
+        """`spawn`: run a progress report in the background (best effort, failures logged)."""
+        self._job = job
+        self._delivery = delivery
+        self._spawn = spawn
+        self._text = ""
+        self._latest = ProgressUpdate("transcribing")
+
+    def progress(self, update: ProgressUpdate) -> Awaitable[None]:
+        if update.stage == "transcribing":
+            self._latest = update
+            if self._text:
+                update = dataclasses.replace(update, text=self._text)
+        return self._delivery.progress(self._job, update)
+
+    def segment(self, done: SegmentDone) -> None:
+        piece = done.segment.text.strip()
+        if not piece:
+            return
+        self._text = f"{self._text} {piece}" if self._text else piece
+        latest = self._latest
+        self._spawn(self._delivery.progress(self._job, dataclasses.replace(
+            latest, fraction=max(latest.fraction, done.fraction), text=self._text)))

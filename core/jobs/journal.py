@@ -68,6 +68,9 @@ class ProgressUpdate:
     """Estimate of seconds until the answer, from measured speed."""
     detail: str | None = None
     """A sentence to show with the status, e.g. that answers are delayed while transcription is unreachable."""
+    text: str | None = None
+    """The transcript decoded so far (joined segments) while transcribing; None when unknown (a batch, a
+    runner in another process). The courier shows its tail after the sentence."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,13 +15,14 @@ from typing import Any
 import aiohttp
 import pytest
 
+from chatscribe.adapters import telegram as adapter
 from chatscribe.adapters.telegram import ADMINS_ONLY, LOCAL_SERVER_HINT, NO_SPEECH, NOT_ALLOWED
 from chatscribe.bots.http import HttpServer, create_app
 from chatscribe.bots.telegram_bot import SECRET_HEADER, WEBHOOK_PATH, TelegramBot, TelegramSettings
 from chatscribe.core.config import Settings, load
 from chatscribe.core.errors import ConfigError, UnacceptedFormat
 from chatscribe.core.jobs.journal import Job, ProgressUpdate
-from chatscribe.core.keys import transcript_key
+from chatscribe.core.keys import content_hash, transcript_key
 from chatscribe.core.media import ACCEPTED_FORMATS, MediaRequest
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.service import TranscriptionService
@@ -520,3 +521,30 @@ def test_webhook_without_secret_is_refused(fake: FakeTelegram, service: Transcri
     with pytest.raises(ConfigError, match="TELEGRAM_WEBHOOK_SECRET"):
         TelegramBot(settings=telegram_settings(fake, webhook_url="https://bot.example/telegram/webhook"),
                     service=service)
+
+
+async def test_a_long_voice_note_shows_its_words_in_the_status_while_it_is_transcribed(
+    fake: FakeTelegram, service: TranscriptionService, bot: TelegramBot, audio: Callable[[str], bytes],
+) -> None:
+    note = audio("multilingual_voice.ogg")  # a minute: two windows, the first one's words arrive early
+    await send(fake, service, fake.voice(note, chat_id=PRIVATE))
+
+    answer = fake.bot_messages(PRIVATE)
+    status_id = answer[0]["message_id"]
+    edits = [c for c in fake.calls_to("editMessageText") if c.params["message_id"] == status_id]
+    before_answer = [c for c in fake.calls_to("sendMessage")[:1]] + edits[:-1]
+    live = [c.params["text"] for c in before_answer if "\n\n" in c.params["text"]]
+    assert live, "a status before the answer showed words already decoded"
+    assert all(text.startswith("Transcribing…") for text in live)
+    words = live[0].split("\n\n", 1)[1]
+    assert len(words.split()) >= 3
+    assert answer[0]["text"].startswith(words), "the words shown are the start of the transcript"
+    times = [c.at for c in before_answer]
+    assert all(later - earlier >= 2.9 for earlier, later in zip(times, times[1:], strict=False)), "at most one per 3 s"
+
+    cached = service.cache.get(transcript_key(service.runner.model_id, TranscribeOptions(), content_hash(note)))
+    assert cached is not None
+    unchanged = adapter.render_transcript(cached, bot.delivery.sender._chat_settings(PRIVATE),
+                                          max_parts=service.settings.max_parts, file_stem="transcript")
+    assert [m.get("text") for m in answer] == [getattr(part, "text", None) for part in unchanged], \
+        "the answer is what it would have been without live text"

@@ -10,10 +10,12 @@ import pytest
 
 from chatscribe.core import sentences
 from chatscribe.core.delivery import Courier, Limits, Place, Throttle, Undeliverable
+from chatscribe.core.delivery.courier import _status_text, fit_tail
 from chatscribe.core.errors import ChatscribeError
 from chatscribe.core.jobs.journal import Job, ProgressUpdate
 from chatscribe.core.media import Fetch, MediaRequest
 from chatscribe.core.options import TranscribeOptions
+from chatscribe.core.text import utf16_units
 from chatscribe.core.transcript import Transcript
 
 
@@ -221,3 +223,31 @@ def test_the_progress_sentence_says_the_queue_position_the_share_done_and_the_et
         "Transcribing talk.m4a… 50%, about 20 s left"
     assert sentences.progress("queued", position=3, detail="Answers are delayed right now.") == \
         "Answers are delayed right now."
+
+
+async def test_the_status_shows_the_text_so_far_and_only_its_last_words_when_it_outgrows_a_message() -> None:
+    sender = MemorySender()  # 100 units a message
+    courier = _courier(sender)
+    job = _job()
+    await courier.progress(job, ProgressUpdate("transcribing", fraction=0.2, eta_s=60, text="Ask not what"))
+    (status,) = sender.chats["c1"].messages.values()
+    assert status == "Transcribing… 20%, about 60 s left\n\nAsk not what"
+
+    words = " ".join(f"word{i}" for i in range(60))  # far more than fits
+    fitted = _status_text(job, ProgressUpdate("transcribing", fraction=0.7, text=words), sender.limits)
+    sentence, tail = fitted.split("\n\n")
+    assert sentence == "Transcribing… 70%"
+    assert 90 <= len(fitted) <= 100, "the message is filled, never overfilled"
+    assert tail.startswith("…")
+    assert words.endswith(tail.removeprefix("…")), "the last words, in order"
+    assert tail.removeprefix("…").split()[0] in words.split(), "no word cut in half"
+
+
+def test_the_tail_is_measured_in_the_platforms_units() -> None:
+    text = "начало " + "😀 " * 40 + "end"  # an emoji is two UTF-16 units
+    tail = fit_tail(text, 30, utf16_units)
+    assert utf16_units(tail) <= 30
+    assert tail.startswith("…")
+    assert tail.endswith("😀 end")
+    assert fit_tail("short", 30, utf16_units) == "short"
+    assert fit_tail("onewordlongerthanthebudget", 10) == "…" + "onewordlongerthanthebudget"[-9:]
