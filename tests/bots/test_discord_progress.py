@@ -14,6 +14,7 @@ from chatscribe.adapters import discord as adapter
 from chatscribe.bots.discord_bot import DiscordBot, DiscordSettings
 from chatscribe.core.errors import NoAudioTrack
 from chatscribe.core.jobs.journal import Job, ProgressUpdate
+from chatscribe.core.keys import content_hash, transcript_key
 from chatscribe.core.media import MediaRequest
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.service import TranscriptionService
@@ -128,3 +129,31 @@ async def _job(fake: FakeDiscord, job_id: str) -> Job:
 def _most_in_window(calls: list[Call], window_s: float) -> int:
     times = sorted(c.at for c in calls)
     return max((sum(1 for t in times if start <= t < start + window_s) for start in times), default=0)
+
+
+async def test_a_long_voice_message_shows_its_words_in_the_status_while_it_is_transcribed(
+        fake: FakeDiscord, bot: DiscordBot, service: TranscriptionService, audio: Callable[[str], bytes]) -> None:
+    note = audio("multilingual_voice.ogg")  # a minute: two windows, the first one's words arrive early
+    await fake.user_message(
+        attachments=[fake.attachment(note, "voice-message.ogg", "audio/ogg", voice=True)], voice=True)
+    (status,) = await fake.wait_calls("POST", channel_messages(fake))
+    await service.wait_idle()
+
+    answer = fake.bot_messages()
+    edits = fake.find("PATCH", f"{channel_messages(fake)}/{answer[0]['id']}")
+    before_answer = [status, *edits[:-1]]
+    live = [c.body["content"] for c in before_answer if "\n\n" in c.body["content"]]
+    assert live, "a status before the answer showed words already decoded"
+    assert all(text.startswith("Transcribing") for text in live)
+    first_words = live[0].split("\n\n", 1)[1].split()[:3]
+    assert len(first_words) == 3
+    assert answer[0]["content"].split()[:3] == first_words, "the words shown begin the transcript"
+    gaps = [b.at - a.at for a, b in zip(before_answer, before_answer[1:], strict=False)]
+    assert all(gap >= 1.9 for gap in gaps), f"status edits {gaps} s apart"
+    assert _most_in_window([*before_answer, edits[-1]], 5.0) <= 5
+
+    cached = service.cache.get(transcript_key(service.runner.model_id, TranscribeOptions(), content_hash(note)))
+    assert cached is not None
+    unchanged = adapter.render_answer(cached, max_parts=service.settings.max_parts)
+    assert [m["content"] for m in answer] == [part.content for part in unchanged], \
+        "the answer is what it would have been without live text"
