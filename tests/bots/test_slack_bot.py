@@ -24,6 +24,7 @@ from aiohttp import web
 from chatscribe.bots.slack_bot import SlackBot, SlackSettings
 from chatscribe.core.errors import ConfigError
 from chatscribe.core.jobs.journal import Job
+from chatscribe.core.keys import content_hash, transcript_key
 from chatscribe.core.media import MediaRequest
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.transcript import Segment, Transcript
@@ -772,3 +773,42 @@ async def test_chatscribe_run_slack_end_to_end(fake: FakeSlack, audio: Any, tmp_
     logged = (tmp_path / "chatscribe.log").read_text()
     assert fake.token not in logged
     assert SECRET not in logged
+
+
+async def test_a_long_voice_note_shows_its_words_in_the_status_while_it_is_transcribed(
+        fake: FakeSlack, service: Any, audio: Any) -> None:
+    from chatscribe.adapters.slack import Target, parse_file, render_transcript
+
+    note = audio("multilingual_voice.ogg")  # a minute: two windows, the first one's words arrive early
+    settings = SlackSettings(_env_file=None, bot_token=fake.token, signing_secret=SECRET,  # type: ignore[call-arg]
+                             api_url=fake.api_url, status_after_s=0)
+    bot = SlackBot(settings=settings, service=service)
+    await bot.start()
+    try:
+        info = fake.add_file("voice.ogg", note, mimetype="audio/ogg")
+        message = fake.add_message(CHANNEL, files=[info])
+        file = parse_file(info)
+        assert file is not None
+        await bot.submit(file, Target(CHANNEL, message["ts"], "UALICE"), message_ts=message["ts"])
+        await service.wait_idle()
+    finally:
+        await bot.stop()
+
+    answer = fake.bot_messages(CHANNEL, message["ts"])
+    updates = [c for c in fake.calls_to("chat.update") if c.params["ts"] == answer[0]["ts"]]
+    before_answer = [fake.calls_to("chat.postMessage")[0], *updates[:-1]]
+    live = [text_of(c.params) for c in before_answer if "\n\n" in text_of(c.params)]
+    assert live, "a status before the answer showed words already decoded"
+    assert all(text.startswith("Transcribing") for text in live)
+    first_words = live[0].split("\n\n", 1)[1].split()[:3]
+    assert len(first_words) == 3
+    assert text_of(answer[0]).split()[:3] == first_words, "the words shown begin the transcript"
+    gaps = [b.at - a.at for a, b in zip(before_answer, before_answer[1:], strict=False)]
+    assert all(gap >= 2.9 for gap in gaps), f"status updates {gaps} s apart"
+
+    key = transcript_key(service.runner.model_id, TranscribeOptions(), content_hash(note))
+    cached = service.cache.get(key)
+    assert cached is not None
+    unchanged = render_transcript(cached, file_name=file.name, max_parts=service.settings.max_parts)
+    assert [text_of(m) for m in answer] == [text_of({"blocks": part.blocks()}) for part in unchanged], \
+        "the answer is what it would have been without live text"

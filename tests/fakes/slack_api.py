@@ -38,6 +38,8 @@ class Call:
     authorized: bool
     error: str | None = None
     """What Slack answered instead of ok (ratelimited, not_in_channel, …); None when the call was accepted."""
+    at: float = field(default_factory=time.monotonic)
+    """When it arrived (monotonic seconds): the pace of status edits."""
 
 
 @dataclass
