@@ -3,21 +3,26 @@ process against its fake on 127.0.0.1, the real tiny.en model, the shared test a
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from chatscribe.core.config import Settings
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.errors import Busy, MediaTooLarge, UnacceptedFormat
-from chatscribe.core.media import ACCEPTED_FORMATS
+from chatscribe.core.media import ACCEPTED_FORMATS, SAMPLE_RATE, MediaRequest, decode_audio
 from chatscribe.core.sentences import NO_SPEECH, RATE_LIMITED, unknown_language
 from chatscribe.core.service import TranscriptionService
+from tests.audio_tools import to_wav
 from tests.scenarios.drivers import PLATFORMS, Driver, answers, running
 from tests.wer import wer
 
 JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+ENGLISH_HALF_S = 30.0
+"""multilingual.mp3 is English up to about 0:30, then German."""
 MAX_FILE_MB = 1
 """CHATSCRIBE_MAX_FILE_MB for these scenarios: above every shared voice note, below what "too large" declares."""
 
@@ -84,6 +89,29 @@ async def test_a_file_declared_over_the_size_limit_is_refused_without_a_download
     assert chat.downloads() == 0
 
 
+@pytest.mark.settings(max_file_mb=100)  # the long recording is an uncompressed WAV
+async def test_a_long_transcript_is_split_under_the_platforms_limit_and_nothing_is_lost(
+    chat: Driver, service: TranscriptionService, audio: Callable[[str], bytes],
+    references: dict[str, dict[str, object]],
+) -> None:
+    # As few rounds of speech as give a transcript past one part's limit (with a margin for words the model
+    # may drop), so the recording is as short as still needs splitting on this platform.
+    spoken = f"{references['multilingual.mp3']['text_en']} {JFK} "
+    rounds = math.ceil(1.15 * chat.limit / chat.measure(spoken))
+    recording = long_recording(audio, rounds)
+    await chat.send_voice("meeting.wav", recording)
+
+    texts = await answers(chat, service, 1)
+
+    parts = chat.parts()
+    assert len(parts) >= 2, f"{len(parts)} part(s): the transcript was not long enough to need splitting"
+    assert all(chat.measure(part) <= chat.limit for part in parts), [chat.measure(p) for p in parts]
+    whole = await service.transcribe(MediaRequest(platform="cli", chat_id="check", user_id="check",
+                                                  fetch=lambda _limit: _bytes(recording), size_bytes=len(recording)))
+    assert _words("".join(texts)) == _words(whole.text), "the joined parts are not the whole transcript"
+    assert wer(spoken * rounds, "".join(texts)) < 0.3
+
+
 @pytest.mark.settings(user_rate="1/min")
 async def test_past_the_rate_limit_a_note_is_answered_with_the_busy_sentence(
     chat: Driver, service: TranscriptionService, audio: Callable[[str], bytes]
@@ -108,3 +136,20 @@ async def test_an_unknown_setting_value_is_refused_naming_what_is_accepted_and_c
 
     assert unknown_language("klingon") in refusal, refusal
     assert await chat.command("settings") == before
+
+
+def long_recording(audio: Callable[[str], bytes], rounds: int) -> bytes:
+    """One WAV file: `rounds` times the English half of multilingual.mp3 then JFK, half a second apart.
+    (The same sentence said over and over makes tiny.en skip whole passages as if already heard.)"""
+    english = decode_audio(audio("multilingual.mp3"), max_duration_s=120).samples[: int(ENGLISH_HALF_S * SAMPLE_RATE)]
+    jfk = decode_audio(audio("jfk_voice.ogg"), max_duration_s=120).samples
+    pause = np.zeros(SAMPLE_RATE // 2, np.float32)
+    return to_wav(np.concatenate([english, pause, jfk, pause] * rounds))
+
+
+async def _bytes(data: bytes) -> bytes:
+    return data
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
