@@ -375,7 +375,8 @@ def render_error(error: ChatscribeError, *, file_name: str | None = None) -> Sla
 
 
 def render_notice(text: str) -> SlackMessage:
-    return SlackMessage((escape(text),))
+    # A live status may hold more than one section holds (Slack caps a section at 3000 characters).
+    return SlackMessage(_sections(text))
 
 
 def _sections(chunk: str) -> tuple[str, ...]:

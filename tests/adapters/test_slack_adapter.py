@@ -161,3 +161,11 @@ def test_share_of_finds_the_message_in_the_channel() -> None:
     assert slack.share_of(info, "G1") == ("5.000001", "4.000001")
     assert slack.share_of(info, "C9") is None
 
+
+
+def test_a_status_longer_than_one_section_is_split_into_sections_slack_accepts() -> None:
+    words = "Transcribing… 40%\n\n" + " ".join(f"word{i}" for i in range(1200))  # ~8,000 characters of live text
+    notice = slack.render_notice(words)
+    assert len(notice.sections) > 1
+    assert all(len(section) <= slack.SECTION_LIMIT for section in notice.sections)
+    assert "".join(notice.sections).replace("\n", " ").split() == words.replace("\n", " ").split()
