@@ -32,8 +32,13 @@ log = logging.getLogger(__name__)
 ORIGINAL = "@original"
 """The status id of an interaction's job: its deferred response."""
 DOWNLOAD_FAILED = sentences.download_failed("Discord")
+def _escaped_length(text: str) -> int:
+    """A status is sent markdown-escaped: measure what Discord will count."""
+    return len(escape_markdown(text))
+
+
 LIMITS = Limits(message_units=adapter.MESSAGE_LIMIT, edit_interval_s=2.0, edits_per_window=5, window_s=5.0,
-                typing_every_s=8.0)
+                typing_every_s=8.0, measure=_escaped_length)
 """A status edit at most every 2 s per channel, and never more than Discord's 5 edits per 5 s there;
 "typing…" shows for 10 s after each trigger."""
 _GONE = (401, 404)

@@ -157,3 +157,15 @@ async def test_a_long_voice_message_shows_its_words_in_the_status_while_it_is_tr
     unchanged = adapter.render_answer(cached, max_parts=service.settings.max_parts)
     assert [m["content"] for m in answer] == [part.content for part in unchanged], \
         "the answer is what it would have been without live text"
+
+
+def test_a_live_status_full_of_markdown_still_fits_discords_limit_once_escaped() -> None:
+    from discord.utils import escape_markdown
+
+    from chatscribe.bots.discord_delivery import LIMITS
+    from chatscribe.core.delivery.courier import fit_tail
+
+    spoken = " ".join(["*really* _that_ ~~much~~"] * 400)  # a transcript with markdown characters in it
+    shown = fit_tail(spoken, LIMITS.message_units, LIMITS.measure)
+    assert shown.endswith("~~much~~")
+    assert len(escape_markdown(shown)) <= LIMITS.message_units
