@@ -14,7 +14,7 @@ from chatscribe.core.config import Settings
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.errors import Busy, MediaTooLarge, UnacceptedFormat
 from chatscribe.core.media import ACCEPTED_FORMATS, SAMPLE_RATE, MediaRequest, decode_audio
-from chatscribe.core.sentences import NO_SPEECH, RATE_LIMITED, unknown_language
+from chatscribe.core.sentences import NO_SPEECH, RATE_LIMITED, language_set, unknown_language
 from chatscribe.core.service import TranscriptionService
 from tests.audio_tools import to_wav
 from tests.scenarios.drivers import PLATFORMS, Driver, answers, running
@@ -23,6 +23,9 @@ from tests.wer import wer
 JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
 ENGLISH_HALF_S = 30.0
 """multilingual.mp3 is English up to about 0:30, then German."""
+GERMAN_WORDS = {"software", "der", "die", "und", "zu", "genehmigung", "kopien", "verkaufen", "rechte",
+                "bedingungen", "veröffentlichen", "verteilen", "dokumentationsdateien", "hiermit"}
+"""Words of the German half of multilingual.mp3 ("software" is in its English half too)."""
 MAX_FILE_MB = 1
 """CHATSCRIBE_MAX_FILE_MB for these scenarios: above every shared voice note, below what "too large" declares."""
 
@@ -31,10 +34,10 @@ MAX_FILE_MB = 1
 async def service(request: pytest.FixtureRequest, tmp_path: Path,
                   tiny_engine: FasterWhisperEngine) -> AsyncIterator[TranscriptionService]:
     marker = request.node.get_closest_marker("settings")
-    values = {"max_file_mb": MAX_FILE_MB, **(marker.kwargs if marker else {})}
-    settings = Settings(_env_file=None, data_dir=tmp_path / "data", model="tiny.en",  # type: ignore[call-arg]
-                        device="cpu", **values)
-    async with TranscriptionService(settings=settings, engine=tiny_engine) as running_service:
+    values = {"model": "tiny.en", "max_file_mb": MAX_FILE_MB, **(marker.kwargs if marker else {})}
+    engine = request.getfixturevalue("base_engine") if values["model"] == "base" else tiny_engine
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data", device="cpu", **values)  # type: ignore[call-arg]
+    async with TranscriptionService(settings=settings, engine=engine) as running_service:
         yield running_service
 
 
@@ -124,6 +127,23 @@ async def test_past_the_rate_limit_a_note_is_answered_with_the_busy_sentence(
 
     assert first == NO_SPEECH
     assert refusal == Busy(60, reason=RATE_LIMITED).user_message, refusal
+
+
+@pytest.mark.settings(model="base")  # multilingual
+async def test_a_language_set_by_the_platforms_command_is_used_for_the_next_file(
+    chat: Driver, service: TranscriptionService, audio: Callable[[str], bytes]
+) -> None:
+    # multilingual.mp3 speaks English, then German from 0:31; detected, the German half comes out in German.
+    confirmed = await chat.command("language", "English")
+    assert language_set("en").lower() in confirmed.lower(), confirmed
+
+    before = len(chat.texts())
+    await chat.send_voice("voice-message.ogg", audio("multilingual_voice.ogg"))
+    answer = " ".join((await answers(chat, service, before + 1))[before:])  # with any note on what was missing
+
+    words = set(answer.lower().replace(",", " ").replace(".", " ").split()) & GERMAN_WORDS
+    assert len(words) <= 2, f"German words {sorted(words)} in a transcript asked for in English: {answer}"
+    assert "permission is hereby granted" in answer.lower(), answer
 
 
 async def test_an_unknown_setting_value_is_refused_naming_what_is_accepted_and_changes_nothing(
