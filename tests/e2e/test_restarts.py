@@ -30,8 +30,13 @@ def carries(reference: str) -> Callable[[str], bool]:
 
 
 def answers(chatscribe: SlackProcess, message: dict[str, Any], reference: str) -> list[str]:
-    """The transcripts Slack accepted into the message's thread (status messages are not answers)."""
-    return [text for text in chatscribe.sent(message) if carries(reference)(text)]
+    """The transcripts Slack accepted into the message's thread (status messages are not answers, even while
+    they show the text decoded so far)."""
+    return [text for text in chatscribe.sent(message) if carries(reference)(text) and not text.startswith(STATUS)]
+
+
+STATUS = ("Transcribing", "Waiting to transcribe")
+"""How a status message begins (core/sentences.py progress)."""
 
 
 @pytest.fixture
