@@ -23,13 +23,12 @@ from chatscribe.bots.discord_bot import (
     DiscordBot,
     DiscordSettings,
 )
-from chatscribe.core import sentences
 from chatscribe.core.config import Settings
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.errors import ConfigError
 from chatscribe.core.media import SAMPLE_RATE, MediaRequest
 from chatscribe.core.service import TranscriptionService
-from chatscribe.core.transcript import gap_note, render
+from chatscribe.core.transcript import render
 from tests.fakes.discord_api import FLAG_EPHEMERAL, Call, FakeDiscord
 from tests.ports import free_port
 from tests.waiting import until
@@ -363,38 +362,8 @@ def long_speech(audio_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> by
 
 @pytest.fixture(scope="module")
 def long_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Shared by the two long-transcript tests: the second finds the first's transcript in the cache."""
+    """The long-transcript test's data dir."""
     return tmp_path_factory.mktemp("discord-long")
-
-
-async def test_long_transcript_is_split_under_2000_with_nothing_lost(
-        fake: FakeDiscord, long_data_dir: Path, tiny_engine: FasterWhisperEngine, long_speech: bytes) -> None:
-    settings = Settings(_env_file=None, data_dir=long_data_dir, model="tiny.en", device="cpu",  # type: ignore[call-arg]
-                        max_parts=20)
-    async with TranscriptionService(settings=settings, engine=tiny_engine) as service:
-        # No status reply (tested on its own in test_discord_progress.py): every part is a message of its own.
-        bot = DiscordBot(service=service, settings=discord_settings(fake, status_after_s=3600),
-                         guild_ready_timeout=0.05)
-        await bot.start()
-        try:
-            attachment = fake.attachment(long_speech, "long.flac", "audio/flac")
-            await fake.user_message("!transcribe", attachments=[attachment])
-            await answers(fake, timeout=LONG_WAIT_S)
-            await service.wait_idle()
-            replies = await answers(fake)
-            transcript = await service.cached(_cached_request(attachment["url"], fake.channel_id))
-        finally:
-            await bot.stop()
-
-    assert transcript is not None
-    assert len(transcript.text) > 2000
-    contents = [c.body["content"] for c in replies]
-    assert len(contents) >= 2
-    assert all(len(content) <= 2000 for content in contents)
-    note = gap_note(transcript)  # its German parts, which tiny.en cannot transcribe, are named at the end
-    notes = ([sentences.DOUBTFUL] if transcript.flagged else []) + ([note] if note else [])
-    assert unescape("".join(contents)) == transcript.text + "".join(f"\n\n*({n})*" for n in notes)
-    assert all(not content[-1].isalnum() or content is contents[-1] for content in contents), "cut inside a word"
 
 
 async def test_past_max_parts_the_transcript_comes_as_a_subtitle_file(
