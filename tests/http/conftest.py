@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,15 +41,21 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
     return make
 
 
-@pytest.fixture
-async def server(
-    make_settings: Callable[..., Settings], tiny_engine: FasterWhisperEngine
-) -> AsyncIterator[Running]:
-    settings = make_settings()
-    async with TranscriptionService(settings=settings, engine=tiny_engine) as service:
+@contextlib.asynccontextmanager
+async def running_server(settings: Settings, engine: FasterWhisperEngine) -> AsyncIterator[Running]:
+    """A service and the whole HTTP app on a free port of 127.0.0.1, closed on the way out."""
+    async with TranscriptionService(settings=settings, engine=engine) as service:
         http = HttpServer(create_app(service=service, settings=settings), settings.http_host, 0)
         await http.start()
         try:
             yield Running(f"http://127.0.0.1:{http.port}", service)
         finally:
             await http.stop()
+
+
+@pytest.fixture
+async def server(
+    make_settings: Callable[..., Settings], tiny_engine: FasterWhisperEngine
+) -> AsyncIterator[Running]:
+    async with running_server(make_settings(), tiny_engine) as running:
+        yield running

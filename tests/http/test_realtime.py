@@ -14,12 +14,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from chatscribe.bots.http import HttpServer, create_app
 from chatscribe.core.config import Settings
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
-from chatscribe.core.service import TranscriptionService
 from tests.audio_tools import pcm16 as audio_pcm16
-from tests.http.conftest import API_KEY, Running
+from tests.http.conftest import API_KEY, Running, running_server
 from tests.wer import wer
 
 pytest.importorskip("websockets", reason="the openai client's realtime support needs `websockets`")
@@ -177,14 +175,9 @@ async def test_the_api_key_is_required_and_browsers_send_it_as_a_subprotocol(ser
 async def strict_server(make_settings: Callable[..., Settings], tiny_engine: FasterWhisperEngine
                         ) -> AsyncIterator[Running]:
     """A server whose live sessions time out after 1 s without events and last at most 3 s."""
-    settings = make_settings(realtime_idle_timeout_s=1, realtime_max_session_s=3)
-    async with TranscriptionService(settings=settings, engine=tiny_engine) as service:
-        http = HttpServer(create_app(service=service, settings=settings), settings.http_host, 0)
-        await http.start()
-        try:
-            yield Running(f"http://127.0.0.1:{http.port}", service)
-        finally:
-            await http.stop()
+    async with running_server(make_settings(realtime_idle_timeout_s=1, realtime_max_session_s=3),
+                              tiny_engine) as running:
+        yield running
 
 
 async def _until_closed(ws: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:
