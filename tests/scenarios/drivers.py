@@ -11,17 +11,17 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 import aiohttp
-from aiohttp import web
 
 from chatscribe.adapters import discord as discord_adapter
 from chatscribe.adapters import slack as slack_adapter
 from chatscribe.adapters import telegram as telegram_adapter
 from chatscribe.bots.discord_bot import DiscordBot, DiscordSettings
-from chatscribe.bots.slack_bot import SlackBot, SlackSettings
 from chatscribe.bots.telegram_bot import TelegramBot, TelegramSettings
 from chatscribe.core.sentences import progress_starts
 from chatscribe.core.service import TranscriptionService
 from chatscribe.core.text import characters, utf16_units
+from tests.bots.test_slack_bot import SECRET as SLACK_SECRET
+from tests.bots.test_slack_bot import running as slack_running
 from tests.fakes.discord_api import FakeDiscord
 from tests.fakes.slack_api import FakeSlack, command_body, event_body, message_event, signed_headers, text_of
 from tests.fakes.telegram_api import FakeTelegram
@@ -30,7 +30,6 @@ from tests.waiting import until
 PLATFORMS = ("telegram", "discord", "slack")
 TELEGRAM_CHAT = 42
 SLACK_CHANNEL = "C0GENERAL"
-SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 
 
 class Driver(Protocol):
@@ -200,30 +199,11 @@ async def running(platform: str, service: TranscriptionService) -> AsyncIterator
             finally:
                 await bot.stop()
     elif platform == "slack":
-        async with FakeSlack() as slack, _slack_bot(slack, service) as url, aiohttp.ClientSession() as http:
+        # No "Transcribing…" status (running's default: it depends on measured speed): one message per answer.
+        async with FakeSlack() as slack, slack_running(slack, service) as harness:
             slack.creators[SLACK_CHANNEL] = "UALICE"  # who sends the commands may change the channel's settings
-            yield SlackDriver(slack, url, http)
+            yield SlackDriver(slack, harness.url, harness.http)
     else:
         raise ValueError(f"unknown platform {platform!r}; expected one of {', '.join(PLATFORMS)}")
 
 
-@contextlib.asynccontextmanager
-async def _slack_bot(fake: FakeSlack, service: TranscriptionService) -> AsyncIterator[str]:
-    """A SlackBot whose /slack/events route an aiohttp server on 127.0.0.1 serves; yields its base URL."""
-    # No "Transcribing…" status (it depends on measured speed): each note's answer is one message.
-    settings = SlackSettings(_env_file=None, bot_token=fake.token, signing_secret=SLACK_SECRET,  # type: ignore[call-arg]
-                             api_url=fake.api_url, status_after_s=3600)
-    bot = SlackBot(settings=settings, service=service)
-    app = web.Application()
-    app.add_routes(bot.routes())
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # noqa: SLF001
-    await bot.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await bot.stop()
-        await runner.cleanup()
