@@ -31,7 +31,8 @@ def build_runner(settings: Settings) -> tuple[LocalRunner, int]:
     slots = settings.workers or default_slots(engine)
     log.info("model %s ready on %s (%s)", settings.model, engine.device.device, engine.device.compute_type)
     runner = LocalRunner(engine, slots=slots, max_duration_s=settings.max_duration_s, metrics=Metrics(),
-                         batch_window_s=settings.batch_window_ms / 1000)
+                         batch_window_s=settings.batch_window_ms / 1000,
+                         pack_across_conversations=settings.pack_across_conversations)
     return runner, slots * runner.scheduler.max_batch
 
 

@@ -280,7 +280,8 @@ class RedisRunner:
         message = TaskiqMessage(
             task_id=self.broker.id_generator(), task_name=TASK_NAME, labels={}, labels_types={}, args=[],
             kwargs={"key": str(pending.key), "chat_id": work.chat_id, "duration_s": work.duration_s,
-                    "options": encode_options(work.options), "model_id": self.model_id},
+                    "options": encode_options(work.options), "model_id": self.model_id,
+                    "conversation": work.conversation},
         )
         return self.broker.formatter.dumps(message).message
 

@@ -87,10 +87,11 @@ class Worker:
     def _task(self) -> Callable[..., Awaitable[None]]:
         # taskiq renames the function it registers: give it a plain one, not a bound method
         async def transcribe(key: str, chat_id: str, duration_s: float, options: dict[str, Any],
-                             model_id: str = "") -> None:
-            # The message's keyword names are the front end's (RedisRunner._message): keep them.
+                             model_id: str = "", conversation: str | None = None) -> None:
+            # The message's keyword names are the front end's (RedisRunner._message): keep them. A front
+            # end of an older release sends no conversation: its notes then pack with no other note.
             try:
-                await self.transcribe(key, chat_id, duration_s, options, model_id)
+                await self.transcribe(key, chat_id, duration_s, options, model_id, conversation)
             except asyncio.CancelledError:
                 # Stopped past the grace: the message stays unacknowledged (acks are frozen by then) and
                 # another worker takes it over; ending quietly keeps taskiq from logging a traceback.
@@ -99,7 +100,7 @@ class Worker:
         return transcribe
 
     async def transcribe(self, text_key: str, chat_id: str, duration_s: float, options: dict[str, Any],
-                         model_id: str = "") -> None:
+                         model_id: str = "", conversation: str | None = None) -> None:
         """The taskiq task: one note, from media in Redis to an outcome in Redis."""
         key = TranscriptKey.parse(text_key)
         if model_id != self.model_id and not self._warned_model:
@@ -120,7 +121,9 @@ class Worker:
             log.error("job %s set aside: it stopped %d workers before finishing", _short(key), crashes)
             outcome = aside
         else:
-            work = Work(chat_id, data, duration_s, decode_options(options), unbatched=run_unbatched(crashes))
+            # The conversation keeps notes of different chats out of one packed window (LocalRunner.batch_key).
+            work = Work(chat_id, data, duration_s, decode_options(options), unbatched=run_unbatched(crashes),
+                        conversation=conversation)
             outcome = await self._run(key, work)
         await self._redis(lambda: self._save(key, outcome, ran=attempts <= CRASH_LIMIT))
         self.done += 1
