@@ -40,6 +40,7 @@ from .errors import (
     SetAside,
     SettingRefused,
     ShuttingDown,
+    SpeakerOptionsRefused,
     StorageUnavailable,
     UnacceptedFormat,
     UnknownLanguage,
@@ -50,7 +51,7 @@ from .languages import LANGUAGE_NAMES, code_or_name, language_name
 from .live import INPUT_RATES, LiveAudio, SpeechStarted, SpeechStopped, VadSettings, pcm16_wav
 from .media import ACCEPTED_FORMATS, SAMPLE_RATE, DecodedAudio, Fetch, MediaRequest, decode_audio, probe_duration
 from .metrics import Metrics
-from .options import TranscribeOptions
+from .options import SPEAKERS_MODES, KnownSpeaker, SpeakersMode, TranscribeOptions
 from .preferences import Preferences
 from .quality import FRAME_S, normalize, screen, speech_mask
 from .retention import Forgotten
@@ -88,6 +89,9 @@ __all__ = [
     "Fetch",
     "MediaRequest",
     "TranscribeOptions",
+    "KnownSpeaker",
+    "SpeakersMode",
+    "SPEAKERS_MODES",
     "decode_audio",
     "probe_duration",
     # what comes back, and how it is rendered and split for a platform
@@ -163,6 +167,7 @@ __all__ = [
     "RecordedFailure",
     "SetAside",
     "SettingRefused",
+    "SpeakerOptionsRefused",
     "ShuttingDown",
     "StorageUnavailable",
     "UnacceptedFormat",

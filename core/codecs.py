@@ -6,28 +6,42 @@ Each codec turns a value into JSON-ready data and back. Readers accept what earl
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 from collections.abc import Mapping
 from typing import Any
 
 from .errors import ChatscribeError, RecordedFailure
-from .options import TranscribeOptions
+from .options import KnownSpeaker, TranscribeOptions
 from .transcript import Gap, Segment, Transcript, Word
 
 Outcome = Transcript | ChatscribeError
 """What a job ends with: a transcript, or the error its sender is told."""
 
 
+_SPEAKER_DEFAULTS = {"speakers": "off", "min_speakers": None, "max_speakers": None, "known_speakers": ()}
+"""Speaker fields at these values are left out of the written form: options written before speakers
+existed keep their digest (core/keys.py), so caches filled then still answer."""
+
+
 def encode_options(options: TranscribeOptions) -> dict[str, Any]:
     data = {field.name: getattr(options, field.name) for field in dataclasses.fields(options)}
     data["expected_languages"] = list(options.expected_languages)
+    for name, default in _SPEAKER_DEFAULTS.items():
+        if data[name] == default:
+            del data[name]
+    if options.known_speakers:
+        data["known_speakers"] = [{"name": k.name, "audio": base64.b64encode(k.audio).decode("ascii")}
+                                  for k in options.known_speakers]
     return data
 
 
 def decode_options(data: Mapping[str, Any]) -> TranscribeOptions:
     values = dict(data)
     values["expected_languages"] = tuple(values.get("expected_languages") or ())
+    values["known_speakers"] = tuple(KnownSpeaker(k["name"], base64.b64decode(k["audio"]))
+                                     for k in values.get("known_speakers") or ())
     return TranscribeOptions(**values)
 
 
@@ -48,6 +62,7 @@ def decode_transcript(data: Mapping[str, Any]) -> Transcript:
         for s in values.pop("segments")
     )
     gaps = tuple(Gap(**g) for g in values.pop("gaps", ()))  # absent in entries written before gaps existed
+    values["speakers"] = tuple(values.get("speakers") or ())  # absent before speaker labels existed
     return Transcript(segments=segments, gaps=gaps, **values)
 
 

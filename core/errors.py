@@ -52,6 +52,12 @@ class SettingRefused(ChatscribeError):
     code = "setting_refused"
 
 
+class SpeakerOptionsRefused(ChatscribeError):
+    """Speaker options a request or setting gave that cannot be used (counts, known speakers, mode)."""
+
+    code = "speaker_options"
+
+
 class ModelUnavailable(ChatscribeError):
     """The configured model cannot be loaded (offline, not bundled, or not a model folder)."""
 

@@ -46,7 +46,11 @@ def transcript_key(model_id: str, options: TranscribeOptions, content_hash: str)
 
 def options_digest(options: TranscribeOptions) -> str:
     """A stable digest of everything the person asked for that changes the words."""
-    payload = json.dumps(encode_options(options), sort_keys=True)
+    written = encode_options(options)
+    if "known_speakers" in written:  # a reference clip counts by its bytes' hash, not the bytes themselves
+        written["known_speakers"] = [{"name": k.name, "audio_sha256": hashlib.sha256(k.audio).hexdigest()}
+                                     for k in options.known_speakers]
+    payload = json.dumps(written, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

@@ -136,3 +136,23 @@ def _eta(eta_s: float | None) -> str:
     if eta_s < 90:
         return f", about {round(eta_s / 5) * 5:.0f} s left"
     return f", about {round(eta_s / 60):.0f} min left"
+
+
+# -- speaker labels (core/speakers) -------------------------------------------------------------------
+
+SPEAKERS_NOT_TOLD_APART = ("Speakers could not be told apart in this recording, so the transcript below has "
+                           "no speaker labels.")
+SPEAKERS_UNAVAILABLE = ("Speakers could not be told apart: speaker labelling is not installed on this service "
+                        "(the chatscribe[speakers] extra), so the transcript below has no speaker labels.")
+SPEAKER_MODE_CHOICES = "Speakers takes on, off or auto."
+
+
+def speaker_counts_refused(least: int | None, most: int | None, limit: int) -> str:
+    """min/max speakers out of range or the wrong way round."""
+    return (f"The number of speakers must be between 1 and {limit}, and the least no more than the most "
+            f"(asked: {least if least is not None else 'any'} to {most if most is not None else 'any'}).")
+
+
+def known_speakers_refused(limit: int) -> str:
+    return (f"Known speakers take a name and a 2–10 s recording of that voice each, at most {limit} of them, "
+            "with different names.")

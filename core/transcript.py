@@ -38,6 +38,9 @@ class Segment:
     """Whisper's token ids for the text (empty where the decoder's tokens are not known, e.g. a batched note)."""
     temperature: float | None = None
     """The sampling temperature the text was decoded at (after any fallback); None where not known."""
+    speaker: str | None = None
+    """Who speaks (core/speakers): "A", "B"… for voices, the channel's name ("Left", "Channel 3") for
+    channels, a known speaker's name when matched; None where speakers were not asked for or not told apart."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,10 @@ class Transcript:
     """Speech that could not be transcribed, in time order: every answer says so (gap_note)."""
     english_only: bool = False
     """Made by an English-only model (`.en`): a gap may be speech in another language."""
+    speakers: tuple[str, ...] = ()
+    """The speaker labels found, in order of first turn; empty where not asked for or one speaker."""
+    speaker_note: str | None = None
+    """The sentence saying speakers could not be told apart (the speaker step failed): the text is still whole."""
 
     @property
     def text(self) -> str:
