@@ -34,6 +34,8 @@ def encode_options(options: TranscribeOptions) -> dict[str, Any]:
     if options.known_speakers:
         data["known_speakers"] = [{"name": k.name, "audio": base64.b64encode(k.audio).decode("ascii")}
                                   for k in options.known_speakers]
+    if not options.language_hints:  # as the speaker fields: options written before hints keep their form
+        del data["language_hints"]
     return data
 
 

@@ -27,7 +27,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     """Where models, the cache, the job journal and per-chat settings live."""
     model: str = "base"
-    """Whisper size name (tiny … large-v3, turbo, distil-*), a CTranslate2 model folder, or a hub repo id."""
+    """Whisper size name (tiny … large-v3, turbo, distil-*), a CTranslate2 model folder, a transformers
+    checkpoint or LoRA adapter folder (converted once into the data dir), or a hub repo id of either."""
+    base_model: str = ""
+    """For a LoRA adapter: the model it was trained on; empty = the adapter's base_model_name_or_path."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = "auto"
     """auto = float16 on CUDA, int8 on CPU; or any CTranslate2 compute type."""

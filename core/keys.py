@@ -47,6 +47,7 @@ def transcript_key(model_id: str, options: TranscribeOptions, content_hash: str)
 def options_digest(options: TranscribeOptions) -> str:
     """A stable digest of everything the person asked for that changes the words."""
     written = encode_options(options)
+    written.pop("language_hints", None)  # context, not a request: a repeat is answered whatever the chat spoke since
     if "known_speakers" in written:  # a reference clip counts by its bytes' hash, not the bytes themselves
         written["known_speakers"] = [{"name": k.name, "audio_sha256": hashlib.sha256(k.audio).hexdigest()}
                                      for k in options.known_speakers]

@@ -73,6 +73,9 @@ class Transcript:
     """The speaker labels found, in order of first turn; empty where not asked for or one speaker."""
     speaker_note: str | None = None
     """The sentence saying speakers could not be told apart (the speaker step failed): the text is still whole."""
+    language_reason: str = "detected"
+    """Why it is in `language` (core/language_choice.py Reason): "requested", "detected", "recent_notes",
+    "sender_language", "operator_languages" or "english_only"."""
 
     @property
     def text(self) -> str:
@@ -176,6 +179,7 @@ def to_dict(transcript: Transcript) -> dict[str, Any]:
         "duration": round(transcript.duration_s, 3),
         "model": transcript.model,
         "task": transcript.task,
+        "language_reason": transcript.language_reason,
         "has_speech": transcript.has_speech,
         "truncated": transcript.truncated,
         "gaps": [{"start": round(g.start, 3), "end": round(g.end, 3)} for g in transcript.gaps],
