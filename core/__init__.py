@@ -64,13 +64,19 @@ from .transcript import (
     HALLUCINATION,
     LOW_CONFIDENCE,
     Gap,
+    Markup,
     Segment,
     Transcript,
+    Turn,
     Word,
     gap_note,
+    labelled,
     render,
     render_srt,
+    render_txt,
     render_vtt,
+    speaker_name,
+    turns,
 )
 
 __all__ = [
@@ -106,7 +112,14 @@ __all__ = [
     "gap_note",
     "render",
     "render_srt",
+    "render_txt",
     "render_vtt",
+    # who said what (core/speakers labels it; these render it)
+    "Markup",
+    "Turn",
+    "labelled",
+    "speaker_name",
+    "turns",
     "split_text",
     "utf16_units",
     # live audio (the Realtime API): utterances cut from a PCM16 stream

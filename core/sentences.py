@@ -156,3 +156,12 @@ def speaker_counts_refused(least: int | None, most: int | None, limit: int) -> s
 def known_speakers_refused(limit: int) -> str:
     return (f"Known speakers take a name and a 2–10 s recording of that voice each, at most {limit} of them, "
             "with different names.")
+
+
+# -- translation ---------------------------------------------------------------------------------------
+
+
+def cannot_translate(model: str) -> str:
+    """Translation asked of an English-only model: said before anything is transcribed."""
+    return (f"I can't translate with this service's English-only model ({model}): turn translation off, or ask "
+            "whoever runs the service for a multilingual model, such as CHATSCRIBE_MODEL=base.")

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .i18n import Plural, Sentence, joined
 from .sentences import DOUBTFUL_MARK
 
 OutputFormat = Literal["txt", "srt", "vtt", "json"]
@@ -98,13 +101,12 @@ def gap_note(transcript: Transcript) -> str | None:
     if not transcript.gaps:
         return None
     spans = ", ".join(f"{_clock(g.start)}–{_clock(g.end)}" for g in transcript.gaps)
-    what = "A part" if len(transcript.gaps) == 1 else "Some parts"
-    note = f"{what} of the recording could not be transcribed ({spans}): speech is heard there, but no words came out."
+    note = Plural("A part of the recording could not be transcribed ({spans}): speech is heard there, but no "
+                  "words came out.", "Some parts of the recording could not be transcribed ({spans}): speech is "
+                  "heard there, but no words came out.", len(transcript.gaps), spans=spans)
     if transcript.english_only:
-        note += (
-            " The model is English-only, so it may be another language;"
-            f" {MULTILINGUAL_HINT} can transcribe it."
-        )
+        return joined([note, Sentence("The model is English-only, so it may be another language; {model} can "
+                                      "transcribe it.", model=MULTILINGUAL_HINT)])
     return note
 
 
@@ -130,36 +132,131 @@ def render(transcript: Transcript, fmt: str, *, timestamps: bool = False, marked
     raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
-def render_txt(transcript: Transcript, *, timestamps: bool = False, marked: bool = False) -> str:
+def render_txt(transcript: Transcript, *, timestamps: bool = False, marked: bool = False,
+               markup: Markup | None = None) -> str:
+    """The plain text; with several speakers (`labelled`), each turn starts with its label, one turn a
+    paragraph. `markup` is a platform's: its escaping of the words and its way of showing a label."""
+    if labelled(transcript):
+        return _turns_txt(transcript, timestamps, marked, markup or PLAIN)
+    escape = markup.escape if markup else _same
     if not timestamps and not marked:
-        return transcript.text
+        return escape(transcript.text)
     spoken = [(s.start, _passage(s, marked)) for s in _spoken(transcript)]
     if not timestamps:
-        return " ".join(text for _, text in spoken)
-    return "\n".join(f"[{_clock(start)}] {text}" for start, text in spoken)
+        return escape(" ".join(text for _, text in spoken))
+    return escape("\n".join(f"[{_clock(start)}] {text}" for start, text in spoken))
 
 
 def render_srt(transcript: Transcript, *, marked: bool = False) -> str:
     blocks = []
-    for index, (start, end, text) in enumerate(_cues(transcript, marked), start=1):
-        blocks.append(f"{index}\n{_stamp(start, ',')} --> {_stamp(end, ',')}\n{text}\n")
+    for index, (start, end, text, speaker) in enumerate(_cues(transcript, marked), start=1):
+        said = f"[{speaker}] {text}" if speaker else text
+        blocks.append(f"{index}\n{_stamp(start, ',')} --> {_stamp(end, ',')}\n{said}\n")
     return "\n".join(blocks)
 
 
 def render_vtt(transcript: Transcript, *, marked: bool = False) -> str:
     blocks = ["WEBVTT\n"]
-    for start, end, text in _cues(transcript, marked):
-        blocks.append(f"{_stamp(start, '.')} --> {_stamp(end, '.')}\n{_vtt_escape(text)}\n")
+    for start, end, text, speaker in _cues(transcript, marked):
+        # WebVTT's voice span: players show (or style) who speaks; the name is escaped as cue text is.
+        said = f"<v {_vtt_escape(speaker)}>{_vtt_escape(text)}" if speaker else _vtt_escape(text)
+        blocks.append(f"{_stamp(start, '.')} --> {_stamp(end, '.')}\n{said}\n")
     return "\n".join(blocks)
 
 
-def _cues(transcript: Transcript, marked: bool = False) -> list[tuple[float, float, str]]:
-    """Spoken segments and, where speech could not be transcribed, a bracketed cue saying so, in time order."""
-    cues = [(s.start, s.end, _passage(s, marked)) for s in _spoken(transcript)]
+def _cues(transcript: Transcript, marked: bool = False) -> list[tuple[float, float, str, str | None]]:
+    """Spoken segments (with who speaks, when labelled) and, where speech could not be transcribed, a
+    bracketed cue saying so, in time order."""
+    who = _labeller(transcript)
+    cues: list[tuple[float, float, str, str | None]] = [
+        (s.start, s.end, _passage(s, marked), who(s)) for s in _spoken(transcript)]
     if transcript.gaps:
         marker = f"[{gap_cue(transcript)}]"
-        cues += [(g.start, g.end, marker) for g in transcript.gaps]
+        cues += [(g.start, g.end, marker, None) for g in transcript.gaps]
     return sorted(cues, key=lambda cue: cue[0])
+
+
+# -- speakers -----------------------------------------------------------------------------------------
+
+_VOICE_LABEL = re.compile(r"[A-Z]{1,2}")
+"""How core/speakers names a voice it told apart (A, B, …); channel and known names are shown as they are."""
+
+
+def speaker_name(label: str) -> str:
+    """What a person reads for a speaker label: "Speaker A" for a voice, the channel's or known name as is."""
+    return f"Speaker {label}" if _VOICE_LABEL.fullmatch(label) else label
+
+
+def labelled(transcript: Transcript) -> bool:
+    """Several speakers were told apart: the answer shows who says what. One (or none) reads as before."""
+    return len(transcript.speakers) > 1
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """Consecutive spoken segments of one speaker."""
+
+    speaker: str
+    """Its label as core/speakers gave it ("A", "Left", a known name); speaker_name() is what people read."""
+    segments: tuple[Segment, ...]
+
+    @property
+    def start(self) -> float:
+        return self.segments[0].start
+
+
+def turns(transcript: Transcript) -> list[Turn]:
+    """The spoken segments in turns; a segment without a label stays in the turn before it."""
+    found: list[Turn] = []
+    for segment in _spoken(transcript):
+        speaker = segment.speaker or (found[-1].speaker if found else next(iter(transcript.speakers), ""))
+        if found and found[-1].speaker == speaker:
+            found[-1] = Turn(speaker, (*found[-1].segments, segment))
+        else:
+            found.append(Turn(speaker, (segment,)))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Markup:
+    """How a platform shows text: `escape` for the words, `label` for a turn's speaker name (its colon too)."""
+
+    escape: Callable[[str], str]
+    label: Callable[[str], str]
+
+
+def _same(text: str) -> str:
+    return text
+
+
+PLAIN = Markup(escape=_same, label=lambda name: f"{name}:")
+
+
+def _turns_txt(transcript: Transcript, timestamps: bool, marked: bool, markup: Markup) -> str:
+    paragraphs = []
+    for turn in turns(transcript):
+        label = markup.label(speaker_name(turn.speaker))
+        passages = [(s.start, markup.escape(_passage(s, marked))) for s in turn.segments]
+        if timestamps:
+            lines = [f"[{_clock(start)}] {text}" for start, text in passages]
+            lines[0] = f"[{_clock(turn.start)}] {label} {passages[0][1]}"
+            paragraphs.append("\n".join(lines))
+        else:
+            paragraphs.append(f"{label} {' '.join(text for _, text in passages)}")
+    return "\n\n".join(paragraphs)
+
+
+def _speakers_of(transcript: Transcript) -> dict[int, str]:
+    """Each spoken segment's speaker label (by identity), as its turn has it; empty when not labelled."""
+    if not labelled(transcript):
+        return {}
+    return {id(s): t.speaker for t in turns(transcript) for s in t.segments}
+
+
+def _labeller(transcript: Transcript) -> Callable[[Segment], str | None]:
+    """The speaker name people read for each spoken segment when labelled; None for every one otherwise."""
+    speaker_of = _speakers_of(transcript)
+    return lambda segment: speaker_name(speaker_of[id(segment)]) if id(segment) in speaker_of else None
 
 
 def _vtt_escape(text: str) -> str:
@@ -172,6 +269,13 @@ def render_json(transcript: Transcript) -> str:
 
 
 def to_dict(transcript: Transcript) -> dict[str, Any]:
+    """JSON's shape; segments carry `speaker` (the label as core/speakers gave it) when labelled."""
+    labels = labelled(transcript)
+    speaker_of = _speakers_of(transcript)
+
+    def who(segment: Segment) -> str | None:
+        return speaker_of.get(id(segment), segment.speaker)
+
     return {
         "text": transcript.text,
         "language": transcript.language,
@@ -184,6 +288,8 @@ def to_dict(transcript: Transcript) -> dict[str, Any]:
         "truncated": transcript.truncated,
         "gaps": [{"start": round(g.start, 3), "end": round(g.end, 3)} for g in transcript.gaps],
         "notice": gap_note(transcript),
+        **({"speakers": list(transcript.speakers)} if labelled(transcript) else {}),
+        **({"speaker_note": transcript.speaker_note} if transcript.speaker_note else {}),
         "segments": [
             {
                 "start": round(s.start, 3),
@@ -193,6 +299,7 @@ def to_dict(transcript: Transcript) -> dict[str, Any]:
                 "no_speech_prob": round(s.no_speech_prob, 4),
                 "compression_ratio": round(s.compression_ratio, 4),
                 "flags": sorted(s.flags),
+                **({"speaker": who(s)} if labels else {}),
                 **(
                     {
                         "words": [
