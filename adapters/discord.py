@@ -22,11 +22,13 @@ from chatscribe.core import (
     ChatscribeError,
     ConversationSettings,
     Fetch,
+    Markup,
     MediaRequest,
     Transcript,
     characters,
     gap_note,
     render,
+    render_txt,
     sentences,
     split_text,
 )
@@ -40,6 +42,8 @@ NOTHING_FOUND = ("I found no audio or video to transcribe: attach a file, reply 
                  "or use the command right after one.")
 FileFormat = Literal["txt", "srt", "vtt"]
 FILE_FORMATS: tuple[FileFormat, ...] = ("txt", "srt", "vtt")
+MARKUP = Markup(escape=escape_markdown, label=lambda name: f"**{escape_markdown(name)}:**")
+"""A speaker's turn starts with its name in bold; the words are markdown-escaped."""
 
 MEDIA_EXTENSIONS = frozenset({
     ".ogg", ".oga", ".opus", ".mp3", ".m4a", ".aac", ".wav", ".flac", ".wma", ".amr", ".weba",
@@ -213,10 +217,11 @@ def render_answer(
     gaps = gap_note(outcome)
     if not outcome.has_speech:
         return [Reply(heading + (escape_markdown(gaps) if gaps else NO_SPEECH))]
-    body = heading + escape_markdown(render(outcome, "txt", timestamps=timestamps))
+    body = heading + render_txt(outcome, timestamps=timestamps, markup=MARKUP)
     notes = [sentences.TRUNCATED] if outcome.truncated else []
     notes += [sentences.DOUBTFUL] if outcome.flagged else []
     notes += [gaps] if gaps else []
+    notes += [outcome.speaker_note] if outcome.speaker_note else []
     body += "".join(f"\n\n*({escape_markdown(note)})*" for note in notes)
     parts = split_text(body, MESSAGE_LIMIT, characters)
     if len(parts) <= max_parts:

@@ -19,12 +19,14 @@ from chatscribe.core import (
     ChatscribeError,
     ConversationSettings,
     Fetch,
+    Markup,
     MediaRequest,
     SettingChange,
     Transcript,
     gap_note,
     parse_setting,
     render,
+    render_txt,
     sentences,
     split_text,
 )
@@ -36,6 +38,8 @@ PREVIEW_CHARS = 1500
 FALLBACK_CHARS = 300
 NO_SPEECH = sentences.NO_SPEECH
 UPLOAD_FORMATS = ("txt", "srt", "vtt")
+MARKUP = Markup(escape=lambda text: text, label=lambda name: f"*{name}:*")
+"""A speaker's turn starts with its name in bold; the text is escaped section by section when sent."""
 
 # Slack's own names for media types, for files whose mimetype is generic.
 _MEDIA_FILETYPES = frozenset({
@@ -348,9 +352,10 @@ def render_transcript(transcript: Transcript, *, file_name: str | None, max_part
     """
     gaps = gap_note(transcript)
     missing = (SlackMessage((escape(gaps),)),) if gaps else ()
+    missing += (SlackMessage((escape(transcript.speaker_note),)),) if transcript.speaker_note else ()
     if not transcript.has_speech:
         return (SlackMessage((escape(gaps) if gaps else escape(NO_SPEECH),), context=_about(transcript, file_name)),)
-    text = render(transcript, "txt", timestamps=timestamps)
+    text = render_txt(transcript, timestamps=timestamps, markup=MARKUP)
     chunks = split_text(text, SECTION_LIMIT * SECTIONS_PER_MESSAGE, _escaped_length)
     if len(chunks) <= max_parts:
         return tuple(

@@ -21,6 +21,7 @@ from chatscribe.core import (
     MediaTooLarge,
     Transcript,
     gap_note,
+    labelled,
     render,
     sentences,
     split_text,
@@ -180,6 +181,7 @@ def render_transcript(transcript: Transcript, chat: ConversationSettings, *, max
         return [OutgoingText(gaps or sentences.NO_SPEECH)]
     notes = [OutgoingText(sentences.TRUNCATED)] if transcript.truncated else []
     notes += [OutgoingText(gaps)] if gaps else []
+    notes += [OutgoingText(transcript.speaker_note)] if transcript.speaker_note else []
     doubtful = sentences.DOUBTFUL if transcript.flagged else None
     text = render(transcript, "txt", timestamps=chat.timestamps)
     parts = split_text(text, MESSAGE_LIMIT, utf16_units)
@@ -192,7 +194,8 @@ def render_transcript(transcript: Transcript, chat: ConversationSettings, *, max
         data=body.encode("utf-8"),
         caption=f"Full transcript, {len(transcript.text):,} characters.",
     )
-    return [*_ending_with([preview(transcript.text)], doubtful), document, *notes]
+    shown = text if labelled(transcript) else transcript.text  # who speaks first shows in the preview too
+    return [*_ending_with([preview(shown)], doubtful), document, *notes]
 
 
 def _ending_with(texts: list[str], note: str | None) -> list[Outgoing]:

@@ -4,13 +4,16 @@
 when the original message was deleted. `TelegramSender` is what the core's delivery mechanism
 (core/delivery) needs from Telegram: download a job's media from its journaled reference, render and
 send the answer, post and edit the status message (at most once per 3 s per chat: Telegram throttles
-busy chats). `TelegramDelivery` is that mechanism with this sender.
+busy chats). In private chats the status is a draft message instead (Bot API `sendMessageDraft`, where the
+python-telegram-bot in use has it): an ephemeral preview that the answer, sent as new messages, replaces.
+`TelegramDelivery` is that mechanism with this sender.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import warnings
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -114,8 +117,10 @@ class Sender:
             return await self.call(lambda: send(None))
 
 
+DRAFT_LASTS_S = 30.0
+"""Telegram shows a draft for 30 s after its last update (Bot API, sendMessageDraft)."""
 LIMITS = Limits(message_units=adapter.MESSAGE_LIMIT, measure=utf16_units, edit_interval_s=EDIT_INTERVAL_S,
-                typing_every_s=ACTION_INTERVAL_S)
+                typing_every_s=ACTION_INTERVAL_S, draft_lasts_s=DRAFT_LASTS_S)
 
 
 class TelegramSender:
@@ -129,6 +134,8 @@ class TelegramSender:
         self.max_parts = max_parts
         self.local_mode = local_mode
         self._chat_settings = chat_settings
+        self.drafts = hasattr(sender.app.bot, "send_message_draft")
+        """python-telegram-bot 22.6+ has sendMessageDraft; off for good once the Bot API says it has none."""
 
     def fetcher(self, reference: Mapping[str, str]) -> Fetch:
         file_id = reference["file_id"]
@@ -158,10 +165,11 @@ class TelegramSender:
 
     async def render(self, job: Job, outcome: Transcript | ChatscribeError) -> list[adapter.Outgoing]:
         if isinstance(outcome, ChatscribeError):
-            return [adapter.OutgoingText(adapter.error_text(outcome))]
+            return [adapter.OutgoingText(adapter.error_text(outcome, job.request.replies))]
         chat_id, _ = _where(job)
         return adapter.render_transcript(outcome, self._chat_settings(chat_id), max_parts=self.max_parts,
-                                         file_stem=job.request.file_name or "transcript")
+                                         file_stem=job.request.file_name or "transcript",
+                                         locale=job.request.replies)
 
     async def send(self, job: Job, part: adapter.Outgoing) -> None:
         chat_id, reply_to = _where(job)
@@ -177,6 +185,25 @@ class TelegramSender:
     async def edit_status(self, job: Job, status_id: str, text: str) -> None:
         with _undeliverable():
             await self.sender.edit(_where(job)[0], int(status_id), text)
+
+    async def preview(self, job: Job, text: str) -> bool:
+        """The status as a draft message: Telegram has them in private chats only (positive chat ids;
+        groups' are negative). False sends the courier back to a status message and its edits."""
+        chat_id, _ = _where(job)
+        if not self.drafts or chat_id <= 0:
+            return False
+        bot = self.sender.app.bot
+        try:
+            with _undeliverable():
+                await self.sender.call(lambda: bot.send_message_draft(chat_id, _draft_id(job), text))
+        except InvalidToken as exc:  # a 404: a Bot API server without the method
+            log.info("telegram: no draft messages here (%s); status messages are edited instead", exc.message)
+            self.drafts = False
+            return False
+        except TelegramError as exc:  # refused for this chat: its status is a message
+            log.info("telegram: draft refused (%s); this status is a message", exc.message)
+            return False
+        return True
 
     async def replace_status(self, job: Job, status_id: str, part: adapter.Outgoing) -> bool:
         if not isinstance(part, adapter.OutgoingText):
@@ -215,6 +242,11 @@ def _check_size(size_bytes: int | None, max_bytes: int, local_mode: bool) -> Non
     error = adapter.size_error(size_bytes, max_bytes, local_mode=local_mode)
     if error is not None:
         raise error
+
+
+def _draft_id(job: Job) -> int:
+    """The job's draft id: stable (its updates animate into each other), non-zero, within 31 bits."""
+    return int.from_bytes(hashlib.sha256(job.id.encode()).digest()[:4], "big") % (2**31 - 1) + 1
 
 
 def _where(job: Job) -> tuple[int, int | None]:

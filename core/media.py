@@ -77,6 +77,9 @@ class MediaRequest:
     """A stable id of the file on its platform (Telegram file_unique_id): answers repeats from the cache."""
     reference: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     """Opaque, JSON-serializable platform ids to fetch the media and reply again after a restart."""
+    sender_language: str | None = None
+    """The sender's client language as the platform reports it ("de", "pt-BR"); None where it says none. A
+    hint for the language of a short clip detection is unsure of (core/language_choice.py)."""
 
 
 @dataclass(frozen=True, slots=True)

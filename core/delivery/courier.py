@@ -14,6 +14,13 @@ Live text: while a note is transcribed the ProgressUpdate carries the text decod
 `_status_text` shows it after the sentence; when it outgrows one message only its tail is shown (cut at a
 word, after an ellipsis) so that the status stays under `limits.message_units`. The edits keep the same
 Throttle, so live text never makes the status move faster; senders do not change.
+
+Drafts: where a platform has an ephemeral live preview (Telegram's draft messages in private chats), its
+sender offers `preview` (the `Previews` protocol) and the status is shown there instead of as a message,
+through the same Throttle, and shown again before the platform lets it fade (`Limits.draft_lasts_s`).
+There is then no status message to turn into the answer: the answer is sent as new messages, which is
+what makes such a preview permanent. Where `preview` answers False (a group, an older library, the
+platform refusing) the status message and its edits are used, as everywhere else.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from typing import Generic, Protocol, TypeVar
 
 from .. import sentences
 from ..errors import ChatscribeError
+from ..i18n import localize
 from ..jobs.journal import Delivery, Job, ProgressUpdate, Receipt
 from ..jobs.runner import SegmentDone
 from ..media import Fetch
@@ -61,6 +69,15 @@ class Undeliverable(Exception):
 
 class NotRunning(RuntimeError):
     """Raised to the service so that it keeps the job and retries the delivery later."""
+
+
+class Previews(Protocol):
+    """What a sender offers, besides `Sender`, where its platform has an ephemeral live preview (a draft)."""
+
+    async def preview(self, job: Job, text: str) -> bool:
+        """Show `text` (plain, as a status) as this job's draft; False where no draft can be shown there
+        (the status message is used instead). Undeliverable as for post_status."""
+        ...
 
 
 class Sender(Protocol[P]):
@@ -114,6 +131,12 @@ class _Status:
     """Posted by a process that died before noting its id: looked for once (Sender.find_status)."""
     unavailable: bool = False
     """Posting it failed (no permission there): the job goes on without one."""
+    draft: str | None = None
+    """The status last shown as a draft (Previews), instead of a status message."""
+    no_draft: bool = False
+    """The sender showed no draft for this job: its status is a message."""
+    draft_at: float = float("-inf")
+    refresher: asyncio.Task[None] | None = None
     done: bool = False
     last_typing: float = float("-inf")
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -132,6 +155,8 @@ class Courier(Generic[P]):
         self.stopped = False
         self._note = note
         self._throttle = Throttle(sender.limits)
+        self._preview = getattr(sender, "preview", None)
+        """Previews.preview when the platform has drafts, else None."""
         self._status: OrderedDict[str, _Status] = OrderedDict()
         """Per job, oldest first; finished ones are kept (bounded) so that a progress report arriving late
         posts nothing and a retried delivery still edits the status into the answer."""
@@ -161,10 +186,13 @@ class Courier(Generic[P]):
             if status.done:
                 return  # a late notification must not post a status after the answer
             await self._recover(job, status)
-            if status.message_id is None:
+            due = self._throttle.ready(place.key) if status.draft is not None else self._wanted(place, status, update)
+            if status.message_id is None and self._drafts(place, status) and due:
+                await self._draft(job, place, status, _status_text(job, update, self.limits))
+            if status.message_id is None and not self._drafts(place, status):  # also a draft just refused
                 if self._wanted(place, status, update):
                     await self._post(job, place, status, _status_text(job, update, self.limits))
-            elif self._throttle.ready(place.key):
+            elif status.message_id is not None and self._throttle.ready(place.key):
                 self._throttle.took(place.key)
                 await self.sender.edit_status(job, status.message_id, _status_text(job, update, self.limits))
         await self._typing(job, status)
@@ -175,6 +203,8 @@ class Courier(Generic[P]):
         status = self._of(job)
         async with status.lock:  # waits for a status message still being posted
             status.done = True
+            if status.refresher is not None:
+                status.refresher.cancel()
             await self._recover(job, status)
         self._forget_oldest()
         place = self.sender.place(job)
@@ -219,6 +249,49 @@ class Courier(Generic[P]):
             return False
         return bool(update.detail) or (update.eta_s or 0.0) >= self.status_after_s
 
+    def _drafts(self, place: Place, status: _Status) -> bool:
+        return self._preview is not None and place.can_edit and not (status.no_draft or status.unavailable)
+
+    async def _draft(self, job: Job, place: Place, status: _Status, text: str) -> None:
+        assert self._preview is not None
+        try:
+            shown = await self._preview(job, text)
+        except Undeliverable as exc:
+            log.info("job=%s goes on without a status: %s", job.id, exc)
+            status.unavailable = True
+            return
+        if not shown:
+            status.no_draft = True
+            return
+        status.draft, status.draft_at = text, asyncio.get_running_loop().time()
+        self._throttle.took(place.key)
+        lasts = self.limits.draft_lasts_s
+        if status.refresher is None and lasts is not None:
+            status.refresher = asyncio.ensure_future(self._keep_draft(job, place, status, lasts))
+            self._background.add(status.refresher)
+            status.refresher.add_done_callback(self._background.discard)
+
+    async def _keep_draft(self, job: Job, place: Place, status: _Status, lasts_s: float) -> None:
+        """Show the draft again before it fades, while nothing new came (a long wait in the queue)."""
+        loop = asyncio.get_running_loop()
+        every = lasts_s * 2 / 3
+        while True:
+            # A rate to keep, not a synchronisation: the draft would fade after lasts_s.
+            await asyncio.sleep(max(0.0, status.draft_at + every - loop.time()))
+            async with status.lock:
+                if status.done or self.stopped or not self._drafts(place, status) or status.draft is None:
+                    return
+                if loop.time() - status.draft_at < every:
+                    continue  # a fresher draft went out meanwhile
+                if not self._throttle.ready(place.key):  # another job of this chat just took the turn
+                    status.draft_at = loop.time() - every + self.limits.edit_interval_s
+                    continue
+                try:
+                    await self._draft(job, place, status, status.draft)
+                except Exception as exc:  # a status is best effort: the job goes on
+                    log.info("job=%s: the draft could not be shown again: %s", job.id, exc)
+                    status.draft_at = loop.time()
+
     async def _post(self, job: Job, place: Place, status: _Status, text: str) -> None:
         await self._note(job.id, STATUS_NOTE, POSTING)
         try:
@@ -254,8 +327,9 @@ ELLIPSIS = "…"
 
 
 def _status_text(job: Job, update: ProgressUpdate, limits: Limits) -> str:
-    sentence = sentences.progress(update.stage, position=update.position, fraction=update.fraction,
-                                  eta_s=update.eta_s, detail=update.detail, file_name=job.request.file_name)
+    sentence = localize(sentences.progress(update.stage, position=update.position, fraction=update.fraction,
+                                           eta_s=update.eta_s, detail=update.detail, file_name=job.request.file_name),
+                        job.request.replies)
     text = (update.text or "").strip()
     if not text or update.detail:  # a sentence about a problem is shown alone
         return sentence

@@ -25,6 +25,9 @@ class Limits:
     window_s: float = 5.0
     typing_every_s: float | None = None
     """Repeat the platform's "typing…" indicator this often until the answer; None: it has none."""
+    draft_lasts_s: float | None = None
+    """How long the platform shows a draft (an ephemeral live preview) after its last update; None: for
+    good, or the platform has none. The courier shows it again before then."""
 
 
 class Throttle:

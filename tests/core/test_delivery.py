@@ -17,6 +17,7 @@ from chatscribe.core.media import Fetch, MediaRequest
 from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.text import utf16_units
 from chatscribe.core.transcript import Transcript
+from tests.waiting import until
 
 
 @dataclass
@@ -251,3 +252,56 @@ def test_the_tail_is_measured_in_the_platforms_units() -> None:
     assert tail.endswith("😀 end")
     assert fit_tail("short", 30, utf16_units) == "short"
     assert fit_tail("onewordlongerthanthebudget", 10) == "…" + "onewordlongerthanthebudget"[-9:]
+
+
+class DraftSender(MemorySender):
+    """A platform with drafts (an ephemeral live preview) besides its messages."""
+
+    limits = Limits(message_units=100, edit_interval_s=0.05, draft_lasts_s=0.3)
+
+    def __init__(self, *, drafts: bool = True) -> None:
+        super().__init__()
+        self.drafts_allowed = drafts
+        self.drafts: list[tuple[str, str]] = []
+
+    async def preview(self, job: Job, text: str) -> bool:
+        if not self.drafts_allowed:
+            return False
+        self.drafts.append((job.id, text))
+        return True
+
+
+async def test_a_draft_shows_the_status_and_the_answer_comes_as_new_messages() -> None:
+    sender, noted = DraftSender(), {}
+    courier = _courier(sender, noted)
+    job = _job()
+    await courier.progress(job, ProgressUpdate("transcribing", fraction=0.5, text="Ask not"))
+    assert sender.drafts == [("j1", "Transcribing… 50%\n\nAsk not")]
+    assert sender.chats == {}, "no status message"
+    await courier.deliver(job, ChatscribeError("Part one | part two"), Receipt())
+    assert sender.seen("c1") == ["Part one", "part two"]
+    assert ("j1", "status") not in noted, "nothing to find again after a restart"
+
+
+async def test_a_draft_is_shown_again_before_it_fades_until_the_answer() -> None:
+    sender = DraftSender()
+    courier = _courier(sender)
+    job = _job()
+    await courier.progress(job, ProgressUpdate("queued", position=3))
+    await until(lambda: len(sender.drafts) >= 3, "the draft shown again while the job waits", timeout=10)
+    assert {text for _, text in sender.drafts} == {"Waiting to transcribe (position 3 in the queue)…"}
+    await courier.deliver(job, ChatscribeError("Done"), Receipt())
+    shown = len(sender.drafts)
+    await courier.progress(job, ProgressUpdate("queued", position=3))
+    assert len(sender.drafts) == shown, "no draft after the answer"
+    assert sender.seen("c1") == ["Done"]
+
+
+async def test_where_no_draft_can_be_shown_the_status_is_a_message() -> None:
+    sender = DraftSender(drafts=False)
+    courier = _courier(sender)
+    job = _job()
+    await courier.progress(job, ProgressUpdate("transcribing", fraction=0.5, text="Ask not"))
+    assert sender.seen("c1") == ["Transcribing… 50%\n\nAsk not"]
+    await courier.deliver(job, ChatscribeError("Done"), Receipt())
+    assert sender.seen("c1") == ["Done"], "the status message became the answer"

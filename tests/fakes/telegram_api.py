@@ -64,6 +64,8 @@ class FakeTelegram:
         self.admins: dict[int, set[int]] = {}
         self.local_mode = False
         """Behave like a local Bot API server: getFile serves files over 20 MB."""
+        self.drafts = False
+        """Offer sendMessageDraft (Bot API 9.3+); off: answer it 404 as an older Bot API server does."""
         self.lose_acknowledgements = False
         """Answer getUpdates by its offset but forget the acknowledgement, as when the bot process died
         before its next getUpdates reached Telegram: a new process is sent those updates again."""
@@ -309,6 +311,15 @@ class FakeTelegram:
 
     def _m_sendmessage(self, params: dict[str, Any]) -> web.Response:
         return self._store_sent(params, {"text": params["text"]})
+
+    def _m_sendmessagedraft(self, params: dict[str, Any]) -> web.Response:
+        if not self.drafts:
+            return _error(404, "Not Found")
+        if int(params["chat_id"]) <= 0:
+            return _error(400, "Bad Request: drafts can be sent to private chats only")
+        if not int(params.get("draft_id") or 0):
+            return _error(400, "Bad Request: draft_id must be non-zero")
+        return _ok(True)
 
     def _m_senddocument(self, params: dict[str, Any]) -> web.Response:
         document = params["document"]
