@@ -142,8 +142,9 @@ def labelled(attachments: Iterable[discord.Attachment]) -> list[tuple[discord.At
 
 def build_request(
     attachment: discord.Attachment, *, target: Target, source_message_id: str | None, user_id: str,
-    fetch: Fetch, voice: bool = False,
+    fetch: Fetch, voice: bool = False, sender_language: str | None = None,
 ) -> MediaRequest:
+    """`sender_language`: the Discord locale of whoever asked ("de", "pt-BR"), a hint for the clip's language."""
     source = Source(str(attachment.id), attachment.url, source_message_id)
     return MediaRequest(
         platform=PLATFORM,
@@ -157,6 +158,7 @@ def build_request(
         file_name=attachment.filename,
         platform_file_id=attachment_key(attachment.url),
         reference=to_reference(target, source),
+        sender_language=sender_language,
     )
 
 

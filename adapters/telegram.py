@@ -121,6 +121,8 @@ def media_request(message: Message, media: TelegramMedia, fetch: Fetch, *, user_
         file_name=media.file_name,
         platform_file_id=media.file_unique_id,
         reference=MappingProxyType(ref),
+        # The voice's own sender's app language: a hint for a short clip's language (core/language_choice.py).
+        sender_language=message.from_user.language_code if message.from_user else None,
     )
 
 

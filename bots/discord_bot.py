@@ -456,7 +456,8 @@ class DiscordBot:
             target = adapter.Target(channel_id=str(answer_to.channel.id), guild_id=_guild_id(answer_to.guild),
                                     reply_to=str(answer_to.id), label=label)
             try:
-                await self._submit(attachment, target, str(source.id), str(answer_to.author.id), options, voice)
+                await self._submit(attachment, target, str(source.id), str(answer_to.author.id), options, voice,
+                                   sender_language=_locale(source.guild.preferred_locale if source.guild else None))
             except ChatscribeError as exc:  # refused up front (too large, busy): answer at once, go on
                 await self._delivery.discord.answer_now(target, exc)
 
@@ -469,15 +470,19 @@ class DiscordBot:
                 application_id=str(interaction.application_id), interaction_token=interaction.token,
                 ephemeral=ephemeral, label=label)
             try:
-                await self._submit(attachment, target, source_id, str(interaction.user.id), options, False)
+                await self._submit(attachment, target, source_id, str(interaction.user.id), options, False,
+                                   sender_language=_locale(interaction.locale))
             except ChatscribeError as exc:
                 await self._delivery.discord.answer_now(target, exc)
 
     async def _submit(self, attachment: discord.Attachment, target: adapter.Target, source_id: str | None,
-                      user_id: str, options: TranscribeOptions, voice: bool) -> None:
+                      user_id: str, options: TranscribeOptions, voice: bool, *,
+                      sender_language: str | None = None) -> None:
+        """`sender_language`: the asker's Discord locale, or the server's preferred one for a message (a hint
+        for a short clip's language)."""
         reference = adapter.to_reference(target, adapter.Source(str(attachment.id), attachment.url, source_id))
         request = adapter.build_request(attachment, target=target, source_message_id=source_id, user_id=user_id,
-                                        fetch=self.fetcher(reference), voice=voice)
+                                        fetch=self.fetcher(reference), voice=voice, sender_language=sender_language)
         job = await self.service.submit(request, options)
         self._delivery.accepted(job)
 
@@ -542,3 +547,7 @@ async def _latest_media(channel: discord.abc.Messageable, *, before: discord.Mes
 
 def _guild_id(guild: discord.Guild | None) -> str | None:
     return str(guild.id) if guild is not None else None
+
+
+def _locale(locale: discord.Locale | None) -> str | None:
+    return str(locale) if locale is not None else None  # discord.Locale's str is its tag: "de", "pt-BR"

@@ -74,6 +74,46 @@ class CannotTranslate(ChatscribeError):
         self.model = model
 
 
+class ConverterMissing(ModelUnavailable):
+    """A transformers checkpoint or LoRA adapter, but PyTorch, transformers or peft is not installed."""
+
+    code = "converter_missing"
+
+    def __init__(self, model: str, missing: str) -> None:
+        super().__init__(sentences.converter_missing(model, missing))
+        self.missing = missing
+
+
+class NotAWhisperModel(ModelUnavailable):
+    """CHATSCRIBE_MODEL names a folder, but nothing in it is a Whisper model chatscribe can use."""
+
+    code = "not_whisper"
+
+    def __init__(self, folder: object, why: str) -> None:
+        super().__init__(sentences.not_a_whisper_model(str(folder), why))
+
+
+class ModelTooLarge(ModelUnavailable):
+    """Converting the checkpoint would need more memory than the machine has free."""
+
+    code = "model_too_large"
+
+    def __init__(self, model: str, need_bytes: int, free_bytes: int) -> None:
+        super().__init__(sentences.model_too_large(model, need_bytes / 1e9, free_bytes / 1e9))
+        self.need_bytes = need_bytes
+        self.free_bytes = free_bytes
+
+
+class CannotTranslate(ChatscribeError):
+    """Translation asked of an English-only model (`tiny.en`, `base.en`, ...): it would only transcribe."""
+
+    code = "cannot_translate"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(sentences.cannot_translate(model))
+        self.model = model
+
+
 class MediaError(ChatscribeError):
     """Something about the media itself stops it from being transcribed."""
 

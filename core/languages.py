@@ -47,3 +47,16 @@ def display_name(code: str) -> str:
     """"de" -> "German (de)", for sentences shown to people."""
     name = LANGUAGE_NAMES.get(code)
     return f"{name.title()} ({code})" if name else code
+
+
+_LOCALE_ALIASES = {"nb": "no", "iw": "he", "fil": "tl", "jv": "jw", "in": "id", "ji": "yi"}
+"""Client language tags whose language Whisper knows under another code."""
+
+
+def code_of_locale(tag: str | None) -> str | None:
+    """Whisper's code for a platform's client language tag ("de", "pt-BR", "zh_TW", "nb"); None if unknown."""
+    if not tag:
+        return None
+    primary = tag.strip().replace("_", "-").split("-")[0].lower()
+    code = _LOCALE_ALIASES.get(primary, primary)
+    return code if code in LANGUAGE_NAMES else None

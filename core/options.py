@@ -46,6 +46,10 @@ class TranscribeOptions:
     """At most this many voices (None: estimated)."""
     known_speakers: tuple[KnownSpeaker, ...] = ()
     """Voices to name: the cluster matching one is labelled with its name instead of a letter."""
+    language_hints: tuple[tuple[str, str], ...] = ()
+    """(source, code) pairs the conversation suggests, most trusted first ("recent_notes", "sender_language"):
+    they decide an unconfident detection on a short clip (core/language_choice.py). Context, not a request:
+    left out of the cache digest, so a repeat is answered from the cache whatever the chat spoke since."""
 
     def __post_init__(self) -> None:
         # Edges pass on what a person typed: "EN" works, a code Whisper does not know is refused here
@@ -53,11 +57,14 @@ class TranscribeOptions:
         object.__setattr__(self, "language", checked_language_code(self.language) if self.language else None)
         object.__setattr__(self, "expected_languages", tuple(checked_language_code(c) for c in self.expected_languages))
         _check_speakers(self)
+        # Stored options come back as JSON lists; only languages Whisper knows can be chosen.
+        object.__setattr__(self, "language_hints", tuple(
+            (str(source), str(code)) for source, code in self.language_hints if str(code) in _whisper_codes()))
 
     def batch_key(self) -> tuple[object, ...]:
         """Requests with equal batch keys may share an engine call."""
         return (self.language, self.task, self.vocabulary, self.word_timestamps, self.expected_languages,
-                self.temperature)
+                self.temperature, self.language_hints)
 
 
 MAX_SPEAKERS = 20
@@ -89,3 +96,9 @@ def checked_language_code(value: str) -> str:
     if code not in _LANGUAGE_CODES:
         raise UnknownLanguage(value)
     return code
+
+
+def _whisper_codes() -> frozenset[str]:
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    return frozenset(_LANGUAGE_CODES)

@@ -165,3 +165,41 @@ def cannot_translate(model: str) -> str:
     """Translation asked of an English-only model: said before anything is transcribed."""
     return (f"I can't translate with this service's English-only model ({model}): turn translation off, or ask "
             "whoever runs the service for a multilingual model, such as CHATSCRIBE_MODEL=base.")
+
+
+# -- your own model (core/engines/checkpoints.py; read by the operator, at start or in the CLI) ----------
+
+FINETUNE_EXTRA = "pip install 'chatscribe[finetune]'"
+
+
+def converter_missing(model: str, missing: str) -> str:
+    """A transformers checkpoint or LoRA adapter, but the packages that convert or merge it are absent."""
+    return (f"The model {model} is a transformers checkpoint or LoRA adapter, and converting it needs "
+            f"{missing}, which is not installed: {FINETUNE_EXTRA}.")
+
+
+def not_a_whisper_model(folder: str, why: str) -> str:
+    return (f"The folder {folder} is not a Whisper model ({why}): set CHATSCRIBE_MODEL to a CTranslate2 "
+            "model folder (model.bin and config.json), a transformers Whisper checkpoint (config.json, "
+            "model.safetensors or pytorch_model.bin, the tokenizer), a LoRA adapter folder, or a model name.")
+
+
+def model_too_large(model: str, need_gb: float, free_gb: float) -> str:
+    return (f"The model {model} would not fit in memory: converting it needs about {need_gb:.1f} GB and this "
+            f"machine has {free_gb:.1f} GB free. Free memory, use a smaller model, or convert it on a larger "
+            "machine and set CHATSCRIBE_MODEL to the converted folder.")
+
+
+def adapter_without_base(adapter: str) -> str:
+    return (f"The LoRA adapter {adapter} does not name its base model (base_model_name_or_path in "
+            "adapter_config.json): set CHATSCRIBE_BASE_MODEL to the Whisper model it was trained on.")
+
+
+def conversion_failed(model: str, why: str) -> str:
+    return (f"The model {model} could not be converted for this engine ({why}); nothing was kept, so the "
+            "next start tries again.")
+
+
+def no_such_stored_model(name: str, folder: str) -> str:
+    return (f"There is no model “{name[:200]}” in {folder}: `chatscribe models` lists the names that "
+            "`chatscribe models remove` takes.")

@@ -13,6 +13,7 @@ stops a file that kills the process from being tried forever. The stores: core/s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,13 +25,15 @@ from .config import Settings
 from .delivery.courier import LiveProgress
 from .delivery.retry import deliver_with_retries
 from .engines.base import Engine
-from .errors import ChatscribeError, MediaTooLarge, NotReady, ShuttingDown
+from .errors import CannotTranslate, ChatscribeError, MediaTooLarge, NotReady, ShuttingDown, StorageUnavailable
 from .jobs.admission import Admission, AdmissionControl, OtherFrontEnds, counted
 from .jobs.crashes import InHand, run_unbatched, set_aside
 from .jobs.inflight import InFlight
 from .jobs.journal import Delivery, Job, JournalEntry, ProgressUpdate, new_job_id
 from .jobs.runner import LocalRunner, OnSegment, Runner, Work, default_slots
 from .keys import TranscriptKey, content_hash, transcript_key
+from .language_choice import hints_for, is_confident, remembered
+from .languages import code_of_locale
 from .media import MediaRequest, check_declared_duration, check_declared_size
 from .metrics import Metrics
 from .options import TranscribeOptions
@@ -145,6 +148,13 @@ class TranscriptionService:
         `segments`: each segment as it is decoded (core/jobs/runner.py SegmentDone), on the event loop;
         none for an answer from the cache or a note transcribed in a batch."""
         options = options or TranscribeOptions()
+        try:
+            self._check_task(options)
+        except ChatscribeError:
+            if admission is not None:
+                admission.close()
+            raise
+        options = await self._with_hints(request, options)
         if admission is None:
             hit = await self._answered(request, options)
             if hit is not None:
@@ -184,6 +194,8 @@ class TranscriptionService:
         """Accept a job: journaled before this returns; the answer goes to the platform's Delivery."""
         delivery = self._deliveries[request.platform]
         options = options or TranscribeOptions()
+        self._check_task(options)  # the chat hears at once, before anything is journaled or transcribed
+        options = await self._with_hints(request, options)
         hit = await self._answered(request, options)
         if hit is not None:
             return self._answer_repeat(request, options, hit, delivery)
@@ -352,7 +364,45 @@ class TranscriptionService:
             return transcript
 
         # The same media being transcribed already (a quick re-send, another conversation): share it.
-        return await self._inflight.share(key, transcribe_and_cache)
+        transcript = await self._inflight.share(key, transcribe_and_cache)
+        await self._remember_language(request, transcript)
+        return transcript
+
+    # -- the conversation's languages (core/language_choice.py) ------------------------------------------
+
+    def _check_task(self, options: TranscribeOptions) -> None:
+        """Translation asked of an English-only model is refused before any work. Scaled out, the workers'
+        model is not known here: their engine refuses it the same way, once the job's turn comes."""
+        engine = self._runner.engine if isinstance(self._runner, LocalRunner) else None
+        if options.task == "translate" and engine is not None and not engine.multilingual:
+            raise CannotTranslate(engine.model_id.split(":")[0])
+
+    async def _with_hints(self, request: MediaRequest, options: TranscribeOptions) -> TranscribeOptions:
+        """The options with what the conversation tells about the language: its recent notes' languages
+        and the sender's client language, for detection to lean on when a short clip leaves it unsure."""
+        if options.language or options.language_hints or len(options.expected_languages) == 1:
+            return options  # the language is given: nothing to choose
+        stored = await asyncio.to_thread(self.preferences.get, request.platform, request.chat_id, RECENT_LANGUAGES)
+        hints = hints_for(_codes(stored), code_of_locale(request.sender_language))
+        return dataclasses.replace(options, language_hints=hints) if hints else options
+
+    async def _remember_language(self, request: MediaRequest, transcript: Transcript) -> None:
+        """A language detected with confidence joins the conversation's recent languages (at most
+        RECENT_LIMIT, kept with its settings and deleted by `forget`). Best effort: a full disk loses it."""
+        language = transcript.language
+        if (language is None or transcript.language_reason != "detected" or not transcript.has_speech
+                or not is_confident(transcript.language_probability)):
+            return
+        try:
+            stored = await asyncio.to_thread(self.preferences.get, request.platform, request.chat_id,
+                                             RECENT_LANGUAGES)
+            recent = _codes(stored)
+            updated = remembered(recent, language)
+            if updated != recent:
+                await asyncio.to_thread(self.preferences.set, request.platform, request.chat_id, RECENT_LANGUAGES,
+                                        ",".join(updated))
+        except StorageUnavailable as exc:
+            log.debug("the conversation's recent language was not kept: %s", exc)
 
     async def _transcribe_now(
         self, request: MediaRequest, data: bytes, options: TranscribeOptions, progress: ProgressCallback | None,
@@ -377,6 +427,14 @@ class TranscriptionService:
         """Progress notifications are best effort: their failures are logged, never raised."""
         task = asyncio.ensure_future(coro)
         task.add_done_callback(_log_failure)
+
+
+RECENT_LANGUAGES = "recent_languages"
+"""The preferences key of a conversation's recent languages ("de,en", most recent first)."""
+
+
+def _codes(stored: str | None) -> tuple[str, ...]:
+    return tuple(code for code in (stored or "").split(",") if code)
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

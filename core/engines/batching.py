@@ -33,6 +33,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..errors import CannotTranslate
+from ..language_choice import LanguageChoice, choose, reason_of
 from ..media import SAMPLE_RATE
 from ..options import TranscribeOptions
 from ..transcript import Segment, Transcript
@@ -150,6 +152,9 @@ class Batcher:
 
         groups: dict[tuple[object, ...], list[int]] = defaultdict(list)
         for index, note in enumerate(notes):
+            if note.options.task == "translate" and not self.engine.multilingual:
+                done(index, CannotTranslate(self.engine.model_id.split(":")[0]))  # never mislabelled
+                continue
             groups[note.options.batch_key()].append(index)
         for indices in groups.values():
             for index, result in self._group([notes[i] for i in indices], indices).items():
@@ -170,7 +175,8 @@ class Batcher:
                 continue
             chunks = self.steps.speech_chunks(note.audio)
             if chunks is not None and not chunks:  # what transcribe() answers when the VAD hears nobody
-                done[index] = self._transcript((), options, None, 0.0, duration)
+                done[index] = self._transcript((), options, None, 0.0, duration,
+                                               reason_of(options, self.engine.multilingual))
                 continue
             speech = np.concatenate([note.audio[c["start"] : c["end"]] for c in chunks]) if chunks else note.audio
             prepared.append(Prepared(index, speech, duration, chunks))
@@ -191,14 +197,15 @@ class Batcher:
         if len(prepared) < 2:
             return {}  # a lone note goes alone, and transcribe() detects its language
         try:
-            detected = self.steps.languages_of([p.speech for p in prepared], options.expected_languages)
+            scores = self.steps.clip_language_scores([p.speech for p in prepared])
         except Exception:
             log.exception("language detection failed; transcribing these notes one by one")
             return {}
         groups: dict[str, list[Prepared]] = defaultdict(list)
-        for note, (code, probability) in zip(prepared, detected, strict=True):
-            note.language = (code, probability)
-            groups[code].append(note)
+        for note, ranked in zip(prepared, scores, strict=True):
+            choice = _chosen(ranked, options, note.duration_s)
+            note.language, note.language_reason = (choice.language, choice.probability), choice.reason
+            groups[choice.language].append(note)
         return groups
 
     def _rounds(
@@ -233,8 +240,12 @@ class Batcher:
         encoded = steps.encode(features)
         if language is not None:
             languages = [(language, 1.0)] * len(windows)
-        else:
-            languages = steps.detect_languages(encoded, options.expected_languages)
+            reasons = [_declared_reason(options, self.engine.multilingual)] * len(windows)
+        else:  # one note a window here: each is detected in its own (packed notes were grouped by language)
+            choices = [_chosen(ranked, options, w.notes[0][0].duration_s)
+                       for ranked, w in zip(steps.language_scores(encoded), windows, strict=True)]
+            languages = [(c.language, c.probability) for c in choices]
+            reasons = [c.reason for c in choices]
         tokenizers = {code: steps.tokenizer(code, options.task) for code, _ in languages}
         window_tokenizers = [tokenizers[code] for code, _ in languages]
         temperature = options.temperature or 0.0
@@ -249,8 +260,8 @@ class Batcher:
             self._align(windows, segments, languages, tokenizers, features, encoded)
         answered: dict[int, Transcript] = {}
         again: list[Prepared] = []
-        for window, window_segments, result, (code, probability) in zip(
-            windows, segments, generated, languages, strict=True
+        for window, window_segments, result, (code, probability), reason in zip(
+            windows, segments, generated, languages, reasons, strict=True
         ):
             checked = options.temperature is None  # else the caller chose the temperature: no fallback
             shared = len(window.notes) > 1
@@ -268,7 +279,8 @@ class Batcher:
                 restored = restore(note, note_segments, keep_words=options.word_timestamps)
                 note_code, note_probability = note.language or (code, probability)
                 answered[note.index] = self._transcript(
-                    restored, options, note_code, note_probability, note.duration_s
+                    restored, options, note_code, note_probability, note.duration_s,
+                    note.language_reason if note.language else reason,
                 )
         return answered, sorted(again, key=lambda n: n.index)
 
@@ -294,11 +306,11 @@ class Batcher:
 
     def _transcript(
         self, segments: Sequence[Segment], options: TranscribeOptions, language: str | None, probability: float,
-        duration_s: float,
+        duration_s: float, reason: str,
     ) -> Transcript:
         return Transcript(
             segments=tuple(segments), language=language, language_probability=probability, duration_s=duration_s,
-            model=self.model_id, task=options.task,
+            model=self.model_id, task=options.task, language_reason=reason,
         )
 
 
@@ -330,6 +342,21 @@ def make_batcher(engine: Engine, mode: BatchingMode, *, beam_size: int = 1) -> B
     if batches_windows(engine):
         return Batcher(engine, strategy=mode, beam_size=beam_size)
     return None
+
+
+def _chosen(ranked: list[tuple[str, float]], options: TranscribeOptions, duration_s: float) -> LanguageChoice:
+    """A note's language from its detection, CHATSCRIBE_LANGUAGES and the conversation's hints, as
+    engine.transcribe() chooses it (core/language_choice.py)."""
+    choice = choose(ranked, duration_s=duration_s, expected=options.expected_languages, hints=options.language_hints)
+    log.debug("language %s (%s, p=%.2f) of a %.1f s note", choice.language, choice.reason, choice.probability,
+              duration_s)
+    return choice
+
+
+def _declared_reason(options: TranscribeOptions, multilingual: bool) -> str:
+    if multilingual and not options.language and options.expected_languages:
+        return "operator_languages"  # the only language CHATSCRIBE_LANGUAGES names
+    return reason_of(options, multilingual)
 
 
 def _timed(fn: Any) -> float:

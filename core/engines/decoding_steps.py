@@ -71,11 +71,16 @@ class DecodingSteps:
         if not self.multilingual:
             return [("en", 1.0)] * int(encoder_output.shape[0])
         detected = []
-        for ranked in self._model.model.detect_language(encoder_output):
-            scores = [(token[2:-2], float(p)) for token, p in ranked]  # "<|en|>" -> "en"
+        for scores in self.language_scores(encoder_output):
             allowed = [item for item in scores if item[0] in among] or scores
             detected.append(max(allowed, key=lambda item: item[1]))
         return detected
+
+    def language_scores(self, encoder_output: Any) -> list[list[tuple[str, float]]]:
+        """Every language's probability for each encoded window (multilingual models), for
+        core/language_choice.py to weigh with the conversation's hints."""
+        return [[(token[2:-2], float(p)) for token, p in ranked]  # "<|en|>" -> "en"
+                for ranked in self._model.model.detect_language(encoder_output)]
 
     def languages_of(self, audios: Sequence[np.ndarray], among: tuple[str, ...] = ()) -> list[tuple[str, float]]:
         """Each clip's language, as transcribe() would detect it, for a fraction of its cost.
@@ -87,12 +92,20 @@ class DecodingSteps:
         if not self.multilingual:
             return [("en", 1.0)] * len(audios)
         detected = []
+        for scores in self.clip_language_scores(audios):
+            allowed = [item for item in scores if item[0] in among] or scores
+            detected.append(max(allowed, key=lambda item: item[1]))
+        return detected
+
+    def clip_language_scores(self, audios: Sequence[np.ndarray]) -> list[list[tuple[str, float]]]:
+        """language_scores() of each clip, encoded at its own length as languages_of() does."""
+        scores = []
         for audio in audios:
             seconds = min(len(audio) / SAMPLE_RATE + 1.0, WINDOW_SAMPLES / SAMPLE_RATE)
             frames = 2 * math.ceil(seconds * 50)  # 100 frames a second, an even count for the strided conv
             features = np.ascontiguousarray(self.feature_windows([audio])[:, :, :frames])
-            detected += self.detect_languages(self.encode(features), among)
-        return detected
+            scores += self.language_scores(self.encode(features))
+        return scores
 
     def tokenizer(self, language: str, task: str) -> Any:
         from faster_whisper.tokenizer import Tokenizer

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import CannotTranslate
+from ..language_choice import LanguageChoice, choose, reason_of
 from ..media import SAMPLE_RATE
 from ..options import TranscribeOptions
 from ..transcript import Segment, Transcript, Word
@@ -90,15 +92,16 @@ class FasterWhisperEngine:
         on_segment: SegmentSink | None = None,
     ) -> Transcript:
         duration = len(audio) / SAMPLE_RATE
-        language, probability = options.language, 1.0
-        if language is None and options.expected_languages:
-            language, probability = self.detect_language(audio, options.expected_languages)
+        if options.task == "translate" and not self.multilingual:
+            raise CannotTranslate(self.model_id.split(":")[0])  # never a transcript labelled as translated
+        chosen = self.choose_language(audio, options) if options.language is None else None
+        language = options.language if chosen is None else chosen.language
         if not self.multilingual:
             language = "en"
         segments, info = self._model.transcribe(
             audio,
             language=language,
-            task=options.task if self.multilingual else "transcribe",
+            task=options.task,
             beam_size=self.beam_size,
             initial_prompt=prompt,
             word_timestamps=words,
@@ -112,7 +115,9 @@ class FasterWhisperEngine:
                 on_segment(collected[-1])
             if progress and duration:
                 progress(min(1.0, raw.end / duration))
-        if options.language is None and not options.expected_languages:
+        probability = 1.0 if chosen is None else chosen.probability
+        reason = reason_of(options, self.multilingual) if chosen is None else chosen.reason
+        if chosen is None and options.language is None:
             probability = info.language_probability
         return Transcript(
             segments=tuple(collected),
@@ -121,7 +126,24 @@ class FasterWhisperEngine:
             duration_s=duration,
             model=self.model_id,
             task=options.task,
+            language_reason=reason,
         )
+
+    def choose_language(self, audio: np.ndarray, options: TranscribeOptions) -> LanguageChoice | None:
+        """The language when detection needs help (CHATSCRIBE_LANGUAGES, the conversation's hints), from every
+        language's probability over what transcribe() would detect on (the VAD's speech); None: let
+        transcribe() detect as it does."""
+        if not self.multilingual or not (options.expected_languages or options.language_hints):
+            return None
+        duration = len(audio) / SAMPLE_RATE
+        chunks = self.steps.speech_chunks(audio)
+        speech = np.concatenate([audio[c["start"] : c["end"]] for c in chunks]) if chunks else audio
+        _, _, ranked = self._model.detect_language(speech)
+        choice = choose(ranked, duration_s=duration, expected=options.expected_languages,
+                        hints=options.language_hints)
+        log.debug("language %s (%s, p=%.2f) of a %.1f s clip", choice.language, choice.reason,
+                  choice.probability, duration)
+        return choice
 
 
 _FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)

@@ -56,6 +56,8 @@ class Prepared:
     chunks: list[dict[str, int]] | None
     language: tuple[str, float] | None = None
     """The note's own detected language and its probability, when the options declare none."""
+    language_reason: str = "detected"
+    """Why it is in that language (core/language_choice.py Reason)."""
 
     @property
     def speech_s(self) -> float:
