@@ -123,7 +123,27 @@ class DiscordSender:
         return False
 
     async def find_status(self, job: Job) -> str | None:
-        return None  # not looked for: the answer comes as new messages, the old status stays
+        """The status of a process that died before noting its id: an interaction's is always its deferred
+        response; a channel job's is the bot's reply to the job's message that begins as a status does,
+        among the channel's latest messages (None without Read Message History: the answer is then sent)."""
+        target = adapter.target_of(job.request.reference)
+        if target.interaction_token:
+            return ORIGINAL
+        client = self._client()
+        if not target.reply_to or client.user is None:
+            return None
+        starts = tuple(escape_markdown(start) for start in sentences.progress_starts(job.request.file_name))
+        try:
+            latest = await client.http.logs_from(int(target.channel_id), 50)
+        except (discord.HTTPException, aiohttp.ClientError) as exc:
+            log.info("discord: could not look for an earlier status in %s: %s", target.channel_id, exc)
+            return None
+        for message in latest:
+            replied = (message.get("message_reference") or {}).get("message_id")
+            if (str(message.get("author", {}).get("id")) == str(client.user.id) and str(replied) == target.reply_to
+                    and str(message.get("content") or "").startswith(starts)):
+                return str(message["id"])
+        return None
 
     async def typing(self, job: Job) -> None:
         target = adapter.target_of(job.request.reference)
@@ -148,7 +168,7 @@ class DiscordSender:
         scopes = (target.guild_id, target.channel_id) if target.guild_id else (target.channel_id,)
         chosen = await asyncio.to_thread(self._preferences.settings, adapter.PLATFORM, *scopes)
         return adapter.render_answer(outcome, max_parts=self._max_parts, file_format=chosen.file_extension,
-                                     label=target.label, timestamps=chosen.timestamps)
+                                     label=target.label, timestamps=chosen.timestamps, locale=target.replies)
 
     async def _send(self, target: adapter.Target, reply: adapter.Reply) -> bool:
         """Send one message; False when it can never arrive (gone, forbidden); raises to be retried."""

@@ -169,3 +169,15 @@ def test_a_live_status_full_of_markdown_still_fits_discords_limit_once_escaped()
     shown = fit_tail(spoken, LIMITS.message_units, LIMITS.measure)
     assert shown.endswith("~~much~~")
     assert len(escape_markdown(shown)) <= LIMITS.message_units
+
+
+async def test_a_status_whose_id_was_never_noted_becomes_the_answer_after_a_restart(
+        fake: FakeDiscord, bot: DiscordBot) -> None:
+    """The process died between posting the status and noting its id: the next one finds the status among
+    the channel's messages and edits it into the answer, instead of leaving it beside a new message."""
+    first = await _job(fake, "j1")
+    await bot._delivery.progress(first, ProgressUpdate("transcribing", fraction=0.3))
+    restarted = Job(id="j1", request=first.request, options=first.options, notes={"status": "posting"})
+    bot._delivery._status.clear()  # type: ignore[attr-defined]  # what a new process knows: the journal only
+    await bot._delivery.deliver(restarted, NoAudioTrack(), MemoryReceipt())
+    assert [m["content"] for m in fake.bot_messages()] == [NoAudioTrack().user_message]
