@@ -1,6 +1,7 @@
 """`chatscribe run`: one event loop owning the HTTP server, the model, the service and every bot.
 
-Start order: HTTP server (probes answer at once, /readyz says "loading model") -> engine -> bots ->
+Start order: HTTP server (probes answer at once, /readyz says "model loading", or "converting model"
+while a fine-tuned checkpoint is converted once) -> engine -> bots ->
 resume journaled jobs. On SIGTERM/SIGINT: stop taking work, let running transcriptions finish within
 the grace, stop the bots, stop the server; what is left stays in the journal for the next start.
 """
@@ -19,6 +20,7 @@ from chatscribe.core import ChatscribeError, ConfigError, Settings, Transcriptio
 from .base import Bot
 from .engine_loader import load_engine
 from .http import HttpServer, create_app
+from .http_state import STATE
 from .platforms import configured
 
 log = logging.getLogger("chatscribe")
@@ -47,8 +49,8 @@ async def _serve(settings: Settings, requested: list[str]) -> int:
 
     service = TranscriptionService(settings=settings)
     bots: list[Bot] = [platform.build(platform_settings, service) for platform, platform_settings in platforms]
-    server = HttpServer(create_app(service=service, settings=settings, bots=bots),
-                        settings.http_host, settings.http_port)
+    app = create_app(service=service, settings=settings, bots=bots)
+    server = HttpServer(app, settings.http_host, settings.http_port)
     await server.start()
     log.info("HTTP server on http://%s:%s", settings.http_host, server.port)
     started: list[Bot] = []
@@ -57,7 +59,12 @@ async def _serve(settings: Settings, requested: list[str]) -> int:
         if settings.broker_url.get_secret_value():
             workers = _attach_workers(service, settings)
         else:
-            engine = await _until_stopped(asyncio.to_thread(load_engine, settings), stop)
+            state = app[STATE]
+
+            def stage(what: str) -> None:
+                state.loading = what
+
+            engine = await _until_stopped(asyncio.to_thread(load_engine, settings, stage=stage), stop)
             if engine is None:
                 return 0
             service.set_engine(engine)

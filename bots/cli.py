@@ -1,4 +1,4 @@
-"""The `chatscribe` command: run, worker, transcribe, doctor."""
+"""The `chatscribe` command: run, worker, transcribe, doctor, models."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(2) from None
     redact = configure(settings.log_level, settings.log_format if args.command in ("run", "worker") else "text")
     # `transcribe` at a terminal uses no platform: it skips importing their libraries just to read tokens.
-    register_secrets(redact, settings, platforms=args.command != "transcribe")
+    register_secrets(redact, settings, platforms=args.command not in ("transcribe", "models"))
     try:
         code = asyncio.run(_dispatch(args, settings))
     except ChatscribeError as exc:
@@ -52,6 +52,10 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from .doctor import doctor
 
         return await doctor(settings)
+    if args.command == "models":
+        from .models_cmd import list_models, remove_model
+
+        return remove_model(settings, args.name) if args.models_command == "remove" else list_models(settings)
     if args.command == "worker":
         from .worker import run_worker
 
@@ -113,4 +117,9 @@ def _parser() -> argparse.ArgumentParser:
 
     doctor = commands.add_parser("doctor", help="show the model, device, data dir, cache and platforms")
     doctor.add_argument("--model", help="check this model instead of CHATSCRIBE_MODEL")
+
+    models = commands.add_parser("models", help="list the models in the data dir (bundled, converted, downloaded)")
+    models_commands = models.add_subparsers(dest="models_command")
+    remove = models_commands.add_parser("remove", help="delete one stored model to free its space")
+    remove.add_argument("name", metavar="NAME", help="a name `chatscribe models` lists")
     return parser

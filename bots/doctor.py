@@ -9,7 +9,6 @@ from pathlib import Path
 
 from chatscribe import __version__
 from chatscribe.core import ChatscribeError, Settings
-from chatscribe.core.engines import resolve_model
 from chatscribe.core.jobs import UNFINISHED, Journal
 
 from .platforms import platform_status
@@ -20,11 +19,15 @@ async def doctor(settings: Settings) -> int:
     print(f"chatscribe {__version__}")
     print(f"data dir      {settings.data_dir.resolve()} ({_writable(settings.data_dir)})")
     try:
-        model = await asyncio.to_thread(resolve_model, settings.model, settings.data_dir)
-        print(f"model         {model.name} from {model.source}\n              {model.path}")
-        from .engine_loader import load_engine
+        from .engine_loader import build_engine, prepare_model
 
-        engine = await asyncio.to_thread(load_engine, settings)
+        model = await asyncio.to_thread(prepare_model, settings)
+        print(f"model         {model.name} from {model.source}\n              {model.path}")
+        if model.checkpoint is not None and model.checkpoint != model.path:
+            when = "converted now" if model.converted_now else "converted once, reused"
+            print(f"converted     from {model.checkpoint}\n              to {model.path} ({when}; "
+                  "`chatscribe models` lists the copies)")
+        engine = await asyncio.to_thread(build_engine, settings, model)
         print(f"device        {engine.device.device}, compute type {engine.device.compute_type}")
         print(f"              why: {engine.device.reason}")
         kind = "transformers" if "transformers" in engine.model_id else "faster-whisper"

@@ -2,6 +2,7 @@
 
 CHATSCRIBE_ENGINE=auto: faster-whisper when CTranslate2 can use the GPU; else transformers when PyTorch
 sees CUDA (hosts with only CUDA 13, where CTranslate2's cuBLAS 12 is missing); else faster-whisper on CPU.
+A transformers checkpoint or LoRA adapter is merged and converted here, once, before any bot connects.
 """
 
 from __future__ import annotations
@@ -9,13 +10,35 @@ from __future__ import annotations
 import logging
 
 from chatscribe.core import ConfigError, Settings
-from chatscribe.core.engines import Engine, FasterWhisperEngine, choose_device, resolve_model
+from chatscribe.core.engines import (
+    Engine,
+    FasterWhisperEngine,
+    ResolvedModel,
+    Stage,
+    choose_device,
+    for_faster_whisper,
+    resolve_model,
+)
 
 log = logging.getLogger(__name__)
 
 
-def load_engine(settings: Settings) -> Engine:
-    model = resolve_model(settings.model, settings.data_dir)
+def load_engine(settings: Settings, *, stage: Stage | None = None) -> Engine:
+    """`stage` hears "converting model" while a checkpoint is converted (/readyz says so meanwhile)."""
+    return build_engine(settings, prepare_model(settings, stage=stage))
+
+
+def prepare_model(settings: Settings, *, stage: Stage | None = None) -> ResolvedModel:
+    """The model in the layout the chosen engine reads: a checkpoint converted for faster-whisper, once."""
+    model = resolve_model(settings.model, settings.data_dir, base_model=settings.base_model, stage=stage)
+    kind, _ = pick_engine(settings)
+    if kind == "transformers":
+        return model
+    device = choose_device(settings.device, settings.compute_type)
+    return for_faster_whisper(model, settings.data_dir, compute_type=device.compute_type, stage=stage)
+
+
+def build_engine(settings: Settings, model: ResolvedModel) -> Engine:
     kind, reason = pick_engine(settings)
     if kind == "transformers":
         from chatscribe.core.engines import TransformersWhisperEngine

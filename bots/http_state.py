@@ -34,6 +34,9 @@ class ServerState:
     service: TranscriptionService | None = None
     signed_paths: set[str] = field(default_factory=set)
     """Webhook routes that authenticate each request by its platform's signature, whatever its Host."""
+    loading: str = "model loading"
+    """What /readyz says until the service has its engine: "converting model" while a checkpoint converts
+    (set from the loading thread: one str assignment)."""
 
     def registry(self) -> CollectorRegistry:
         if self.metrics_registry is not None:
@@ -46,7 +49,7 @@ class ServerState:
         if self.service is not None and self.service.closing:
             reasons.append("shutting down")
         elif self.service is None or not getattr(self.service, "engine_ready", True):
-            reasons.append("model loading")
+            reasons.append(self.loading)
         if not _writable(self.settings.data_dir):
             reasons.append(f"data dir {self.settings.data_dir} is not writable")
         for bot in self.bots:

@@ -6,6 +6,8 @@ decoding_steps.py  faster-whisper's decoding taken apart, for batching
 batching.py        cross-request batching: which strategy, and the batch loop (packing.py lays windows out)
 transformers_engine.py, convert.py   the PyTorch engine for CUDA-13-only hosts, from the same weights
 models.py          where a model comes from (folder, data dir, bundled package, hub)
+checkpoints.py     transformers checkpoints and LoRA adapters: merged and converted once into the data dir
+stored.py          the models the data dir holds (`chatscribe models`), and removing one
 
 Nothing here imports torch or transformers until a TransformersWhisperEngine is built.
 """
@@ -21,8 +23,10 @@ from .base import (
     batches_windows,
 )
 from .batching import MAX_NOTE_S, Batcher, BatchingMode, Clip, WholeBatches, make_batcher
+from .checkpoints import Stage
 from .faster_whisper import FasterWhisperEngine, choose_device
-from .models import BUNDLED, ResolvedModel, resolve_model
+from .models import BUNDLED, ResolvedModel, for_faster_whisper, resolve_model
+from .stored import StoredModel, remove_stored, stored_models
 from .transformers_engine import TransformersWhisperEngine
 
 __all__ = [
@@ -38,12 +42,17 @@ __all__ = [
     "InputBatchingEngine",
     "Progress",
     "ResolvedModel",
+    "Stage",
+    "StoredModel",
     "TransformersWhisperEngine",
     "WholeBatches",
     "WindowBatchingEngine",
     "batches_inputs",
     "batches_windows",
     "choose_device",
+    "for_faster_whisper",
     "make_batcher",
+    "remove_stored",
     "resolve_model",
+    "stored_models",
 ]

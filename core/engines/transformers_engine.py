@@ -1,7 +1,8 @@
 """A Whisper engine on PyTorch + transformers, for GPU hosts where CTranslate2 cannot run (CUDA 13 only).
 
 Weights come from the same CTranslate2 model folders (converted once, see convert.py), so no hub is
-needed. Long audio is cut at pauses (Silero VAD) into windows of at most 30 s, and all windows of all
+needed; a transformers checkpoint (a fine-tune, a merged LoRA adapter) is loaded as it is.
+Long audio is cut at pauses (Silero VAD) into windows of at most 30 s, and all windows of all
 inputs go through the model in batches: the way to keep a large GPU busy. fp16 with SDPA attention on
 CUDA; float32 on CPU, where it is only used for tests and conversions.
 """
@@ -37,12 +38,14 @@ class TransformersWhisperEngine:
         from faster_whisper.feature_extractor import FeatureExtractor
         from transformers import WhisperForConditionalGeneration
 
-        folder = convert(model.path, models_dir(data_dir) / f"{model.name.replace('/', '--')}-transformers")
+        folder = model.checkpoint or convert(
+            model.path, models_dir(data_dir) / f"{model.name.replace('/', '--')}-transformers"
+        )
         dtype = torch.float16 if device == "cuda" else torch.float32
         self._torch = torch
         model_on_cpu = WhisperForConditionalGeneration.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa")
         self._model = model_on_cpu.to(device).eval()  # type: ignore[arg-type]
-        self._tokenizer = tokenizers.Tokenizer.from_file(str(folder / "ct2-tokenizer.json"))
+        self._tokenizer = _tokenizer(tokenizers, folder)
         self._features = FeatureExtractor(feature_size=self._model.config.num_mel_bins)
         self._dtype = dtype
         self._device_name = device
@@ -172,6 +175,15 @@ class TransformersWhisperEngine:
 
     def _segment(self, tokens: list[int], start: float, end: float) -> Segment:
         return Segment(start=round(start, 3), end=round(end, 3), text=self._tokenizer.decode(tokens))
+
+
+def _tokenizer(tokenizers: Any, folder: Path) -> Any:
+    for name in ("tokenizer.json", "ct2-tokenizer.json"):
+        if (folder / name).is_file():
+            return tokenizers.Tokenizer.from_file(str(folder / name))
+    from transformers import AutoTokenizer  # a checkpoint with only the slow tokenizer's vocab.json
+
+    return AutoTokenizer.from_pretrained(folder).backend_tokenizer
 
 
 def speech_windows(audio: np.ndarray) -> list[tuple[int, int]]:
