@@ -64,16 +64,6 @@ class ModelUnavailable(ChatscribeError):
     code = "model_unavailable"
 
 
-class CannotTranslate(ChatscribeError):
-    """Translation asked of an English-only model (`tiny.en`, `base.en`, ...): it would only transcribe."""
-
-    code = "cannot_translate"
-
-    def __init__(self, model: str) -> None:
-        super().__init__(sentences.cannot_translate(model))
-        self.model = model
-
-
 class ConverterMissing(ModelUnavailable):
     """A transformers checkpoint or LoRA adapter, but PyTorch, transformers or peft is not installed."""
 
