@@ -67,13 +67,14 @@ def format_set(fmt: str) -> str:
 
 
 def settings_lines(*, language: str | None, translate: bool, fmt: str, timestamps: bool, vocabulary: str | None,
-                   auto: bool | None) -> list[str]:
+                   auto: bool | None, speakers: str = "off") -> list[str]:
     """What `settings` shows, one line per setting; `auto` None leaves its line out (not offered there)."""
     lines = [
         f"Language: {display_name(language) if language else 'auto'}",
         f"Translate to English: {_on(translate)}",
         f"Format: {fmt}",
         f"Timestamps: {_on(timestamps)}",
+        f"Speaker labels: {speakers}",
         f"Vocabulary: {vocabulary or '(none)'}",
     ]
     if auto is not None:
@@ -145,6 +146,15 @@ SPEAKERS_NOT_TOLD_APART = ("Speakers could not be told apart in this recording, 
 SPEAKERS_UNAVAILABLE = ("Speakers could not be told apart: speaker labelling is not installed on this service "
                         "(the chatscribe[speakers] extra), so the transcript below has no speaker labels.")
 SPEAKER_MODE_CHOICES = "Speakers takes on, off or auto."
+
+
+def speakers_set(mode: str) -> str:
+    """`speakers on|off|auto`: what the next recordings here get."""
+    if mode == "on":
+        return "Speaker labels: on; a recording with several voices says who speaks."
+    if mode == "auto":
+        return "Speaker labels: auto; long recordings (calls, meetings) say who speaks, voice notes don't."
+    return "Speaker labels: off."
 
 
 def speaker_counts_refused(least: int | None, most: int | None, limit: int) -> str:

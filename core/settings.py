@@ -17,11 +17,11 @@ from typing import Literal
 from . import sentences
 from .errors import LanguageNotOffered, SettingRefused, UnknownLanguage
 from .languages import code_or_name
-from .options import TranscribeOptions
+from .options import SPEAKERS_MODES, SpeakersMode, TranscribeOptions
 
 Format = Literal["text", "srt", "vtt"]
 FORMATS: tuple[Format, ...] = ("text", "srt", "vtt")
-KEYS = ("language", "translate", "vocab", "format", "timestamps", "auto")
+KEYS = ("language", "translate", "vocab", "format", "timestamps", "auto", "speakers")
 """The stored keys, in the order `settings` shows them."""
 SWITCHES = frozenset({"translate", "timestamps", "auto"})
 VOCABULARY_LIMIT = 500
@@ -39,6 +39,8 @@ class ConversationSettings:
     format: Format = "text"
     """The file type of transcripts sent as a file: text (.txt), srt or vtt."""
     timestamps: bool = False
+    speakers: SpeakersMode = "off"
+    """Who says what: on, off, or auto (recordings of at least CHATSCRIBE_SPEAKERS_AUTO_MIN_S)."""
     auto: bool | None = None
     """Transcribe recordings shared here without being asked; None = the platform's default."""
 
@@ -56,6 +58,7 @@ class ConversationSettings:
             vocabulary=stored.get("vocab") or None,
             format=fmt,
             timestamps=stored.get("timestamps") == _ON,
+            speakers=_speakers_mode(stored.get("speakers")),
             auto=None if auto not in (_ON, _OFF) else auto == _ON,
         )
 
@@ -80,11 +83,12 @@ class ConversationSettings:
         translating = self.translate if translate is None else translate
         return TranscribeOptions(
             language=chosen, task="translate" if translating else "transcribe", vocabulary=self.vocabulary,
-            expected_languages=() if chosen else offered,
+            expected_languages=() if chosen else offered, speakers=self.speakers,
         )
 
     def lines(self, *, show_auto: bool = True) -> list[str]:
         return sentences.settings_lines(language=self.language, translate=self.translate, fmt=self.format,
+                                        speakers=self.speakers,
                                         timestamps=self.timestamps, vocabulary=self.vocabulary,
                                         auto=self.auto_or(False) if show_auto else None)
 
@@ -102,6 +106,8 @@ class SettingChange:
             return sentences.language_set(self.value)
         if self.key == "vocab":
             return sentences.vocabulary_set(self.value)
+        if self.key == "speakers":
+            return sentences.speakers_set(self.value or "off")
         if self.key == "format":
             return sentences.format_set(self.value or "text")
         return sentences.switched(self.key, self.value == _ON)
@@ -128,6 +134,11 @@ def parse_setting(key: str, typed: str, *, offered: tuple[str, ...] = ()) -> Set
         if fmt is None:
             raise SettingRefused(sentences.FORMAT_CHOICES)
         return SettingChange("format", fmt)
+    if key == "speakers":
+        mode = value.lower()
+        if mode not in SPEAKERS_MODES:
+            raise SettingRefused(sentences.SPEAKER_MODE_CHOICES)
+        return SettingChange("speakers", mode)
     if key == "vocab":
         if len(value) > VOCABULARY_LIMIT:
             raise SettingRefused(sentences.VOCABULARY_TOO_LONG.format(limit=VOCABULARY_LIMIT))
@@ -150,6 +161,10 @@ def resolve_language(typed: str | None, offered: Iterable[str] = ()) -> str | No
     if allowed and code not in allowed:
         raise LanguageNotOffered(typed, allowed)
     return code
+
+
+def _speakers_mode(stored: str | None) -> SpeakersMode:
+    return next((mode for mode in SPEAKERS_MODES if mode == stored), "off")
 
 
 _FORMAT_WORDS: dict[str, Format] = {"text": "text", "txt": "text", "srt": "srt", "vtt": "vtt"}
