@@ -24,9 +24,11 @@ from chatscribe.core import (
     Fetch,
     Markup,
     MediaRequest,
+    Sentence,
     Transcript,
     characters,
     gap_note,
+    localize,
     render,
     render_txt,
     sentences,
@@ -38,8 +40,8 @@ MESSAGE_LIMIT = 2000
 """Discord's limit on a message's content, in characters."""
 PREVIEW_LIMIT = 1500
 NO_SPEECH = sentences.NO_SPEECH
-NOTHING_FOUND = ("I found no audio or video to transcribe: attach a file, reply to a message that has one, "
-                 "or use the command right after one.")
+NOTHING_FOUND = Sentence("I found no audio or video to transcribe: attach a file, reply to a message that has "
+                         "one, or use the command right after one.")
 FileFormat = Literal["txt", "srt", "vtt"]
 FILE_FORMATS: tuple[FileFormat, ...] = ("txt", "srt", "vtt")
 MARKUP = Markup(escape=escape_markdown, label=lambda name: f"**{escape_markdown(name)}:**")
@@ -65,6 +67,8 @@ class Target:
     ephemeral: bool = False
     label: str | None = None
     """The file's name, shown when one message held several files."""
+    replies: str | None = None
+    """The language of the bot's words in the answer (`reply_language`); None = English."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +163,7 @@ def build_request(
         platform_file_id=attachment_key(attachment.url),
         reference=to_reference(target, source),
         sender_language=sender_language,
+        replies=target.replies,
     )
 
 
@@ -171,19 +176,26 @@ def attachment_key(url: str) -> str:
     return urlsplit(url).path
 
 
-def describe_settings(settings: ConversationSettings, *, channel_keys: set[str]) -> str:
+def reply_language(settings: ConversationSettings, locale: object | None) -> str | None:
+    """The language of the bot's words: the conversation's `replies` setting, else `locale` (an interaction's
+    locale, or the server's preferred locale for a message: discord.Locale values such as "de", "pt-BR")."""
+    return settings.replies_in(str(locale) if locale is not None else None)
+
+
+def describe_settings(settings: ConversationSettings, *, channel_keys: set[str], locale: str | None = None) -> str:
     """`/chatscribe settings`: the settings in force here, marking those this channel sets for itself."""
-    lines = [escape_markdown(line) for line in settings.lines()]
+    lines = [escape_markdown(localize(line, locale)) for line in settings.lines()]
     own = [key for key in KEYS if key in channel_keys]
-    note = f"\n*This channel sets {', '.join(own)} itself; the rest are the server's.*" if own else ""
-    return "**Settings in this channel**\n" + "\n".join(lines) + note
+    note = ("\n*" + localize(Sentence("This channel sets {keys} itself; the rest are the server's.",
+                                       keys=", ".join(own)), locale) + "*") if own else ""
+    return f"**{localize(Sentence('Settings in this channel'), locale)}**\n" + "\n".join(lines) + note
 
 
 def to_reference(target: Target, source: Source) -> Mapping[str, str]:
     values = {
         "channel_id": target.channel_id, "guild_id": target.guild_id, "reply_to": target.reply_to,
         "application_id": target.application_id, "interaction_token": target.interaction_token,
-        "ephemeral": "1" if target.ephemeral else None, "label": target.label,
+        "ephemeral": "1" if target.ephemeral else None, "label": target.label, "replies": target.replies,
         "attachment_id": source.attachment_id, "url": source.url, "message_id": source.message_id,
     }
     return MappingProxyType({k: v for k, v in values.items() if v is not None})
@@ -194,7 +206,7 @@ def target_of(reference: Mapping[str, str]) -> Target:
         channel_id=reference["channel_id"], guild_id=reference.get("guild_id"),
         reply_to=reference.get("reply_to"), application_id=reference.get("application_id"),
         interaction_token=reference.get("interaction_token"), ephemeral=reference.get("ephemeral") == "1",
-        label=reference.get("label"),
+        label=reference.get("label"), replies=reference.get("replies"),
     )
 
 
@@ -207,40 +219,42 @@ def source_of(reference: Mapping[str, str]) -> Source:
 
 def render_answer(
     outcome: Transcript | ChatscribeError, *, max_parts: int, file_format: str = "txt", label: str | None = None,
-    timestamps: bool = False,
+    timestamps: bool = False, locale: str | None = None,
 ) -> list[Reply]:
     """The messages that answer one file: the text in parts under 2000 characters, or a file and a preview.
 
-    `timestamps` (the conversation's setting) starts each passage with its [mm:ss], in the text and a .txt file.
+    `timestamps` (the conversation's setting) starts each passage with its [mm:ss], in the text and a .txt file;
+    `locale` is the language of the bot's own words (the transcript stays as spoken).
     """
     heading = f"**{escape_markdown(label)}**\n" if label else ""
     if isinstance(outcome, ChatscribeError):
-        return [Reply(heading + outcome.user_message)]
+        return [Reply(heading + localize(outcome.user_message, locale))]
     gaps = gap_note(outcome)
     if not outcome.has_speech:
-        return [Reply(heading + (escape_markdown(gaps) if gaps else NO_SPEECH))]
+        return [Reply(heading + escape_markdown(localize(gaps or NO_SPEECH, locale)))]
     body = heading + render_txt(outcome, timestamps=timestamps, markup=MARKUP)
     notes = [sentences.TRUNCATED] if outcome.truncated else []
     notes += [sentences.DOUBTFUL] if outcome.flagged else []
     notes += [gaps] if gaps else []
     notes += [outcome.speaker_note] if outcome.speaker_note else []
-    body += "".join(f"\n\n*({escape_markdown(note)})*" for note in notes)
+    body += "".join(f"\n\n*({escape_markdown(localize(note, locale))})*" for note in notes)
     parts = split_text(body, MESSAGE_LIMIT, characters)
     if len(parts) <= max_parts:
         return [Reply(part) for part in parts]
-    return [_as_file(outcome, body, file_format, timestamps)]
+    return [_as_file(outcome, body, file_format, timestamps, locale)]
 
 
-def _as_file(transcript: Transcript, body: str, file_format: str, timestamps: bool) -> Reply:
+def _as_file(transcript: Transcript, body: str, file_format: str, timestamps: bool, locale: str | None) -> Reply:
     fmt = file_format if file_format in FILE_FORMATS else "txt"
     preview = split_text(body, PREVIEW_LIMIT, characters)[0].rstrip()
     data = render(transcript, fmt, timestamps=timestamps, marked=True).encode("utf-8")
-    return Reply(f"{preview} …\n\n*{sentences.FULL_TRANSCRIPT_ATTACHED}*", OutgoingFile(f"transcript.{fmt}", data))
+    attached = localize(sentences.FULL_TRANSCRIPT_ATTACHED, locale)
+    return Reply(f"{preview} …\n\n*{attached}*", OutgoingFile(f"transcript.{fmt}", data))
 
 
 __all__ = [
     "FILE_FORMATS", "MESSAGE_LIMIT", "NO_SPEECH", "NOTHING_FOUND", "CommandArgs", "FileFormat", "OutgoingFile",
     "Reply", "Source", "Target", "attachment_key", "build_request", "describe_settings",
-    "is_media", "is_voice_message", "kind_of", "labelled",
+    "is_media", "is_voice_message", "kind_of", "labelled", "reply_language",
     "media_attachments", "parse_command", "render_answer", "source_of", "target_of", "to_reference",
 ]

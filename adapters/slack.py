@@ -21,9 +21,11 @@ from chatscribe.core import (
     Fetch,
     Markup,
     MediaRequest,
+    Sentence,
     SettingChange,
     Transcript,
     gap_note,
+    localize,
     parse_setting,
     render,
     render_txt,
@@ -88,6 +90,8 @@ class Target:
     thread_ts: str | None
     user: str
     private: bool = False
+    replies: str | None = None
+    """The language of the bot's words in the answer (the bot's `reply_language`); None = English."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,46 +175,49 @@ def share_of(info: Mapping[str, Any], channel: str) -> tuple[str, str] | None:
     return None
 
 
-def setting_changed(change: SettingChange) -> str:
+def setting_changed(change: SettingChange, locale: str | None = None) -> str:
     if change.key == "auto":
-        return ("Audio and video shared in this channel will now be transcribed automatically." if change.value == "on"
-                else "Automatic transcription is off in this channel; `/transcribe` still works.")
-    return escape(change.confirmation)
+        return localize(Sentence("Audio and video shared in this channel will now be transcribed automatically.")
+                        if change.value == "on" else
+                        Sentence("Automatic transcription is off in this channel; `/transcribe` still works."), locale)
+    return escape(localize(change.confirmation, locale))
 
 
-def describe_settings(settings: ConversationSettings) -> str:
+def describe_settings(settings: ConversationSettings, locale: str | None = None) -> str:
     """`/transcribe settings`: what is in force in this channel, for anyone in it."""
-    return "*Settings in this channel*\n" + "\n".join(escape(line) for line in settings.lines())
+    heading = localize(Sentence("Settings in this channel"), locale)
+    return f"*{heading}*\n" + "\n".join(escape(localize(line, locale)) for line in settings.lines())
 
 
-NOT_A_MEMBER = ("I can only transcribe messages from conversations you're in, and that link points to one "
-                "you aren't a member of.")
-SETTINGS_NOT_ALLOWED = ("Only workspace admins, this channel's creator and the people listed in SLACK_SETTINGS_USERS "
-                        "can change chatscribe's settings here.")
+NOT_A_MEMBER = Sentence("I can only transcribe messages from conversations you're in, and that link points to one "
+                        "you aren't a member of.")
+SETTINGS_NOT_ALLOWED = Sentence("Only workspace admins, this channel's creator and the people listed in "
+                                "SLACK_SETTINGS_USERS can change chatscribe's settings here.")
 
 
-def lookup_problem(error: str) -> str:
+def lookup_problem(error: str) -> Sentence:
     """The sentence for a Slack error met while looking something up for a command."""
     if error in ("not_in_channel", "channel_not_found"):
-        return "I can't read that channel: invite me first (`/invite @chatscribe`)."
+        return Sentence("I can't read that channel: invite me first (`/invite @chatscribe`).")
     if error in ("missing_scope", "no_permission"):
-        return ("I'm not allowed to look that up: the app needs the *_:history*, *_:read* and *users:read* "
-                "scopes; reinstall it from the manifest.")
+        return Sentence("I'm not allowed to look that up: the app needs the *_:history*, *_:read* and *users:read* "
+                        "scopes; reinstall it from the manifest.")
     if error == "unexpected_answer":
-        return "Slack didn't answer properly just now; please try again in a minute."
-    return "I couldn't look up that message; please try again."
+        return Sentence("Slack didn't answer properly just now; please try again in a minute.")
+    return Sentence("I couldn't look up that message; please try again.")
 
 
-def nothing_found(explicit: bool) -> str:
+def nothing_found(explicit: bool) -> Sentence:
     if explicit:
-        return "That message has no audio or video file to transcribe."
-    return "I found no recent message with audio or video in this channel."
+        return Sentence("That message has no audio or video file to transcribe.")
+    return Sentence("I found no recent message with audio or video in this channel.")
 
 
-def accepted(files: list[SlackFile], *, private: bool) -> str:
+def accepted(files: list[SlackFile], *, private: bool) -> Sentence:
     names = ", ".join(f"`{escape(f.name)}`" for f in files)
-    where = "only you will see the text" if private else "the text will appear in its thread"
-    return f"Transcribing {names}: {where}."
+    if private:
+        return Sentence("Transcribing {names}: only you will see the text.", names=names)
+    return Sentence("Transcribing {names}: the text will appear in its thread.", names=names)
 
 
 def parse_permalink(text: str) -> Permalink | None:
@@ -237,7 +244,7 @@ def parse_command(text: str, *, offered: tuple[str, ...] = ()) -> Command:
         return Command("help")
     if head in ("forget", "settings"):
         if len(words) > 1:
-            return Command("help", problem=f"`/transcribe {head}` takes nothing after it.")
+            return Command("help", problem=Sentence("`/transcribe {command}` takes nothing after it.", command=head))
         return Command("forget" if head == "forget" else "settings")
     if head in SETTING_WORDS:
         try:
@@ -247,14 +254,15 @@ def parse_command(text: str, *, offered: tuple[str, ...] = ()) -> Command:
         return Command("setting", change=change)
     link = parse_permalink(" ".join(words))
     if link is None:
-        return Command("help", problem="I didn't understand that. Give me a message link, or nothing.")
+        return Command("help", problem=Sentence("I didn't understand that. Give me a message link, or nothing."))
     return Command("transcribe", private=private, permalink=link)
 
 
-SETTING_WORDS = frozenset({"language", "translate", "vocab", "vocabulary", "format", "timestamps", "auto"})
+SETTING_WORDS = frozenset({"language", "translate", "vocab", "vocabulary", "format", "timestamps", "speakers", "auto",
+                           "replies"})
 
 
-HELP = (
+HELP = Sentence(
     "*/transcribe* transcribes the latest audio or video in this channel into its thread.\n"
     "*/transcribe <message link>* transcribes that message's files (use *Copy link* on a message).\n"
     "*/transcribe private …* sends the transcript only to you.\n"
@@ -264,7 +272,11 @@ HELP = (
     "*/transcribe vocab <terms>* lists names and terms to expect (nothing after it clears them).\n"
     "*/transcribe format txt|srt|vtt* picks the file format used for long transcripts.\n"
     "*/transcribe timestamps on|off* puts the time of each passage in the text.\n"
+    "*/transcribe speakers on|off|auto* says who said what in recordings with several voices (auto: long "
+    "ones only).\n"
     "*/transcribe auto on|off* turns automatic transcription of shared clips in this channel on or off.\n"
+    "*/transcribe replies auto|<language>* sets the language of my replies here (`auto`: each person's Slack "
+    "language, where I may read it).\n"
     "*/transcribe settings* shows this channel's settings; changing them is for workspace admins, the "
     "channel's creator and the people the operator listed.\n"
     "*/transcribe forget* deletes what chatscribe keeps about this channel: cached transcripts, settings and "
@@ -278,6 +290,7 @@ def media_request(file: SlackFile, target: Target, *, message_ts: str, fetch: Fe
         platform=PLATFORM, chat_id=target.channel, user_id=target.user, fetch=fetch, kind=file.kind,
         mime_type=file.mimetype or None, size_bytes=file.size, file_name=file.name,
         platform_file_id=file.id, reference=reference(file, target, message_ts=message_ts),
+        replies=target.replies,
     )
 
 
@@ -285,13 +298,13 @@ def reference(file: SlackFile, target: Target, *, message_ts: str) -> Mapping[st
     return MappingProxyType({
         "channel": target.channel, "thread_ts": target.thread_ts or "", "user": target.user,
         "private": "1" if target.private else "", "file_id": file.id, "url": file.url,
-        "message_ts": message_ts,
+        "message_ts": message_ts, "replies": target.replies or "",
     })
 
 
 def target_of(reference: Mapping[str, str]) -> Target:
     return Target(reference["channel"], reference.get("thread_ts") or None, reference["user"],
-                  private=bool(reference.get("private")))
+                  private=bool(reference.get("private")), replies=reference.get("replies") or None)
 
 
 # -- outbound -----------------------------------------------------------------------------------------
@@ -345,38 +358,45 @@ def _escaped_length(text: str) -> int:
 
 
 def render_transcript(transcript: Transcript, *, file_name: str | None, max_parts: int,
-                      upload_format: str = "txt", timestamps: bool = False) -> tuple[Part, ...]:
+                      upload_format: str = "txt", timestamps: bool = False,
+                      locale: str | None = None) -> tuple[Part, ...]:
     """Messages with the text; past max_parts messages, a preview message plus the text as a file.
 
-    `timestamps` (the channel's setting) starts each passage with its [mm:ss], in the messages and the .txt file.
+    `timestamps` (the channel's setting) starts each passage with its [mm:ss], in the messages and the .txt file;
+    `locale` is the language of the bot's own words (the transcript stays as spoken).
     """
-    gaps = gap_note(transcript)
-    missing = (SlackMessage((escape(gaps),)),) if gaps else ()
-    missing += (SlackMessage((escape(transcript.speaker_note),)),) if transcript.speaker_note else ()
+    gap = gap_note(transcript)
+    gaps = localize(gap, locale) if gap else None
+    missing: tuple[SlackMessage, ...] = (SlackMessage((escape(gaps),)),) if gaps else ()
+    missing += ((SlackMessage((escape(localize(Sentence(transcript.speaker_note), locale)),)),)
+                if transcript.speaker_note else ())
     if not transcript.has_speech:
-        return (SlackMessage((escape(gaps) if gaps else escape(NO_SPEECH),), context=_about(transcript, file_name)),)
+        return (SlackMessage((escape(gaps or localize(NO_SPEECH, locale)),),
+                             context=_about(transcript, file_name, locale)),)
     text = render_txt(transcript, timestamps=timestamps, markup=MARKUP)
     chunks = split_text(text, SECTION_LIMIT * SECTIONS_PER_MESSAGE, _escaped_length)
     if len(chunks) <= max_parts:
         return tuple(
-            SlackMessage(_sections(chunk), context=_about(transcript, file_name) if i == len(chunks) - 1 else "")
+            SlackMessage(_sections(chunk),
+                         context=_about(transcript, file_name, locale) if i == len(chunks) - 1 else "")
             for i, chunk in enumerate(chunks)
         ) + missing
     preview = split_text(text, PREVIEW_CHARS, _escaped_length)[0].rstrip() + " …"
     fmt = upload_format if upload_format in UPLOAD_FORMATS else "txt"
     stem = (file_name or "recording").rsplit(".", 1)[0] or "recording"
     content = render(transcript, fmt, timestamps=timestamps, marked=True)
-    note = escape(sentences.FULL_TRANSCRIPT_ATTACHED)
+    note = escape(localize(sentences.FULL_TRANSCRIPT_ATTACHED, locale))
+    title = localize(Sentence("Transcript of {name}", name=file_name or stem), locale)
     return (
-        SlackMessage((escape(preview),), context=f"{_about(transcript, file_name)} · {note}"),
-        SlackUpload(filename=f"{stem}.{fmt}", content=content, title=f"Transcript of {file_name or stem}"),
+        SlackMessage((escape(preview),), context=f"{_about(transcript, file_name, locale)} · {note}"),
+        SlackUpload(filename=f"{stem}.{fmt}", content=content, title=title),
         *missing,
     )
 
 
-def render_error(error: ChatscribeError, *, file_name: str | None = None) -> SlackMessage:
-    context = f"File: {escape(file_name)}" if file_name else ""
-    return SlackMessage((escape(error.user_message),), context=context)
+def render_error(error: ChatscribeError, *, file_name: str | None = None, locale: str | None = None) -> SlackMessage:
+    context = escape(localize(Sentence("File: {name}", name=file_name), locale)) if file_name else ""
+    return SlackMessage((escape(localize(error.user_message, locale)),), context=context)
 
 
 def render_notice(text: str) -> SlackMessage:
@@ -388,16 +408,17 @@ def _sections(chunk: str) -> tuple[str, ...]:
     return tuple(escape(part) for part in split_text(chunk, SECTION_LIMIT, _escaped_length))
 
 
-def _about(transcript: Transcript, file_name: str | None) -> str:
-    bits = [f"Transcript of {escape(file_name)}" if file_name else "Transcript", _clock(transcript.duration_s)]
+def _about(transcript: Transcript, file_name: str | None, locale: str | None) -> str:
+    about = Sentence("Transcript of {name}", name=file_name) if file_name else Sentence("Transcript")
+    bits = [escape(localize(about, locale)), _clock(transcript.duration_s)]
     if transcript.language:
         bits.append(transcript.language)
     if transcript.task == "translate":
-        bits.append("translated to English")
+        bits.append(localize(Sentence("translated to English"), locale))
     if transcript.truncated:
-        bits.append(escape(sentences.TRUNCATED))
+        bits.append(escape(localize(sentences.TRUNCATED, locale)))
     if transcript.flagged:
-        bits.append(escape(sentences.DOUBTFUL))
+        bits.append(escape(localize(sentences.DOUBTFUL, locale)))
     return " · ".join(bits)
 
 

@@ -19,9 +19,12 @@ from chatscribe.core import (
     Fetch,
     MediaRequest,
     MediaTooLarge,
+    Sentence,
     Transcript,
     gap_note,
+    joined,
     labelled,
+    localize,
     render,
     sentences,
     split_text,
@@ -37,7 +40,7 @@ CLOUD_FILE_LIMIT = 20_000_000
 """getFile refuses bigger files unless the bot talks to a local Bot API server."""
 LOCAL_FILE_LIMIT = 2_000_000_000
 NO_SPEECH = sentences.NO_SPEECH
-LOCAL_SERVER_HINT = (
+LOCAL_SERVER_HINT = Sentence(
     "Telegram only lets bots download files up to 20 MB; the bot's operator can raise this to 2000 MB "
     "by running a local Bot API server."
 )
@@ -106,8 +109,9 @@ def reference(message: Message, media: TelegramMedia) -> dict[str, str]:
 
 
 def media_request(message: Message, media: TelegramMedia, fetch: Fetch, *, user_id: int | None = None,
-                  answer_to: Message | None = None) -> MediaRequest:
-    """`answer_to` is the message the answer replies to (the media message unless told otherwise)."""
+                  answer_to: Message | None = None, replies: str | None = None) -> MediaRequest:
+    """`answer_to` is the message the answer replies to (the media message unless told otherwise);
+    `replies` the language of the bot's words for it (`reply_language`)."""
     ref = reference(answer_to or message, media)
     return MediaRequest(
         platform=PLATFORM,
@@ -123,7 +127,15 @@ def media_request(message: Message, media: TelegramMedia, fetch: Fetch, *, user_
         reference=MappingProxyType(ref),
         # The voice's own sender's app language: a hint for a short clip's language (core/language_choice.py).
         sender_language=message.from_user.language_code if message.from_user else None,
+        replies=replies,
     )
+
+
+def reply_language(message: Message, chat: ConversationSettings) -> str | None:
+    """The language of the bot's words for this message: the chat's `replies` setting, else the language of
+    the sender's Telegram app (`language_code`); None = English."""
+    user = message.from_user
+    return chat.replies_in(user.language_code if user else None)
 
 
 def download_limit(max_file_bytes: int, *, local_mode: bool) -> int:
@@ -143,13 +155,13 @@ def size_error(size_bytes: int | None, max_file_bytes: int, *, local_mode: bool)
 
 ChatSettings = ConversationSettings
 """A chat's settings are the core model (core/settings.py); the name stays for the renderers below."""
-SETTING_COMMANDS = ("language", "translate", "format", "timestamps", "vocab", "auto")
+SETTING_COMMANDS = ("language", "translate", "format", "timestamps", "speakers", "vocab", "auto", "replies")
 """Each is `/<setting> <value>`, parsed by core.settings.parse_setting."""
 
 
 def describe_settings(settings: ConversationSettings, *, group: bool) -> str:
     """`/settings`: automatic transcription only in groups (a private chat transcribes every note)."""
-    return "\n".join(settings.lines(show_auto=group))
+    return joined(settings.lines(show_auto=group), "\n")
 
 
 # -- outbound ------------------------------------------------------------------------------------
@@ -171,20 +183,21 @@ Outgoing = OutgoingText | OutgoingDocument
 
 
 def render_transcript(transcript: Transcript, chat: ConversationSettings, *, max_parts: int,
-                      file_stem: str = "transcript") -> list[Outgoing]:
+                      file_stem: str = "transcript", locale: str | None = None) -> list[Outgoing]:
     """The messages that answer with this transcript, in order.
 
     Plain text goes inline, split under Telegram's limit; when it would take more than `max_parts`
     messages, or the chat asked for subtitles, it goes as a file with a short preview so a chat is
-    never flooded.
+    never flooded. `locale`: the language of the bot's own words around it (the transcript stays as spoken).
     """
     gaps = gap_note(transcript)
+    gaps = localize(gaps, locale) if gaps else None
     if not transcript.has_speech:
-        return [OutgoingText(gaps or sentences.NO_SPEECH)]
-    notes = [OutgoingText(sentences.TRUNCATED)] if transcript.truncated else []
+        return [OutgoingText(gaps or localize(sentences.NO_SPEECH, locale))]
+    notes = [OutgoingText(localize(sentences.TRUNCATED, locale))] if transcript.truncated else []
     notes += [OutgoingText(gaps)] if gaps else []
-    notes += [OutgoingText(transcript.speaker_note)] if transcript.speaker_note else []
-    doubtful = sentences.DOUBTFUL if transcript.flagged else None
+    notes += [OutgoingText(localize(transcript.speaker_note, locale))] if transcript.speaker_note else []
+    doubtful = localize(sentences.DOUBTFUL, locale) if transcript.flagged else None
     text = render(transcript, "txt", timestamps=chat.timestamps)
     parts = split_text(text, MESSAGE_LIMIT, utf16_units)
     if chat.format == "text" and len(parts) <= max_parts:
@@ -194,7 +207,7 @@ def render_transcript(transcript: Transcript, chat: ConversationSettings, *, max
     document = OutgoingDocument(
         file_name=f"{_safe_stem(file_stem)}.{extension}",
         data=body.encode("utf-8"),
-        caption=f"Full transcript, {len(transcript.text):,} characters.",
+        caption=localize(sentences.full_transcript_caption(len(transcript.text)), locale),
     )
     shown = text if labelled(transcript) else transcript.text  # who speaks first shows in the preview too
     return [*_ending_with([preview(shown)], doubtful), document, *notes]
@@ -223,25 +236,26 @@ def _safe_stem(name: str) -> str:
     return cleaned[:60] or "transcript"
 
 
-def error_text(error: ChatscribeError) -> str:
+def error_text(error: ChatscribeError, locale: str | None = None) -> str:
     """The sentence for a chat: the error's user message, never its detail or a traceback."""
-    return error.user_message
+    return localize(error.user_message, locale)
 
 
-HELP_PRIVATE = (
+HELP_PRIVATE = Sentence(
     "Send me a voice note, audio or video and I reply with its text.\n"
-    "Settings: /language, /translate, /format, /timestamps, /vocab; /settings shows them.\n"
+    "Settings: /language, /translate, /format, /timestamps, /speakers, /vocab, /replies; /settings shows them.\n"
     "/forget deletes what I keep about this chat (cached transcripts, settings, job records)."
 )
-HELP_GROUP = (
+HELP_GROUP = Sentence(
     "Reply /transcribe to a voice note, audio or video and I answer with its text.\n"
     "Admins: /auto on transcribes every voice note here; /settings shows this group's settings; "
     "/forget deletes what I keep about this group (cached transcripts, settings, job records)."
 )
-NOT_ALLOWED = "Sorry, this bot is private: it only works in the chats its operator allowed."
-NOTHING_TO_TRANSCRIBE = "Reply /transcribe to a voice note, audio or video message."
-PRIVACY_HINT = (
+NOT_ALLOWED = Sentence("Sorry, this bot is private: it only works in the chats its operator allowed.")
+NOTHING_TO_TRANSCRIBE = Sentence("Reply /transcribe to a voice note, audio or video message.")
+PRIVACY_HINT = Sentence(
     "I only see the voice notes of a group when I'm one of its admins or my privacy mode is off "
     "(@BotFather → /setprivacy → Disable, then add me to the group again)."
 )
-ADMINS_ONLY = "Only the group's admins can change its settings."
+ADMINS_ONLY = Sentence("Only the group's admins can change its settings.")
+PRIVATE_AUTO = Sentence("In a private chat every voice note is transcribed already.")

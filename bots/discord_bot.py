@@ -32,10 +32,14 @@ from chatscribe.core import (
     ConversationSettings,
     Fetch,
     Forgotten,
+    Sentence,
     SettingChange,
     TranscribeOptions,
     Transcript,
+    joined,
+    localize,
     parse_setting,
+    reply_language,
     resolve_language,
     sentences,
 )
@@ -48,18 +52,20 @@ log = logging.getLogger(__name__)
 
 DISCORD_API = "https://discord.com/api/v10"
 HISTORY_LIMIT = 20
-AUTO_ANSWERS = {"on": "Voice messages in this server will be transcribed automatically.",
-                "off": "Voice messages in this server will only be transcribed on request."}
-CHANNEL_AUTO_ANSWERS = {"on": "Voice messages in this channel will be transcribed automatically.",
-                        "off": "Voice messages in this channel will only be transcribed on request."}
+AUTO_ANSWERS = {"on": Sentence("Voice messages in this server will be transcribed automatically."),
+                "off": Sentence("Voice messages in this server will only be transcribed on request.")}
+CHANNEL_AUTO_ANSWERS = {"on": Sentence("Voice messages in this channel will be transcribed automatically."),
+                        "off": Sentence("Voice messages in this channel will only be transcribed on request.")}
 _LEGACY_KEYS = {"auto_voice": "auto", "file_format": "format"}
 """Where servers' settings were stored before every platform shared core/settings.py."""
 INTERNAL_ERROR = sentences.WENT_WRONG
-NOT_ALLOWED = "Only people with the Manage Server permission can change that."
-SERVER_NOT_ALLOWED = "Sorry, this bot is private: it only works in the servers its operator allowed."
-NO_HISTORY = ("I can't read this channel's earlier messages (Read Message History permission): attach the file "
-              "to the command or use the Transcribe command on its message.")
-CHANNEL_RESET = "This channel follows the server's settings again."
+NOT_ALLOWED = Sentence("Only people with the Manage Server permission can change that.")
+SERVER_NOT_ALLOWED = Sentence("Sorry, this bot is private: it only works in the servers its operator allowed.")
+NO_HISTORY = Sentence("I can't read this channel's earlier messages (Read Message History permission): attach the "
+                      "file to the command or use the Transcribe command on its message.")
+CHANNEL_RESET = Sentence("This channel follows the server's settings again.")
+DESCRIPTION_LIMIT = 100
+"""Discord refuses a command or option description longer than this (a translation too)."""
 
 
 class DiscordSettings(BaseSettings):
@@ -184,6 +190,7 @@ class DiscordBot:
         # A plain Client connects to Discord's fixed gateway; ask the configured REST base instead.
         _, url, _ = await client.http.get_bot_gateway()
         DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+        await client.tree.set_translator(CatalogTranslator())
         self._add_commands(client.tree)
         try:
             await self._sync_commands(client.tree)
@@ -208,10 +215,12 @@ class DiscordBot:
     # -- commands ----------------------------------------------------------------------------------
 
     def _add_commands(self, tree: app_commands.CommandTree[_Client]) -> None:
-        @tree.command(name="transcribe", description="Transcribe an audio or video file")
-        @app_commands.describe(file="The recording (default: the latest one in this channel)",
-                               language="Spoken language, e.g. en or German (default: detect)",
-                               translate="Translate into English", ephemeral="Only you see the result")
+        # Descriptions are Sentences: the tree's translator (CatalogTranslator) gives Discord each language's.
+        @tree.command(name="transcribe", description=Sentence("Transcribe an audio or video file"))
+        @app_commands.describe(file=Sentence("The recording (default: the latest one in this channel)"),
+                               language=Sentence("Spoken language, e.g. en or German (default: detect)"),
+                               translate=Sentence("Translate into English"),
+                               ephemeral=Sentence("Only you see the result"))
         async def transcribe(interaction: discord.Interaction, file: discord.Attachment | None = None,
                              language: str | None = None, translate: bool | None = None,
                              ephemeral: bool = False) -> None:
@@ -223,22 +232,22 @@ class DiscordBot:
 
         # Everyone sees the settings; changing them is checked per call (Manage Server), so the group is
         # not hidden behind default_permissions.
-        group = app_commands.Group(name="chatscribe", description="chatscribe settings for this server",
+        group = app_commands.Group(name="chatscribe", description=Sentence("chatscribe settings for this server"),
                                    guild_only=True)
-        channel = app_commands.Group(name="channel", description="Settings for this channel only, over the server's",
-                                     parent=group)
+        channel = app_commands.Group(name="channel", parent=group,
+                                     description=Sentence("Settings for this channel only, over the server's"))
         for scope in (group, channel):
             self._add_setting_commands(scope, per_channel=scope is channel)
 
-        @group.command(name="settings", description="Show the settings in force in this channel")
+        @group.command(name="settings", description=Sentence("Show the settings in force in this channel"))
         async def show(interaction: discord.Interaction) -> None:
             await self._show_settings(interaction)
 
-        @channel.command(name="reset", description="Let this channel follow the server's settings again")
+        @channel.command(name="reset", description=Sentence("Let this channel follow the server's settings again"))
         async def reset(interaction: discord.Interaction) -> None:
             await self._reset_channel(interaction)
 
-        @group.command(name="forget", description="Delete what chatscribe keeps about this server")
+        @group.command(name="forget", description=Sentence("Delete what chatscribe keeps about this server"))
         async def forget(interaction: discord.Interaction) -> None:
             await self._forget(interaction)
 
@@ -247,35 +256,53 @@ class DiscordBot:
 
     def _add_setting_commands(self, group: app_commands.Group, *, per_channel: bool) -> None:
         """`/chatscribe <setting> <value>` for the server, `/chatscribe channel <setting> <value>` for a channel."""
-        where = "this channel" if per_channel else "this server"
+        where = Sentence("this channel") if per_channel else Sentence("this server")
 
         async def change(interaction: discord.Interaction, key: str, typed: str) -> None:
             await self._change_setting(interaction, key, typed, per_channel=per_channel)
 
-        @group.command(name="language", description=f"Spoken language in {where}: auto, a code (de) or a name")
-        @app_commands.describe(value="auto, a code such as de, or an English name such as German")
+        @group.command(name="language",
+                       description=Sentence("Spoken language in {where}: auto, a code (de) or a name", where=where))
+        @app_commands.describe(value=Sentence("auto, a code such as de, or an English name such as German"))
         async def language(interaction: discord.Interaction, value: str) -> None:
             await change(interaction, "language", value)
 
-        @group.command(name="translate", description=f"Answer in English whatever was spoken in {where}")
+        @group.command(name="translate",
+                       description=Sentence("Answer in English whatever was spoken in {where}", where=where))
         async def translate(interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
             await change(interaction, "translate", state)
 
-        @group.command(name="vocab", description=f"Names and terms to expect in {where} (empty clears them)")
+        @group.command(name="vocab",
+                       description=Sentence("Names and terms to expect in {where} (empty clears them)", where=where))
         async def vocab(interaction: discord.Interaction, terms: str = "") -> None:
             await change(interaction, "vocab", terms)
 
-        @group.command(name="format", description="File type for transcripts too long for a few messages")
+        @group.command(name="format", description=Sentence("File type for transcripts too long for a few messages"))
         async def file_format(interaction: discord.Interaction, kind: Literal["txt", "srt", "vtt"]) -> None:
             await change(interaction, "format", kind)
 
-        @group.command(name="timestamps", description=f"Times of the passages in the text in {where}")
+        @group.command(name="timestamps",
+                       description=Sentence("Times of the passages in the text in {where}", where=where))
         async def timestamps(interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
             await change(interaction, "timestamps", state)
 
-        @group.command(name="auto", description=f"Transcribe voice messages automatically in {where}")
+        @group.command(name="speakers",
+                       description=Sentence("Who said what, in recordings with several voices, in {where}",
+                                            where=where))
+        async def speakers(interaction: discord.Interaction, state: Literal["on", "off", "auto"]) -> None:
+            await change(interaction, "speakers", state)
+
+        @group.command(name="auto",
+                       description=Sentence("Transcribe voice messages automatically in {where}", where=where))
         async def auto(interaction: discord.Interaction, state: Literal["on", "off"]) -> None:
             await change(interaction, "auto", state)
+
+        @group.command(name="replies",
+                       description=Sentence("Language of my replies in {where}: auto (each person's) or a code",
+                                            where=where))
+        @app_commands.describe(language=Sentence("auto, or one of en, de, es, fr, it, pt, ru, uk"))
+        async def replies(interaction: discord.Interaction, language: str) -> None:
+            await change(interaction, "replies", language)
 
     async def _on_message(self, message: discord.Message) -> None:
         if message.author.bot:  # bots, this one included, never trigger work
@@ -327,7 +354,7 @@ class DiscordBot:
         """True (and answered privately) when the interaction comes from a server not in DISCORD_ALLOWED_GUILDS."""
         if self.settings.allowed(interaction.guild_id):
             return False
-        await interaction.response.send_message(SERVER_NOT_ALLOWED, ephemeral=True)
+        await interaction.response.send_message(await self._say(interaction, SERVER_NOT_ALLOWED), ephemeral=True)
         return True
 
     async def _on_slash(self, interaction: discord.Interaction, file: discord.Attachment | None,
@@ -338,7 +365,7 @@ class DiscordBot:
         try:
             options = await self._options(interaction.guild, interaction.channel_id, language, translate)
         except ChatscribeError as exc:  # an unknown language: one sentence, only for the one who asked
-            await interaction.response.send_message(exc.user_message, ephemeral=True)
+            await interaction.response.send_message(await self._say(interaction, exc.user_message), ephemeral=True)
             return
         await interaction.response.defer(thinking=True, ephemeral=ephemeral)
         if file is not None:
@@ -348,7 +375,7 @@ class DiscordBot:
             channel = interaction.channel
             found = await _latest_media(channel) if isinstance(channel, discord.abc.Messageable) else None
             if found is None:
-                await interaction.followup.send(adapter.NOTHING_FOUND, ephemeral=True)
+                await interaction.followup.send(await self._say(interaction, adapter.NOTHING_FOUND), ephemeral=True)
                 return
             items, source_id = adapter.labelled(adapter.media_attachments(found)), str(found.id)
         await self._submit_interaction(interaction, items, source_id, options, ephemeral)
@@ -359,7 +386,7 @@ class DiscordBot:
         await interaction.response.defer(thinking=True)
         attachments = adapter.media_attachments(message)
         if not attachments:
-            await interaction.followup.send(adapter.NOTHING_FOUND, ephemeral=True)
+            await interaction.followup.send(await self._say(interaction, adapter.NOTHING_FOUND), ephemeral=True)
             return
         chosen = await self._settings(interaction.guild, interaction.channel_id)
         await self._submit_interaction(interaction, adapter.labelled(attachments), str(message.id),
@@ -370,7 +397,7 @@ class DiscordBot:
         if await self._refused(interaction):
             return False
         if interaction.guild_id is None or not interaction.permissions.manage_guild:
-            await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
+            await interaction.response.send_message(await self._say(interaction, NOT_ALLOWED), ephemeral=True)
             return False
         return True
 
@@ -381,25 +408,27 @@ class DiscordBot:
         try:
             change = parse_setting(key, typed, offered=self.service.settings.expected_languages)
         except ChatscribeError as exc:  # a value it does not take: the setting stays as it was
-            await interaction.response.send_message(exc.user_message, ephemeral=True)
+            await interaction.response.send_message(await self._say(interaction, exc.user_message), ephemeral=True)
             return
         scope = str(interaction.channel_id if per_channel else interaction.guild_id)
         await asyncio.to_thread(self.service.preferences.change, self.platform, scope, change)
-        await interaction.response.send_message(_confirmation(change, per_channel=per_channel))
+        await interaction.response.send_message(await self._say(interaction, _confirmation(change,
+                                                                                           per_channel=per_channel)))
 
     async def _reset_channel(self, interaction: discord.Interaction) -> None:
         if not await self._may_change(interaction):
             return
         await asyncio.to_thread(self.service.preferences.forget, self.platform, str(interaction.channel_id))
-        await interaction.response.send_message(CHANNEL_RESET)
+        await interaction.response.send_message(await self._say(interaction, CHANNEL_RESET))
 
     async def _show_settings(self, interaction: discord.Interaction) -> None:
         if await self._refused(interaction):
             return
         chosen = await self._settings(interaction.guild, interaction.channel_id)
         own = await asyncio.to_thread(self.service.preferences.get_all, self.platform, str(interaction.channel_id))
-        await interaction.response.send_message(adapter.describe_settings(chosen, channel_keys=set(own)),
-                                                ephemeral=True)
+        language = adapter.reply_language(chosen, interaction.locale)
+        await interaction.response.send_message(
+            adapter.describe_settings(chosen, channel_keys=set(own), locale=language), ephemeral=True)
 
     async def _settings(self, guild: discord.Guild | None, channel_id: int | None) -> ConversationSettings:
         """The server's settings with this channel's own over them (a direct message has only its own)."""
@@ -424,7 +453,7 @@ class DiscordBot:
         if await self._refused(interaction):
             return
         if interaction.guild_id is None or not interaction.permissions.manage_guild:
-            await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
+            await interaction.response.send_message(await self._say(interaction, NOT_ALLOWED), ephemeral=True)
             return
         await interaction.response.defer(thinking=True)
         # Settings are kept per server, transcripts and jobs per channel (a thread is a channel of its own).
@@ -435,12 +464,13 @@ class DiscordBot:
         parts = [await self.service.forget(self.platform, chat) for chat in sorted(chats)]
         total = Forgotten(transcripts=sum(p.transcripts for p in parts), settings=sum(p.settings for p in parts),
                           jobs=sum(p.jobs for p in parts))
-        await interaction.followup.send(total.sentence)
+        await interaction.followup.send(await self._say(interaction, total.sentence))
 
     async def _on_app_command_error(self, interaction: discord.Interaction,
                                     error: app_commands.AppCommandError) -> None:
         cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
-        text = cause.user_message if isinstance(cause, ChatscribeError) else INTERNAL_ERROR
+        text = await self._say(interaction,
+                               cause.user_message if isinstance(cause, ChatscribeError) else INTERNAL_ERROR)
         if not isinstance(cause, ChatscribeError):
             log.error("interaction %s failed", interaction.id, exc_info=cause)
         if interaction.response.is_done():
@@ -452,9 +482,10 @@ class DiscordBot:
 
     async def _submit_all(self, source: discord.Message, attachments: list[discord.Attachment],
                           answer_to: discord.Message, options: TranscribeOptions, *, voice: bool = False) -> None:
+        replies = await self._message_language(answer_to)
         for attachment, label in adapter.labelled(attachments):
             target = adapter.Target(channel_id=str(answer_to.channel.id), guild_id=_guild_id(answer_to.guild),
-                                    reply_to=str(answer_to.id), label=label)
+                                    reply_to=str(answer_to.id), label=label, replies=replies)
             try:
                 await self._submit(attachment, target, str(source.id), str(answer_to.author.id), options, voice,
                                    sender_language=_locale(source.guild.preferred_locale if source.guild else None))
@@ -464,11 +495,12 @@ class DiscordBot:
     async def _submit_interaction(self, interaction: discord.Interaction,
                                   items: list[tuple[discord.Attachment, str | None]], source_id: str | None,
                                   options: TranscribeOptions, ephemeral: bool) -> None:
+        replies = await self._language(interaction)
         for attachment, label in items:
             target = adapter.Target(
                 channel_id=str(interaction.channel_id), guild_id=_guild_id(interaction.guild),
                 application_id=str(interaction.application_id), interaction_token=interaction.token,
-                ephemeral=ephemeral, label=label)
+                ephemeral=ephemeral, label=label, replies=replies)
             try:
                 await self._submit(attachment, target, source_id, str(interaction.user.id), options, False,
                                    sender_language=_locale(interaction.locale))
@@ -486,6 +518,27 @@ class DiscordBot:
         job = await self.service.submit(request, options)
         self._delivery.accepted(job)
 
+    async def _message_language(self, message: discord.Message) -> str | None:
+        """The reply language for a message: the conversation's setting, else the server's preferred locale
+        (a message, unlike an interaction, does not say its author's)."""
+        chosen = await self._settings_or_default(message.guild, message.channel.id)
+        return adapter.reply_language(chosen, message.guild.preferred_locale if message.guild else None)
+
+    async def _language(self, interaction: discord.Interaction) -> str | None:
+        """The reply language for an interaction: the conversation's setting, else the person's Discord locale."""
+        chosen = await self._settings_or_default(interaction.guild, interaction.channel_id)
+        return adapter.reply_language(chosen, interaction.locale)
+
+    async def _settings_or_default(self, guild: discord.Guild | None, channel_id: int | None) -> ConversationSettings:
+        try:
+            return await self._settings(guild, channel_id)
+        except Exception:  # the settings store failing must not stop the sentence that says so
+            log.warning("could not read the settings for the reply language", exc_info=True)
+            return ConversationSettings()
+
+    async def _say(self, interaction: discord.Interaction, text: str) -> str:
+        return localize(text, await self._language(interaction))
+
     # -- Delivery (the service calls these; the sending lives in discord_delivery) -----------------------
 
     def fetcher(self, reference: Mapping[str, str]) -> Fetch:
@@ -498,7 +551,9 @@ class DiscordBot:
         await self._delivery.deliver(job, outcome, receipt)
 
     async def _reply(self, message: discord.Message, text: str) -> None:
+        """One of the bot's sentences, in the conversation's reply language or the server's preferred locale."""
         try:
+            text = localize(text, await self._message_language(message))
             await message.reply(text, mention_author=False)
         except discord.HTTPException as exc:
             log.warning("could not answer message %s: %s", message.id, exc.status)
@@ -507,11 +562,28 @@ class DiscordBot:
 _ORIGINAL_BASE, _ORIGINAL_GATEWAY = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
 
 
+class CatalogTranslator(app_commands.Translator):
+    """Command and option descriptions in each Discord locale the bots speak, from the same catalogs as their
+    sentences; names and choices stay as they are (what people type)."""
+
+    _LOCATIONS = frozenset({app_commands.TranslationContextLocation.command_description,
+                            app_commands.TranslationContextLocation.group_description,
+                            app_commands.TranslationContextLocation.parameter_description})
+
+    async def translate(self, string: app_commands.locale_str, locale: discord.Locale,
+                        context: app_commands.TranslationContextTypes) -> str | None:
+        language = reply_language(locale.value)
+        if context.location not in self._LOCATIONS or language in (None, "en"):
+            return None
+        message = string.message
+        text = localize(message if isinstance(message, Sentence) else Sentence(message), language)
+        return text if text != message and len(text) <= DESCRIPTION_LIMIT else None
+
+
 def _confirmation(change: SettingChange, *, per_channel: bool) -> str:
     if change.key == "auto" and change.value:
         return (CHANNEL_AUTO_ANSWERS if per_channel else AUTO_ANSWERS)[change.value]
-    where = "In this channel" if per_channel else "In this server"
-    return f"{where}: {change.confirmation[0].lower()}{change.confirmation[1:]}"
+    return joined([Sentence("In this channel:") if per_channel else Sentence("In this server:"), change.confirmation])
 
 
 def _explain(failure: BaseException | None, base_url: str) -> Exception:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -33,6 +34,7 @@ from chatscribe.core import (
     Fetch,
     Transcript,
     TranscriptionService,
+    localize,
 )
 from chatscribe.core.jobs import Job, ProgressUpdate, Receipt
 
@@ -46,6 +48,10 @@ log = logging.getLogger(__name__)
 
 MEMBER_PAGES = 20
 """conversations.members pages (1,000 ids each) read to find a caller before giving up."""
+LOCALE_LOOKUP_S = 1.5
+"""How long a person's Slack locale (users.info) is waited for; then English. A command's ack must come in 3 s."""
+LOCALE_KEPT_S = 86_400.0
+"""A person's locale is asked for again after a day (or never, while the token may not read it)."""
 
 
 class SlackSettings(BaseSettings):
@@ -109,6 +115,8 @@ class SlackBot:
         self._seen = SeenEvents(service.settings.data_dir / "slack-events.sqlite3")
         self._tasks: set[asyncio.Task[None]] = set()
         self._claimed: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._locales: OrderedDict[str, tuple[str | None, float]] = OrderedDict()
+        """user -> (their Slack locale or None, when it was asked): users.info once a day per person."""
         self._socket: AsyncSocketModeHandler | None = None
         self._problem: str | None = "not started"
         self.bot_user_id: str | None = None
@@ -199,21 +207,46 @@ class SlackBot:
 
         return run
 
-    def _spawn(self, work: Awaitable[None], respond: Any) -> None:
-        task = asyncio.ensure_future(self._answering(work, respond))
+    def _spawn(self, work: Awaitable[None], respond: Any, language: str | None = None) -> None:
+        task = asyncio.ensure_future(self._answering(work, respond, language))
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
-    async def _answering(self, work: Awaitable[None], respond: Any) -> None:
+    async def _answering(self, work: Awaitable[None], respond: Any, language: str | None) -> None:
         """Run a command's work; when Slack cannot be reached at all, the person still gets a sentence."""
         try:
             await work
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("slack: a command could not reach Slack: %s", type(exc).__name__)
-            await respond(text=adapter.lookup_problem(UNEXPECTED_ANSWER))
+            await respond(text=localize(adapter.lookup_problem(UNEXPECTED_ANSWER), language))
         except ChatscribeError as exc:  # e.g. a setting that cannot be saved while the disk is full
             log.warning("slack: a command was refused: %s", exc.code)
-            await respond(text=exc.user_message)
+            await respond(text=localize(exc.user_message, language))
+
+    async def language(self, channel: str, user: str) -> str | None:
+        """The language of the bot's words for `user` in `channel`: the channel's `replies` setting, else the
+        person's Slack locale where the token may read it (users:read), else English."""
+        chosen = await self.channel_settings(channel)
+        return chosen.replies or chosen.replies_in(await self._user_locale(user) if user else None)
+
+    async def _user_locale(self, user: str) -> str | None:
+        now = time.monotonic()
+        known = self._locales.get(user)
+        if known is not None and now - known[1] < LOCALE_KEPT_S:
+            return known[0]
+        locale = None
+        try:
+            answer = await asyncio.wait_for(self.client.users_info(user=user, include_locale=True), LOCALE_LOOKUP_S)
+            locale = (answer.get("user") or {}).get("locale")
+        except SlackApiError as exc:  # no users:read: English, quietly, and not asked again for a day
+            log.debug("slack: no locale for %s: %s", user, error_code(exc))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.debug("slack: no locale for %s: %s", user, type(exc).__name__)
+        self._locales[user] = (locale if isinstance(locale, str) else None, now)
+        self._locales.move_to_end(user)
+        while len(self._locales) > 10_000:
+            self._locales.popitem(last=False)
+        return self._locales[user][0]
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -226,7 +259,8 @@ class SlackBot:
         channel = event["channel"]
         if not self.auto_enabled(channel):
             return
-        target = adapter.Target(channel, adapter.thread_of(event), str(event.get("user", "")))
+        user = str(event.get("user", ""))
+        target = adapter.Target(channel, adapter.thread_of(event), user, replies=await self.language(channel, user))
         for file in await self._files_of(event, media_only=True):
             if self.claim(channel, file.id, event["ts"]):
                 await self.submit(file, target, message_ts=event["ts"])
@@ -245,43 +279,48 @@ class SlackBot:
         share = adapter.share_of(info, channel)
         if file is None or not file.is_media or share is None or not self.claim(channel, file.id, share[0]):
             return
-        await self.submit(file, adapter.Target(channel, share[1], user), message_ts=share[0])
+        target = adapter.Target(channel, share[1], user, replies=await self.language(channel, user))
+        await self.submit(file, target, message_ts=share[0])
 
     async def _on_command(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
         parsed = adapter.parse_command(command.get("text", ""), offered=self.service.settings.expected_languages)
         channel, user = command["channel_id"], command["user_id"]
+        language = await self.language(channel, user)
         if parsed.action == "help":
-            await ack(text=f"{parsed.problem}\n\n{adapter.HELP}" if parsed.problem else adapter.HELP)
+            help_text = localize(adapter.HELP, language)
+            await ack(text=f"{localize(parsed.problem, language)}\n\n{help_text}" if parsed.problem else help_text)
             return
         if parsed.action == "refused":  # a setting given a value it does not take: nothing is changed
-            await ack(text=parsed.problem)
+            await ack(text=localize(parsed.problem or "", language))
             return
         if parsed.action == "settings":  # anyone in the channel may see them
-            await ack(text=adapter.describe_settings(await self.channel_settings(channel)))
+            await ack(text=adapter.describe_settings(await self.channel_settings(channel), language))
             return
         await ack()
         # Everything else asks Slack something first: answered through response_url, after the ack.
         if parsed.action == "transcribe":
-            self._spawn(self._transcribe_command(parsed, channel, user, respond), respond)
+            self._spawn(self._transcribe_command(parsed, channel, user, respond, language), respond, language)
         else:
-            self._spawn(self._setting_command(parsed, channel, user, respond), respond)
+            self._spawn(self._setting_command(parsed, channel, user, respond, language), respond, language)
 
-    async def _setting_command(self, parsed: adapter.Command, channel: str, user: str, respond: Any) -> None:
+    async def _setting_command(self, parsed: adapter.Command, channel: str, user: str, respond: Any,
+                               language: str | None = None) -> None:
         try:
             allowed = await self.may_change_settings(channel, user)
         except SlackApiError as exc:
-            await respond(text=adapter.lookup_problem(error_code(exc)))
+            await respond(text=localize(adapter.lookup_problem(error_code(exc)), language))
             return
         if not allowed:
-            await respond(text=adapter.SETTINGS_NOT_ALLOWED)
+            await respond(text=localize(adapter.SETTINGS_NOT_ALLOWED, language))
             return
         if parsed.action == "forget":
             forgotten = await self.service.forget(self.platform, channel)
-            await respond(text=forgotten.sentence)
+            await respond(text=localize(forgotten.sentence, language))
             return
         if parsed.change is not None:
             await asyncio.to_thread(self.service.preferences.change, self.platform, channel, parsed.change)
-            await respond(text=adapter.setting_changed(parsed.change))
+            # Said in the language now in force here: a `replies` change is confirmed in the new one.
+            await respond(text=adapter.setting_changed(parsed.change, await self.language(channel, user)))
 
     async def may_change_settings(self, channel: str, user: str) -> bool:
         """Workspace admins and owners, SLACK_SETTINGS_USERS, the channel's creator, and anyone in a DM with the bot."""
@@ -307,26 +346,28 @@ class SlackBot:
                     MEMBER_PAGES * 1000, user)
         return False
 
-    async def _transcribe_command(self, parsed: adapter.Command, channel: str, user: str, respond: Any) -> None:
+    async def _transcribe_command(self, parsed: adapter.Command, channel: str, user: str, respond: Any,
+                                  language: str | None = None) -> None:
         try:
             # A link may point into any conversation the bot is in: only its members may have it read.
             link = parsed.permalink
             if link is not None and link.channel != channel and not await self.is_member(link.channel, user):
                 log.info("slack: %s linked a message of %s, which they are not in; refused", user, link.channel)
-                await respond(text=adapter.NOT_A_MEMBER)
+                await respond(text=localize(adapter.NOT_A_MEMBER, language))
                 return
             message, where = await self._find_message(link, channel)
         except SlackApiError as exc:
-            await respond(text=adapter.lookup_problem(error_code(exc)))
+            await respond(text=localize(adapter.lookup_problem(error_code(exc)), language))
             return
         explicit = parsed.permalink is not None
         files = await self._files_of(message, media_only=not explicit) if message else []
         if message is None or not files:
-            await respond(text=adapter.nothing_found(explicit))
+            await respond(text=localize(adapter.nothing_found(explicit), language))
             return
         thread = None if parsed.private else adapter.thread_of(message)
-        target = adapter.Target(channel if parsed.private else where, thread, user, private=parsed.private)
-        await respond(text=adapter.accepted(files, private=parsed.private))
+        target = adapter.Target(channel if parsed.private else where, thread, user, private=parsed.private,
+                                replies=language)
+        await respond(text=localize(adapter.accepted(files, private=parsed.private), language))
         for file in files:
             await self.submit(file, target, message_ts=message["ts"])
 
@@ -369,11 +410,13 @@ class SlackBot:
     async def _transcribe_shortcut(self, shortcut: dict[str, Any], respond: Any) -> None:
         # The shortcut is used on a message the person is looking at, in its own channel: nothing to check.
         message, channel = shortcut.get("message") or {}, shortcut["channel"]["id"]
+        user = shortcut["user"]["id"]
+        language = await self.language(channel, user)
         files = await self._files_of(message, media_only=False)
         if not files:
-            await respond(text=adapter.nothing_found(True))
+            await respond(text=localize(adapter.nothing_found(True), language))
             return
-        target = adapter.Target(channel, adapter.thread_of(message), shortcut["user"]["id"])
+        target = adapter.Target(channel, adapter.thread_of(message), user, replies=language)
         for file in files:
             await self.submit(file, target, message_ts=message["ts"])
 
@@ -397,7 +440,8 @@ class SlackBot:
             job = await self.service.submit(request, options)
         except ChatscribeError as exc:
             log.info("slack: file %s not accepted: %s", file.id, exc.code)
-            await self.delivery.slack.post_quietly(target, adapter.render_error(exc, file_name=file.name))
+            await self.delivery.slack.post_quietly(target, adapter.render_error(exc, file_name=file.name,
+                                                                                locale=target.replies))
             return
         log.info("job=%s slack file %s (%s, %s bytes) in %s", job.id, file.id, file.mimetype, file.size,
                  target.channel)

@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from chatscribe.adapters import slack as adapter
-from chatscribe.core import ChatscribeError, Fetch, Transcript, sentences
+from chatscribe.core import ChatscribeError, Fetch, Transcript, localize, sentences
 from chatscribe.core.delivery import Courier, Limits, Place, Undeliverable
 from chatscribe.core.jobs import Job
 
@@ -64,14 +64,15 @@ class SlackSender:
     async def render(self, job: Job, outcome: Transcript | ChatscribeError) -> tuple[adapter.Part, ...]:
         name = job.request.file_name
         if isinstance(outcome, ChatscribeError):
-            return (adapter.render_error(outcome, file_name=name),)
+            return (adapter.render_error(outcome, file_name=name, locale=job.request.replies),)
         target = adapter.target_of(job.request.reference)
         # The channel's settings (core/settings.py), read as the bot's commands store them.
         chosen = await asyncio.to_thread(self._service.preferences.settings, adapter.PLATFORM, target.channel)
         # Files cannot be ephemeral: a private answer is always messages.
         max_parts = 1_000 if target.private else self._service.settings.max_parts
         return adapter.render_transcript(outcome, file_name=name, max_parts=max_parts,
-                                         upload_format=chosen.file_extension, timestamps=chosen.timestamps)
+                                         upload_format=chosen.file_extension, timestamps=chosen.timestamps,
+                                         locale=job.request.replies)
 
     async def send(self, job: Job, part: adapter.Part) -> None:
         target = adapter.target_of(job.request.reference)
@@ -118,7 +119,8 @@ class SlackSender:
     async def find_status(self, job: Job) -> str | None:
         """This job's status in its thread: the bot's message that begins as its status does."""
         target = adapter.target_of(job.request.reference)
-        starts = tuple(adapter.escape(start) for start in sentences.progress_starts(job.request.file_name))
+        starts = tuple(adapter.escape(localize(start, job.request.replies))
+                       for start in sentences.progress_starts(job.request.file_name))
         for message in await self._thread(target):
             if message.get("user") == self._bot_user_id() and str(message.get("text") or "").startswith(starts):
                 return str(message["ts"])

@@ -28,7 +28,18 @@ from telegram.error import InvalidToken, RetryAfter, TelegramError
 from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, filters
 
 from chatscribe.adapters import telegram as adapter
-from chatscribe.core import ENV_FILE, ChatscribeError, ConfigError, ConversationSettings, SettingChange, parse_setting
+from chatscribe.core import (
+    ENV_FILE,
+    REPLY_LANGUAGES,
+    ChatscribeError,
+    ConfigError,
+    ConversationSettings,
+    Sentence,
+    SettingChange,
+    joined,
+    localize,
+    parse_setting,
+)
 
 from .telegram_delivery import Sender, TelegramDelivery, retry_after_s
 
@@ -135,9 +146,12 @@ class TelegramBot:
             raise ChatscribeError(f"Cannot reach the Telegram Bot API ({type(exc).__name__}); check the "
                                   "network or TELEGRAM_BASE_URL.") from exc
         bot = self.app.bot
-        await self.sender.call(lambda: bot.set_my_commands(_commands(group=False)))
-        await self.sender.call(lambda: bot.set_my_commands(_commands(group=True),
-                                                           scope=BotCommandScopeAllGroupChats()))
+        for language in (None, *(code for code in REPLY_LANGUAGES if code != "en")):
+            # Telegram shows the list for the user's app language, and the default (English) otherwise.
+            private, group = _commands(group=False, locale=language), _commands(group=True, locale=language)
+            await self.sender.call(lambda c=private, lc=language: bot.set_my_commands(c, language_code=lc))
+            await self.sender.call(lambda c=group, lc=language: bot.set_my_commands(
+                c, scope=BotCommandScopeAllGroupChats(), language_code=lc))
         if self.settings.webhook_url:
             await self.sender.call(lambda: bot.set_webhook(
                 self.settings.webhook_url, secret_token=self.settings.webhook_secret.get_secret_value(),
@@ -246,10 +260,10 @@ class TelegramBot:
         private = message.chat.type == ChatType.PRIVATE
         if not self._is_allowed(message):
             if private:
-                await self.sender.reply(message, adapter.NOT_ALLOWED)
+                await self._say(message, adapter.NOT_ALLOWED)
             return
         if private or self._chat(message.chat_id).auto_or(False):
-            await self._accept(message, media, answer_to=message)
+            await self._accept(message, media, answer_to=message, replies=self._replies(message))
 
     async def _on_transcribe(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
@@ -258,22 +272,22 @@ class TelegramBot:
         target = message.reply_to_message
         media = adapter.media_of(target)
         if target is None or media is None:
-            await self.sender.reply(message, adapter.NOTHING_TO_TRANSCRIBE)
+            await self._say(message, adapter.NOTHING_TO_TRANSCRIBE)
             return
         user = message.from_user.id if message.from_user else None
-        await self._accept(target, media, answer_to=target, user_id=user)
+        await self._accept(target, media, answer_to=target, user_id=user, replies=self._replies(message))
 
     async def _on_help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         if message is not None and await self._check_allowed(message):
             group = message.chat.type != ChatType.PRIVATE
-            await self.sender.reply(message, adapter.HELP_GROUP if group else adapter.HELP_PRIVATE)
+            await self._say(message, adapter.HELP_GROUP if group else adapter.HELP_PRIVATE)
 
     async def _on_settings(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
         if message is not None and await self._check_allowed(message):
             group = message.chat.type != ChatType.PRIVATE
-            await self.sender.reply(message, adapter.describe_settings(self._chat(message.chat_id), group=group))
+            await self._say(message, adapter.describe_settings(self._chat(message.chat_id), group=group))
 
     async def _on_setting(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.effective_message
@@ -283,21 +297,21 @@ class TelegramBot:
         name = command.lstrip("/").split("@")[0].lower()
         group = message.chat.type != ChatType.PRIVATE
         if name == "auto" and not group:
-            await self.sender.reply(message, "In a private chat every voice note is transcribed already.")
+            await self._say(message, adapter.PRIVATE_AUTO)
             return
         if group and not await self._is_admin(message):
-            await self.sender.reply(message, adapter.ADMINS_ONLY)
+            await self._say(message, adapter.ADMINS_ONLY)
             return
         try:
             change = parse_setting(name, argument, offered=self.service.settings.expected_languages)
         except ChatscribeError as exc:  # a value it does not take: the setting stays as it was
-            await self.sender.reply(message, exc.user_message)
+            await self._say(message, exc.user_message)
             return
         await asyncio.to_thread(self.service.preferences.change, self.platform, str(message.chat_id), change)
         answer = change.confirmation
         if change == SettingChange("auto", "on") and not self.app.bot.can_read_all_group_messages:
-            answer += " " + adapter.PRIVACY_HINT
-        await self.sender.reply(message, answer)
+            answer = joined([answer, adapter.PRIVACY_HINT])
+        await self._say(message, answer)
 
     async def _on_forget(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Delete this chat's cached transcripts, settings and job records; in groups, admins only."""
@@ -305,17 +319,17 @@ class TelegramBot:
         if message is None or not await self._check_allowed(message):
             return
         if message.chat.type != ChatType.PRIVATE and not await self._is_admin(message):
-            await self.sender.reply(message, adapter.ADMINS_ONLY)
+            await self._say(message, adapter.ADMINS_ONLY)
             return
         forgotten = await self.service.forget(self.platform, str(message.chat_id))
-        await self.sender.reply(message, forgotten.sentence)
+        await self._say(message, forgotten.sentence)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         error = context.error
         message = update.effective_message if isinstance(update, Update) else None
         if isinstance(error, ChatscribeError) and message is not None:  # e.g. a setting not saved: disk full
             log.warning("telegram: an update was refused: %s", error.code)
-            await self.sender.reply(message, error.user_message)
+            await self._say(message, error.user_message)
             return
         log.error("telegram: handling an update failed: %s: %s", type(error).__name__, error,
                   exc_info=None if isinstance(error, TelegramError) else error)
@@ -323,19 +337,20 @@ class TelegramBot:
     # -- accepting work ----------------------------------------------------------------------------
 
     async def _accept(self, message: Message, media: adapter.TelegramMedia, *, answer_to: Message,
-                      user_id: int | None = None) -> None:
+                      user_id: int | None = None, replies: str | None = None) -> None:
+        """`replies`: the language of the bot's words for this job (of the person who asked for it)."""
         too_large = adapter.size_error(media.size_bytes, self.service.max_file_bytes,
                                        local_mode=self.settings.local_mode)
         if too_large is not None:  # answered from the declared size: nothing is downloaded
-            await self.sender.reply(answer_to, adapter.error_text(too_large))
+            await self.sender.reply(answer_to, adapter.error_text(too_large, replies))
             return
         chat = self._chat(message.chat_id)
         request = adapter.media_request(message, media, self.delivery.fetcher({"file_id": media.file_id}),
-                                        user_id=user_id, answer_to=answer_to)
+                                        user_id=user_id, answer_to=answer_to, replies=replies)
         try:
             job = await self.service.submit(request, chat.options(self.service.settings.expected_languages))
         except ChatscribeError as exc:
-            await self.sender.reply(answer_to, adapter.error_text(exc))
+            await self.sender.reply(answer_to, adapter.error_text(exc, replies))
             return
         except Exception:
             log.exception("telegram: could not accept a job")
@@ -344,6 +359,13 @@ class TelegramBot:
         self.delivery.accepted(job)
 
     # -- chats -------------------------------------------------------------------------------------
+
+    async def _say(self, message: Message, text: str) -> Message:
+        """Reply with one of the bot's sentences, in the language of whoever wrote `message`."""
+        return await self.sender.reply(message, localize(text, self._replies(message)))
+
+    def _replies(self, message: Message) -> str | None:
+        return adapter.reply_language(message, self._chat(message.chat_id))
 
     def _chat(self, chat_id: int) -> ConversationSettings:
         return self.service.preferences.settings(self.platform, str(chat_id))
@@ -358,7 +380,7 @@ class TelegramBot:
     async def _check_allowed(self, message: Message) -> bool:
         if self._is_allowed(message):
             return True
-        await self.sender.reply(message, adapter.NOT_ALLOWED)
+        await self._say(message, adapter.NOT_ALLOWED)
         return False
 
     async def _is_admin(self, message: Message) -> bool:
@@ -379,21 +401,24 @@ def _fresh_offset(stored: str | None) -> int:
     return int(offset)
 
 
-def _commands(*, group: bool) -> list[BotCommand]:
-    commands = [
-        BotCommand("transcribe", "Transcribe the voice note or video you reply to"),
-        BotCommand("language", "auto, or a language such as en or German"),
-        BotCommand("translate", "on|off: answer in English whatever was spoken"),
-        BotCommand("format", "text, srt or vtt"),
-        BotCommand("timestamps", "on|off: [mm:ss] marks in the text"),
-        BotCommand("vocab", "Names and terms to expect"),
-        BotCommand("settings", "Show this chat's settings"),
-        BotCommand("forget", "Delete what I keep about this chat" + (" (admins)" if group else "")),
-        BotCommand("help", "What this bot does"),
+def _commands(*, group: bool, locale: str | None = None) -> list[BotCommand]:
+    described = [
+        ("transcribe", Sentence("Transcribe the voice note or video you reply to")),
+        ("language", Sentence("auto, or a language such as en or German")),
+        ("translate", Sentence("on|off: answer in English whatever was spoken")),
+        ("format", Sentence("text, srt or vtt")),
+        ("timestamps", Sentence("on|off: [mm:ss] marks in the text")),
+        ("speakers", Sentence("on|off|auto: who said what, in recordings with several voices")),
+        ("vocab", Sentence("Names and terms to expect")),
+        ("replies", Sentence("auto, or the language of my replies, such as de")),
+        ("settings", Sentence("Show this chat's settings")),
+        ("forget", Sentence("Delete what I keep about this group (admins)") if group
+         else Sentence("Delete what I keep about this chat")),
+        ("help", Sentence("What this bot does")),
     ]
     if group:
-        commands.insert(1, BotCommand("auto", "on|off: transcribe every voice note here (admins)"))
-    return commands
+        described.insert(1, ("auto", Sentence("on|off: transcribe every voice note here (admins)")))
+    return [BotCommand(name, localize(description, locale)) for name, description in described]
 
 
 class _RedactToken(logging.Filter):

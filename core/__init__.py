@@ -47,6 +47,7 @@ from .errors import (
     UnreadableMedia,
 )
 from .keys import TranscriptKey, content_hash, options_digest, transcript_key
+from .i18n import REPLY_LANGUAGES, Sentence, joined, localize, reply_language
 from .languages import LANGUAGE_NAMES, code_or_name, language_name
 from .live import INPUT_RATES, LiveAudio, SpeechStarted, SpeechStopped, VadSettings, pcm16_wav
 from .media import ACCEPTED_FORMATS, SAMPLE_RATE, DecodedAudio, Fetch, MediaRequest, decode_audio, probe_duration
@@ -82,6 +83,12 @@ from .transcript import (
 __all__ = [
     # the table of every sentence a person reads (a module: `sentences.NO_SPEECH`, `sentences.progress(...)`)
     "sentences",
+    # the bots' own words in the reader's language (core/i18n.py): a Sentence is its English str
+    "REPLY_LANGUAGES",
+    "Sentence",
+    "joined",
+    "localize",
+    "reply_language",
     # the service and its settings
     "ENV_FILE",
     "Metrics",

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import ChatscribeError, RecordedFailure
+from .i18n import from_json, to_json
 from .options import KnownSpeaker, TranscribeOptions
 from .transcript import Gap, Segment, Transcript, Word
 
@@ -70,11 +71,16 @@ def decode_transcript(data: Mapping[str, Any]) -> Transcript:
 
 def encode_failure(error: ChatscribeError) -> dict[str, str]:
     """An error outcome keeps its code and the sentence its sender is shown, not its type."""
-    return {"code": error.code, "message": error.user_message}
+    data: dict[str, Any] = {"code": error.code, "message": error.user_message}
+    sentence = to_json(error.user_message)
+    if sentence is not None:  # so that it is shown in its reader's language after a restart too
+        data["sentence"] = sentence
+    return data
 
 
 def decode_failure(data: Mapping[str, Any]) -> RecordedFailure:
-    return RecordedFailure(data["code"], data["message"])
+    sentence = data.get("sentence")  # absent in entries written before sentences were translated
+    return RecordedFailure(data["code"], from_json(sentence) if sentence else data["message"])
 
 
 def dumps_outcome(outcome: Outcome) -> str:

@@ -6,6 +6,7 @@ No HTTP status codes or platform words here: the edges map these types to what t
 from __future__ import annotations
 
 from . import sentences
+from .i18n import Sentence, joined
 
 
 class ChatscribeError(Exception):
@@ -115,7 +116,7 @@ class UnreadableMedia(MediaError):
 
     def __init__(self, detail: str | None = None) -> None:
         super().__init__(
-            "I couldn't read that file: it isn't an audio or video file I can decode.", detail=detail
+            Sentence("I couldn't read that file: it isn't an audio or video file I can decode."), detail=detail
         )
 
 
@@ -124,7 +125,8 @@ class UnacceptedFormat(UnreadableMedia):
 
     def __init__(self, accepted: str, detail: str | None = None) -> None:
         MediaError.__init__(
-            self, f"I couldn't read that file: it isn't audio or video in a format I accept ({accepted}).",
+            self, Sentence("I couldn't read that file: it isn't audio or video in a format I accept ({accepted}).",
+                           accepted=accepted),
             detail=detail,
         )
         self.accepted = accepted
@@ -134,17 +136,18 @@ class NoAudioTrack(MediaError):
     code = "no_audio"
 
     def __init__(self, detail: str | None = None) -> None:
-        super().__init__("That file has no audio track to transcribe.", detail=detail)
+        super().__init__(Sentence("That file has no audio track to transcribe."), detail=detail)
 
 
 class MediaTooLarge(MediaError):
     code = "too_large"
 
     def __init__(self, size_bytes: int | None, limit_bytes: int, *, hint: str = "") -> None:
-        limit_mb = limit_bytes / 1_000_000
-        size = f" ({size_bytes / 1_000_000:.1f} MB)" if size_bytes else ""
-        message = f"That file is too large{size}: the limit is {limit_mb:g} MB."
-        super().__init__(f"{message} {hint}".strip())
+        limit = f"{limit_bytes / 1_000_000:g}"
+        message = (Sentence("That file is too large ({size} MB): the limit is {limit} MB.",
+                            size=f"{size_bytes / 1_000_000:.1f}", limit=limit) if size_bytes
+                   else Sentence("That file is too large: the limit is {limit} MB.", limit=limit))
+        super().__init__(joined([message, hint]) if hint else message)
         self.size_bytes = size_bytes
         self.limit_bytes = limit_bytes
 
@@ -153,8 +156,12 @@ class MediaTooLong(MediaError):
     code = "too_long"
 
     def __init__(self, duration_s: float | None, limit_s: float) -> None:
-        length = f" ({_minutes(duration_s)})" if duration_s else ""
-        super().__init__(f"That recording is too long{length}: the limit is {_minutes(limit_s)}.")
+        if duration_s:
+            message = Sentence("That recording is too long ({length}): the limit is {limit}.",
+                               length=_minutes(duration_s), limit=_minutes(limit_s))
+        else:
+            message = Sentence("That recording is too long: the limit is {limit}.", limit=_minutes(limit_s))
+        super().__init__(message)
         self.duration_s = duration_s
         self.limit_s = limit_s
 
@@ -166,8 +173,8 @@ class SetAside(MediaError):
 
     def __init__(self, crashes: int) -> None:
         super().__init__(
-            "This file stopped the transcriber each time it was tried, so I've set it aside. "
-            "Converting it to another format (for example MP3) and sending it again may help.",
+            Sentence("This file stopped the transcriber each time it was tried, so I've set it aside. "
+                     "Converting it to another format (for example MP3) and sending it again may help."),
             detail=f"the process died {crashes} times while reading or transcribing it",
         )
 
@@ -183,10 +190,8 @@ class Busy(ChatscribeError):
 
     code = "busy"
 
-    def __init__(self, retry_after_s: float, *, reason: str = "I'm busy right now") -> None:
-        minutes = max(1, round(retry_after_s / 60))
-        unit = "minute" if minutes == 1 else "minutes"
-        super().__init__(f"{reason}: please try again in about {minutes} {unit}.")
+    def __init__(self, retry_after_s: float, *, reason: str = sentences.BUSY_DEFAULT) -> None:
+        super().__init__(sentences.busy(reason, retry_after_s))
         self.retry_after_s = retry_after_s
 
 
@@ -200,8 +205,17 @@ class StorageUnavailable(ChatscribeError):
     code = "storage"
 
     def __init__(self, *, full: bool, what: str = "take new recordings", detail: str | None = None) -> None:
-        why = "my storage is full" if full else "I can't write to my storage"
-        super().__init__(f"I can't {what} right now: {why}. Please try again later.", detail=detail)
+        settings = what == "save settings"  # the only other thing refused (core/preferences.py)
+        if full:
+            message = (Sentence("I can't save settings right now: my storage is full. Please try again later.")
+                       if settings else
+                       Sentence("I can't take new recordings right now: my storage is full. Please try again later."))
+        else:
+            message = (Sentence("I can't save settings right now: I can't write to my storage. "
+                                "Please try again later.") if settings else
+                       Sentence("I can't take new recordings right now: I can't write to my storage. "
+                                "Please try again later."))
+        super().__init__(message, detail=detail)
         self.full = full
 
 
@@ -226,7 +240,7 @@ class NotReady(ChatscribeError):
     code = "not_ready"
 
     def __init__(self) -> None:
-        super().__init__("I'm still starting up (loading the model): please try again in a moment.")
+        super().__init__(Sentence("I'm still starting up (loading the model): please try again in a moment."))
 
 
 class ShuttingDown(ChatscribeError):
@@ -244,9 +258,9 @@ class RecordedFailure(ChatscribeError):
         self.code = code
 
 
-def _minutes(seconds: float) -> str:
+def _minutes(seconds: float) -> Sentence:
     if seconds < 120:
-        return f"{seconds:.0f} s"
+        return Sentence("{seconds} s", seconds=f"{seconds:.0f}")
     if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+        return Sentence("{minutes} min", minutes=f"{seconds / 60:.0f}")
+    return Sentence("{hours} h", hours=f"{seconds / 3600:.1f}")

@@ -80,6 +80,10 @@ class MediaRequest:
     sender_language: str | None = None
     """The sender's client language as the platform reports it ("de", "pt-BR"); None where it says none. A
     hint for the language of a short clip detection is unsure of (core/language_choice.py)."""
+    replies: str | None = None
+    """The language the bot's own words take for this request (core/i18n.py), chosen by the platform's
+    adapter from the conversation's setting and the sender's app language; None = English. Journaled, so a
+    status or an error shown after a restart is in the same language."""
 
 
 @dataclass(frozen=True, slots=True)

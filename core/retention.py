@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .i18n import Plural, Sentence
+
 
 @dataclass(frozen=True, slots=True)
 class Forgotten:
@@ -25,16 +27,12 @@ class Forgotten:
     def sentence(self) -> str:
         """The confirmation shown in the conversation."""
         if self.total == 0:
-            return "There was nothing stored for this conversation: nothing to forget."
-        parts = [_count(self.transcripts, "cached transcript"), _count(self.settings, "setting"),
-                 _count(self.jobs, "job record")]
-        listed = ", ".join(parts[:-1]) + " and " + parts[-1]
-        return (f"Done: I've forgotten this conversation's data ({listed}). "
-                "Recordings still being transcribed are answered as usual and can be forgotten afterwards.")
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
+            return Sentence("There was nothing stored for this conversation: nothing to forget.")
+        return Sentence("Done: I've forgotten this conversation's data ({transcripts}, {settings} and {jobs}). "
+                        "Recordings still being transcribed are answered as usual and can be forgotten afterwards.",
+                        transcripts=Plural("{n} cached transcript", "{n} cached transcripts", self.transcripts),
+                        settings=Plural("{n} setting", "{n} settings", self.settings),
+                        jobs=Plural("{n} job record", "{n} job records", self.jobs))
 
 
 __all__ = ["Forgotten"]

@@ -16,12 +16,13 @@ from typing import Literal
 
 from . import sentences
 from .errors import LanguageNotOffered, SettingRefused, UnknownLanguage
+from .i18n import REPLY_LANGUAGES, reply_language
 from .languages import code_or_name
 from .options import SPEAKERS_MODES, SpeakersMode, TranscribeOptions
 
 Format = Literal["text", "srt", "vtt"]
 FORMATS: tuple[Format, ...] = ("text", "srt", "vtt")
-KEYS = ("language", "translate", "vocab", "format", "timestamps", "auto", "speakers")
+KEYS = ("language", "translate", "vocab", "format", "timestamps", "auto", "speakers", "replies")
 """The stored keys, in the order `settings` shows them."""
 SWITCHES = frozenset({"translate", "timestamps", "auto"})
 VOCABULARY_LIMIT = 500
@@ -43,6 +44,9 @@ class ConversationSettings:
     """Who says what: on, off, or auto (recordings of at least CHATSCRIBE_SPEAKERS_AUTO_MIN_S)."""
     auto: bool | None = None
     """Transcribe recordings shared here without being asked; None = the platform's default."""
+    replies: str | None = None
+    """The language of the bot's own words here (core/i18n.py REPLY_LANGUAGES); None = each person's app
+    language where the platform tells it, else English. Transcripts are never translated by it."""
 
     @classmethod
     def from_stored(cls, *layers: Mapping[str, str]) -> ConversationSettings:
@@ -60,6 +64,7 @@ class ConversationSettings:
             timestamps=stored.get("timestamps") == _ON,
             speakers=_speakers_mode(stored.get("speakers")),
             auto=None if auto not in (_ON, _OFF) else auto == _ON,
+            replies=reply_language(stored.get("replies")),
         )
 
     @property
@@ -90,7 +95,12 @@ class ConversationSettings:
         return sentences.settings_lines(language=self.language, translate=self.translate, fmt=self.format,
                                         speakers=self.speakers,
                                         timestamps=self.timestamps, vocabulary=self.vocabulary,
-                                        auto=self.auto_or(False) if show_auto else None)
+                                        auto=self.auto_or(False) if show_auto else None, replies=self.replies)
+
+    def replies_in(self, person: str | None) -> str | None:
+        """The reply language for a person whose app says `person` (a platform locale, e.g. "pt-BR"):
+        this conversation's choice, else theirs when the bots speak it; None = English."""
+        return self.replies or reply_language(person)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +116,8 @@ class SettingChange:
             return sentences.language_set(self.value)
         if self.key == "vocab":
             return sentences.vocabulary_set(self.value)
+        if self.key == "replies":
+            return sentences.replies_set(self.value)
         if self.key == "speakers":
             return sentences.speakers_set(self.value or "off")
         if self.key == "format":
@@ -141,9 +153,21 @@ def parse_setting(key: str, typed: str, *, offered: tuple[str, ...] = ()) -> Set
         return SettingChange("speakers", mode)
     if key == "vocab":
         if len(value) > VOCABULARY_LIMIT:
-            raise SettingRefused(sentences.VOCABULARY_TOO_LONG.format(limit=VOCABULARY_LIMIT))
+            raise SettingRefused(sentences.vocabulary_too_long(VOCABULARY_LIMIT))
         return SettingChange("vocab", value or None)
+    if key == "replies":
+        return SettingChange("replies", _reply_language(value))
     raise SettingRefused(sentences.unknown_setting(key, KEYS))
+
+
+def _reply_language(typed: str) -> str | None:
+    """"de", "German", "pt-BR" -> a reply language; "auto" (or nothing) -> None; else refused."""
+    if typed.lower() in ("", "auto"):
+        return None
+    code = reply_language(code_or_name(typed) or typed)
+    if code is None:
+        raise SettingRefused(sentences.replies_choices(REPLY_LANGUAGES))
+    return code
 
 
 def resolve_language(typed: str | None, offered: Iterable[str] = ()) -> str | None:

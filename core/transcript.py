@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .i18n import Plural, Sentence, joined
 from .sentences import DOUBTFUL_MARK
 
 OutputFormat = Literal["txt", "srt", "vtt", "json"]
@@ -100,13 +101,12 @@ def gap_note(transcript: Transcript) -> str | None:
     if not transcript.gaps:
         return None
     spans = ", ".join(f"{_clock(g.start)}–{_clock(g.end)}" for g in transcript.gaps)
-    what = "A part" if len(transcript.gaps) == 1 else "Some parts"
-    note = f"{what} of the recording could not be transcribed ({spans}): speech is heard there, but no words came out."
+    note = Plural("A part of the recording could not be transcribed ({spans}): speech is heard there, but no "
+                  "words came out.", "Some parts of the recording could not be transcribed ({spans}): speech is "
+                  "heard there, but no words came out.", len(transcript.gaps), spans=spans)
     if transcript.english_only:
-        note += (
-            " The model is English-only, so it may be another language;"
-            f" {MULTILINGUAL_HINT} can transcribe it."
-        )
+        return joined([note, Sentence("The model is English-only, so it may be another language; {model} can "
+                                      "transcribe it.", model=MULTILINGUAL_HINT)])
     return note
 
 

@@ -323,7 +323,7 @@ _STRIP = ("state='delivered', outcome=NULL, notes='{}', "
 PURGE_EVERY_S = 3600.0
 
 _REQUEST_FIELDS = ("platform", "chat_id", "user_id", "kind", "mime_type", "size_bytes", "duration_hint_s",
-                   "file_name", "platform_file_id")
+                   "file_name", "platform_file_id", "replies")
 
 
 def _dump_request(request: MediaRequest) -> str:

@@ -26,6 +26,7 @@ from taskiq.message import TaskiqMessage
 from ..codecs import encode_options, loads_failure
 from ..config import Settings
 from ..errors import ChatscribeError, ShuttingDown
+from ..i18n import Sentence
 from ..jobs.journal import ProgressUpdate
 from ..jobs.runner import Notify, Work
 from ..jobs.scheduler import FairScheduler
@@ -42,8 +43,8 @@ from .shared_cache import SharedCache, shared_transcript
 log = logging.getLogger(__name__)
 
 TASK_NAME = "chatscribe.transcribe"
-DELAYED = ("Answers are delayed right now: transcription is temporarily unavailable. "
-           "Yours will arrive as soon as it is back.")
+DELAYED = Sentence("Answers are delayed right now: transcription is temporarily unavailable. "
+                   "Yours will arrive as soon as it is back.")
 _FAILURES = (*UNREACHABLE, RedisError)
 
 

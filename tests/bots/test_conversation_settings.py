@@ -162,7 +162,7 @@ async def test_discord_language_set_by_command_is_used_for_voice_messages(
             assert denied.body["data"]["content"] == NOT_ALLOWED
             assert service.preferences.get("discord", fake.guild_id, "language") is None
             done = await _chatscribe(fake, [_sub("language", "value", "German")], moderator=True)
-            assert done.body["data"]["content"] == "In this server: language set to German (de)."
+            assert done.body["data"]["content"] == "In this server: Language set to German (de)."
             shown = await _chatscribe(fake, [_sub("settings")], moderator=False)  # everyone may see them
             assert "Language: German (de)" in shown.body["data"]["content"]
 
@@ -186,7 +186,7 @@ async def test_discord_channel_override_and_a_refused_value(
             await _chatscribe(fake, [_sub("vocab", "terms", "Kubernetes")], moderator=True)
             channel = await _chatscribe(fake, [{"name": "channel", "type": 2, "options": [
                 _sub("language", "value", "en")]}], moderator=True)
-            assert channel.body["data"]["content"] == "In this channel: language set to English (en)."
+            assert channel.body["data"]["content"] == "In this channel: Language set to English (en)."
             refused = await _chatscribe(fake, [_sub("language", "value", "klingon")], moderator=True)
             assert "klingon" in refused.body["data"]["content"]
             assert refused.body["data"]["flags"] & FLAG_EPHEMERAL

@@ -95,6 +95,10 @@ class FakeSlack:
     """Workspace admins (users.info is_admin)."""
     owners: set[str] = field(default_factory=set)
     """Workspace owners (users.info is_owner)."""
+    locales: dict[str, str] = field(default_factory=dict)
+    """user -> the locale users.info gives with include_locale (e.g. "de-DE"); absent: "en-US"."""
+    locale_refused: bool = False
+    """True: users.info with include_locale answers missing_scope (a token without users:read)."""
     _broken: dict[str, list[tuple[int, str, bytes]]] = field(default_factory=dict)
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
     _rate_limits: dict[str, float] = field(default_factory=dict)
@@ -297,8 +301,13 @@ class FakeSlack:
 
     def _m_users_info(self, p: dict[str, Any]) -> dict[str, Any]:
         user = p["user"]
-        return {"user": {"id": user, "is_admin": user in self.admins or user in self.owners,
-                         "is_owner": user in self.owners, "is_primary_owner": False, "is_bot": False}}
+        found = {"id": user, "is_admin": user in self.admins or user in self.owners,
+                 "is_owner": user in self.owners, "is_primary_owner": False, "is_bot": False}
+        if str(p.get("include_locale", "")).lower() in ("1", "true"):
+            if self.locale_refused:
+                raise _ApiError("missing_scope")
+            found["locale"] = self.locales.get(user, "en-US")
+        return {"user": found}
 
     def _m_files_info(self, p: dict[str, Any]) -> dict[str, Any]:
         stored = self.files.get(p["file"])
