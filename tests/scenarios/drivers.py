@@ -122,13 +122,18 @@ class DiscordDriver:
         return len(self.fake.downloads)
 
     async def command(self, name: str, value: str | None = None) -> str:
-        options = [{"name": "value", "type": 3, "value": value}] if value else []
+        options = [{"name": DISCORD_PARAMETERS.get(name, "value"), "type": 3, "value": value}] if value else []
         interaction = await self.fake.slash_command(
             "chatscribe", [{"name": name, "type": 1, "options": options}],
             member=self.fake.member(self.fake.moderator, moderator=True))
         callback = f"/interactions/{interaction['id']}/{interaction['token']}/callback"
         (answer,) = await self.fake.wait_calls("POST", callback)
         return _unmarked(str(answer.body["data"]["content"]))
+
+
+DISCORD_PARAMETERS = {"translate": "state", "timestamps": "state", "speakers": "state", "auto": "state",
+                      "format": "kind", "vocab": "terms"}
+"""The name of each `/chatscribe <setting>` command's one parameter (bots/discord_bot.py); "value" otherwise."""
 
 
 def _unmarked(content: str) -> str:

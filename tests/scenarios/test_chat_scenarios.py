@@ -14,7 +14,7 @@ from chatscribe.core.config import Settings
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.errors import Busy, MediaTooLarge, UnacceptedFormat
 from chatscribe.core.media import ACCEPTED_FORMATS, SAMPLE_RATE, MediaRequest, decode_audio
-from chatscribe.core.sentences import NO_SPEECH, RATE_LIMITED, language_set, unknown_language
+from chatscribe.core.sentences import NO_SPEECH, RATE_LIMITED, language_set, speakers_set, unknown_language
 from chatscribe.core.service import TranscriptionService
 from tests.audio_tools import to_wav
 from tests.scenarios.drivers import PLATFORMS, Driver, answers, running
@@ -156,6 +156,19 @@ async def test_an_unknown_setting_value_is_refused_naming_what_is_accepted_and_c
 
     assert unknown_language("klingon") in refusal, refusal
     assert await chat.command("settings") == before
+
+
+async def test_speaker_labels_are_set_with_the_platforms_command_and_shown_in_its_settings(
+    chat: Driver, service: TranscriptionService
+) -> None:
+    assert "Speaker labels: off" in await chat.command("settings")
+
+    confirmed = await chat.command("speakers", "auto")
+
+    assert str(speakers_set("auto")).lower() in confirmed.lower(), confirmed
+    assert "Speaker labels: auto" in await chat.command("settings")
+    await chat.command("speakers", "off")
+    assert "Speaker labels: off" in await chat.command("settings")
 
 
 def long_recording(audio: Callable[[str], bytes], rounds: int) -> bytes:
