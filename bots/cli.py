@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from chatscribe.core import FORMATS, ChatscribeError, Settings, load
+from chatscribe.core import FORMATS, SPEAKERS_MODES, ChatscribeError, Settings, load
 
 from .logs import RedactSecrets, configure, secrets_of
 
@@ -20,7 +20,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Before anything is written: the data dir, the SQLite files and converted models are the service
     # user's alone (each store also creates its files private, whatever the umask).
     os.umask(0o077)
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_bare_speakers(sys.argv[1:] if argv is None else argv))
     try:
         settings = load(Settings, **_overrides(args))
     except ChatscribeError as exc:
@@ -46,7 +46,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return await transcribe_files(
             settings, [Path(p) for p in args.files], language=args.language, task=args.task, fmt=args.format,
             output_dir=Path(args.output_dir) if args.output_dir else None, vocabulary=args.vocabulary,
-            timestamps=args.timestamps,
+            timestamps=args.timestamps, speakers=args.speakers, min_speakers=args.min_speakers,
+            max_speakers=args.max_speakers,
         )
     if args.command == "doctor":
         from .doctor import doctor
@@ -90,6 +91,15 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
     return overrides
 
 
+def _bare_speakers(argv: Sequence[str]) -> list[str]:
+    """`--speakers FILE` is `--speakers on FILE`: argparse would take FILE for the flag's optional value."""
+    words = list(argv)
+    for index, word in enumerate(words):
+        if word == "--speakers" and (index + 1 == len(words) or words[index + 1] not in SPEAKERS_MODES):
+            words[index] = "--speakers=on"
+    return words
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chatscribe", description="Transcribe voice notes, audio and video from chats and files."
@@ -111,6 +121,11 @@ def _parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--output-dir", help="write FILE.<format> there instead of printing")
     transcribe.add_argument("--vocabulary", help='names and terms to expect, e.g. "Kubernetes, ComfyUI"')
     transcribe.add_argument("--timestamps", action="store_true", help="[mm:ss] marks in txt output")
+    transcribe.add_argument("--speakers", nargs="?", const="on", choices=SPEAKERS_MODES, default=None,
+                            help="label who says what (on; auto: only recordings of at least "
+                            "CHATSCRIBE_SPEAKERS_AUTO_MIN_S); needs the speakers extra")
+    transcribe.add_argument("--min-speakers", type=int, metavar="N", help="at least N voices (implies --speakers)")
+    transcribe.add_argument("--max-speakers", type=int, metavar="N", help="at most N voices (implies --speakers)")
 
     worker = commands.add_parser("worker", help="transcribe jobs shared through Redis (CHATSCRIBE_BROKER_URL)")
     worker.add_argument("--model", help="model name or folder (default: CHATSCRIBE_MODEL; front ends must agree)")

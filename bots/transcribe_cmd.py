@@ -33,14 +33,18 @@ LONG_FILE_BYTES = 2_000_000
 
 async def transcribe_files(
     settings: Settings, files: list[Path], *, language: str | None, task: str, fmt: str,
-    output_dir: Path | None, vocabulary: str | None, timestamps: bool = False,
+    output_dir: Path | None, vocabulary: str | None, timestamps: bool = False, speakers: str | None = None,
+    min_speakers: int | None = None, max_speakers: int | None = None,
 ) -> int:
-    # Before the model loads: a language Whisper does not know, or one outside CHATSCRIBE_LANGUAGES, is one
-    # sentence (exit 2), as in the chats and the HTTP API.
+    # Before the model loads: a language Whisper does not know, or one outside CHATSCRIBE_LANGUAGES, or
+    # speaker counts out of range, is one sentence (exit 2), as in the chats and the HTTP API.
     code = resolve_language(language, settings.expected_languages)
+    counted = min_speakers is not None or max_speakers is not None
     options = TranscribeOptions(
         language=code, task=task, vocabulary=vocabulary,  # type: ignore[arg-type]
         word_timestamps=fmt == "json", expected_languages=() if code else settings.expected_languages,
+        speakers=speakers or ("on" if counted else "off"),  # type: ignore[arg-type]
+        min_speakers=min_speakers, max_speakers=max_speakers,
     )
     engine = await asyncio.to_thread(load_engine, settings)
     if output_dir:
@@ -121,6 +125,8 @@ def _emit(path: Path, transcript: Transcript, fmt: str, output_dir: Path | None,
         print(f"{path}: No speech detected.", file=sys.stderr)
     if gaps:
         print(f"{path}: {gaps}", file=sys.stderr)
+    if transcript.speaker_note:
+        print(f"{path}: {transcript.speaker_note}", file=sys.stderr)
     if transcript.truncated:
         print(f"{path}: the file ends early (cut short?); this is the speech that is there.", file=sys.stderr)
     if output_dir is not None:
