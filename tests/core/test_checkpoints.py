@@ -312,3 +312,30 @@ def test_a_model_too_large_for_the_free_memory_is_refused_with_its_sentence(chec
     assert caught.value.user_message.startswith("The model whisper-base-ft would not fit in memory: converting it "
                                                 "needs about 0.7 GB and this machine has 0.2 GB free.")
     ensure_fits(checkpoint, "whisper-base-ft", free_bytes=8_000_000_000)
+
+
+def test_doctor_says_where_the_model_came_from_and_where_its_converted_copy_lives(
+    first_start: FirstStart, checkpoint: Path, tmp_path: Path
+) -> None:
+    done = _chatscribe(["doctor"], _env(first_start.data_dir, CHATSCRIBE_MODEL=str(checkpoint)), tmp_path)
+    assert "Traceback" not in done.stdout + done.stderr
+    copy = next(p for p in (first_start.data_dir / "models").iterdir() if _source(p) == str(checkpoint))
+    assert (f"model         {checkpoint} from local folder, transformers checkpoint\n"
+            f"              {copy}\n") in done.stdout
+    assert (f"converted     from {checkpoint}\n              to {copy} (converted once, reused; "
+            "`chatscribe models` lists the copies)") in done.stdout
+    assert "converting" not in done.stderr  # the doctor looks; it does not convert again
+
+
+def test_the_transformers_engine_loads_a_checkpoint_as_it_is(
+    checkpoint: Path, tmp_path: Path, audio: Callable[[str], bytes]
+) -> None:
+    from chatscribe.core.engines.transformers_engine import TransformersWhisperEngine
+
+    model = resolve_model(str(checkpoint), tmp_path / "data")
+    assert model.layout == "transformers"
+    engine = TransformersWhisperEngine(model, tmp_path / "data", device="cpu")
+    transcript = engine.transcribe_batch([decode_audio(audio("jfk.flac"), max_duration_s=60).samples],
+                                         TranscribeOptions())[0]
+    assert wer(JFK, transcript.text) <= 0.1
+    assert not (tmp_path / "data" / "models").exists(), "nothing converted, nothing copied"
