@@ -123,6 +123,48 @@ def decode_audio(data: bytes, *, max_duration_s: float) -> DecodedAudio:
     return decoded
 
 
+MAX_CHANNELS = 8
+"""More channels than this are mixed down as always (surround film tracks, not one voice per channel)."""
+_CHANNEL_NAMES = {"FL": "Left", "FR": "Right"}
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelAudio:
+    """The channels of a recording kept apart (for speakers by channel: core/speakers/channels.py)."""
+
+    samples: np.ndarray
+    """float32, shape (channels, n), at SAMPLE_RATE."""
+    names: tuple[str, ...]
+    """Each channel as a person names it: "Left", "Right", or "Channel 3"."""
+    truncated: bool = False
+
+
+def channel_count(data: bytes) -> int:
+    """How many channels the first audio track declares (opening the container only)."""
+    container, stream = _open_audio(data)
+    with container:
+        return stream.codec_context.channels or 1
+
+
+def decode_channels(data: bytes, *, max_duration_s: float) -> ChannelAudio | None:
+    """Each channel of the first audio track at 16 kHz, under the same limits as decode_audio; None for mono
+    (or more than MAX_CHANNELS). Only asked for when speakers are wanted: the usual path decodes once, to mono."""
+    if not data:
+        raise UnreadableMedia("empty file")
+    container, stream = _open_audio(data)
+    with container:
+        layout = stream.layout
+        if not 2 <= len(layout.channels) <= MAX_CHANNELS:
+            return None
+        check_declared_duration(_declared_duration(container, stream), max_duration_s)
+        decoded = _decode_stream(container, stream, max_duration_s, layout=layout)
+    if len(layout.channels) == 2:  # stereo, whether or not the file says so (a WAV may declare no layout)
+        names: tuple[str, ...] = ("Left", "Right")
+    else:
+        names = tuple(_CHANNEL_NAMES.get(c.name, f"Channel {i}") for i, c in enumerate(layout.channels, start=1))
+    return ChannelAudio(decoded.samples, names, decoded.truncated)
+
+
 def _declares_exact_duration(container: av.container.InputContainer, data: bytes) -> bool:
     """Containers whose header states the real length, so a shorter decode means a cut download.
 
@@ -201,11 +243,14 @@ def _declared_duration(container: av.container.InputContainer, stream: av.audio.
 
 
 def _decode_stream(
-    container: av.container.InputContainer, stream: av.audio.AudioStream, max_duration_s: float
+    container: av.container.InputContainer, stream: av.audio.AudioStream, max_duration_s: float,
+    layout: str | av.AudioLayout = "mono",
 ) -> DecodedAudio:
+    """The stream at SAMPLE_RATE: mono (samples of shape (n,)), or planar in `layout` (shape (channels, n))."""
     # Threaded decoding of many tiny audio frames costs more than it saves.
     stream.codec_context.thread_type = "NONE"
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    planar = layout != "mono"
+    resampler = av.AudioResampler(format="fltp" if planar else "flt", layout=layout, rate=SAMPLE_RATE)
     max_samples = int(max_duration_s * SAMPLE_RATE)
     chunks: list[np.ndarray] = []
     total = 0
@@ -216,11 +261,11 @@ def _decode_stream(
             if total + frame.samples * SAMPLE_RATE / (frame.sample_rate or SAMPLE_RATE) > max_samples + 1:
                 raise MediaTooLong(None, max_duration_s)
             for out in resampler.resample(frame):
-                total += _append(chunks, out)
+                total += _append(chunks, out, planar)
             if total > max_samples:
                 raise MediaTooLong(None, max_duration_s)
         for out in resampler.resample(None):
-            total += _append(chunks, out)
+            total += _append(chunks, out, planar)
     except (av.FFmpegError, EOFError, ValueError) as exc:
         if total == 0:
             raise UnreadableMedia(f"decoding failed: {exc}") from exc
@@ -230,7 +275,7 @@ def _decode_stream(
         raise UnreadableMedia("no audio frames")
     if total > max_samples:
         raise MediaTooLong(total / SAMPLE_RATE, max_duration_s)
-    return DecodedAudio(np.concatenate(chunks).astype(np.float32, copy=False), truncated=truncated)
+    return DecodedAudio(np.concatenate(chunks, axis=-1).astype(np.float32, copy=False), truncated=truncated)
 
 
 def _ogg_cut_short(data: bytes) -> bool:
@@ -263,7 +308,7 @@ def _wav_cut_short(data: bytes) -> bool:
     return False
 
 
-def _append(chunks: list[np.ndarray], frame: av.AudioFrame) -> int:
-    array = frame.to_ndarray().reshape(-1)
-    chunks.append(array)
-    return len(array)
+def _append(chunks: list[np.ndarray], frame: av.AudioFrame, planar: bool = False) -> int:
+    array = frame.to_ndarray()  # packed mono: (1, n); planar: (channels, n)
+    chunks.append(array if planar else array.reshape(-1))
+    return array.shape[-1]

@@ -35,3 +35,12 @@ class Metrics:
         self.transcriptions = Counter(
             "chatscribe_transcriptions", "Engine runs (cache misses)", registry=self.registry
         )
+        self.speaker_steps = Counter(
+            "chatscribe_speaker_steps", "Speaker-label steps by outcome (channels, voices, one, unavailable, failed)",
+            ["outcome"], registry=self.registry,
+        )
+        self.speaker_seconds = Histogram(
+            "chatscribe_speaker_step_seconds", "Time the speaker step adds to a transcription (channel checks, "
+            "voice vectors, clustering; channel by channel: the channels' transcription)",
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300), registry=self.registry,
+        )

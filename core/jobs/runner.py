@@ -24,6 +24,7 @@ from ..media import SAMPLE_RATE, DecodedAudio, decode_audio
 from ..metrics import Metrics
 from ..options import TranscribeOptions
 from ..quality import screen, segment_flags, speech_mask
+from ..speakers import engine_options, run_step, wants_speakers
 from ..transcript import HALLUCINATION, Segment, Transcript
 from .journal import ProgressUpdate
 from .scheduler import FairScheduler, Release, Ticket
@@ -114,6 +115,7 @@ class LocalRunner:
         self, engine: Engine, *, slots: int, max_duration_s: float, metrics: Metrics, batch_window_s: float = 0.03,
         batching: BatchingMode = "auto", max_batch: int | None = None, batch_beam_size: int = 1,
         pack_across_conversations: bool = False, on_batch: Callable[[tuple[Work, ...]], None] | None = None,
+        speakers_auto_min_s: float = 60.0,
     ) -> None:
         """`batching`, `max_batch` (None: from the device) and `batch_beam_size` shape cross-request
         batching (core/engines/batching.py); `batch_window_s` is how long a free slot may wait for a burst.
@@ -128,6 +130,8 @@ class LocalRunner:
         self.scheduler = FairScheduler(slots, max_batch=cap, window_s=batch_window_s)
         self.speed = SpeedEstimate()
         self.max_duration_s = max_duration_s
+        self.speakers_auto_min_s = speakers_auto_min_s
+        """`speakers auto` labels recordings at least this long (CHATSCRIBE_SPEAKERS_AUTO_MIN_S)."""
         self.metrics = metrics
         self._batches: set[asyncio.Task[None]] = set()
 
@@ -165,6 +169,8 @@ class LocalRunner:
         batcher has measured its strategy (on its first batch), packing is assumed."""
         if self.batcher is None or work.duration_s > MAX_NOTE_S or work.unbatched:
             return None
+        if wants_speakers(work.options, work.duration_s, self.speakers_auto_min_s):
+            return None  # the speaker step needs word times and, for channels, the note's channels: on its own
         key = work.options.batch_key()
         if self.pack_across_conversations or not self._may_pack(work):
             return key
@@ -246,13 +252,51 @@ class LocalRunner:
             if work.on_start is not None:
                 work.on_start()
             decoded = decode_audio(work.data, max_duration_s=self.max_duration_s)
-            speech = speech_mask(decoded.samples)
             duration = len(decoded.samples) / SAMPLE_RATE
+            if wants_speakers(work.options, duration, self.speakers_auto_min_s):
+                return self._with_speakers(work, decoded, on_fraction, on_segment)
+            speech = speech_mask(decoded.samples)
             sink = None if on_segment is None else lambda s: on_segment(s, speech, duration)
             raw = self.engine.transcribe(decoded.samples, work.options, on_fraction, sink)
             return _checked(raw, decoded, self.engine, work.options, speech)
         except Exception as exc:
             return exc
+
+    def _with_speakers(
+        self, work: Work, decoded: DecodedAudio, on_fraction: Callable[[float], None] | None,
+        on_segment: Callable[[Segment, np.ndarray, float], None] | None,
+    ) -> Transcript:
+        """The note with speaker labels (core/speakers), on this worker thread: by channel where the channels
+        carry different voices (each channel through the engine and the checks), else by voice after them."""
+        asked = engine_options(work.options, wanted=True)
+        duration = decoded.duration_s
+
+        def plain() -> Transcript:
+            speech = speech_mask(decoded.samples)
+            sink = None if on_segment is None else lambda s: on_segment(s, speech, duration)
+            raw = self.engine.transcribe(decoded.samples, asked, on_fraction, sink)
+            return _checked(raw, decoded, self.engine, asked, speech)
+
+        def one_channel(samples: np.ndarray) -> Transcript:
+            channel = DecodedAudio(samples, decoded.truncated)
+            return _checked(self.engine.transcribe(samples, asked), channel, self.engine, asked)
+
+        transcript, report = run_step(work.options, plain, work.data, decoded.samples, one_channel,
+                                      self.max_duration_s)
+        self.metrics.speaker_steps.labels(report.outcome).inc()
+        self.metrics.speaker_seconds.observe(report.seconds)
+        return _as_asked(transcript, work.options)
+
+    def _voices_in_batch(self, transcript: Transcript, audio: DecodedAudio, options: TranscribeOptions) -> Transcript:
+        """A note that went through a batch although its decoded length wants speakers (its declared length
+        did not): voices by segment, no word times, rather than none."""
+        if not wants_speakers(options, audio.duration_s, self.speakers_auto_min_s):
+            return transcript
+        started = time.monotonic()
+        transcript, report = run_step(options, lambda: transcript, None, audio.samples, None, self.max_duration_s)
+        self.metrics.speaker_steps.labels(report.outcome).inc()
+        self.metrics.speaker_seconds.observe(time.monotonic() - started)
+        return transcript
 
     def _work_batch(self, batch: list[_LocalJob], loop: asyncio.AbstractEventLoop) -> None:
         """Each note decoded on its own (a bad file fails alone), the readable ones transcribed together;
@@ -273,12 +317,21 @@ class LocalRunner:
             if isinstance(raw, Transcript):
                 try:
                     outcome = _checked(raw, audio, self.engine, pending.work.options)
+                    outcome = self._voices_in_batch(outcome, audio, pending.work.options)
                 except Exception as exc:  # this note's answer, not the batch's
                     outcome = exc
             loop.call_soon_threadsafe(_settle, pending, outcome)
 
         notes = [Clip(audio.samples, pending.work.options) for pending, audio in readable]
         self.batcher.transcribe(notes, on_result)
+
+
+def _as_asked(transcript: Transcript, options: TranscribeOptions) -> Transcript:
+    """Word times the speaker step asked the engine for, taken off again when the person did not ask."""
+    if options.word_timestamps:
+        return transcript
+    bare = tuple(dataclasses.replace(s, words=()) for s in transcript.segments)
+    return dataclasses.replace(transcript, segments=bare)
 
 
 def _checked(raw: Transcript, decoded: DecodedAudio, engine: Engine, options: TranscribeOptions,

@@ -1,0 +1,209 @@
+"""Speakers by voice on one channel: who speaks when, as turns of labelled time.
+
+The speech the VAD hears (Silero, as the quality pass uses) is laid end to end, its volume raised as the
+encoder expects, and cut into overlapping 1.6 s windows every WINDOW_HOP_S; each window becomes a voice
+vector (encoder.py). The vectors are clustered (clustering.py); every 10 ms of speech takes the voice of the
+windows covering it (a vote), which also places a change of voice inside a VAD segment; turns shorter than
+MIN_TURN_S join their neighbours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..media import SAMPLE_RATE
+from .clustering import DISTANCE_THRESHOLD, agglomerate, centroids, refine
+from .encoder import HOP, PARTIAL_FRAMES, VoiceEncoder, mel_spectrogram, normalize_volume
+
+WINDOW_HOP_S = 0.4
+MAX_WINDOWS = 900
+"""Beyond this (about 6 minutes of speech) consecutive windows are averaged in groups: the clustering's
+cost grows with the square of its inputs, and a group of 2-3 windows still spans one turn."""
+MIN_TURN_S = 1.0
+MIN_CLUSTER_SHARE = 0.04
+"""A cluster holding less of the speech than this is absorbed by its nearest neighbour: a cough, a laugh,
+a window straddling two voices, not a speaker (unless the request's min_speakers needs it)."""
+MIN_CLUSTER_S = 2.0
+SNAP_S = 0.8
+"""A change of voice this close to a pause moves to the pause: people take turns at pauses, and the 1.6 s
+windows blur where a turn starts by about half their length."""
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    start: float
+    end: float
+    speaker: int
+    """0, 1, … in order of first turn."""
+
+
+@dataclass(frozen=True, slots=True)
+class Voices:
+    turns: tuple[Turn, ...]
+    centroids: np.ndarray
+    """Row k: speaker k's mean voice vector (to match known speakers)."""
+
+    @property
+    def count(self) -> int:
+        return len(self.centroids)
+
+
+def speech_spans(samples: np.ndarray) -> list[tuple[int, int]]:
+    """Sample ranges of speech by Silero VAD (the one faster-whisper ships)."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    if len(samples) == 0:
+        return []
+    spans = get_speech_timestamps(samples, VadOptions(min_silence_duration_ms=250, speech_pad_ms=60))
+    return [(int(s["start"]), int(s["end"])) for s in spans]
+
+
+def find_voices(samples: np.ndarray, encoder: VoiceEncoder, *, least: int = 1, most: int | None = None,
+                threshold: float = DISTANCE_THRESHOLD) -> Voices:
+    """Who speaks when in mono `samples` (16 kHz); a recording without speech has no turns."""
+    spans = speech_spans(samples)
+    if not spans:
+        return Voices((), np.zeros((0, 256), dtype=np.float32))
+    speech = np.concatenate([samples[a:b] for a, b in spans])
+    where = np.concatenate([np.arange(a, b, HOP) for a, b in spans])  # each speech frame's sample in the recording
+    mel = mel_spectrogram(normalize_volume(speech))[: len(where)]
+    where = where[: len(mel)]
+    frames = len(mel)
+    hop = int(round(WINDOW_HOP_S * SAMPLE_RATE / HOP))
+    starts = list(range(0, max(1, frames - PARTIAL_FRAMES + hop), hop))
+    windows = np.stack([_window(mel, s) for s in starts])
+    vectors = encoder.embed_mels(windows)
+    group = max(1, -(-len(vectors) // MAX_WINDOWS))
+    if group > 1:
+        vectors = _grouped(vectors, group)
+        starts = starts[::group]
+        span_frames = PARTIAL_FRAMES + hop * (group - 1)
+    else:
+        span_frames = PARTIAL_FRAMES
+    labels = refine(vectors, agglomerate(vectors, threshold=threshold, least=least, most=most))
+    labels = _absorb_small(vectors, labels, frames, span_frames, hop * group, least)
+    frame_labels = _vote(labels, starts, span_frames, frames)
+    frame_labels = _smooth(frame_labels, int(MIN_TURN_S * SAMPLE_RATE / HOP))
+    frame_labels = _snap(frame_labels, _junctions(spans), int(SNAP_S * SAMPLE_RATE / HOP))
+    labels_in_order, turns = _turns(frame_labels, where)
+    centre = centroids(vectors, labels)
+    return Voices(turns, centre[labels_in_order] if len(labels_in_order) else centre[:0])
+
+
+def _window(mel: np.ndarray, start: int) -> np.ndarray:
+    window = mel[start : start + PARTIAL_FRAMES]
+    if len(window) < PARTIAL_FRAMES:
+        window = np.pad(window, ((0, PARTIAL_FRAMES - len(window)), (0, 0)))
+    return window
+
+
+def _grouped(vectors: np.ndarray, group: int) -> np.ndarray:
+    count = -(-len(vectors) // group)
+    means = np.stack([vectors[i * group : (i + 1) * group].mean(axis=0) for i in range(count)])
+    return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-8)
+
+
+def _absorb_small(vectors: np.ndarray, labels: np.ndarray, frames: int, span_frames: int, hop: int,
+                  least: int) -> np.ndarray:
+    """Clusters with too little speech join the cluster nearest them, while more than `least` remain."""
+    while True:
+        count = int(labels.max()) + 1
+        if count <= max(1, least):
+            return labels
+        seconds = np.bincount(labels, minlength=count) * hop * HOP / SAMPLE_RATE
+        total = frames * HOP / SAMPLE_RATE
+        small = int(np.argmin(seconds))
+        if seconds[small] >= max(MIN_CLUSTER_S, MIN_CLUSTER_SHARE * total):
+            return labels
+        centre = centroids(vectors, labels)
+        similarity = centre @ centre[small]
+        similarity[small] = -np.inf
+        target = int(np.argmax(similarity))
+        merged = np.where(labels == small, target, labels)
+        _, labels = np.unique(merged, return_inverse=True)
+        labels = _first_seen(labels)
+
+
+def _first_seen(labels: np.ndarray) -> np.ndarray:
+    order: dict[int, int] = {}
+    return np.array([order.setdefault(int(x), len(order)) for x in labels], dtype=int)
+
+
+def _vote(labels: np.ndarray, starts: list[int], span: int, frames: int) -> np.ndarray:
+    """Per speech frame, the cluster of the windows covering it, nearer window centres counting more."""
+    count = int(labels.max()) + 1
+    votes = np.zeros((frames, count))
+    weight = np.hanning(span + 2)[1:-1]
+    for label, start in zip(labels, starts, strict=True):
+        end = min(frames, start + span)
+        votes[start:end, label] += weight[: end - start]
+    return np.argmax(votes, axis=1)
+
+
+def _smooth(frame_labels: np.ndarray, min_frames: int) -> np.ndarray:
+    """Runs shorter than `min_frames` take the label of the longer neighbouring run."""
+    labels = frame_labels.copy()
+    for _ in range(3):
+        runs = _runs(labels)
+        if len(runs) <= 1:
+            break
+        changed = False
+        for index, (start, end, _label) in enumerate(runs):
+            if end - start >= min_frames:
+                continue
+            before = runs[index - 1] if index > 0 else None
+            after = runs[index + 1] if index + 1 < len(runs) else None
+            neighbour = max((r for r in (before, after) if r is not None), key=lambda r: r[1] - r[0])
+            labels[start:end] = neighbour[2]
+            changed = True
+        if not changed:
+            break
+    return labels
+
+
+def _junctions(spans: list[tuple[int, int]]) -> np.ndarray:
+    """Where, in the speech laid end to end (frames), one VAD span ends and the next begins: the pauses."""
+    lengths = np.array([len(range(a, b, HOP)) for a, b in spans])
+    return np.cumsum(lengths)[:-1]
+
+
+def _snap(labels: np.ndarray, junctions: np.ndarray, reach: int) -> np.ndarray:
+    """Each change of label within `reach` frames of a pause moved onto it."""
+    if not len(junctions):
+        return labels
+    out = labels.copy()
+    for start, _end, label in _runs(labels)[1:]:
+        nearest = int(junctions[np.argmin(np.abs(junctions - start))])
+        if nearest != start and abs(nearest - start) <= reach:
+            if nearest < start:
+                out[nearest:start] = label  # the new voice started at the pause
+            else:
+                out[start:nearest] = out[start - 1]  # the old voice went on to the pause
+    return out
+
+
+def _runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
+    if not len(labels):
+        return []
+    edges = np.flatnonzero(np.diff(labels)) + 1
+    bounds = [0, *edges.tolist(), len(labels)]
+    return [(bounds[i], bounds[i + 1], int(labels[bounds[i]])) for i in range(len(bounds) - 1)]
+
+
+def _turns(frame_labels: np.ndarray, where: np.ndarray) -> tuple[list[int], tuple[Turn, ...]]:
+    """Turns in recording time, speakers renumbered by first turn; a pause inside one voice's speech is
+    not cut (the turn spans it), a new voice starts a new turn."""
+    order: dict[int, int] = {}
+    turns: list[Turn] = []
+    for start, end, label in _runs(frame_labels):
+        speaker = order.setdefault(label, len(order))
+        begin_s = where[start] / SAMPLE_RATE
+        end_s = (where[end - 1] + HOP) / SAMPLE_RATE
+        if turns and turns[-1].speaker == speaker:
+            turns[-1] = Turn(turns[-1].start, end_s, speaker)
+        else:
+            turns.append(Turn(begin_s, end_s, speaker))
+    ordered = sorted(order, key=order.__getitem__)
+    return ordered, tuple(turns)
