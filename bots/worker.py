@@ -32,7 +32,8 @@ def build_runner(settings: Settings) -> tuple[LocalRunner, int]:
     log.info("model %s ready on %s (%s)", settings.model, engine.device.device, engine.device.compute_type)
     runner = LocalRunner(engine, slots=slots, max_duration_s=settings.max_duration_s, metrics=Metrics(),
                          batch_window_s=settings.batch_window_ms / 1000,
-                         pack_across_conversations=settings.pack_across_conversations)
+                         pack_across_conversations=settings.pack_across_conversations,
+                         speakers_auto_min_s=settings.speakers_auto_min_s)
     return runner, slots * runner.scheduler.max_batch
 
 

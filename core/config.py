@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     vad: bool = True
     max_parts: int = Field(default=3, ge=1, le=20)
     """Chat messages one transcript may take before it is sent as a file with a preview."""
+    speakers_auto_min_s: float = Field(default=60, ge=0)
+    """`speakers auto` (a conversation's setting, the API's `speakers`): label only recordings at least this long."""
     api_keys: SecretStr = SecretStr("")
     """Comma-separated Bearer keys for the HTTP API; required when binding to a non-loopback address."""
     http_max_body_kb: float = Field(default=1024, gt=0)

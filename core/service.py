@@ -93,7 +93,8 @@ class TranscriptionService:
         slots = self.settings.workers or default_slots(engine)
         self.set_runner(LocalRunner(engine, slots=slots, max_duration_s=self.max_duration_s, metrics=self.metrics,
                                     batch_window_s=self.settings.batch_window_ms / 1000,
-                                    pack_across_conversations=self.settings.pack_across_conversations))
+                                    pack_across_conversations=self.settings.pack_across_conversations,
+                                    speakers_auto_min_s=self.settings.speakers_auto_min_s))
 
     def set_runner(self, runner: Runner) -> None:
         self._runner = runner
