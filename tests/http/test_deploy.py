@@ -341,6 +341,10 @@ def test_image_file_list_builds_a_wheel_with_the_playground(tmp_path: Path) -> N
         assert f"chatscribe/bots/static/{asset}" in names
     assert "chatscribe/bots/http.py" in names
     assert "chatscribe/core/service.py" in names
+    catalogs = sorted((ROOT / "core" / "locale").glob("*/LC_MESSAGES/chatscribe.po"))
+    assert len(catalogs) >= 7  # the bots' reply languages besides English
+    for catalog in catalogs:
+        assert f"chatscribe/core/{catalog.relative_to(ROOT / 'core').as_posix()}" in names
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")

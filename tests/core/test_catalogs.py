@@ -1,0 +1,92 @@
+"""The reply catalogs are complete: every sentence the code marks is in each language, with the same values.
+
+The sentences are extracted from the code with Babel's own extractor, the way `pybabel extract` does it
+(babel.cfg, chatscribe.core.i18n.KEYWORDS), so a new `Sentence("...")` left out of a catalog fails here.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+
+import pytest
+from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po
+
+from chatscribe.core import REPLY_LANGUAGES, localize, sentences
+from chatscribe.core.i18n import KEYWORDS, LOCALE_DIR, Sentence, from_json, to_json
+
+ROOT = Path(__file__).resolve().parents[2]
+TRANSLATED = [code for code in REPLY_LANGUAGES if code != "en"]
+_FIELD = re.compile(r"\{(\w+)")
+
+
+def _extracted() -> dict[str, tuple[str, ...]]:
+    """msgid -> every English form (one, or singular and plural), from core, adapters and bots."""
+    found: dict[str, tuple[str, ...]] = {}
+    for folder in ("core", "adapters", "bots"):
+        for _file, _line, message, _comments, _context in extract_from_dir(
+                ROOT / folder, method_map=[("**.py", "python")], keywords=dict(KEYWORDS), comment_tags=()):
+            forms = message if isinstance(message, tuple) else (message,)
+            found[forms[0]] = tuple(forms)
+    return found
+
+
+def _fields(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+@pytest.fixture(scope="module")
+def extracted() -> dict[str, tuple[str, ...]]:
+    found = _extracted()
+    assert sentences.NO_SPEECH in found and "{n} setting" in found  # the extractor sees both kinds of marks
+    return found
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_every_catalog_has_every_sentence_with_the_same_values(language: str,
+                                                               extracted: dict[str, tuple[str, ...]]) -> None:
+    path = LOCALE_DIR / language / "LC_MESSAGES" / "chatscribe.po"
+    assert path.is_file(), f"no catalog for {language}: pybabel init (README, Reply languages)"
+    with path.open("rb") as po:
+        catalog = read_po(po, locale=language)
+    problems = []
+    for msgid, forms in extracted.items():
+        entry = catalog.get(msgid)
+        if entry is None or entry.fuzzy:
+            problems.append(f"missing{' (fuzzy)' if entry else ''}: {msgid!r}")
+            continue
+        translations = entry.string if isinstance(entry.string, tuple) else (entry.string,)
+        wanted = set().union(*(_fields(form) for form in forms))
+        for translation in translations:
+            if not translation:
+                problems.append(f"untranslated: {msgid!r}")
+            elif _fields(translation) != wanted:
+                problems.append(f"{msgid!r}: values {sorted(_fields(translation))}, the English has {sorted(wanted)}")
+        if len(translations) != catalog.num_plurals and len(forms) > 1:
+            problems.append(f"{msgid!r}: {len(translations)} plural forms, {language} has {catalog.num_plurals}")
+    assert not problems, f"{language}: " + "\n".join(problems)
+
+
+@pytest.mark.parametrize("language", TRANSLATED)
+def test_a_sentence_reads_in_the_language_asked_for_and_english_otherwise(language: str) -> None:
+    german_busy = localize(sentences.busy(sentences.RATE_LIMITED, 180), language)
+    assert german_busy != str(sentences.busy(sentences.RATE_LIMITED, 180))
+    assert "3" in german_busy and "{" not in german_busy  # the values filled in, nested sentences too
+    assert localize(sentences.NO_SPEECH, None) == localize(sentences.NO_SPEECH, "ja") == "No speech detected."
+
+
+def test_platform_locales_map_onto_the_reply_languages() -> None:
+    assert localize(sentences.NO_SPEECH, "pt-BR") == localize(sentences.NO_SPEECH, "pt")
+    assert localize(sentences.NO_SPEECH, "de_DE") == "Keine Sprache erkannt."
+    assert localize(sentences.NO_SPEECH, "en-GB") == "No speech detected."
+    assert localize("a transcript, never translated", "de") == "a transcript, never translated"
+
+
+def test_a_sentence_survives_the_journal_and_still_reads_in_any_language() -> None:
+    """Errors are journaled (and cross Redis) as JSON; read back, they still render per reader."""
+    original = sentences.busy(sentences.RATE_LIMITED, 60)
+    restored = from_json(to_json(original) or {})
+    assert isinstance(restored, Sentence) and restored == original
+    assert localize(restored, "ru") == localize(original, "ru") != str(original)
