@@ -11,6 +11,8 @@ whole text and token usage; the deltas joined are that text. The playground's pr
 share done) rides along as SSE comment lines (`: chatscribe.progress {...}`), which SSE clients, the
 official `openai` client among them, skip.
 
+Speaker labels (`response_format=diarized_json`, `speakers=on|auto`, known speakers): bots/openai_speakers.py.
+
 `include[]=logprobs` (json and verbose_json, streamed or not) gives one entry per word: the word as
 Whisper spelled it and the log of its probability, the mean of its tokens' probabilities in Whisper's
 alignment pass (faster-whisper's word probabilities). Whisper's decoder only scores whole sequences, so
@@ -31,14 +33,17 @@ from aiohttp import web
 
 from chatscribe.core import (
     ChatscribeError,
+    KnownSpeaker,
     MediaRequest,
     NotReady,
     Segment,
+    SpeakerOptionsRefused,
     TranscribeOptions,
     Transcript,
     gap_note,
     language_name,
     render_srt,
+    render_txt,
     render_vtt,
     resolve_language,
 )
@@ -46,11 +51,21 @@ from chatscribe.core.jobs import ProgressUpdate, SegmentDone
 
 from .http_state import STATE, ServerState, caller_id, check_api_key
 from .openai_errors import INTERNAL, ApiError, error_for, missing_key_response
+from .openai_speakers import (
+    DIARIZED,
+    diarized_json,
+    diarized_segments,
+    known_speakers,
+    speaker_fields,
+    speaker_notice,
+    speaker_of_segments,
+)
 from .openai_upload import Upload, check_declared_length, fetcher, read_upload
 
 log = logging.getLogger(__name__)
 
-RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", DIARIZED)
+STREAMED_FORMATS = ("json", "verbose_json", DIARIZED)
 AUDIO_TOKENS_PER_S = 50
 """Whisper's encoder gives 1500 positions for each 30 s of audio: the usage's audio tokens."""
 GENERIC_MODEL = "whisper-1"
@@ -103,13 +118,13 @@ async def _handle(request: web.Request, task: str) -> web.StreamResponse:
     try:
         upload = await read_upload(request, service.max_file_bytes)
         response_format = upload.fields.get("response_format", "json")
-        options = _options(upload, task, state)
-        if response_format not in RESPONSE_FORMATS:
-            raise ApiError(400, f"response_format must be one of {', '.join(RESPONSE_FORMATS)}.",
-                           param="response_format")
+        offered = RESPONSE_FORMATS if task == "transcribe" else RESPONSE_FORMATS[:-1]  # translations: not diarized
+        if response_format not in offered:
+            raise ApiError(400, f"response_format must be one of {', '.join(offered)}.", param="response_format")
+        options = _options(upload, task, state, response_format, await known_speakers(upload))
         stream = upload.fields.get("stream", "").lower() == "true"
-        if stream and response_format not in ("json", "verbose_json"):
-            raise ApiError(400, "stream=true works with response_format json or verbose_json.",
+        if stream and response_format not in STREAMED_FORMATS:
+            raise ApiError(400, "stream=true works with response_format json, verbose_json or diarized_json.",
                            param="stream")
         logprobs = _logprobs_asked(upload, response_format)
         if logprobs:
@@ -170,7 +185,8 @@ async def _expect(request: web.Request) -> web.Response | None:
     return None
 
 
-def _options(upload: Upload, task: str, state: ServerState) -> TranscribeOptions:
+def _options(upload: Upload, task: str, state: ServerState, response_format: str,
+             known: tuple[KnownSpeaker, ...]) -> TranscribeOptions:
     fields = upload.fields
     language = None
     if task == "transcribe" and fields.get("language"):
@@ -190,15 +206,22 @@ def _options(upload: Upload, task: str, state: ServerState) -> TranscribeOptions
     if unknown:
         raise ApiError(400, "timestamp_granularities[] takes 'word' and/or 'segment'.",
                        param="timestamp_granularities")
-    return TranscribeOptions(
-        language=language,
-        task="translate" if task == "translate" else "transcribe",
-        vocabulary=fields.get("prompt") or None,
-        word_timestamps="word" in upload.granularities,
-        expected_languages=state.settings.expected_languages if language is None else (),
-        # OpenAI's 0 means "start at 0 and raise it when decoding fails", which is our default schedule.
-        temperature=temperature or None,
-    )
+    speakers = speaker_fields(upload, response_format)
+    try:
+        return TranscribeOptions(
+            language=language,
+            task="translate" if task == "translate" else "transcribe",
+            vocabulary=fields.get("prompt") or None,
+            word_timestamps="word" in upload.granularities,
+            expected_languages=state.settings.expected_languages if language is None else (),
+            # OpenAI's 0 means "start at 0 and raise it when decoding fails", which is our default schedule.
+            temperature=temperature or None,
+            known_speakers=known,
+            **speakers,
+        )
+    except SpeakerOptionsRefused as exc:  # counts out of range or the wrong way round, or unusable known speakers
+        counted = (speakers["min_speakers"], speakers["max_speakers"]) != (None, None)
+        raise ApiError(400, exc.user_message, param="min_speakers" if counted else "known_speaker_names") from None
 
 
 def _logprobs_asked(upload: Upload, response_format: str) -> bool:
@@ -218,7 +241,8 @@ def _render(transcript: Transcript, fmt: str, options: TranscribeOptions, words:
             logprobs: bool = False) -> web.Response:
     if fmt == "text":
         note = gap_note(transcript)  # speech that could not be transcribed is never left out silently
-        text = "\n\n".join(part for part in (transcript.text, note and f"[{note}]") if part)
+        notes = [f"[{n}]" for n in (note, transcript.speaker_note) if n]
+        text = "\n\n".join(part for part in (render_txt(transcript), *notes) if part)  # turns, when labelled
         return web.Response(text=text, content_type="text/plain")
     if fmt == "srt":
         return web.Response(text=render_srt(transcript), content_type="text/plain")
@@ -232,15 +256,20 @@ def _render(transcript: Transcript, fmt: str, options: TranscribeOptions, words:
 
 def _body(transcript: Transcript, fmt: str, options: TranscribeOptions, words: bool) -> dict[str, Any]:
     usage = {"type": "duration", "seconds": math.ceil(transcript.duration_s)}
+    if fmt == DIARIZED:
+        known = [k.name for k in options.known_speakers]
+        return diarized_json(transcript, known) | _gaps(transcript) | speaker_notice(transcript) | {"usage": usage}
     if fmt != "verbose_json":
-        return {"text": transcript.text, **_gaps(transcript), "usage": usage}
-    return verbose_json(transcript, options, words) | {"usage": usage}
+        return {"text": transcript.text, **_gaps(transcript), **speaker_notice(transcript), "usage": usage}
+    return verbose_json(transcript, options, words) | speaker_notice(transcript) | {"usage": usage}
 
 
 def verbose_json(transcript: Transcript, options: TranscribeOptions, words: bool) -> dict[str, Any]:
     """OpenAI's verbose_json: the full language name, segments with their decoding statistics, their
     tokens and the temperature each was decoded at (after Whisper's fallback; the requested one where the
-    decoder did not say, as for a note decoded in a batch, whose tokens are then empty too)."""
+    decoder did not say, as for a note decoded in a batch, whose tokens are then empty too). Where several
+    speakers were told apart, each segment carries its `speaker` (the label, as diarized_json gives it)."""
+    speaker_of = speaker_of_segments(transcript)
     body: dict[str, Any] = {
         "task": transcript.task,
         "language": language_name(transcript.language),
@@ -258,6 +287,7 @@ def verbose_json(transcript: Transcript, options: TranscribeOptions, words: bool
                 "avg_logprob": round(seg.avg_logprob, 4),
                 "compression_ratio": round(seg.compression_ratio, 4),
                 "no_speech_prob": round(seg.no_speech_prob, 4),
+                **({"speaker": speaker_of[id(seg)]} if id(seg) in speaker_of else {}),
             }
             for index, seg in enumerate(transcript.segments)
         ],
@@ -303,16 +333,17 @@ def _gaps(transcript: Transcript) -> dict[str, Any]:
 class _Deltas:
     """The text sent so far, so that the deltas joined are exactly the done event's text."""
 
-    def __init__(self, logprobs: bool) -> None:
+    def __init__(self, logprobs: bool, *, text_deltas: bool = True) -> None:
         self.logprobs = logprobs
+        self.text_deltas = text_deltas
         self.sent = ""
         self.segments = 0
 
     def segment(self, segment: Segment) -> dict[str, Any] | None:
-        """The delta for one decoded segment (None when it holds no text)."""
+        """The delta for one decoded segment (None when it holds no text, or no deltas are sent)."""
         self.segments += 1
         text = segment.text.strip()
-        if not text:
+        if not text or not self.text_deltas:
             return None
         return self._delta((" " if self.sent else "") + text, [segment])
 
@@ -346,7 +377,8 @@ async def _stream(
     work.add_done_callback(lambda task: task.cancelled() or task.exception())
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
-    deltas = _Deltas(logprobs)
+    # diarized_json streams segment events once the speaker step has labelled them, no text deltas before.
+    deltas = _Deltas(logprobs, text_deltas=fmt != DIARIZED)
     try:
         while not work.done():
             getter = asyncio.ensure_future(updates.get())
@@ -383,9 +415,13 @@ def _outcome_events(work: asyncio.Future[Transcript], deltas: _Deltas, fmt: str,
     except Exception:
         log.exception("transcription failed unexpectedly")
         return [{"type": "error", **INTERNAL.body()}]
+    if fmt == DIARIZED:
+        done = {"type": "transcript.text.done", "text": transcript.text, **_gaps(transcript),
+                **speaker_notice(transcript), "usage": token_usage(transcript)}
+        return [*diarized_segments(transcript, [k.name for k in options.known_speakers]), done]
     rest = deltas.rest(transcript)
-    done: dict[str, Any] = {"type": "transcript.text.done", **_body(transcript, fmt, options, words),
-                            "usage": token_usage(transcript)}
+    done = {"type": "transcript.text.done", **_body(transcript, fmt, options, words),
+            "usage": token_usage(transcript)}
     if deltas.logprobs:
         done["logprobs"] = word_logprobs(transcript.segments)
     return [rest, done] if rest is not None else [done]

@@ -24,8 +24,15 @@ MAX_PARTS = 32
 FIELDS = frozenset({
     "model", "language", "prompt", "response_format", "temperature", "timestamp_granularities[]",
     "timestamp_granularities", "stream", "chunking_strategy", "include[]",
+    "speakers", "min_speakers", "max_speakers",  # chatscribe's own: speaker labels for any format
 })
 """The text fields read; any other part is read past without being kept."""
+KNOWN_NAMES = frozenset({"known_speaker_names[]", "known_speaker_names"})
+KNOWN_REFERENCES = frozenset({"known_speaker_references[]", "known_speaker_references"})
+MAX_KNOWN_SPEAKERS = 8
+"""At most this many known speakers (OpenAI takes 4): a form with more is refused before reading them."""
+REFERENCE_LIMIT_BYTES = 2_000_000
+"""One known speaker's clip as a data URL: 10 s of 44.1 kHz mono WAV fits, base64 and all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +42,9 @@ class Upload:
     content_type: str | None
     fields: dict[str, str] = field(default_factory=dict)
     granularities: tuple[str, ...] = ()
+    known_names: tuple[str, ...] = ()
+    known_references: tuple[str, ...] = ()
+    """Data URLs, in the order of known_names (bots/openai_speakers.py decodes them)."""
 
 
 def check_declared_length(request: web.BaseRequest, limit: int) -> None:
@@ -55,6 +65,7 @@ async def read_upload(request: web.Request, limit: int) -> Upload:
     budget = _Budget(request, limit)
     fields: dict[str, str] = {}
     granularities: list[str] = []
+    known: dict[str, list[str]] = {"names": [], "references": []}
     data: bytes | None = None
     file_name = content_type = None
     try:
@@ -71,13 +82,30 @@ async def read_upload(request: web.Request, limit: int) -> Upload:
                     granularities.append(text)
                 else:
                     fields[name] = text
+            elif name in KNOWN_NAMES or name in KNOWN_REFERENCES:
+                await _read_known(part, name, known, budget)
             else:  # unknown, or a second file: read past, counted, never kept
                 await _skip_part(part, budget)
     except (ValueError, AssertionError, RuntimeError) as exc:  # aiohttp's words for a malformed body
         raise ApiError(400, "The multipart form could not be read.", param="file") from exc
     if not data:
         raise ApiError(400, "No audio was uploaded: send it in the multipart field 'file'.", param="file")
-    return Upload(data, file_name, content_type, fields, tuple(granularities))
+    return Upload(data, file_name, content_type, fields, tuple(granularities),
+                  tuple(known["names"]), tuple(known["references"]))
+
+
+async def _read_known(part: BodyPartReader, name: str, known: dict[str, list[str]], budget: _Budget) -> None:
+    """One known_speaker_names[] or known_speaker_references[] entry, refused past the count or size limit."""
+    kind, limit = ("names", FIELD_LIMIT_BYTES) if name in KNOWN_NAMES else ("references", REFERENCE_LIMIT_BYTES)
+    param = f"known_speaker_{kind}"
+    if len(known[kind]) >= MAX_KNOWN_SPEAKERS:
+        raise ApiError(400, f"At most {MAX_KNOWN_SPEAKERS} known speakers can be given.", param=param)
+    too_large = ApiError(400, f"A known speaker's reference may be at most {REFERENCE_LIMIT_BYTES // 1_000_000} MB "
+                         "as a data URL: send a 2–10 s clip, compressed (e.g. Opus or MP3) or as 16 kHz mono WAV.",
+                         param=param) if kind == "references" else _field_too_large(name)
+    chunk = CHUNK_BYTES if kind == "references" else FIELD_CHUNK_BYTES
+    value = await _read_part(part, limit, budget, chunk, too_large=too_large)
+    known[kind].append(value.decode("utf-8", errors="replace").strip())
 
 
 class _Budget:
