@@ -300,9 +300,9 @@ class DiscordBot:
         @group.command(name="replies",
                        description=Sentence("Language of my replies in {where}: auto (each person's) or a code",
                                             where=where))
-        @app_commands.describe(language=Sentence("auto, or one of en, de, es, fr, it, pt, ru, uk"))
-        async def replies(interaction: discord.Interaction, language: str) -> None:
-            await change(interaction, "replies", language)
+        @app_commands.describe(value=Sentence("auto, or one of en, de, es, fr, it, pt, ru, uk"))
+        async def replies(interaction: discord.Interaction, value: str) -> None:
+            await change(interaction, "replies", value)
 
     async def _on_message(self, message: discord.Message) -> None:
         if message.author.bot:  # bots, this one included, never trigger work

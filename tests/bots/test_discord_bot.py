@@ -436,9 +436,9 @@ async def test_commands_sync_to_the_configured_servers_for_instant_updates(
     assert synced["chatscribe"].get("default_member_permissions") is None
     subcommands = {o["name"]: o for o in synced["chatscribe"]["options"]}
     assert set(subcommands) == {"language", "translate", "vocab", "format", "timestamps", "speakers", "auto",
-                                "settings", "forget", "channel"}
+                                "replies", "settings", "forget", "channel"}
     assert {o["name"] for o in subcommands["channel"]["options"]} == {
-        "language", "translate", "vocab", "format", "timestamps", "speakers", "auto", "reset"}
+        "language", "translate", "vocab", "format", "timestamps", "speakers", "auto", "replies", "reset"}
     options = {o["name"]: o for o in synced["transcribe"]["options"]}
     assert set(options) == {"file", "language", "translate", "ephemeral"}
     assert not any(o.get("required") for o in options.values())

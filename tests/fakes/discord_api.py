@@ -73,6 +73,8 @@ class FakeDiscord:
         self.downloads: list[str] = []
         self.history: dict[str, list[Payload]] = {self.channel_id: []}
         self.commands: dict[str, list[Payload]] = {}
+        self.locale = "en-US"
+        """The Discord locale of whoever sends the next interaction (its `locale`)."""
         self.originals: dict[str, Payload] = {}
         """Interaction token -> its response message, once the bot edited `@original`."""
         self.identifies = 0
@@ -503,7 +505,7 @@ class FakeDiscord:
             "channel": {"id": self.channel_id, "type": 0, "guild_id": self.guild_id, "name": "general",
                         "position": 0, "permission_overwrites": [], "nsfw": False, "parent_id": None},
             "member": member or self.member(self.user), "token": f"itoken-{self.new_id()}", "version": 1,
-            "app_permissions": str(EVERYONE_PERMISSIONS), "locale": "en-US", "guild_locale": "en-US",
+            "app_permissions": str(EVERYONE_PERMISSIONS), "locale": self.locale, "guild_locale": "en-US",
             "entitlements": [], "authorizing_integration_owners": {"0": self.guild_id}, "context": 0,
             "attachment_size_limit": 10 * 1024 * 1024,
         }

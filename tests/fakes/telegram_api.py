@@ -130,8 +130,10 @@ class FakeTelegram:
         return {"file_id": file_id, "file_unique_id": unique, "file_size": stored.size}
 
     def message(self, *, chat_id: int, user_id: int = 42, chat_type: str = "private", text: str | None = None,
-                reply_to: dict[str, Any] | None = None, **content: Any) -> dict[str, Any]:
-        """A message from a user (content e.g. voice={...}); stored so replies to it resolve."""
+                reply_to: dict[str, Any] | None = None, language_code: str | None = None,
+                **content: Any) -> dict[str, Any]:
+        """A message from a user (content e.g. voice={...}); stored so replies to it resolve.
+        `language_code`: the language of the sender's Telegram app (IETF tag, e.g. "de")."""
         chat: dict[str, Any] = {"id": chat_id, "type": chat_type}
         if chat_type == "private":
             chat.update(first_name="Ada", username=f"user{user_id}")
@@ -141,7 +143,8 @@ class FakeTelegram:
             "message_id": next(self._message_ids),
             "date": int(time.time()),
             "chat": chat,
-            "from": {"id": user_id, "is_bot": False, "first_name": "Ada", "username": f"user{user_id}"},
+            "from": {"id": user_id, "is_bot": False, "first_name": "Ada", "username": f"user{user_id}",
+                     **({"language_code": language_code} if language_code else {})},
             **content,
         }
         if text is not None:

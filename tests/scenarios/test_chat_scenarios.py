@@ -13,6 +13,7 @@ import pytest
 from chatscribe.core.config import Settings
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.errors import Busy, MediaTooLarge, UnacceptedFormat
+from chatscribe.core.i18n import localize
 from chatscribe.core.media import ACCEPTED_FORMATS, SAMPLE_RATE, MediaRequest, decode_audio
 from chatscribe.core.sentences import NO_SPEECH, RATE_LIMITED, language_set, speakers_set, unknown_language
 from chatscribe.core.service import TranscriptionService
@@ -169,6 +170,24 @@ async def test_speaker_labels_are_set_with_the_platforms_command_and_shown_in_it
     assert "Speaker labels: auto" in await chat.command("settings")
     await chat.command("speakers", "off")
     assert "Speaker labels: off" in await chat.command("settings")
+
+
+async def test_replies_set_with_the_platforms_command_put_the_bots_words_in_that_language_not_the_transcript(
+    chat: Driver, service: TranscriptionService, audio: Callable[[str], bytes]
+) -> None:
+    confirmed = await chat.command("replies", "de")
+    assert "Ich antworte hier auf Deutsch (de)." in confirmed, confirmed
+    assert "Antworten: Deutsch (de)" in await chat.command("settings")
+
+    before = len(chat.texts())
+    await chat.send_voice("quiet.ogg", audio("silence_10s.ogg"))
+    await chat.send_voice("voice-message.ogg", audio("jfk_voice.ogg"))
+    silence, speech = (await answers(chat, service, before + 2))[before:]
+
+    assert silence == localize(NO_SPEECH, "de") == "Keine Sprache erkannt."
+    assert wer(JFK, speech) < 0.3, speech  # what was said stays as it was said
+    refusal = await chat.command("replies", "klingon")
+    assert refusal.startswith("Antworten kennt auto"), refusal  # refused in the language in force
 
 
 def long_recording(audio: Callable[[str], bytes], rounds: int) -> bytes:
