@@ -47,7 +47,20 @@ async def doctor(settings: Settings) -> int:
     problems += await _broker(settings)
     for name, status in platform_status().items():
         print(f"{name:<13} {status}")
+    print(f"speakers      {_speakers()}")
     return 1 if problems else 0
+
+
+def _speakers() -> str:
+    """Whether speaker labels can tell voices apart here; channels that differ are told apart without the extra."""
+    try:
+        from chatscribe.core.speakers import unavailable_reason
+    except ImportError as exc:
+        return f"by channel only: voices cannot be told apart ({exc})"
+    reason = unavailable_reason()
+    if reason:
+        return f"by channel only: voices cannot be told apart ({reason})"
+    return "available: by channel and by voice (the speakers extra, its encoder's weights checked)"
 
 
 async def _broker(settings: Settings) -> int:

@@ -43,3 +43,17 @@ def test_a_speaker_count_out_of_range_is_one_sentence_before_the_model_loads(tmp
     assert done.returncode == 2
     assert done.stderr.strip() == str(speaker_counts_refused(3, 2, MAX_SPEAKERS))
     assert "Traceback" not in done.stderr
+
+
+def test_doctor_says_whether_voices_can_be_told_apart(tmp_path: Path) -> None:
+    from chatscribe.core.speakers import unavailable_reason
+
+    done = _chatscribe(["doctor"], tmp_path)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    (line,) = [line for line in done.stdout.splitlines() if line.startswith("speakers ")]
+    reason = unavailable_reason()
+    if reason is None:
+        assert line.split(None, 1)[1].startswith("available: by channel and by voice"), line
+    else:
+        assert line.split(None, 1)[1] == f"by channel only: voices cannot be told apart ({reason})", line
