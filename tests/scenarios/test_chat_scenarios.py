@@ -190,6 +190,24 @@ async def test_replies_set_with_the_platforms_command_put_the_bots_words_in_that
     assert refusal.startswith("Antworten kennt auto"), refusal  # refused in the language in force
 
 
+async def test_with_speakers_on_a_two_channel_call_is_answered_turn_by_turn(
+    chat: Driver, service: TranscriptionService, audio: Callable[[str], bytes],
+    references: dict[str, dict[str, object]],
+) -> None:
+    await chat.command("speakers", "on")
+    before = len(chat.texts())
+    await chat.send_voice("call.wav", audio("stereo_diarization.wav"))
+
+    answer = (await answers(chat, service, before + 1))[before]
+
+    # Each turn starts with its channel's name (in bold on Discord and Slack), the channel's words after it.
+    turns = dict(turn.replace("*", "").split(": ", 1) for turn in answer.split("\n\n"))
+    assert sorted(turns) == ["Left", "Right"], answer
+    expected = references["stereo_diarization.wav"]
+    assert wer(str(expected["text_left"]), turns["Left"]) < 0.3, answer
+    assert wer(str(expected["text_right"]), turns["Right"]) < 0.3, answer
+
+
 def long_recording(audio: Callable[[str], bytes], rounds: int) -> bytes:
     """One WAV file: `rounds` times the English half of multilingual.mp3 then JFK, half a second apart.
     (The same sentence said over and over makes tiny.en skip whole passages as if already heard.)"""
