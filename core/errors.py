@@ -145,7 +145,7 @@ class MediaTooLarge(MediaError):
     def __init__(self, size_bytes: int | None, limit_bytes: int, *, hint: str = "") -> None:
         limit = f"{limit_bytes / 1_000_000:g}"
         message = (Sentence("That file is too large ({size} MB): the limit is {limit} MB.",
-                            size=f"{size_bytes / 1_000_000:.1f}", limit=limit) if size_bytes
+                            size=format(size_bytes / 1_000_000, ".1f"), limit=limit) if size_bytes
                    else Sentence("That file is too large: the limit is {limit} MB.", limit=limit))
         super().__init__(joined([message, hint]) if hint else message)
         self.size_bytes = size_bytes
@@ -260,7 +260,7 @@ class RecordedFailure(ChatscribeError):
 
 def _minutes(seconds: float) -> Sentence:
     if seconds < 120:
-        return Sentence("{seconds} s", seconds=f"{seconds:.0f}")
+        return Sentence("{seconds} s", seconds=format(seconds, ".0f"))
     if seconds < 7200:
-        return Sentence("{minutes} min", minutes=f"{seconds / 60:.0f}")
-    return Sentence("{hours} h", hours=f"{seconds / 3600:.1f}")
+        return Sentence("{minutes} min", minutes=format(seconds / 60, ".0f"))
+    return Sentence("{hours} h", hours=format(seconds / 3600, ".1f"))

@@ -145,7 +145,7 @@ FILE_DELETED = Sentence("That file was deleted before I could transcribe it.")
 
 def full_transcript_caption(characters: int) -> Sentence:
     return Plural("Full transcript, {count} character.", "Full transcript, {count} characters.", characters,
-                  count=f"{characters:,}")
+                  count=format(characters, ","))
 
 
 def busy(reason: str, retry_after_s: float) -> Sentence:
@@ -184,8 +184,8 @@ def _eta(eta_s: float | None) -> str:
     if not eta_s or eta_s < 5:
         return ""
     if eta_s < 90:
-        return Sentence(", about {seconds} s left", seconds=f"{round(eta_s / 5) * 5:.0f}")
-    return Sentence(", about {minutes} min left", minutes=f"{round(eta_s / 60):.0f}")
+        return Sentence(", about {seconds} s left", seconds=format(round(eta_s / 5) * 5, ".0f"))
+    return Sentence(", about {minutes} min left", minutes=format(round(eta_s / 60), ".0f"))
 
 
 # -- speaker labels (core/speakers) -------------------------------------------------------------------
@@ -241,7 +241,7 @@ def model_too_large(model: str, need_gb: float, free_gb: float) -> Sentence:
     return Sentence("The model {model} would not fit in memory: converting it needs about {need} GB and this "
                     "machine has {free} GB free. Free memory, use a smaller model, or convert it on a larger "
                     "machine and set CHATSCRIBE_MODEL to the converted folder.", model=model,
-                    need=f"{need_gb:.1f}", free=f"{free_gb:.1f}")
+                    need=format(need_gb, ".1f"), free=format(free_gb, ".1f"))
 
 
 def adapter_without_base(adapter: str) -> Sentence:

@@ -17,6 +17,7 @@ from chatscribe.adapters import slack as slack_adapter
 from chatscribe.adapters import telegram as telegram_adapter
 from chatscribe.bots.discord_bot import DiscordBot, DiscordSettings
 from chatscribe.bots.telegram_bot import TelegramBot, TelegramSettings
+from chatscribe.core.i18n import REPLY_LANGUAGES, localize
 from chatscribe.core.sentences import progress_starts
 from chatscribe.core.service import TranscriptionService
 from chatscribe.core.text import characters, utf16_units
@@ -56,12 +57,16 @@ class Driver(Protocol):
         `name` (language, settings, ...) with `value`; the bot's answer to it."""
 
 
+STATUS_STARTS = tuple(localize(start, language) for language in REPLY_LANGUAGES for start in progress_starts())
+"""How a status message begins, in every language the bots reply in (the `replies` setting)."""
+
+
 async def answers(driver: Driver, service: TranscriptionService, count: int) -> list[str]:
     """The bot's messages in the conversation once `count` of them are answers (no status message still
     saying "Transcribing…") and no job is left."""
     def answered() -> list[str] | None:
         texts = driver.texts()
-        done = [t for t in texts if not t.startswith(progress_starts())]
+        done = [t for t in texts if not t.startswith(STATUS_STARTS)]
         return texts if len(done) >= count and len(done) == len(texts) else None
 
     await until(answered, f"{count} answer(s) from the bot", timeout=120)
