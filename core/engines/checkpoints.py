@@ -291,6 +291,25 @@ def _complete_for_faster_whisper(checkpoint: Path, folder: Path) -> None:
         from transformers import AutoTokenizer
 
         AutoTokenizer.from_pretrained(checkpoint).backend_tokenizer.save(str(folder / "tokenizer.json"))
+    _language_ids(folder, int(config.get("vocab_size", 0)))
+
+
+def _language_ids(folder: Path, vocab_size: int) -> None:
+    """A multilingual model whose generation config lacks lang_to_id (and a tokenizer that lists no additional
+    special tokens) converts with no language tokens, and faster-whisper then cannot detect a language: take
+    them from the tokenizer, where Whisper keeps them between <|startoftranscript|> and <|translate|>."""
+    config_file = folder / "config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    if config.get("lang_ids") or vocab_size < 51865:  # English-only vocabularies have no language tokens
+        return
+    import tokenizers
+
+    tokenizer = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+    start, end = tokenizer.token_to_id("<|startoftranscript|>"), tokenizer.token_to_id("<|translate|>")
+    if start is None or end is None:
+        return
+    config["lang_ids"] = list(range(start + 1, end))
+    config_file.write_text(json.dumps(config, indent=2))
 
 
 def _mark(folder: Path, *, kind: str, source: Path, key: str, **more: str) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from chatscribe.bots.engine_loader import build_engine, prepare_model
@@ -339,3 +340,23 @@ def test_the_transformers_engine_loads_a_checkpoint_as_it_is(
                                          TranscribeOptions())[0]
     assert wer(JFK, transcript.text) <= 0.1
     assert not (tmp_path / "data" / "models").exists(), "nothing converted, nothing copied"
+
+
+def test_a_checkpoint_shaped_like_large_v3_keeps_its_128_mel_bins(checkpoint: Path, tmp_path: Path) -> None:
+    """A large-v3 fine-tune reads 128 mel bins; this one (random, tiny, no preprocessor config saved, no
+    language table in its generation config) must still come out as faster-whisper needs it."""
+    from faster_whisper import WhisperModel
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    source = tmp_path / "tiny-v3-shape"
+    config = WhisperConfig(num_mel_bins=128, d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                           decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128, vocab_size=51865)
+    WhisperForConditionalGeneration(config).save_pretrained(source)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(checkpoint / name, source / name)
+    model = prepare_model(_settings(tmp_path / "data", source))
+    assert json.loads((model.path / "preprocessor_config.json").read_text())["feature_size"] == 128
+    loaded = WhisperModel(str(model.path), device="cpu", compute_type="int8", cpu_threads=2)
+    assert loaded.feature_extractor.mel_filters.shape[0] == 128
+    language, _, ranked = loaded.detect_language(np.zeros(16000, dtype=np.float32))
+    assert len(ranked) == 99  # every language of the tokenizer, none lost in the conversion
