@@ -15,7 +15,11 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
 from chatscribe.core import REPLY_LANGUAGES, localize, sentences
+from chatscribe.core.errors import ChatscribeError, MediaTooLong
 from chatscribe.core.i18n import KEYWORDS, LOCALE_DIR, Sentence, from_json, to_json
+from chatscribe.core.jobs.journal import Journal
+from chatscribe.core.media import Fetch, MediaRequest
+from chatscribe.core.options import TranscribeOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 TRANSLATED = [code for code in REPLY_LANGUAGES if code != "en"]
@@ -93,3 +97,28 @@ def test_a_sentence_survives_the_journal_and_still_reads_in_any_language() -> No
     assert isinstance(restored, Sentence)
     assert restored == original
     assert localize(restored, "ru") == localize(original, "ru") != str(original)
+
+
+def test_a_journaled_job_keeps_its_reply_language_and_its_errors_sentence(tmp_path: Path) -> None:
+    """After a restart the answer is still said in the language of whoever asked (the journal's row)."""
+    async def never(max_bytes: int) -> bytes:
+        raise AssertionError("not fetched")
+
+    class Fetchers:
+        def fetcher(self, reference: object) -> Fetch:
+            return never
+
+    path = tmp_path / "jobs.sqlite3"
+    journal = Journal(path)
+    job = journal.add(MediaRequest(platform="fake", chat_id="c", user_id="u", fetch=never, replies="uk"),
+                      TranscribeOptions())
+    journal.set_outcome(job.id, MediaTooLong(900, 600))
+    journal.close()
+
+    reopened = Journal(path)
+    (entry,) = reopened.unfinished("fake", Fetchers())  # type: ignore[arg-type]
+    reopened.close()
+    assert entry.job.request.replies == "uk"
+    assert isinstance(entry.outcome, ChatscribeError)
+    said = localize(entry.outcome.user_message, entry.job.request.replies)
+    assert said == "Цей запис задовгий (15 хв): межа — 10 хв."
