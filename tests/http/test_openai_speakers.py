@@ -6,6 +6,8 @@ audio."""
 from __future__ import annotations
 
 import base64
+import io
+import wave
 from collections.abc import Callable
 
 import numpy as np
@@ -110,6 +112,28 @@ async def test_speakers_on_labels_verbose_json_segments_and_the_subtitles(
     assert "[Left] " in srt
     assert "[Right] " in srt
     assert "<v " not in plain, "without speakers the subtitles are as before"
+
+
+def _channel_clip(call: bytes, channel: int, seconds: float) -> str:
+    """A data URL of the first `seconds` of one channel of a 16-bit WAV: one voice, as a client would send it."""
+    with wave.open(io.BytesIO(call)) as wav:
+        frames = np.frombuffer(wav.readframes(wav.getnframes()), "<i2").reshape(-1, wav.getnchannels())
+        rate = wav.getframerate()
+    side = frames[: int(seconds * rate), channel].astype(np.float32) / 32768
+    return f"data:audio/wav;base64,{base64.b64encode(to_wav(side)).decode()}"
+
+
+@pytest.mark.parametrize("channel", [0, 1])
+async def test_a_known_speakers_voice_is_labelled_with_their_name(
+    server: Running, call: tuple[str, bytes], sides: tuple[str, str], channel: int
+) -> None:
+    result = await server.client().audio.transcriptions.create(
+        model="whisper-1", file=call, response_format="diarized_json", known_speaker_names=["agent"],
+        known_speaker_references=[_channel_clip(call[1], channel, 2.5)])
+
+    said = _said_by([(s.speaker, s.text) for s in result.segments])
+    assert sorted(said) == ["A", "agent"], said  # the voice of the clip's channel is the agent's
+    assert wer(sides[channel], said["agent"]) < 0.3, said
 
 
 async def test_a_known_speakers_clip_must_be_2_to_10_seconds_of_audio(
