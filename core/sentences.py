@@ -190,10 +190,10 @@ def _eta(eta_s: float | None) -> str:
 
 # -- speaker labels (core/speakers) -------------------------------------------------------------------
 
-SPEAKERS_NOT_TOLD_APART = ("Speakers could not be told apart in this recording, so the transcript below has "
+SPEAKERS_NOT_TOLD_APART = ("Speakers could not be told apart in this recording, so the transcript has "
                            "no speaker labels.")
 SPEAKERS_UNAVAILABLE = ("Speakers could not be told apart: speaker labelling is not installed on this service "
-                        "(the chatscribe[speakers] extra), so the transcript below has no speaker labels.")
+                        "(the chatscribe[speakers] extra), so the transcript has no speaker labels.")
 SPEAKER_MODE_CHOICES = "Speakers takes on, off or auto."
 
 
