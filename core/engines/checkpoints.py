@@ -113,8 +113,8 @@ def content_key(*folders: Path, memo: Path) -> str:
 def quantization_for(compute_type: str) -> str:
     """What the converted weights are stored as: the compute type the engine will use, when it is one.
 
-    Stored as computed, a model loads without requantizing and takes the least disk; the key includes it,
-    so moving to another device (int8 on the CPU, float16 on CUDA) converts again rather than lose precision.
+    Stored as computed, a model loads without requantizing and takes the least disk; the folder is named
+    with it, so moving to another device (int8 on the CPU, float16 on CUDA) converts again rather than lose precision.
     """
     return compute_type if compute_type in _QUANTIZATIONS else "float16"
 
@@ -131,7 +131,7 @@ def to_ctranslate2(checkpoint: Path, target_dir: Path, *, name: str, quantizatio
         return target, False
     _require(name, "torch", "transformers")
     ensure_fits(checkpoint, name)
-    with _converting(f"{name} to CTranslate2 ({quantization})", target, stage) as partial:
+    with _converting(name, f"{name} to CTranslate2 ({quantization})", target, stage) as partial:
         from ctranslate2.converters import TransformersConverter
 
         copied = [f for f in ("tokenizer.json", "preprocessor_config.json") if (checkpoint / f).is_file()]
@@ -152,7 +152,7 @@ def merge_adapter(adapter: Path, base: Path, target_dir: Path, *, name: str,
         return target, False
     _require(name, "torch", "transformers", "peft")
     ensure_fits(base, name)
-    with _converting(f"the LoRA adapter {name} into {base}", target, stage) as partial:
+    with _converting(name, f"the LoRA adapter {name} into {base}", target, stage) as partial:
         import torch
         from peft import PeftModel
         from transformers import WhisperForConditionalGeneration
@@ -197,9 +197,9 @@ def parameter_count(checkpoint: Path) -> int:
     """From the safetensors headers (shapes, no weights read); for .bin files, their size in float32."""
     total = 0
     for file in _matching(checkpoint, _WEIGHTS):
-        if file.suffix == ".safetensors":
-            total += _safetensors_parameters(file)
-        else:
+        try:
+            total += _safetensors_parameters(file) if file.suffix == ".safetensors" else file.stat().st_size // 4
+        except (ValueError, struct.error, UnicodeDecodeError):  # a damaged header: the converter will say so
             total += file.stat().st_size // 4
     return total
 
@@ -235,7 +235,7 @@ def _require(name: str, *modules: str) -> None:
 
 
 @contextmanager
-def _converting(what: str, target: Path, stage: Stage | None) -> Iterator[Path]:
+def _converting(name: str, what: str, target: Path, stage: Stage | None) -> Iterator[Path]:
     """A partial folder beside `target`, renamed into place when the body succeeds; progress in the log."""
     private_dir(target.parent)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
@@ -267,7 +267,7 @@ def _converting(what: str, target: Path, stage: Stage | None) -> Iterator[Path]:
         raise
     except Exception as exc:  # the libraries raise many types (a shape mismatch, a missing key): say it once
         shutil.rmtree(partial, ignore_errors=True)
-        raise ModelUnavailable(conversion_failed(what, f"{type(exc).__name__}: {exc}"[:300]),
+        raise ModelUnavailable(conversion_failed(name, f"{type(exc).__name__}: {exc}"[:300]),
                                detail=repr(exc)) from exc
     finally:
         done.set()

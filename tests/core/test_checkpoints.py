@@ -360,3 +360,20 @@ def test_a_checkpoint_shaped_like_large_v3_keeps_its_128_mel_bins(checkpoint: Pa
     assert loaded.feature_extractor.mel_filters.shape[0] == 128
     language, _, ranked = loaded.detect_language(np.zeros(16000, dtype=np.float32))
     assert len(ranked) == 99  # every language of the tokenizer, none lost in the conversion
+
+
+def test_a_checkpoint_that_cannot_be_converted_gets_a_sentence_and_leaves_nothing(
+    checkpoint: Path, audio_dir: Path, tmp_path: Path
+) -> None:
+    broken = tmp_path / "half-copied"
+    broken.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copyfile(checkpoint / name, broken / name)
+    (broken / "model.safetensors").write_bytes((checkpoint / "model.safetensors").read_bytes()[:100_000])
+    done = _chatscribe(["transcribe", str(audio_dir / "jfk.flac"), "--model", str(broken)], _env(tmp_path / "data"),
+                       tmp_path)
+    assert done.returncode == 2
+    assert f"The model {broken} could not be converted for this engine (" in done.stderr
+    assert "nothing was kept, so the next start tries again." in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not [p for p in (tmp_path / "data" / "models").iterdir() if p.name != ".hashes"]
