@@ -273,6 +273,7 @@ def verbose_json(transcript: Transcript, options: TranscribeOptions, words: bool
     body: dict[str, Any] = {
         "task": transcript.task,
         "language": language_name(transcript.language),
+        "language_reason": transcript.language_reason,  # why this language (README: "Which language")
         "duration": round(transcript.duration_s, 3),
         "text": transcript.text,
         "segments": [

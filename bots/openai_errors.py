@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from chatscribe.core import Busy, ChatscribeError, MediaError, MediaTooLarge, NotReady, ShuttingDown
+from chatscribe.core import Busy, CannotTranslate, ChatscribeError, MediaError, MediaTooLarge, NotReady, ShuttingDown
 
 
 @dataclass(eq=False)
@@ -56,6 +56,8 @@ def error_for(exc: ChatscribeError) -> ApiError:
         return ApiError(413, message, param="file", code=exc.code)
     if isinstance(exc, MediaError):
         return ApiError(400, message, param="file", code=exc.code)
+    if isinstance(exc, CannotTranslate):  # the request asks what this model cannot do
+        return ApiError(400, message, param="model", code=exc.code)
     if isinstance(exc, Busy):
         return ApiError(429, message, type="rate_limit_error", code=exc.code, retry_after_s=exc.retry_after_s)
     if isinstance(exc, NotReady | ShuttingDown):

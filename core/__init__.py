@@ -25,6 +25,7 @@ from .config import ENV_FILE, Settings, load
 from .coverage import MIN_GAP_S, covered_mask, uncovered
 from .errors import (
     Busy,
+    CannotTranslate,
     ChatscribeError,
     ConfigError,
     DataDirUnavailable,
@@ -173,6 +174,7 @@ __all__ = [
     "transcript_key",
     # errors: each carries the sentence a person reads
     "Busy",
+    "CannotTranslate",
     "ChatscribeError",
     "ConfigError",
     "DataDirUnavailable",

@@ -29,9 +29,9 @@ import asyncio
 import dataclasses
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from .. import sentences
 from ..errors import ChatscribeError
@@ -137,6 +137,11 @@ class _Status:
     """The sender showed no draft for this job: its status is a message."""
     draft_at: float = float("-inf")
     refresher: asyncio.Task[None] | None = None
+    shown_text: str | None = None
+    """The live text the status shows now."""
+    pending: ProgressUpdate | None = None
+    """An update with new words the rate held back, shown by `trailing` when the rate allows."""
+    trailing: asyncio.Task[None] | None = None
     done: bool = False
     last_typing: float = float("-inf")
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -165,6 +170,8 @@ class Courier(Generic[P]):
     def stop(self) -> None:
         """From now on answers stay journaled (delivered by the next start) and progress is not shown."""
         self.stopped = True
+        for task in list(self._background):  # typing, drafts shown again, trailing edits: none matter now
+            task.cancel()
 
     # -- the service's Delivery ----------------------------------------------------------------------
 
@@ -186,16 +193,55 @@ class Courier(Generic[P]):
             if status.done:
                 return  # a late notification must not post a status after the answer
             await self._recover(job, status)
-            due = self._throttle.ready(place.key) if status.draft is not None else self._wanted(place, status, update)
-            if status.message_id is None and self._drafts(place, status) and due:
-                await self._draft(job, place, status, _status_text(job, update, self.limits))
-            if status.message_id is None and not self._drafts(place, status):  # also a draft just refused
-                if self._wanted(place, status, update):
-                    await self._post(job, place, status, _status_text(job, update, self.limits))
-            elif status.message_id is not None and self._throttle.ready(place.key):
-                self._throttle.took(place.key)
-                await self.sender.edit_status(job, status.message_id, _status_text(job, update, self.limits))
+            await self._show(job, place, status, update)
         await self._typing(job, status)
+
+    async def _show(self, job: Job, place: Place, status: _Status, update: ProgressUpdate) -> None:
+        """Post, draft or edit the status as the rate allows. New words the rate holds back are shown as soon
+        as it allows (a trailing edit), so the text decoded last never waits for the next report."""
+        if (status.message_id is not None or status.draft is not None) and not self._throttle.ready(place.key):
+            if update.text and update.text != status.shown_text:
+                status.pending = update
+                self._trail(job, place, status)
+            return
+        status.pending = None
+        text = _status_text(job, update, self.limits)
+        if status.message_id is None and self._drafts(place, status) and (
+                status.draft is not None or self._wanted(place, status, update)):
+            await self._draft(job, place, status, text)
+        if status.message_id is None and not self._drafts(place, status):  # also a draft just refused
+            if self._wanted(place, status, update):
+                await self._post(job, place, status, text)
+        elif status.message_id is not None:
+            self._throttle.took(place.key)
+            await self.sender.edit_status(job, status.message_id, text)
+        status.shown_text = update.text
+
+    def _trail(self, job: Job, place: Place, status: _Status) -> None:
+        if status.trailing is None or status.trailing.done():
+            status.trailing = self._in_background(self._trailing(job, place, status))
+
+    async def _trailing(self, job: Job, place: Place, status: _Status) -> None:
+        while True:
+            # A rate to keep, not a synchronisation: the platform's edit interval for this place.
+            await asyncio.sleep(max(0.01, self._throttle.wait_s(place.key)))
+            async with status.lock:
+                if status.done or self.stopped or status.pending is None:
+                    return
+                if not self._throttle.ready(place.key):
+                    continue  # another job of this place took the turn
+                update, status.pending = status.pending, None
+                try:
+                    await self._show(job, place, status, update)
+                except Exception as exc:  # a status is best effort: the job goes on
+                    log.info("job=%s: the status could not be updated: %s", job.id, exc)
+                return
+
+    def _in_background(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
 
     async def deliver(self, job: Job, outcome: Transcript | ChatscribeError, receipt: Receipt) -> None:
         if self.stopped:
@@ -203,8 +249,9 @@ class Courier(Generic[P]):
         status = self._of(job)
         async with status.lock:  # waits for a status message still being posted
             status.done = True
-            if status.refresher is not None:
-                status.refresher.cancel()
+            for task in (status.refresher, status.trailing):
+                if task is not None:
+                    task.cancel()
             await self._recover(job, status)
         self._forget_oldest()
         place = self.sender.place(job)
@@ -267,9 +314,7 @@ class Courier(Generic[P]):
         self._throttle.took(place.key)
         lasts = self.limits.draft_lasts_s
         if status.refresher is None and lasts is not None:
-            status.refresher = asyncio.ensure_future(self._keep_draft(job, place, status, lasts))
-            self._background.add(status.refresher)
-            status.refresher.add_done_callback(self._background.discard)
+            status.refresher = self._in_background(self._keep_draft(job, place, status, lasts))
 
     async def _keep_draft(self, job: Job, place: Place, status: _Status, lasts_s: float) -> None:
         """Show the draft again before it fades, while nothing new came (a long wait in the queue)."""

@@ -45,6 +45,12 @@ class Throttle:
         return now - self._last.get(place, float("-inf")) >= self._limits.edit_interval_s and self._window_wait(
             place, now) == 0.0
 
+    def wait_s(self, place: str) -> float:
+        """Seconds until `ready(place)` may be true (0.0: now)."""
+        now = self._clock()
+        interval = self._last.get(place, float("-inf")) + self._limits.edit_interval_s - now
+        return max(0.0, interval, self._window_wait(place, now))
+
     def took(self, place: str) -> None:
         now = self._clock()
         self._last[place] = now

@@ -305,3 +305,22 @@ async def test_where_no_draft_can_be_shown_the_status_is_a_message() -> None:
     assert sender.seen("c1") == ["Transcribing… 50%\n\nAsk not"]
     await courier.deliver(job, ChatscribeError("Done"), Receipt())
     assert sender.seen("c1") == ["Done"], "the status message became the answer"
+
+
+class QuickSender(MemorySender):
+    limits = Limits(message_units=100, edit_interval_s=0.2)
+
+
+async def test_words_held_back_by_the_rate_are_shown_as_soon_as_it_allows() -> None:
+    sender = QuickSender()
+    courier = _courier(sender)
+    job = _job()
+    await courier.progress(job, ProgressUpdate("transcribing", fraction=0.2, text="Ask not"))
+    await courier.progress(job, ProgressUpdate("transcribing", fraction=0.4, text="Ask not what your country"))
+    assert sender.seen("c1") == ["Transcribing… 20%\n\nAsk not"], "within the interval: not yet"
+    await until(lambda: sender.seen("c1") == ["Transcribing… 40%\n\nAsk not what your country"],
+                "the held-back words shown once the interval passed", timeout=10)
+    assert sender.chats["c1"].edits == {"1": 1}, "one edit, not one per report"
+    await courier.progress(job, ProgressUpdate("transcribing", fraction=0.5, text="Ask not what your country"))
+    await courier.deliver(job, ChatscribeError("Done"), Receipt())
+    assert sender.seen("c1") == ["Done"]
