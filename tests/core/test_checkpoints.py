@@ -31,7 +31,7 @@ from chatscribe.core.engines.checkpoints import MARK, ensure_fits, parameter_cou
 from chatscribe.core.engines.convert import convert
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.engines.models import resolve_model
-from chatscribe.core.errors import ModelTooLarge
+from chatscribe.core.errors import ModelTooLarge, ModelUnavailable
 from chatscribe.core.media import decode_audio
 from chatscribe.core.options import TranscribeOptions
 from tests.needs import require
@@ -363,17 +363,16 @@ def test_a_checkpoint_shaped_like_large_v3_keeps_its_128_mel_bins(checkpoint: Pa
 
 
 def test_a_checkpoint_that_cannot_be_converted_gets_a_sentence_and_leaves_nothing(
-    checkpoint: Path, audio_dir: Path, tmp_path: Path
+    checkpoint: Path, tmp_path: Path
 ) -> None:
     broken = tmp_path / "half-copied"
     broken.mkdir()
     for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
         shutil.copyfile(checkpoint / name, broken / name)
     (broken / "model.safetensors").write_bytes((checkpoint / "model.safetensors").read_bytes()[:100_000])
-    done = _chatscribe(["transcribe", str(audio_dir / "jfk.flac"), "--model", str(broken)], _env(tmp_path / "data"),
-                       tmp_path)
-    assert done.returncode == 2
-    assert f"The model {broken} could not be converted for this engine (" in done.stderr
-    assert "nothing was kept, so the next start tries again." in done.stderr
-    assert "Traceback" not in done.stderr
+    with pytest.raises(ModelUnavailable) as caught:
+        prepare_model(_settings(tmp_path / "data", broken))
+    message = caught.value.user_message
+    assert message.startswith(f"The model {broken} could not be converted for this engine (")
+    assert message.endswith("nothing was kept, so the next start tries again.")
     assert not [p for p in (tmp_path / "data" / "models").iterdir() if p.name != ".hashes"]
