@@ -190,11 +190,11 @@ def _eta(eta_s: float | None) -> str:
 
 # -- speaker labels (core/speakers) -------------------------------------------------------------------
 
-SPEAKERS_NOT_TOLD_APART = ("Speakers could not be told apart in this recording, so the transcript has "
-                           "no speaker labels.")
-SPEAKERS_UNAVAILABLE = ("Speakers could not be told apart: speaker labelling is not installed on this service "
-                        "(the chatscribe[speakers] extra), so the transcript has no speaker labels.")
-SPEAKER_MODE_CHOICES = "Speakers takes on, off or auto."
+SPEAKERS_NOT_TOLD_APART = Sentence("Speakers could not be told apart in this recording, so the transcript has "
+                                   "no speaker labels.")
+SPEAKERS_UNAVAILABLE = Sentence("Speakers could not be told apart: speaker labelling is not installed on this "
+                                "service (the chatscribe[speakers] extra), so the transcript has no speaker labels.")
+SPEAKER_MODE_CHOICES = Sentence("Speakers takes on, off or auto.")
 
 
 def speakers_set(mode: str) -> Sentence:
@@ -207,15 +207,19 @@ def speakers_set(mode: str) -> Sentence:
     return Sentence("Speaker labels: off.")
 
 
-def speaker_counts_refused(least: int | None, most: int | None, limit: int) -> str:
+def speaker_counts_refused(least: int | None, most: int | None, limit: int) -> Sentence:
     """min/max speakers out of range or the wrong way round."""
-    return (f"The number of speakers must be between 1 and {limit}, and the least no more than the most "
-            f"(asked: {least if least is not None else 'any'} to {most if most is not None else 'any'}).")
+    return Sentence("The number of speakers must be between 1 and {limit}, and the least no more than the most "
+                    "(asked: {least} to {most}).", limit=limit, least=_count_or_any(least), most=_count_or_any(most))
 
 
-def known_speakers_refused(limit: int) -> str:
-    return (f"Known speakers take a name and a 2–10 s recording of that voice each, at most {limit} of them, "
-            "with different names.")
+def _count_or_any(count: int | None) -> str:
+    return Sentence("any") if count is None else str(count)
+
+
+def known_speakers_refused(limit: int) -> Sentence:
+    return Sentence("Known speakers take a name and a 2–10 s recording of that voice each, at most {limit} of "
+                    "them, with different names.", limit=limit)
 
 
 # -- your own model (core/engines/checkpoints.py; read by the operator, at start or in the CLI) ----------
@@ -258,10 +262,11 @@ def conversion_failed(model: str, why: str) -> Sentence:
 # -- translation ---------------------------------------------------------------------------------------
 
 
-def cannot_translate(model: str) -> str:
+def cannot_translate(model: str) -> Sentence:
     """Translation asked of an English-only model: said before anything is transcribed."""
-    return (f"I can't translate with this service's English-only model ({model}): turn translation off, or ask "
-            "whoever runs the service for a multilingual model, such as CHATSCRIBE_MODEL=base.")
+    return Sentence("I can't translate with this service's English-only model ({model}): turn translation off, or "
+                    "ask whoever runs the service for a multilingual model, such as CHATSCRIBE_MODEL=base.",
+                    model=model)
 
 
 def no_such_stored_model(name: str, folder: str) -> Sentence:
