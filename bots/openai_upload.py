@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import BodyPartReader, web
 
-from chatscribe.core import Fetch, MediaTooLarge
+from chatscribe.core import MAX_KNOWN_SPEAKERS, Fetch, MediaTooLarge
 
 from .http_state import FORM_OVERHEAD_BYTES
 from .openai_errors import ApiError
@@ -29,8 +29,6 @@ FIELDS = frozenset({
 """The text fields read; any other part is read past without being kept."""
 KNOWN_NAMES = frozenset({"known_speaker_names[]", "known_speaker_names"})
 KNOWN_REFERENCES = frozenset({"known_speaker_references[]", "known_speaker_references"})
-MAX_KNOWN_SPEAKERS = 8
-"""At most this many known speakers (OpenAI takes 4): a form with more is refused before reading them."""
 REFERENCE_LIMIT_BYTES = 2_000_000
 """One known speaker's clip as a data URL: 10 s of 44.1 kHz mono WAV fits, base64 and all."""
 
@@ -98,7 +96,7 @@ async def _read_known(part: BodyPartReader, name: str, known: dict[str, list[str
     """One known_speaker_names[] or known_speaker_references[] entry, refused past the count or size limit."""
     kind, limit = ("names", FIELD_LIMIT_BYTES) if name in KNOWN_NAMES else ("references", REFERENCE_LIMIT_BYTES)
     param = f"known_speaker_{kind}"
-    if len(known[kind]) >= MAX_KNOWN_SPEAKERS:
+    if len(known[kind]) >= MAX_KNOWN_SPEAKERS:  # (OpenAI takes 4) refused before the next is read
         raise ApiError(400, f"At most {MAX_KNOWN_SPEAKERS} known speakers can be given.", param=param)
     too_large = ApiError(400, f"A known speaker's reference may be at most {REFERENCE_LIMIT_BYTES // 1_000_000} MB "
                          "as a data URL: send a 2–10 s clip, compressed (e.g. Opus or MP3) or as 16 kHz mono WAV.",

@@ -47,13 +47,13 @@ from .errors import (
     UnknownLanguage,
     UnreadableMedia,
 )
-from .keys import TranscriptKey, content_hash, options_digest, transcript_key
 from .i18n import REPLY_LANGUAGES, Sentence, joined, localize, reply_language
+from .keys import TranscriptKey, content_hash, options_digest, transcript_key
 from .languages import LANGUAGE_NAMES, code_or_name, language_name
 from .live import INPUT_RATES, LiveAudio, SpeechStarted, SpeechStopped, VadSettings, pcm16_wav
 from .media import ACCEPTED_FORMATS, SAMPLE_RATE, DecodedAudio, Fetch, MediaRequest, decode_audio, probe_duration
 from .metrics import Metrics
-from .options import SPEAKERS_MODES, KnownSpeaker, SpeakersMode, TranscribeOptions
+from .options import MAX_KNOWN_SPEAKERS, SPEAKERS_MODES, KnownSpeaker, SpeakersMode, TranscribeOptions
 from .preferences import Preferences
 from .quality import FRAME_S, normalize, screen, speech_mask
 from .retention import Forgotten
@@ -106,6 +106,7 @@ __all__ = [
     "KnownSpeaker",
     "SpeakersMode",
     "SPEAKERS_MODES",
+    "MAX_KNOWN_SPEAKERS",
     "decode_audio",
     "probe_duration",
     # what comes back, and how it is rendered and split for a platform
