@@ -129,12 +129,12 @@ class WindowMates:
         batcher = runner.batcher
         decode = batcher._decode  # type: ignore[union-attr]
 
-        def recording(windows: Any, options: Any, language: Any) -> Any:
+        def recording(windows: Any, options: Any, language: Any, **kwargs: Any) -> Any:
             for window in windows:
                 members = {self.index_of[self.batch[note.index].data] for note, _ in window.notes}
                 for member in members:
                     self.mates[member] |= members - {member}
-            return decode(windows, options, language)
+            return decode(windows, options, language, **kwargs)
 
         batcher._decode = recording  # type: ignore[union-attr]
 

@@ -1,18 +1,26 @@
 """Cross-request batching: several short notes through the model in one call.
 
 Whisper pays for a whole 30 s window whatever the clip's length, so one by one a 4 s note costs almost
-what a 30 s one does. Two ways to share that cost, picked from how the device behaves:
+what a 30 s one does. Three ways to cut that cost, picked from how the device behaves:
 
 - packed: notes of one language (declared, or detected for each note from an encoder pass over the
   note alone, a fraction of a window's cost) placed in one window with silence between them, decoded
   once; every word goes back to the note under its timestamp (the CPU win, where the encoder's fixed
   cost per window dominates);
 - batched: each note keeps its own window and the windows go through the model in one call (the GPU
-  win, where a batch of windows costs little more than one).
+  win, where a batch of windows costs little more than one);
+- trimmed: each note gets an encoder window of its own length plus a margin (`reduced_window_s`), not a
+  whole 30 s one, and notes of similar length are decoded together (the CPU win where the encoder's
+  cost follows the frames it gets, as CTranslate2's does): every note keeps its own decoding sequence,
+  so no note's words shape another's, and its language is detected from the encoder output its
+  transcription needs anyway. A lone note takes the same shortcut (`transcribe_reduced`).
 
-Anything doubtful is done again: a packed note Whisper left without words goes into the next round's
-windows; a window failing Whisper's own checks, or a note still without its words, is transcribed on
-its own with `engine.transcribe`. Batching never loses a note's words. (core/engines/packing.py lays the notes
+Every shortcut is guarded, and anything doubtful is done again: a packed note Whisper left without
+words goes into the next round's windows; a window failing Whisper's own checks, or a note still without
+its words, is transcribed on its own on the plain path (faster-whisper's transcribe(), 30 s windows, the
+temperature fallback); so is a reduced-window note that fails Whisper's checks (compression ratio,
+average log-probability, no-speech probability), leaves speech without words, or has a segment the
+quality pass would drop as invented. Batching never loses a note's words. (core/engines/packing.py lays the notes
 out and takes the words back; core/engines/decoding_steps.py does each step of the decoding.)
 
 Which batcher an engine gets follows what it declares (core/engines/base.py): `Batcher` for one that hands
@@ -37,6 +45,7 @@ from ..errors import CannotTranslate
 from ..language_choice import LanguageChoice, choose, reason_of
 from ..media import SAMPLE_RATE
 from ..options import TranscribeOptions
+from ..quality import screen
 from ..transcript import Segment, Transcript
 from .base import Engine, InputBatchingEngine, WindowBatchingEngine, batches_inputs, batches_windows
 from .packing import GAP_S, Prepared, Window, incomplete, pack, restore, split_window
@@ -49,10 +58,19 @@ PACK_ROUNDS = 3
 """Packed notes Whisper left without words are packed again, this often, before they go alone."""
 COMPRESSION_LIMIT = 2.4
 LOGPROB_LIMIT = -1.0
+NO_SPEECH_LIMIT = 0.6
 """Whisper's own checks: a window failing them is decoded again on its own, with the fallback schedule."""
+REDUCED_MARGIN_S = 2.0
+REDUCED_MIN_S = 10.0
+"""A reduced encoder window holds the note's speech plus this much of the window's padding, and at least
+REDUCED_MIN_S: measured on the shared audio (bench/bench_batching.py), a 1 s margin made Whisper loop or
+stop early on some notes, and the shortest notes (2 s) read worse in a window of under 10 s; from 2 s
+of margin and 10 s of window on, the word error rate is plain faster-whisper's."""
+REDUCED_GROUP = 8
+"""Notes of similar length decoded in one call (each padded to the longest of its group)."""
 
-Strategy = Literal["packed", "batched"]
-BatchingMode = Literal["auto", "packed", "batched", "off"]
+Strategy = Literal["packed", "batched", "trimmed"]
+BatchingMode = Literal["auto", "packed", "batched", "trimmed", "off"]
 """auto measures the device on the first batch; off transcribes every note alone."""
 OnResult = Callable[[int, "Transcript | Exception"], None]
 """Hears of each clip of a batch (its index) as soon as its outcome is known."""
@@ -72,6 +90,11 @@ class Profile:
     strategy: Strategy
     reason: str
     """Measured numbers behind the choice, for the log and `chatscribe doctor`."""
+
+
+def reduced_window_s(speech_s: float) -> float:
+    """The encoder window, in seconds, a note of `speech_s` seconds of speech gets on the reduced path."""
+    return min(30.0, max(speech_s + REDUCED_MARGIN_S, REDUCED_MIN_S))
 
 
 def declared_language(options: TranscribeOptions, multilingual: bool) -> str | None:
@@ -101,6 +124,7 @@ class Batcher:
         self.strategy = strategy
         self.beam_size = beam_size
         self.gap_s = gap_s
+        self.reduced_beam_size = int(getattr(engine, "beam_size", 5))
         self.model_id = f"{engine.model_id}:batch-beam{beam_size}"
         """Batched notes may decode with another beam than lone ones: part of every cache key."""
 
@@ -108,15 +132,16 @@ class Batcher:
 
     def known_strategy(self) -> Strategy | None:
         """The strategy when it is set or already measured, else None; never measures (the event loop asks)."""
-        if self.strategy == "packed" or self.strategy == "batched":
+        if self.strategy in ("packed", "batched", "trimmed"):
             return self.strategy
         measured = _profiles.get(self.engine)
         return None if measured is None else measured.strategy
 
     def profile(self) -> Profile:
-        """Measured once per engine, on the first batch: does a batch of windows cost less per window?"""
+        """Measured once per engine, on the first batch: does a batch of windows cost less per window, or
+        does a reduced window cost less than a whole one?"""
         strategy = self.strategy
-        if strategy == "packed" or strategy == "batched":
+        if strategy == "packed" or strategy == "batched" or strategy == "trimmed":
             return Profile(strategy, f"set to {strategy}")
         with _profile_lock:
             if self.engine not in _profiles:
@@ -126,13 +151,21 @@ class Batcher:
 
     def _measure(self) -> Profile:
         count = 8 if self.engine.device.device == "cuda" else 2  # shows a GPU's parallelism; cheap on a CPU
-        features = self.steps.feature_windows([np.zeros(SAMPLE_RATE, np.float32)] * count)
+        silence = [np.zeros(SAMPLE_RATE, np.float32)] * count
+        features = self.steps.feature_windows(silence)
+        reduced = self.steps.feature_windows(silence[:1], REDUCED_MIN_S)
         self.steps.encode(features[:1])  # warm-up: first calls load kernels and fill caches
-        one = _timed(lambda: self.steps.encode(features[:1]))
+        self.steps.encode(reduced)
+        one = min(_timed(lambda: self.steps.encode(features[:1])) for _ in range(2))
         each = _timed(lambda: self.steps.encode(features)) / count
-        numbers = f"one window {one * 1000:.0f} ms, {count} in one call {each * 1000:.0f} ms each"
+        short = min(_timed(lambda: self.steps.encode(reduced)) for _ in range(2))
+        numbers = (f"one window {one * 1000:.0f} ms, {count} in one call {each * 1000:.0f} ms each, "
+                   f"a {REDUCED_MIN_S:.0f} s window {short * 1000:.0f} ms")
         if each < 0.5 * one:
             return Profile("batched", f"{numbers}: the device encodes windows in parallel")
+        if short < 0.5 * one:
+            return Profile("trimmed", f"{numbers}: a window costs what its frames cost, so each note gets a "
+                                      "window of its own length")
         return Profile("packed", f"{numbers}: every window costs the same, so short notes share windows")
 
     # -- transcribing --------------------------------------------------------------------------------
@@ -164,7 +197,9 @@ class Batcher:
                 done(index, self._on_its_own(note))
         return [answered[i] for i in range(len(notes))]
 
-    def _group(self, notes: list[Clip], indices: list[int]) -> dict[int, Transcript | Exception]:
+    def _group(
+        self, notes: list[Clip], indices: list[int], *, strategy: Strategy | None = None, beam_size: int | None = None
+    ) -> dict[int, Transcript | Exception]:
         """Notes sharing options; the ones left out of the answer are transcribed alone."""
         options = notes[0].options
         done: dict[int, Transcript | Exception] = {}
@@ -179,9 +214,16 @@ class Batcher:
                                                reason_of(options, self.engine.multilingual))
                 continue
             speech = np.concatenate([note.audio[c["start"] : c["end"]] for c in chunks]) if chunks else note.audio
-            prepared.append(Prepared(index, speech, duration, chunks))
+            prepared.append(Prepared(index, speech, duration, chunks, audio=note.audio))
         language = declared_language(options, self.engine.multilingual)
-        if self.profile().strategy == "batched" or options.task != "transcribe":
+        profile = self.profile() if strategy is None else Profile(strategy, "a lone short note")
+        log.debug("%d note(s): %s (%s)", len(notes), profile.strategy, profile.reason)
+        if profile.strategy == "trimmed":
+            # Each note in its own sequence, decoded with the engine's beam: greedy decoding of reduced
+            # windows lost words on the shared audio where beam 5 did not (bench/bench_batching.py).
+            done.update(self._reduced(prepared, options, language, beam_size or self.reduced_beam_size))
+            return done
+        if profile.strategy == "batched" or options.task != "transcribe":
             done.update(self._rounds(prepared, options, language, packing=False))
             return done
         for code, same_language in self._by_language(prepared, options, language).items():
@@ -208,6 +250,37 @@ class Batcher:
             groups[choice.language].append(note)
         return groups
 
+    def _reduced(
+        self, prepared: list[Prepared], options: TranscribeOptions, language: str | None, beam_size: int
+    ) -> dict[int, Transcript]:
+        """Each note in a reduced window of its own; notes of similar length decoded in one call."""
+        done: dict[int, Transcript] = {}
+        ordered = sorted(prepared, key=lambda p: p.speech_s)
+        for start in range(0, len(ordered), REDUCED_GROUP):
+            group = ordered[start : start + REDUCED_GROUP]
+            seconds = reduced_window_s(group[-1].speech_s)
+            try:
+                answered, _ = self._decode([Window([(p, 0.0)]) for p in group], options, language,
+                                           seconds=seconds, beam_size=beam_size)
+            except Exception:  # the shortcut is an optimisation: a failure here must not fail the notes
+                log.exception("reduced-window decoding failed; transcribing these notes on the plain path")
+                continue
+            done.update(answered)
+            log.debug("%d notes in %.1f s windows (trimmed, beam %d): %d answered, %d back to the plain path",
+                      len(group), seconds, beam_size, len(answered), len(group) - len(answered))
+        return done
+
+    def transcribe_reduced(self, audio: np.ndarray, options: TranscribeOptions, *, beam_size: int) -> Transcript | None:
+        """One note through a reduced encoder window, guarded as in a batch; None where the device does not
+        gain from it (measured), the note is too long, or its result fails a guard: the caller then takes
+        the plain path. The engine's lone-note shortcut, open to any caller (e.g. a realtime utterance)."""
+        if len(audio) > MAX_NOTE_S * SAMPLE_RATE or self.profile().strategy != "trimmed":
+            return None
+        if options.task == "translate" and not self.engine.multilingual:
+            return None  # the plain path says why with its sentence
+        result = self._group([Clip(audio, options)], [0], strategy="trimmed", beam_size=beam_size).get(0)
+        return result if isinstance(result, Transcript) else None
+
     def _rounds(
         self, prepared: list[Prepared], options: TranscribeOptions, language: str | None, *, packing: bool
     ) -> dict[int, Transcript]:
@@ -232,11 +305,14 @@ class Batcher:
         return done
 
     def _decode(
-        self, windows: list[Window], options: TranscribeOptions, language: str | None
+        self, windows: list[Window], options: TranscribeOptions, language: str | None, *,
+        seconds: float | None = None, beam_size: int | None = None,
     ) -> tuple[dict[int, Transcript], list[Prepared]]:
-        """The notes answered, and the packed notes to try again: Whisper stopped before their words."""
+        """The notes answered, and the packed notes to try again: Whisper stopped before their words.
+
+        `seconds`: reduced encoder windows of that length (the trimmed strategy), else whole 30 s ones."""
         steps = self.steps
-        features = steps.feature_windows([w.audio for w in windows])
+        features = steps.feature_windows([w.audio for w in windows], seconds)
         encoded = steps.encode(features)
         if language is not None:
             languages = [(language, 1.0)] * len(windows)
@@ -249,8 +325,8 @@ class Batcher:
         tokenizers = {code: steps.tokenizer(code, options.task) for code, _ in languages}
         window_tokenizers = [tokenizers[code] for code, _ in languages]
         temperature = options.temperature or 0.0
-        generated = steps.generate(encoded, window_tokenizers, options.vocabulary, beam_size=self.beam_size,
-                                    temperature=temperature)
+        generated = steps.generate(encoded, window_tokenizers, options.vocabulary,
+                                    beam_size=beam_size or self.beam_size, temperature=temperature)
         segments = [
             steps.split_segments(tok, g.tokens, w.duration_s)
             for tok, g, w in zip(window_tokenizers, generated, windows, strict=True)
@@ -266,7 +342,14 @@ class Batcher:
             checked = options.temperature is None  # else the caller chose the temperature: no fallback
             shared = len(window.notes) > 1
             if checked and not shared and _fails_checks(result.compression_ratio, result.avg_logprob):
+                log.debug("note %d back to the plain path: compression ratio %.2f, avg logprob %.2f",
+                          window.notes[0][0].index, result.compression_ratio, result.avg_logprob)
                 continue  # decoded again alone, with Whisper's temperature fallback
+            if seconds is not None and result.no_speech_prob > NO_SPEECH_LIMIT:
+                # A reduced window that Whisper hears as silent: the whole window decides, not the shortcut.
+                log.debug("note %d back to the plain path: no-speech probability %.2f in a reduced window",
+                          window.notes[0][0].index, result.no_speech_prob)
+                continue
             for note, note_segments in split_window(window, window_segments, result).items():
                 if checked and shared and _note_fails_checks(note_segments):
                     continue  # judged on the note's own words: other notes' text must not count
@@ -278,10 +361,17 @@ class Batcher:
                     continue
                 restored = restore(note, note_segments, keep_words=options.word_timestamps)
                 note_code, note_probability = note.language or (code, probability)
-                answered[note.index] = self._transcript(
+                transcript = self._transcript(
                     restored, options, note_code, note_probability, note.duration_s,
                     note.language_reason if note.language else reason,
                 )
+                if note.audio is not None and screen(transcript, note.audio).dropped:
+                    # The quality pass would drop a segment as invented: a shortcut's result is not trusted
+                    # with it; the plain path decides what the note says.
+                    log.debug("note %d back to the plain path: the quality pass drops a segment of its "
+                              "shared decoding", note.index)
+                    continue
+                answered[note.index] = transcript
         return answered, sorted(again, key=lambda n: n.index)
 
     def _align(
@@ -299,8 +389,10 @@ class Batcher:
                                     [windows[k].duration_s for k in ks])
 
     def _on_its_own(self, note: Clip) -> Transcript | Exception:
+        # The plain path itself: not the engine's lone-note shortcut, which the note may just have failed.
+        transcribe = getattr(self.engine, "transcribe_plain", self.engine.transcribe)
         try:
-            return self.engine.transcribe(note.audio, note.options)
+            return transcribe(note.audio, note.options)
         except Exception as exc:
             return exc
 

@@ -34,6 +34,15 @@ class Generated:
     compression_ratio: float
 
 
+def reduced_frames(seconds: float) -> int:
+    """Feature frames of a reduced encoder window of `seconds` (at most the whole 30 s window).
+
+    CTranslate2's Whisper encoder takes fewer frames than a whole window and costs about what the frames
+    it gets cost (attention grows with their square): 100 frames a second, an even count for the
+    strided convolution."""
+    return 2 * math.ceil(min(seconds, WINDOW_SAMPLES / SAMPLE_RATE) * 50)
+
+
 class DecodingSteps:
     def __init__(self, model: Any, *, multilingual: bool, vad: bool, device: str) -> None:
         """`model` is a loaded faster_whisper.WhisperModel; `device` the one it really runs on."""
@@ -42,15 +51,17 @@ class DecodingSteps:
         self.vad = vad
         self.device = device
 
-    def feature_windows(self, audios: Sequence[np.ndarray]) -> np.ndarray:
-        """Log-Mel features of each clip in one 30 s window, (clips, mels, 3000), as transcribe() makes them."""
+    def feature_windows(self, audios: Sequence[np.ndarray], seconds: float | None = None) -> np.ndarray:
+        """Log-Mel features of each clip in one 30 s window, (clips, mels, 3000), as transcribe() makes them;
+        with `seconds`, in a reduced window of that length (`reduced_frames`), each clip padded to it."""
         from faster_whisper.audio import pad_or_trim
 
         extractor = self._model.feature_extractor
+        frames = extractor.nb_max_frames if seconds is None else reduced_frames(seconds)
         windows = []
         for audio in audios:
-            features = extractor(audio[:WINDOW_SAMPLES])
-            windows.append(pad_or_trim(features[:, : features.shape[-1] - 1], extractor.nb_max_frames))
+            features = extractor(audio[: frames * extractor.hop_length])
+            windows.append(pad_or_trim(features[:, : features.shape[-1] - 1], frames))
         return np.stack(windows).astype(np.float32)
 
     def encode(self, features: np.ndarray) -> Any:
@@ -101,9 +112,7 @@ class DecodingSteps:
         """language_scores() of each clip, encoded at its own length as languages_of() does."""
         scores = []
         for audio in audios:
-            seconds = min(len(audio) / SAMPLE_RATE + 1.0, WINDOW_SAMPLES / SAMPLE_RATE)
-            frames = 2 * math.ceil(seconds * 50)  # 100 frames a second, an even count for the strided conv
-            features = np.ascontiguousarray(self.feature_windows([audio])[:, :, :frames])
+            features = self.feature_windows([audio], len(audio) / SAMPLE_RATE + 1.0)
             scores += self.language_scores(self.encode(features))
         return scores
 

@@ -58,6 +58,8 @@ class Prepared:
     """The note's own detected language and its probability, when the options declare none."""
     language_reason: str = "detected"
     """Why it is in that language (core/language_choice.py Reason)."""
+    audio: np.ndarray | None = field(default=None, repr=False)
+    """The note's own recording, for the quality pass's guard (core/engines/batching.py)."""
 
     @property
     def speech_s(self) -> float:

@@ -24,7 +24,7 @@ from ..media import SAMPLE_RATE, DecodedAudio, decode_audio
 from ..metrics import Metrics
 from ..options import TranscribeOptions
 from ..quality import screen, segment_flags, speech_mask
-from ..speakers import engine_options, run_step, wants_speakers
+from ..speakers import VoiceFinder, engine_options, run_step, wants_speakers
 from ..transcript import HALLUCINATION, Segment, Transcript
 from .journal import ProgressUpdate
 from .scheduler import FairScheduler, Release, Ticket
@@ -115,7 +115,7 @@ class LocalRunner:
         self, engine: Engine, *, slots: int, max_duration_s: float, metrics: Metrics, batch_window_s: float = 0.03,
         batching: BatchingMode = "auto", max_batch: int | None = None, batch_beam_size: int = 1,
         pack_across_conversations: bool = False, on_batch: Callable[[tuple[Work, ...]], None] | None = None,
-        speakers_auto_min_s: float = 60.0,
+        speakers_auto_min_s: float = 60.0, voice_finder: VoiceFinder | None = None,
     ) -> None:
         """`batching`, `max_batch` (None: from the device) and `batch_beam_size` shape cross-request
         batching (core/engines/batching.py); `batch_window_s` is how long a free slot may wait for a burst.
@@ -132,6 +132,8 @@ class LocalRunner:
         self.max_duration_s = max_duration_s
         self.speakers_auto_min_s = speakers_auto_min_s
         """`speakers auto` labels recordings at least this long (CHATSCRIBE_SPEAKERS_AUTO_MIN_S)."""
+        self.voice_finder = voice_finder
+        """Another diarizer than the bundled voice encoder (core/speakers/step.py VoiceFinder), e.g. pyannote."""
         self.metrics = metrics
         self._batches: set[asyncio.Task[None]] = set()
 
@@ -163,8 +165,9 @@ class LocalRunner:
         one conversation's words out of another's transcript.
 
         Packing lays several notes into one decoding sequence, so Whisper's decoder reads one note's words
-        as context for the next: there the key names the conversation. Batched windows (the GPU path) and
-        engines batching whole inputs decode each note in its own sequence, with the prompt only its
+        as context for the next: there the key names the conversation. Batched windows (the GPU path),
+        reduced windows (trimmed, the CPU path) and engines batching whole inputs decode each note in its
+        own sequence, with the prompt only its
         options give (part of the key), so notes of any conversations may share a call. Until the
         batcher has measured its strategy (on its first batch), packing is assumed."""
         if self.batcher is None or work.duration_s > MAX_NOTE_S or work.unbatched:
@@ -181,7 +184,7 @@ class LocalRunner:
     def _may_pack(self, work: Work) -> bool:
         if not isinstance(self.batcher, Batcher) or work.options.task != "transcribe":
             return False  # whole inputs, or translation: each note in its own window (core/engines/batching.py)
-        return self.batcher.known_strategy() != "batched"
+        return self.batcher.known_strategy() not in ("batched", "trimmed")  # each note in its own sequence
 
     def _positions(self, work: Work, notify: Notify) -> Callable[[int], None]:
         def on_position(position: int) -> None:
@@ -282,7 +285,7 @@ class LocalRunner:
             return _checked(self.engine.transcribe(samples, asked), channel, self.engine, asked)
 
         transcript, report = run_step(work.options, plain, work.data, decoded.samples, one_channel,
-                                      self.max_duration_s)
+                                      self.max_duration_s, self.voice_finder)
         self.metrics.speaker_steps.labels(report.outcome).inc()
         self.metrics.speaker_seconds.observe(report.seconds)
         return _as_asked(transcript, work.options)
@@ -293,7 +296,8 @@ class LocalRunner:
         if not wants_speakers(options, audio.duration_s, self.speakers_auto_min_s):
             return transcript
         started = time.monotonic()
-        transcript, report = run_step(options, lambda: transcript, None, audio.samples, None, self.max_duration_s)
+        transcript, report = run_step(options, lambda: transcript, None, audio.samples, None, self.max_duration_s,
+                                      self.voice_finder)
         self.metrics.speaker_steps.labels(report.outcome).inc()
         self.metrics.speaker_seconds.observe(time.monotonic() - started)
         return transcript

@@ -69,7 +69,8 @@ def _together_and_alone(
     batcher = Batcher(engine, strategy=strategy, beam_size=engine.beam_size)  # type: ignore[arg-type]
     together = batcher.transcribe([Clip(audio, options) for _, audio in notes])
     assert all(isinstance(t, Transcript) for t in together)
-    return batcher, together, [engine.transcribe(audio, options) for _, audio in notes]  # type: ignore[return-value]
+    # Alone on the plain path (whole 30 s windows), which batched windows decode as.
+    return batcher, together, [engine.transcribe_plain(audio, options) for _, audio in notes]  # type: ignore[return-value]
 
 
 def test_batched_notes_get_exactly_the_words_and_times_they_get_alone(
@@ -366,3 +367,88 @@ async def test_the_service_names_each_note_by_its_platform_and_chat(
     assert sorted(composed) == [("discord:42",), ("telegram:42", "telegram:42")], f"batches formed: {composed}"
     assert "folder" in _words(comfy)
     assert not {"americans", "country", "ask"} & set(_words(comfy))
+
+
+# -- reduced windows (the trimmed strategy, and a lone note's shortcut) ---------------------------------
+
+
+def test_a_reduced_window_has_the_frames_of_its_seconds(tiny_engine: FasterWhisperEngine,
+                                                        notes: list[tuple[str, np.ndarray]]) -> None:
+    from chatscribe.core.engines.batching import reduced_window_s
+    from chatscribe.core.engines.decoding_steps import reduced_frames
+
+    assert [reduced_frames(4.0), reduced_frames(45.0)] == [400, 3000]
+    assert [reduced_window_s(2.0), reduced_window_s(12.0), reduced_window_s(29.0)] == [10.0, 14.0, 30.0]
+    features = tiny_engine.steps.feature_windows([notes[1][1]], 10.0)
+    whole = tiny_engine.steps.feature_windows([notes[1][1]])
+    assert features.shape[-1] == 1000
+    assert np.array_equal(features, whole[:, :, :1000]), "a reduced window is the start of the whole one"
+
+
+def test_a_lone_short_note_through_a_reduced_window_keeps_its_words_and_times(
+    tiny_engine: FasterWhisperEngine, notes: list[tuple[str, np.ndarray]]
+) -> None:
+    batcher = Batcher(tiny_engine, strategy="trimmed")
+    options = TranscribeOptions(word_timestamps=True)
+    for index, (source, audio) in enumerate(notes[:5]):
+        reduced = batcher.transcribe_reduced(audio, options, beam_size=tiny_engine.beam_size)
+        plain = tiny_engine.transcribe_plain(audio, options)
+        assert reduced is not None, f"note {index}: the shortcut sent it back to the plain path"
+        own = SOURCES[source] & set(_words(plain))
+        assert own <= set(_words(reduced)), f"note {index} ({source}) lost {own - set(_words(reduced))}"
+        foreign = set().union(*(words for other, words in SOURCES.items() if other != source))
+        assert not foreign & set(_words(reduced)), f"note {index}: {reduced.text}"
+        for mine_edge, plain_edge in zip(_edges(reduced), _edges(plain), strict=True):
+            assert abs(mine_edge - plain_edge) <= TIMESTAMP_TOLERANCE_S, f"note {index}"
+    silence = batcher.transcribe_reduced(notes[5][1], options, beam_size=tiny_engine.beam_size)
+    assert silence is not None
+    assert not silence.segments, "words where nobody speaks"
+
+
+def test_a_reduced_window_whose_result_fails_whispers_checks_goes_back_to_the_plain_path(
+    tiny_engine: FasterWhisperEngine, notes: list[tuple[str, np.ndarray]], monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A window cut too close to the speech (0.3 s of margin, no minimum) makes tiny.en loop over
+    hotwords.mp3 ("ComfyUI" again and again): the compression-ratio check catches it and the plain path
+    answers, alone and in a batch, while the note beside it keeps its shortcut."""
+    from chatscribe.core.engines import batching
+
+    monkeypatch.setattr(batching, "REDUCED_MARGIN_S", 0.3)
+    monkeypatch.setattr(batching, "REDUCED_MIN_S", 0.0)
+    monkeypatch.setattr(batching, "REDUCED_GROUP", 1)  # each note in a window of its own length
+    batcher = Batcher(tiny_engine, strategy="trimmed")
+    hotwords, jfk = notes[1][1], notes[0][1]
+    options = TranscribeOptions()
+    with caplog.at_level("DEBUG", logger="chatscribe.core.engines.batching"):
+        assert batcher.transcribe_reduced(hotwords, options, beam_size=tiny_engine.beam_size) is None
+    assert "back to the plain path: compression ratio" in caplog.text
+    plain = tiny_engine.transcribe_plain(hotwords, options)
+    assert "folder" in _words(plain)
+    together = batcher.transcribe([Clip(hotwords, options), Clip(jfk, options)])
+    assert isinstance(together[0], Transcript)
+    assert isinstance(together[1], Transcript)
+    assert together[0].model == tiny_engine.model_id, "the looping note was not sent to the plain path"
+    assert _words(together[0]) == _words(plain)
+    assert together[1].model == batcher.model_id, "the sound note lost its shortcut"
+    assert "country" in _words(together[1])
+
+
+def test_notes_in_reduced_windows_keep_their_own_words(
+    tiny_engine: FasterWhisperEngine, notes: list[tuple[str, np.ndarray]]
+) -> None:
+    batcher, together, alone = _together_and_alone(tiny_engine, "trimmed", notes)
+    for index, ((source, _), mine, single) in enumerate(zip(notes, together, alone, strict=True)):
+        if not single.segments:
+            assert not mine.segments, f"note {index}: words where nobody speaks: {mine.text}"
+            continue
+        own = SOURCES[source] & set(_words(single))
+        assert own <= set(_words(mine)), f"note {index} ({source}) lost {own - set(_words(mine))}: {mine.text}"
+    assert sum(t.model == batcher.model_id and bool(t.segments) for t in together) >= 3
+
+
+def test_reduced_windows_may_mix_conversations_as_no_note_reads_another(tiny_engine: FasterWhisperEngine) -> None:
+    runner, _ = _runner(tiny_engine, "trimmed")
+    keys = [runner.batch_key(Work("chat", b"", 4.0, TranscribeOptions(), conversation=c)) for c in ("a:1", "b:2")]
+    assert keys[0] is not None
+    assert keys[0] == keys[1]
