@@ -7,6 +7,7 @@ decoding steps (`steps`, core/engines/decoding_steps.py).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -37,7 +38,11 @@ class FasterWhisperEngine:
         workers: int = 1,
         beam_size: int = 5,
         vad: bool = True,
+        reduced_window: bool = True,
     ) -> None:
+        """`reduced_window`: a lone short note may take the reduced-window shortcut where the device gains
+        from it (measured; core/engines/batching.py `Batcher.transcribe_reduced`), guarded by Whisper's
+        checks and the quality pass, with the plain path behind it."""
         from faster_whisper import WhisperModel
 
         self.device = choose_device(device, compute_type)
@@ -55,6 +60,8 @@ class FasterWhisperEngine:
         self.vad = vad
         self.model_id = f"{model.name}:{self.device.compute_type}:beam{beam_size}:vad{int(vad)}"
         self.steps = DecodingSteps(self._model, multilingual=self.multilingual, vad=vad, device=self.device.device)
+        self.reduced_window = reduced_window
+        self._lone: Any = None
 
     def detect_language(self, audio: np.ndarray, among: tuple[str, ...] = ()) -> tuple[str, float]:
         if not self.multilingual:
@@ -70,6 +77,30 @@ class FasterWhisperEngine:
         self, audio: np.ndarray, options: TranscribeOptions, progress: Progress | None = None,
         on_segment: SegmentSink | None = None,
     ) -> Transcript:
+        if self.reduced_window:
+            shortcut = self._lone_batcher().transcribe_reduced(audio, options, beam_size=self.beam_size)
+            if shortcut is not None:
+                for segment in shortcut.segments:  # decoded in one go: every segment at the end
+                    if on_segment:
+                        on_segment(segment)
+                if progress:
+                    progress(1.0)
+                return dataclasses.replace(shortcut, model=self.model_id)
+        return self.transcribe_plain(audio, options, progress, on_segment)
+
+    def _lone_batcher(self) -> Any:
+        if self._lone is None:
+            from .batching import Batcher
+
+            self._lone = Batcher(self, beam_size=self.beam_size)  # shares the engine's measured strategy
+        return self._lone
+
+    def transcribe_plain(
+        self, audio: np.ndarray, options: TranscribeOptions, progress: Progress | None = None,
+        on_segment: SegmentSink | None = None,
+    ) -> Transcript:
+        """faster-whisper's transcribe() with its whole 30 s windows and the temperature fallback: the path
+        every shortcut falls back to."""
         temperature = options.temperature if options.temperature is not None else _FALLBACK_TEMPERATURES
         return self._run(audio, options, progress, vad=self.vad, prompt=options.vocabulary or None,
                          words=options.word_timestamps, temperature=temperature, on_segment=on_segment)
