@@ -12,14 +12,14 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from chatscribe.core import DownloadFailed, MediaTooLarge, sentences
+from chatscribe.core import DownloadFailed, MediaTooLarge, Sentence, sentences
 
 log = logging.getLogger(__name__)
 
 SLACK_FILE_HOSTS = frozenset({"files.slack.com"})
 """Where Slack serves url_private_download; the bot token is sent to no other host (plus SLACK_API_URL's)."""
 MAX_REDIRECTS = 3
-SCOPE_HINT = (
+SCOPE_HINT = Sentence(
     "I couldn't download that file: Slack answered with its sign-in page instead of the file. "
     "The app needs the `files:read` scope: add it and reinstall the app."
 )
@@ -41,7 +41,7 @@ class SlackFiles:
         """url_private_download with the bot token, which goes to Slack's file host and nowhere else."""
         if _origin(url) not in self._token_origins:
             log.warning("slack: refused to fetch a file from %s (not a Slack file host)", urlsplit(url).hostname)
-            raise DownloadFailed("I won't download that file: its link doesn't point to Slack's file server.")
+            raise DownloadFailed(Sentence("I won't download that file: its link doesn't point to Slack's file server."))
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600, sock_read=60))
         try:
@@ -56,12 +56,12 @@ class SlackFiles:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DownloadFailed(sentences.download_failed("Slack"),
                                  detail=type(exc).__name__) from exc
-        raise DownloadFailed("I couldn't download that file: Slack kept redirecting.")
+        raise DownloadFailed(Sentence("I couldn't download that file: Slack kept redirecting."))
 
 
 async def _read_media(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
     if response.status != 200:
-        raise DownloadFailed(f"Slack wouldn't hand over that file (HTTP {response.status}).")
+        raise DownloadFailed(Sentence("Slack wouldn't hand over that file (HTTP {status}).", status=response.status))
     if response.content_length is not None and response.content_length > max_bytes:
         raise MediaTooLarge(response.content_length, max_bytes)
     if response.content_type == "text/html":
