@@ -376,3 +376,15 @@ def test_a_checkpoint_that_cannot_be_converted_gets_a_sentence_and_leaves_nothin
     assert message.startswith(f"The model {broken} could not be converted for this engine (")
     assert message.endswith("nothing was kept, so the next start tries again.")
     assert not [p for p in (tmp_path / "data" / "models").iterdir() if p.name != ".hashes"]
+
+
+def test_an_adapter_that_names_no_base_asks_for_chatscribe_base_model(tmp_path: Path) -> None:
+    adapter = tmp_path / "orphan-lora"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": None}))
+    (adapter / "adapter_model.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    with pytest.raises(ModelUnavailable) as caught:
+        prepare_model(_settings(tmp_path / "data", adapter))
+    assert caught.value.user_message == (
+        f"The LoRA adapter {adapter} does not name its base model (base_model_name_or_path in adapter_config.json): "
+        "set CHATSCRIBE_BASE_MODEL to the Whisper model it was trained on.")
