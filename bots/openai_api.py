@@ -41,7 +41,6 @@ from chatscribe.core import (
     TranscribeOptions,
     Transcript,
     gap_note,
-    language_name,
     render_srt,
     render_txt,
     render_vtt,
@@ -51,6 +50,7 @@ from chatscribe.core.jobs import ProgressUpdate, SegmentDone
 
 from .http_state import STATE, ServerState, caller_id, check_api_key
 from .openai_errors import INTERNAL, ApiError, error_for, missing_key_response
+from .openai_shapes import gaps, token_usage, verbose_json, word_logprobs
 from .openai_speakers import (
     DIARIZED,
     diarized_json,
@@ -58,7 +58,6 @@ from .openai_speakers import (
     known_speakers,
     speaker_fields,
     speaker_notice,
-    speaker_of_segments,
 )
 from .openai_upload import Upload, check_declared_length, fetcher, read_upload
 
@@ -66,8 +65,6 @@ log = logging.getLogger(__name__)
 
 RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt", DIARIZED)
 STREAMED_FORMATS = ("json", "verbose_json", DIARIZED)
-AUDIO_TOKENS_PER_S = 50
-"""Whisper's encoder gives 1500 positions for each 30 s of audio: the usage's audio tokens."""
 GENERIC_MODEL = "whisper-1"
 """OpenAI's model name, accepted (and listed) so that code written for OpenAI needs no change."""
 
@@ -258,74 +255,10 @@ def _body(transcript: Transcript, fmt: str, options: TranscribeOptions, words: b
     usage = {"type": "duration", "seconds": math.ceil(transcript.duration_s)}
     if fmt == DIARIZED:
         known = [k.name for k in options.known_speakers]
-        return diarized_json(transcript, known) | _gaps(transcript) | speaker_notice(transcript) | {"usage": usage}
+        return diarized_json(transcript, known) | gaps(transcript) | speaker_notice(transcript) | {"usage": usage}
     if fmt != "verbose_json":
-        return {"text": transcript.text, **_gaps(transcript), **speaker_notice(transcript), "usage": usage}
+        return {"text": transcript.text, **gaps(transcript), **speaker_notice(transcript), "usage": usage}
     return verbose_json(transcript, options, words) | speaker_notice(transcript) | {"usage": usage}
-
-
-def verbose_json(transcript: Transcript, options: TranscribeOptions, words: bool) -> dict[str, Any]:
-    """OpenAI's verbose_json: the full language name, segments with their decoding statistics, their
-    tokens and the temperature each was decoded at (after Whisper's fallback; the requested one where the
-    decoder did not say, as for a note decoded in a batch, whose tokens are then empty too). Where several
-    speakers were told apart, each segment carries its `speaker` (the label, as diarized_json gives it)."""
-    speaker_of = speaker_of_segments(transcript)
-    body: dict[str, Any] = {
-        "task": transcript.task,
-        "language": language_name(transcript.language),
-        "language_reason": transcript.language_reason,  # why this language (README: "Which language")
-        "duration": round(transcript.duration_s, 3),
-        "text": transcript.text,
-        "segments": [
-            {
-                "id": index,
-                "seek": round(seg.start * 100),  # Whisper's seek counts 10 ms mel frames
-                "start": round(seg.start, 3),
-                "end": round(seg.end, 3),
-                "text": seg.text,
-                "tokens": list(seg.tokens),
-                "temperature": seg.temperature if seg.temperature is not None else options.temperature or 0.0,
-                "avg_logprob": round(seg.avg_logprob, 4),
-                "compression_ratio": round(seg.compression_ratio, 4),
-                "no_speech_prob": round(seg.no_speech_prob, 4),
-                **({"speaker": speaker_of[id(seg)]} if id(seg) in speaker_of else {}),
-            }
-            for index, seg in enumerate(transcript.segments)
-        ],
-    }
-    if words:
-        body["words"] = [
-            {"word": w.text.strip(), "start": round(w.start, 3), "end": round(w.end, 3)}
-            for seg in transcript.segments for w in seg.words
-        ]
-    if transcript.truncated:
-        body["truncated"] = True  # the file ended early (a cut download): the text is what was there
-    return body | _gaps(transcript)
-
-
-def word_logprobs(segments: Sequence[Segment]) -> list[dict[str, Any]]:
-    """OpenAI's logprobs, one entry per word (see the module's docstring for why words)."""
-    return [
-        {"token": w.text, "logprob": round(math.log(max(w.probability, 1e-12)), 6), "bytes": list(w.text.encode())}
-        for seg in segments for w in seg.words
-    ]
-
-
-def token_usage(transcript: Transcript) -> dict[str, Any]:
-    """The streamed answer's usage in OpenAI's token shape: audio tokens (the encoder's positions) in,
-    the decoder's text tokens out (0 where they are not known: a batched note)."""
-    audio = math.ceil(transcript.duration_s * AUDIO_TOKENS_PER_S)
-    out = sum(len(seg.tokens) for seg in transcript.segments)
-    return {"type": "tokens", "input_tokens": audio, "output_tokens": out, "total_tokens": audio + out,
-            "input_token_details": {"audio_tokens": audio, "text_tokens": 0}}
-
-
-def _gaps(transcript: Transcript) -> dict[str, Any]:
-    """Speech that could not be transcribed (core/coverage.py): its times and the sentence saying so."""
-    if not transcript.gaps:
-        return {}
-    return {"gaps": [{"start": round(g.start, 3), "end": round(g.end, 3)} for g in transcript.gaps],
-            "notice": gap_note(transcript)}
 
 
 # -- streaming ------------------------------------------------------------------------------------
@@ -417,7 +350,7 @@ def _outcome_events(work: asyncio.Future[Transcript], deltas: _Deltas, fmt: str,
         log.exception("transcription failed unexpectedly")
         return [{"type": "error", **INTERNAL.body()}]
     if fmt == DIARIZED:
-        done = {"type": "transcript.text.done", "text": transcript.text, **_gaps(transcript),
+        done = {"type": "transcript.text.done", "text": transcript.text, **gaps(transcript),
                 **speaker_notice(transcript), "usage": token_usage(transcript)}
         return [*diarized_segments(transcript, [k.name for k in options.known_speakers]), done]
     rest = deltas.rest(transcript)
