@@ -20,7 +20,7 @@ choice is pure (no model here), so it is tested and benchmarked on its own (benc
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -53,11 +53,13 @@ class LanguageChoice:
 
 def choose(
     ranked: Sequence[tuple[str, float]], *, duration_s: float, expected: Iterable[str] = (),
-    hints: Sequence[tuple[str, str]] = (),
+    hints: Sequence[tuple[str, str]] = (), confident: float = CONFIDENT, short_s: float = SHORT_CLIP_S,
+    weights: Mapping[str, float] = WEIGHTS,
 ) -> LanguageChoice:
     """The language for a clip from detection's probabilities (`ranked`, every language, any order).
 
     `expected`: CHATSCRIBE_LANGUAGES (empty: any); `hints`: (source, code) pairs, most trusted first.
+    `confident`, `short_s` and `weights` are the module's constants, given here only by the benchmark.
     """
     scores = sorted(((code, float(p)) for code, p in ranked), key=lambda item: -item[1])
     allowed = set(expected)
@@ -67,9 +69,9 @@ def choose(
     top_code, top_p = scores[0]
     best_code, best_p = candidates[0]
     reason: Reason = "detected" if best_code == top_code else "operator_languages"
-    if duration_s > SHORT_CLIP_S or best_p >= CONFIDENT or not hints:
+    if duration_s > short_s or best_p >= confident or not hints:
         return LanguageChoice(best_code, best_p, reason)
-    weight = _weights(hints)
+    weight = _weights(hints, weights)
     probability = dict(candidates)
     weighted = max(candidates, key=lambda item: item[1] * weight.get(item[0], (1.0, reason))[0])
     code = weighted[0]
@@ -78,11 +80,11 @@ def choose(
     return LanguageChoice(code, probability[code], weight[code][1])
 
 
-def _weights(hints: Sequence[tuple[str, str]]) -> dict[str, tuple[float, Reason]]:
+def _weights(hints: Sequence[tuple[str, str]], by_source: Mapping[str, float]) -> dict[str, tuple[float, Reason]]:
     """Each hinted language's weight and the source it comes from (the heavier one, when two name it)."""
     weights: dict[str, tuple[float, Reason]] = {}
     for source, code in hints:
-        weight = WEIGHTS.get(source)
+        weight = by_source.get(source)
         if weight is None:
             continue
         if code not in weights or weight > weights[code][0]:

@@ -160,6 +160,13 @@ class FasterWhisperEngine:
             language_reason=reason,
         )
 
+    def language_scores(self, audio: np.ndarray) -> list[tuple[str, float]]:
+        """Every language's probability for the note, over what transcribe() detects on (the VAD's speech)."""
+        chunks = self.steps.speech_chunks(audio)
+        speech = np.concatenate([audio[c["start"] : c["end"]] for c in chunks]) if chunks else audio
+        _, _, ranked = self._model.detect_language(speech)
+        return [(code, float(p)) for code, p in ranked]
+
     def choose_language(self, audio: np.ndarray, options: TranscribeOptions) -> LanguageChoice | None:
         """The language when detection needs help (CHATSCRIBE_LANGUAGES, the conversation's hints), from every
         language's probability over what transcribe() would detect on (the VAD's speech); None: let
@@ -167,10 +174,7 @@ class FasterWhisperEngine:
         if not self.multilingual or not (options.expected_languages or options.language_hints):
             return None
         duration = len(audio) / SAMPLE_RATE
-        chunks = self.steps.speech_chunks(audio)
-        speech = np.concatenate([audio[c["start"] : c["end"]] for c in chunks]) if chunks else audio
-        _, _, ranked = self._model.detect_language(speech)
-        choice = choose(ranked, duration_s=duration, expected=options.expected_languages,
+        choice = choose(self.language_scores(audio), duration_s=duration, expected=options.expected_languages,
                         hints=options.language_hints)
         log.debug("language %s (%s, p=%.2f) of a %.1f s clip", choice.language, choice.reason,
                   choice.probability, duration)

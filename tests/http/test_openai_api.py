@@ -81,15 +81,7 @@ async def test_verbose_json_has_openai_shape_and_words(server: Running, jfk, jfk
     assert [w.start for w in words] == sorted(w.start for w in words)
 
 
-# OpenAI marks its translations endpoint deprecated in the client; clients written for it still call it.
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
-async def test_translation_answers_in_english(server: Running, jfk, jfk_text: str) -> None:
-    result = await server.client().audio.translations.create(
-        model="whisper-1", file=jfk, response_format="verbose_json"
-    )
-    assert result.task == "translate"
-    assert result.language == "english"
-    assert wer(jfk_text, result.text) < 0.2
+# Translation (/v1/audio/translations): tests/http/test_translation.py, with a model that can translate.
 
 
 async def test_models_lists_the_configured_model(server: Running) -> None:
