@@ -14,8 +14,8 @@ The reference is where each turn was laid (its speech by the VAD). Measured per 
   at the word's middle (nearest turn in a pause), under the best map of labels to speakers;
 - count: the number of labels found equals the number of speakers (one speaker: no labels);
 - extra time: the service's pipeline (LocalRunner: decode, engine, quality pass, coverage check) with
-  speakers on, against the same pipeline with speakers off, one after the other on the same engine (the
-  engine is asked for word times in both, so the extra is the speaker step alone).
+  speakers on, against the same pipeline with speakers off and no word times (what an ordinary request
+  costs), one after the other on the same engine, in alternating order.
 
 Targets (issue 18): ≥ 90 % of words right, count right on ≥ 80 % of recordings, ≤ 35 % extra time.
 Writes the `speakers` section of docs/benchmarks.md.
@@ -64,10 +64,13 @@ ESPEAK_TEXT = [
     "My sister moved to a small village near the coast last summer.",
 ]
 PUBLISHED = (
-    "pyannote.audio's published figures (its README's benchmark table for `speaker-diarization-3.1`, "
-    "DER with no forgiveness collar and overlapped speech scored): AMI headset mix 18.8 %, DIHARD 3 21.7 %, "
-    "VoxConverse 11.3 %, AliMeeting 24.4 %, AISHELL-4 12.2 %; real meetings with far more overlap and "
-    "speakers than these recordings, so the numbers are not comparable one to one."
+    "pyannote.audio's published DER for its `speaker-diarization-3.1` pipeline (the Benchmark table of "
+    "github.com/pyannote/pyannote-audio's README, in %): AMI headset mix 18.8, AMI single distant microphone "
+    "22.4, CALLHOME (telephone calls) 28.4, DIHARD 3 21.7, VoxConverse 11.3, Earnings21 9.4, AISHELL-4 12.2, "
+    "AliMeeting 24.4. Those are real meetings, calls and broadcasts with many speakers, far more overlap and "
+    "natural turn-taking, scored on hours of audio; the recordings here are short, constructed, with clean "
+    "turns and few overlaps, so the DER above is not comparable one to one and is not a claim to beat pyannote "
+    "(it needs a hub account and is not offline-by-package; the encoder here is the older GE2E model)."
 )
 
 
@@ -120,8 +123,8 @@ def sources(folder: Path) -> dict[str, list[np.ndarray]]:
     multilingual = _load("multilingual.mp3")
     half = 30 * SAMPLE_RATE
     pool = {
-        "ML-en": _cut(multilingual[:half], 4, 12),
-        "ML-de": _cut(multilingual[half:], 4, 12),
+        "ML-en": _cut(multilingual[:half], 3, 15),
+        "ML-de": _cut(multilingual[half:], 3, 15),
         "JFK": _cut(_load("jfk.flac"), 2, 8),
         "Left": [stereo.samples[0][: int(4.9 * SAMPLE_RATE)]],
         "Right": [stereo.samples[1][: int(2.6 * SAMPLE_RATE)]],
@@ -157,7 +160,7 @@ def build(name: str, pool: dict[str, list[np.ndarray]], order: list[str], *, ove
 
 def recordings(pool: dict[str, list[np.ndarray]]) -> list[Recording]:
     return [
-        build("interview (ML-en, ML-de)", pool, ["ML-en", "ML-de"] * 3),
+        build("interview (ML-en, ML-de)", pool, ["ML-en", "ML-de"] * 2),
         build("JFK and espeak", pool, ["JFK", "ES-high", "JFK", "ES-high", "JFK"]),
         build("two espeak voices", pool, ["ES-high", "ES-low"] * 3),
         build("call, overlaps (ML-en, JFK)", pool, ["ML-en", "JFK", "ML-en", "JFK", "ML-en"], overlap_s=0.6),
@@ -167,7 +170,7 @@ def recordings(pool: dict[str, list[np.ndarray]]) -> list[Recording]:
         build("3: Left, ML-de, ES-low", pool, ["Left", "ML-de", "ES-low", "ML-de", "ES-low"]),
         build("4: ML-en, ML-de, JFK, ES-high", pool, ["ML-en", "ML-de", "JFK", "ES-high", "ML-en", "ML-de"]),
         build("4: Left, Right, ML-en, ES-low", pool, ["ML-en", "Left", "ES-low", "Right", "ML-en", "ES-low"]),
-        build("one speaker (ML-en)", pool, ["ML-en"] * 3),
+        build("one speaker (ML-en)", pool, ["ML-en"] * 2),
     ]
 
 
@@ -260,7 +263,7 @@ async def run(model: str, only_voices: bool) -> tuple[str, bool]:
     if not only_voices:
         engine = FasterWhisperEngine(resolve_model(model, MODELS_DIR), device="cpu", workers=1)
         runner = LocalRunner(engine, slots=1, max_duration_s=HOUR, metrics=Metrics(), batching="off")
-    rows, ders, rights, counts, plain_total, extra_total = [], [], [], [], 0.0, 0.0
+    rows, ders, rights, counts, plain_total, extra_total, step_total = [], [], [], [], 0.0, 0.0, 0.0
     words_total = 0
     for recording in recordings(pool):
         duration = len(recording.samples) / SAMPLE_RATE
@@ -279,9 +282,15 @@ async def run(model: str, only_voices: bool) -> tuple[str, bool]:
             print(rows[-1], flush=True)
             continue
         data = _wav(recording.samples)
-        plain, plain_s = await _transcribe(runner, data, duration, TranscribeOptions(word_timestamps=True))
-        labelled, labelled_s = await _transcribe(runner, data, duration,
-                                                 TranscribeOptions(word_timestamps=True, speakers="on"))
+        asked = TranscribeOptions(word_timestamps=True, speakers="on")  # word times to score; the step asks them anyway
+        step_before = runner.metrics.speaker_seconds._sum.get()
+        if len(rows) % 2:  # alternate which side goes first, so a drift in the machine's load favours neither
+            labelled, labelled_s = await _transcribe(runner, data, duration, asked)
+            _, plain_s = await _transcribe(runner, data, duration, TranscribeOptions())
+        else:
+            _, plain_s = await _transcribe(runner, data, duration, TranscribeOptions())
+            labelled, labelled_s = await _transcribe(runner, data, duration, asked)
+        step_total += runner.metrics.speaker_seconds._sum.get() - step_before
         found = max(1, len(labelled.speakers))
         counts.append(found == expected)
         share, words = words_right(recording, labelled)
@@ -306,8 +315,10 @@ async def run(model: str, only_voices: bool) -> tuple[str, bool]:
         passed = passed and word_share >= 0.9 and extra <= 0.35
         lines.append(f"- Words to the right speaker: {word_share:.1%} of {words_total} (target ≥ 90 %) "
                      f"{mark(word_share >= 0.9)}")
-        lines.append(f"- Time added on top of transcription: {extra:+.0%} ({extra_total:.1f} s on {plain_total:.1f} s; "
-                     f"target ≤ 35 %) {mark(extra <= 0.35)}")
+        lines.append(f"- Time added on top of transcription: {extra:+.0%} ({extra_total:.1f} s on {plain_total:.1f} s "
+                     f"of plain transcription; target ≤ 35 %) {mark(extra <= 0.35)}; of it, the speaker step itself "
+                     f"(VAD, voice vectors, clustering, labels) {step_total:.1f} s ({step_total / plain_total:.0%}), "
+                     "the rest the word times the step asks the engine for")
     lines.append(f"- {PUBLISHED}")
     return "\n".join(lines), passed
 

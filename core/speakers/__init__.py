@@ -9,7 +9,16 @@ step.py is the step the transcription worker runs after the quality pass and the
 from __future__ import annotations
 
 from .encoder import EncoderUnavailable, VoiceEncoder, unavailable_reason
-from .step import StepReport, by_channel, by_voice, engine_options, run_step, separate_channels, wants_speakers
+from .step import (
+    StepReport,
+    VoiceFinder,
+    by_channel,
+    by_voice,
+    engine_options,
+    run_step,
+    separate_channels,
+    wants_speakers,
+)
 from .voices import Turn, Voices, find_voices
 
 __all__ = [
@@ -17,6 +26,7 @@ __all__ = [
     "StepReport",
     "Turn",
     "VoiceEncoder",
+    "VoiceFinder",
     "Voices",
     "by_channel",
     "by_voice",

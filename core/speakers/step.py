@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from ..transcript import Segment, Transcript
 from .channels import judge
 from .encoder import EncoderUnavailable, VoiceEncoder, normalize_volume, shared_encoder
 from .labels import labelled, name_known, split_by_speaker
-from .voices import find_voices, speech_spans
+from .voices import Voices, find_voices, speech_spans
 
 log = logging.getLogger(__name__)
 
@@ -94,18 +95,48 @@ def by_channel(channels: ChannelAudio, transcribe: Transcribe, options: Transcri
     return labelled(merged, owned, dict(enumerate(names)))
 
 
+class VoiceFinder(Protocol):
+    """Who speaks when on mono 16 kHz samples: the seam for another diarizer than the bundled encoder.
+
+    A deployment with pyannote.audio and its (hub-gated) models can pass one to LocalRunner(voice_finder=...):
+    run its pipeline on `{"waveform": torch.from_numpy(samples)[None], "sample_rate": 16000}` with
+    min_speakers/max_speakers and turn its tracks into `Voices(turns, centroids)` (centroids may be empty:
+    known speakers are then matched with the bundled encoder's vectors of each voice's turns)."""
+
+    def __call__(self, samples: np.ndarray, least: int, most: int | None) -> Voices: ...
+
+
 def by_voice(transcript: Transcript, samples: np.ndarray, options: TranscribeOptions,
-             encoder: VoiceEncoder | None = None) -> Transcript:
-    """Voices found in mono `samples`, words given to them; raises EncoderUnavailable/ImportError without the extra."""
+             encoder: VoiceEncoder | None = None, finder: VoiceFinder | None = None) -> Transcript:
+    """Voices found in mono `samples`, words given to them; raises EncoderUnavailable/ImportError without the
+    extra (and no `finder`)."""
     if not transcript.has_speech:
         return transcript
-    encoder = encoder or shared_encoder()
-    voices = find_voices(samples, encoder, least=options.min_speakers or 1, most=options.max_speakers)
+    least, most = options.min_speakers or 1, options.max_speakers
+    if finder is not None:
+        voices = finder(samples, least, most)
+    else:
+        encoder = encoder or shared_encoder()
+        voices = find_voices(samples, encoder, least=least, most=most)
     if voices.count < 2 and not options.known_speakers:
         return transcript
-    names = name_known(voices.centroids, _references(encoder, options), KNOWN_MATCH) if options.known_speakers \
-        else {}
+    names: dict[int, str] = {}
+    if options.known_speakers:
+        encoder = encoder or shared_encoder()
+        means = voices.centroids if len(voices.centroids) == voices.count else _means(encoder, samples, voices)
+        names = name_known(means, _references(encoder, options), KNOWN_MATCH)
     return labelled(transcript, split_by_speaker(transcript.segments, voices.turns), names)
+
+
+def _means(encoder: VoiceEncoder, samples: np.ndarray, voices: Voices) -> np.ndarray:
+    """Each voice's vector from its turns' audio (for a finder that gives no vectors of its own)."""
+    speakers = sorted({t.speaker for t in voices.turns})
+    rows = []
+    for k in speakers:
+        audio = np.concatenate([samples[int(t.start * 16_000) : int(t.end * 16_000)] for t in voices.turns
+                                if t.speaker == k])
+        rows.append(encoder.embed_utterance(audio))
+    return np.stack(rows) if rows else np.zeros((0, 256), dtype=np.float32)
 
 
 def with_note(transcript: Transcript, note: str) -> Transcript:
@@ -113,7 +144,8 @@ def with_note(transcript: Transcript, note: str) -> Transcript:
 
 
 def run_step(options: TranscribeOptions, plain: Callable[[], Transcript], data: bytes | None, samples: np.ndarray,
-             transcribe: Transcribe | None, max_duration_s: float) -> tuple[Transcript, StepReport]:
+             transcribe: Transcribe | None, max_duration_s: float, finder: VoiceFinder | None = None,
+             ) -> tuple[Transcript, StepReport]:
     """The transcript with speakers, or `plain()` (the mono transcript, made at most once) with a note.
 
     `data` is the note's media (None: voices only, no channel check); `transcribe` runs one channel through
@@ -140,7 +172,7 @@ def run_step(options: TranscribeOptions, plain: Callable[[], Transcript], data: 
     transcript = plain()
     started = time.monotonic()  # the mono transcription is not the step's time
     try:
-        result = by_voice(transcript, samples, options)
+        result = by_voice(transcript, samples, options, finder=finder)
     except (EncoderUnavailable, ImportError) as exc:
         log.warning("speakers asked for but not available: %s", exc)
         return with_note(transcript, sentences.SPEAKERS_UNAVAILABLE), StepReport(

@@ -26,6 +26,8 @@ MIN_CLUSTER_SHARE = 0.04
 """A cluster holding less of the speech than this is absorbed by its nearest neighbour: a cough, a laugh,
 a window straddling two voices, not a speaker (unless the request's min_speakers needs it)."""
 MIN_CLUSTER_S = 2.0
+MIN_REGION_S = 1.0
+"""A stretch of speech shorter than this between pauses is too short for a voice vector of its own."""
 SNAP_S = 0.8
 """A change of voice this close to a pause moves to the pause: people take turns at pauses, and the 1.6 s
 windows blur where a turn starts by about half their length."""
@@ -72,19 +74,15 @@ def find_voices(samples: np.ndarray, encoder: VoiceEncoder, *, least: int = 1, m
     where = where[: len(mel)]
     frames = len(mel)
     hop = int(round(WINDOW_HOP_S * SAMPLE_RATE / HOP))
-    starts = list(range(0, max(1, frames - PARTIAL_FRAMES + hop), hop))
-    windows = np.stack([_window(mel, s) for s in starts])
-    vectors = encoder.embed_mels(windows)
+    ranges = _window_ranges(_regions(spans), hop)
+    vectors = encoder.embed_mels(np.stack([_window(mel, a, b) for a, b in _widened(ranges, frames)]))
     group = max(1, -(-len(vectors) // MAX_WINDOWS))
     if group > 1:
         vectors = _grouped(vectors, group)
-        starts = starts[::group]
-        span_frames = PARTIAL_FRAMES + hop * (group - 1)
-    else:
-        span_frames = PARTIAL_FRAMES
+        ranges = [(ranges[i][0], ranges[min(len(ranges), i + group) - 1][1]) for i in range(0, len(ranges), group)]
     labels = refine(vectors, agglomerate(vectors, threshold=threshold, least=least, most=most))
-    labels = _absorb_small(vectors, labels, frames, span_frames, hop * group, least)
-    frame_labels = _vote(labels, starts, span_frames, frames)
+    labels = _absorb_small(vectors, labels, ranges, frames, least)
+    frame_labels = _vote(labels, ranges, frames)
     frame_labels = _smooth(frame_labels, int(MIN_TURN_S * SAMPLE_RATE / HOP))
     frame_labels = _snap(frame_labels, _junctions(spans), int(SNAP_S * SAMPLE_RATE / HOP))
     labels_in_order, turns = _turns(frame_labels, where)
@@ -92,8 +90,53 @@ def find_voices(samples: np.ndarray, encoder: VoiceEncoder, *, least: int = 1, m
     return Voices(turns, centre[labels_in_order] if len(labels_in_order) else centre[:0])
 
 
-def _window(mel: np.ndarray, start: int) -> np.ndarray:
-    window = mel[start : start + PARTIAL_FRAMES]
+def _regions(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The VAD's spans as frame ranges of the speech laid end to end, a span shorter than MIN_REGION_S joined to
+    its neighbour: windows stay inside a region, so a window rarely holds two people taking turns at a pause."""
+    least = int(MIN_REGION_S * SAMPLE_RATE / HOP)
+    regions: list[list[int]] = []
+    at = 0
+    for a, b in spans:
+        length = len(range(a, b, HOP))
+        if regions and (length < least or regions[-1][1] - regions[-1][0] < least):
+            regions[-1][1] = at + length
+        else:
+            regions.append([at, at + length])
+        at += length
+    return [(a, b) for a, b in regions]
+
+
+def _window_ranges(regions: list[tuple[int, int]], hop: int) -> list[tuple[int, int]]:
+    """Frame ranges of the windows: every `hop` frames inside each region, the last one flush with its end; a
+    region shorter than a window is one window (widened for its vector: _widened)."""
+    ranges: list[tuple[int, int]] = []
+    for a, b in regions:
+        if b - a <= PARTIAL_FRAMES:
+            ranges.append((a, b))
+            continue
+        starts = list(range(a, b - PARTIAL_FRAMES + 1, hop))
+        if starts[-1] + PARTIAL_FRAMES < b:
+            starts.append(b - PARTIAL_FRAMES)
+        ranges += [(start, start + PARTIAL_FRAMES) for start in starts]
+    return ranges
+
+
+def _widened(ranges: list[tuple[int, int]], frames: int) -> list[tuple[int, int]]:
+    """Ranges shorter than a window widened to one, centred, into the speech around them: a window mostly of
+    zero padding gives a vector unlike the same voice's full windows (measured: it made a cluster of its own).
+    The frames a window votes for stay its own range."""
+    out = []
+    for a, b in ranges:
+        if b - a >= PARTIAL_FRAMES or frames <= PARTIAL_FRAMES:
+            out.append((a, b) if frames > PARTIAL_FRAMES else (0, frames))
+            continue
+        start = min(max(0, (a + b) // 2 - PARTIAL_FRAMES // 2), frames - PARTIAL_FRAMES)
+        out.append((start, start + PARTIAL_FRAMES))
+    return out
+
+
+def _window(mel: np.ndarray, start: int, end: int) -> np.ndarray:
+    window = mel[start:end][:PARTIAL_FRAMES]
     if len(window) < PARTIAL_FRAMES:
         window = np.pad(window, ((0, PARTIAL_FRAMES - len(window)), (0, 0)))
     return window
@@ -105,25 +148,22 @@ def _grouped(vectors: np.ndarray, group: int) -> np.ndarray:
     return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-8)
 
 
-def _absorb_small(vectors: np.ndarray, labels: np.ndarray, frames: int, span_frames: int, hop: int,
+def _absorb_small(vectors: np.ndarray, labels: np.ndarray, ranges: list[tuple[int, int]], frames: int,
                   least: int) -> np.ndarray:
-    """Clusters with too little speech join the cluster nearest them, while more than `least` remain."""
+    """Clusters holding too little of the speech join the cluster nearest them, while more than `least` remain."""
     while True:
         count = int(labels.max()) + 1
         if count <= max(1, least):
             return labels
-        seconds = np.bincount(labels, minlength=count) * hop * HOP / SAMPLE_RATE
-        total = frames * HOP / SAMPLE_RATE
+        seconds = np.bincount(_vote(labels, ranges, frames), minlength=count) * HOP / SAMPLE_RATE
         small = int(np.argmin(seconds))
-        if seconds[small] >= max(MIN_CLUSTER_S, MIN_CLUSTER_SHARE * total):
+        if seconds[small] >= max(MIN_CLUSTER_S, MIN_CLUSTER_SHARE * frames * HOP / SAMPLE_RATE):
             return labels
         centre = centroids(vectors, labels)
         similarity = centre @ centre[small]
         similarity[small] = -np.inf
-        target = int(np.argmax(similarity))
-        merged = np.where(labels == small, target, labels)
-        _, labels = np.unique(merged, return_inverse=True)
-        labels = _first_seen(labels)
+        merged = np.where(labels == small, int(np.argmax(similarity)), labels)
+        labels = _first_seen(merged)
 
 
 def _first_seen(labels: np.ndarray) -> np.ndarray:
@@ -131,14 +171,13 @@ def _first_seen(labels: np.ndarray) -> np.ndarray:
     return np.array([order.setdefault(int(x), len(order)) for x in labels], dtype=int)
 
 
-def _vote(labels: np.ndarray, starts: list[int], span: int, frames: int) -> np.ndarray:
+def _vote(labels: np.ndarray, ranges: list[tuple[int, int]], frames: int) -> np.ndarray:
     """Per speech frame, the cluster of the windows covering it, nearer window centres counting more."""
     count = int(labels.max()) + 1
     votes = np.zeros((frames, count))
-    weight = np.hanning(span + 2)[1:-1]
-    for label, start in zip(labels, starts, strict=True):
-        end = min(frames, start + span)
-        votes[start:end, label] += weight[: end - start]
+    for label, (start, end) in zip(labels, ranges, strict=True):
+        end = min(frames, end)
+        votes[start:end, label] += np.hanning(end - start + 2)[1:-1]
     return np.argmax(votes, axis=1)
 
 
