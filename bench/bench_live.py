@@ -206,7 +206,13 @@ async def measure(model: str, rounds: int, sessions: int) -> dict[str, object]:
         starts.attribute(run)
     return {"one": one, "many": list(many), "packed": list(packed), "reference": reference, "file_text": file_text,
             "seconds": len(pcm) / 2 / RATE, "batch_sizes": starts.batch_sizes,
-            "plain_clip_s": plain}
+            "plain_clip_s": plain, "strategy": _strategy(service)}
+
+
+def _strategy(service: TranscriptionService) -> str:
+    batcher = getattr(service.runner, "batcher", None)
+    known = getattr(batcher, "known_strategy", lambda: None)()
+    return str(known or "not measured")
 
 
 _plain: list[object] = []
@@ -260,9 +266,11 @@ transcription itself. The target is on the 95th percentile from speech end; the 
 For scale: plain faster-whisper (defaults, language given) takes {_seconds(result["plain_clip_s"])} s for a 3 s
 utterance in this run (median of 3, before the speakers / after them).
 
-Batches the runner composed: {len(sizes)}, of {max(sizes) if sizes else 0} utterance(s) at most (utterances
-of different conversations never share a packed window; separate windows in one call only where the
-device gains from it, a GPU).
+Batching strategy measured on this device: {result["strategy"]} (core/engines/batching.py). Batches the
+runner composed: {len(sizes)}, of {max(sizes) if sizes else 0} utterance(s) at most. Utterances of different
+conversations never share a packed window; with the trimmed or batched strategy each keeps its own
+decoding sequence, so those of different speakers may share a call, and PACK_ACROSS_CONVERSATIONS changes
+nothing (its row then measures the same configuration again).
 
 Word error rate against the references: live (one speaker) {live_wer:.1f} %, the same audio transcribed as
 one file {file_wer:.1f} % — {abs(live_wer - file_wer):.1f} points apart (target ≤ {TARGET_WER_POINTS:g}:
