@@ -77,6 +77,7 @@ function transcribe(blob, name) {
   const language = $("language").value.trim();
   if (language && $("task").value === "transcribe") form.append("language", language);
   if ($("prompt").value.trim()) form.append("prompt", $("prompt").value.trim());
+  if ($("speakers").value !== "off") form.append("speakers", $("speakers").value);
 
   // XMLHttpRequest rather than fetch: it reports upload progress, and its responseText grows as events arrive.
   const xhr = new XMLHttpRequest();
@@ -144,6 +145,7 @@ function show(body, blob, name) {
   const list = $("segments");
   list.replaceChildren();
   const spoken = body.segments.filter((s) => s.text.trim());
+  let previous = null;
   for (const segment of spoken) {
     const item = document.createElement("li");
     const stamp = document.createElement("button");
@@ -153,14 +155,23 @@ function show(body, blob, name) {
     stamp.addEventListener("click", () => { $("player").currentTime = segment.start; $("player").play(); });
     const words = document.createElement("span");
     words.textContent = segment.text.trim();
-    item.append(stamp, " ", words);
+    item.append(stamp, " ");
+    if (segment.speaker && segment.speaker !== previous) {  // a turn starts with who speaks
+      const who = document.createElement("strong");
+      who.textContent = speakerName(segment.speaker) + ": ";
+      item.append(who);
+    }
+    previous = segment.speaker || previous;
+    item.append(words);
     list.append(item);
   }
-  if (body.notice || !spoken.length) {
-    // Speech that could not be transcribed is said, with its time, never left out silently.
+  for (const note of [body.notice || (spoken.length ? null : "No speech detected."), body.speaker_note]) {
+    // Speech that could not be transcribed is said, with its time, never left out silently; so is a
+    // speaker step that could not tell the voices apart.
+    if (!note) continue;
     const item = document.createElement("li");
     item.className = "muted";
-    item.textContent = body.notice || "No speech detected.";
+    item.textContent = note;
     list.append(item);
   }
   const language = body.language ? body.language[0].toUpperCase() + body.language.slice(1) : "unknown";
@@ -174,12 +185,12 @@ document.querySelectorAll("[data-format]").forEach((button) =>
   button.addEventListener("click", () => download(button.dataset.format)));
 
 $("copy").addEventListener("click", () => {
-  if (current) navigator.clipboard.writeText(current.body.text);
+  if (current) navigator.clipboard.writeText(toTxt(current.body));
 });
 
 function download(format) {
   if (!current) return;
-  const text = format === "srt" ? toSrt(current.body) : format === "vtt" ? toVtt(current.body) : current.body.text;
+  const text = format === "srt" ? toSrt(current.body) : format === "vtt" ? toVtt(current.body) : toTxt(current.body);
   const link = document.createElement("a");
   link.href = URL.createObjectURL(new Blob([text], { type: "text/plain;charset=utf-8" }));
   link.download = `${current.name}.${format}`;
@@ -190,20 +201,44 @@ function download(format) {
 }
 
 // Same shapes as the server's own renderers (core/transcript.py), so a download equals response_format=srt/vtt.
+function toTxt(body) {
+  const spoken = spokenSegments(body);
+  if (!spoken.some((s) => s.speaker)) return body.text;
+  const turns = [];  // one paragraph a turn, starting with who speaks
+  for (const s of spoken) {
+    const last = turns[turns.length - 1];
+    if (last && (!s.speaker || s.speaker === last.speaker)) last.texts.push(s.text.trim());
+    else turns.push({ speaker: s.speaker, texts: [s.text.trim()] });
+  }
+  return turns.map((t) => `${speakerName(t.speaker)}: ${t.texts.join(" ")}`).join("\n\n");
+}
+
 function toSrt(body) {
   return spokenSegments(body)
-    .map((s, i) => `${i + 1}\n${stamp(s.start, ",")} --> ${stamp(s.end, ",")}\n${s.text.trim()}\n`)
+    .map((s, i) => {
+      const said = s.speaker ? `[${speakerName(s.speaker)}] ${s.text.trim()}` : s.text.trim();
+      return `${i + 1}\n${stamp(s.start, ",")} --> ${stamp(s.end, ",")}\n${said}\n`;
+    })
     .join("\n");
 }
 
 function toVtt(body) {
-  const blocks = spokenSegments(body).map((s) => `${stamp(s.start, ".")} --> ${stamp(s.end, ".")}\n${s.text.trim()}\n`);
+  const blocks = spokenSegments(body).map((s) => {
+    const text = vttEscape(s.text.trim());
+    const said = s.speaker ? `<v ${vttEscape(speakerName(s.speaker))}>${text}` : text;
+    return `${stamp(s.start, ".")} --> ${stamp(s.end, ".")}\n${said}\n`;
+  });
   return ["WEBVTT\n", ...blocks].join("\n");
 }
 
 function spokenSegments(body) {
+  // Segments carry `speaker` only where several speakers were told apart (core/transcript.py `labelled`).
   return body.segments.filter((s) => s.text.trim());
 }
+
+// "Speaker A" for a voice (A, B, …); a channel's or a known speaker's name as it is.
+function speakerName(label) { return /^[A-Z]{1,2}$/.test(label) ? `Speaker ${label}` : label; }
+function vttEscape(text) { return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;"); }
 
 // -- small helpers -----------------------------------------------------------------------------------
 
