@@ -27,16 +27,6 @@ def test_speakers_labels_each_turn_of_a_two_channel_call(
     assert wer(str(expected["text_right"]), turns["Right"]) < 0.3, done.stdout
 
 
-def test_without_speakers_the_same_call_is_one_plain_text(tmp_path: Path, audio_dir: Path) -> None:
-    call = _copy(audio_dir, "stereo_diarization.wav", tmp_path / "call.wav")
-
-    done = _chatscribe(["transcribe", str(call)], tmp_path)
-
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "Left:" not in done.stdout
-    assert "\n\n" not in done.stdout.strip()
-
-
 def test_a_speaker_count_out_of_range_is_one_sentence_before_the_model_loads(tmp_path: Path) -> None:
     done = _chatscribe(["transcribe", "--min-speakers", "3", "--max-speakers", "2", "nothing.wav"], tmp_path)
 
