@@ -182,9 +182,11 @@ async def test_replies_set_with_the_platforms_command_put_the_bots_words_in_that
     before = len(chat.texts())
     await chat.send_voice("quiet.ogg", audio("silence_10s.ogg"))
     await chat.send_voice("voice-message.ogg", audio("jfk_voice.ogg"))
-    silence, speech = (await answers(chat, service, before + 2))[before:]
+    replies = (await answers(chat, service, before + 2))[before:]  # in the order they were done
 
-    assert silence == localize(NO_SPEECH, "de") == "Keine Sprache erkannt."
+    assert localize(NO_SPEECH, "de") == "Keine Sprache erkannt."
+    assert "Keine Sprache erkannt." in replies, replies
+    (speech,) = [text for text in replies if text != "Keine Sprache erkannt."]
     assert wer(JFK, speech) < 0.3, speech  # what was said stays as it was said
     refusal = await chat.command("replies", "klingon")
     assert refusal.startswith("Antworten kennt auto"), refusal  # refused in the language in force
