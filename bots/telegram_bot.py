@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import logging
 import re
@@ -148,10 +149,10 @@ class TelegramBot:
         bot = self.app.bot
         for language in (None, *(code for code in REPLY_LANGUAGES if code != "en")):
             # Telegram shows the list for the user's app language, and the default (English) otherwise.
-            private, group = _commands(group=False, locale=language), _commands(group=True, locale=language)
-            await self.sender.call(lambda c=private, lc=language: bot.set_my_commands(c, language_code=lc))
-            await self.sender.call(lambda c=group, lc=language: bot.set_my_commands(
-                c, scope=BotCommandScopeAllGroupChats(), language_code=lc))
+            for scope in (None, BotCommandScopeAllGroupChats()):
+                commands = _commands(group=scope is not None, locale=language)
+                await self.sender.call(functools.partial(bot.set_my_commands, commands, scope=scope,
+                                                         language_code=language))
         if self.settings.webhook_url:
             await self.sender.call(lambda: bot.set_webhook(
                 self.settings.webhook_url, secret_token=self.settings.webhook_secret.get_secret_value(),
