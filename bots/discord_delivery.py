@@ -20,7 +20,16 @@ from discord.utils import escape_markdown
 
 from chatscribe.adapters import discord as adapter
 from chatscribe.bots.logs import RedactingFilter, RedactSecrets
-from chatscribe.core import ChatscribeError, DownloadFailed, Fetch, MediaTooLarge, Preferences, Transcript, sentences
+from chatscribe.core import (
+    ChatscribeError,
+    DownloadFailed,
+    Fetch,
+    MediaTooLarge,
+    Preferences,
+    Transcript,
+    localize,
+    sentences,
+)
 from chatscribe.core.delivery import Courier, Limits, Place, Undeliverable
 from chatscribe.core.jobs import Job
 
@@ -132,7 +141,8 @@ class DiscordSender:
         client = self._client()
         if not target.reply_to or client.user is None:
             return None
-        starts = tuple(escape_markdown(start) for start in sentences.progress_starts(job.request.file_name))
+        starts = tuple(escape_markdown(localize(start, job.request.replies))
+                       for start in sentences.progress_starts(job.request.file_name))
         try:
             latest = await client.http.logs_from(int(target.channel_id), 50)
         except (discord.HTTPException, aiohttp.ClientError) as exc:
