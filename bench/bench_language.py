@@ -46,7 +46,7 @@ from chatscribe.core.options import TranscribeOptions
 TARGET = 0.95
 MIN_S, MAX_S = 1.5, 6.0
 RECORDINGS = (("jfk.flac", 0.0, None, "en"), ("hotwords.mp3", 0.0, None, "en"),
-              ("multilingual.mp3", 0.0, 30.0, "en"), ("multilingual.mp3", 31.0, None, "de"))
+              ("multilingual.mp3", 0.0, 25.5, "en"), ("multilingual.mp3", 31.0, None, "de"))
 """(file, from s, to s, language): the shared speech the real clips are cut from."""
 PHRASES: dict[str, tuple[str, ...]] = {
     "en-us": ("Continue.", "Yes, exactly.", "See you tomorrow at five.", "Can you call me back?",

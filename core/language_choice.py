@@ -33,10 +33,10 @@ HintSource = Literal["recent_notes", "sender_language"]
 
 SHORT_CLIP_S = 10.0
 """Clips up to this long may take a hinted language; longer ones give detection enough to go on."""
-CONFIDENT = 0.8
+CONFIDENT = 0.9
 """A detection at least this probable is kept whatever the hints, and only such a detection is recorded as a
 conversation's recent language."""
-WEIGHTS: dict[str, float] = {"recent_notes": 8.0, "sender_language": 4.0}
+WEIGHTS: dict[str, float] = {"recent_notes": 10_000.0, "sender_language": 3_000.0}
 """How much more likely a hinted language is taken to be than detection alone says (measured in
 docs/benchmarks.md, "Language of short clips")."""
 RECENT_LIMIT = 3

@@ -35,7 +35,7 @@ def test_a_confident_detection_or_a_long_clip_keeps_what_was_detected() -> None:
 
 
 def test_a_hint_never_overrules_speech_that_is_clearly_another_language() -> None:
-    ranked = [("en", 0.75), ("cy", 0.2), ("de", 0.01)]  # English, just under the confidence bar
+    ranked = [("en", 0.85), ("cy", 0.1), ("de", 0.00005)]  # English, just under the confidence bar
     assert choose(ranked, duration_s=3.0, hints=hints_for(("de",), "de")).language == "en"
 
 
