@@ -280,9 +280,10 @@ class LocalRunner:
             raw = self.engine.transcribe(decoded.samples, asked, on_fraction, sink)
             return _checked(raw, decoded, self.engine, asked, speech)
 
-        def one_channel(samples: np.ndarray) -> Transcript:
+        def one_channel(samples: np.ndarray, index: int, count: int) -> Transcript:
             channel = DecodedAudio(samples, decoded.truncated)
-            return _checked(self.engine.transcribe(samples, asked), channel, self.engine, asked)
+            share = None if on_fraction is None else lambda f: on_fraction((index + f) / count)
+            return _checked(self.engine.transcribe(samples, asked, share), channel, self.engine, asked)
 
         transcript, report = run_step(work.options, plain, work.data, decoded.samples, one_channel,
                                       self.max_duration_s, self.voice_finder)

@@ -36,8 +36,9 @@ One person's recordings lie above 0.9, different people below 0.7 (the shared au
 MAX_REFERENCE_S = 30.0
 """A known speaker's clip longer than this is left out (2–10 s are asked for)."""
 
-Transcribe = Callable[[np.ndarray], Transcript]
-"""The engine, the quality pass and the coverage check over one channel's samples."""
+Transcribe = Callable[[np.ndarray, int, int], Transcript]
+"""The engine, the quality pass and the coverage check over one channel's samples (the channel's index and the
+number of channels come along, for progress)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,7 @@ def separate_channels(data: bytes, max_duration_s: float) -> ChannelAudio | None
 
 def by_channel(channels: ChannelAudio, transcribe: Transcribe, options: TranscribeOptions) -> Transcript:
     """Each channel transcribed on its own, labelled with its name (or a known speaker's), merged in time."""
-    parts = [transcribe(samples) for samples in channels.samples]
+    parts = [transcribe(samples, index, len(channels.samples)) for index, samples in enumerate(channels.samples)]
     names = list(channels.names)
     if options.known_speakers:
         try:
