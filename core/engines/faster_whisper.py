@@ -150,6 +150,7 @@ class FasterWhisperEngine:
         reason = reason_of(options, self.multilingual) if chosen is None else chosen.reason
         if chosen is None and options.language is None:
             probability = info.language_probability
+            log.debug("language %s (%s, p=%.2f) of a %.1f s clip", info.language, reason, probability, duration)
         return Transcript(
             segments=tuple(collected),
             language=info.language,
