@@ -126,6 +126,9 @@ async def test_the_same_signal_on_both_channels_is_one_speaker(
     assert {s.speaker for s in transcript.segments} == {None}
     assert {"wizard", "curtain"} <= _words(transcript.text)
     assert transcript.speaker_note is None
+    # The step ran, found the channels alike and heard one voice on the mixed-down audio.
+    assert runner.metrics.speaker_steps.labels("channels")._value.get() == 0
+    assert runner.metrics.speaker_steps.labels("one")._value.get() == 1
 
 
 async def test_two_voices_on_mono_get_two_labels_and_their_own_words(
