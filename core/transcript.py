@@ -178,8 +178,9 @@ def _cues(transcript: Transcript, marked: bool = False) -> list[tuple[float, flo
 
 # -- speakers -----------------------------------------------------------------------------------------
 
-_VOICE_LABEL = re.compile(r"[A-Z]{1,2}")
-"""How core/speakers names a voice it told apart (A, B, …); channel and known names are shown as they are."""
+_VOICE_LABEL = re.compile(r"[A-Z]")
+"""How core/speakers names a voice it told apart (A, B, …, at most MAX_SPEAKERS = 20 of them); channel and
+known names are shown as they are."""
 
 
 def speaker_name(label: str) -> str:

@@ -237,7 +237,7 @@ function spokenSegments(body) {
 }
 
 // "Speaker A" for a voice (A, B, …); a channel's or a known speaker's name as it is.
-function speakerName(label) { return /^[A-Z]{1,2}$/.test(label) ? `Speaker ${label}` : label; }
+function speakerName(label) { return /^[A-Z]$/.test(label) ? `Speaker ${label}` : label; }
 function vttEscape(text) { return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;"); }
 
 // -- small helpers -----------------------------------------------------------------------------------
