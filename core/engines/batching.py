@@ -90,6 +90,9 @@ class Profile:
     strategy: Strategy
     reason: str
     """Measured numbers behind the choice, for the log and `chatscribe doctor`."""
+    singly: bool = False
+    """Encode the windows of a batch one by one (then decode them together): measured where a batch of
+    windows costs the encoder more per window than one window alone (a CPU's caches)."""
 
 
 def reduced_window_s(speech_s: float) -> float:
@@ -163,10 +166,13 @@ class Batcher:
                    f"a {REDUCED_MIN_S:.0f} s window {short * 1000:.0f} ms")
         if each < 0.5 * one:
             return Profile("batched", f"{numbers}: the device encodes windows in parallel")
+        singly = self.engine.device.device == "cpu" and each > one
+        how = "; windows encoded one by one, decoded together" if singly else ""
         if short < 0.5 * one:
             return Profile("trimmed", f"{numbers}: a window costs what its frames cost, so each note gets a "
-                                      "window of its own length")
-        return Profile("packed", f"{numbers}: every window costs the same, so short notes share windows")
+                                      f"window of its own length{how}", singly)
+        return Profile("packed", f"{numbers}: every window costs the same, so short notes share windows{how}",
+                       singly)
 
     # -- transcribing --------------------------------------------------------------------------------
 
@@ -313,7 +319,7 @@ class Batcher:
         `seconds`: reduced encoder windows of that length (the trimmed strategy), else whole 30 s ones."""
         steps = self.steps
         features = steps.feature_windows([w.audio for w in windows], seconds)
-        encoded = steps.encode(features)
+        encoded = steps.encode_each(features) if self._singly() else steps.encode(features)
         if language is not None:
             languages = [(language, 1.0)] * len(windows)
             reasons = [_declared_reason(options, self.engine.multilingual)] * len(windows)
@@ -373,6 +379,10 @@ class Batcher:
                     continue
                 answered[note.index] = transcript
         return answered, sorted(again, key=lambda n: n.index)
+
+    def _singly(self) -> bool:
+        measured = _profiles.get(self.engine)
+        return measured is not None and measured.singly
 
     def _align(
         self, windows: list[Window], segments: list[list[dict[str, Any]]], languages: list[tuple[str, float]],

@@ -68,6 +68,16 @@ class DecodingSteps:
         """One encoder pass over a batch of windows (a CTranslate2 StorageView)."""
         return self._model.encode(features)
 
+    def encode_each(self, features: np.ndarray) -> Any:
+        """One encoder pass per window, the outputs stacked into one batch for the decoder: on a CPU where
+        a batch of windows costs more per window than one window alone (measured by the batcher)."""
+        if len(features) == 1 or self.device != "cpu":
+            return self.encode(features)
+        import ctranslate2
+
+        outputs = [np.asarray(self.encode(np.ascontiguousarray(features[i : i + 1]))) for i in range(len(features))]
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.concatenate(outputs)))
+
     def select(self, encoder_output: Any, features: np.ndarray, indices: Sequence[int]) -> Any:
         """The encoder output of some windows of a batch: sliced on the CPU, encoded again on a GPU."""
         if self.device == "cpu":
