@@ -78,3 +78,33 @@ async def test_the_senders_app_language_decides_when_the_chat_has_no_history(
     assert (short.language, short.language_reason) == ("de", "sender_language")
     # Chosen from a hint, not detected with confidence: nothing is recorded as the chat's language.
     assert service.preferences.get("telegram", "chat-2", RECENT_LANGUAGES) is None
+
+
+async def _no_fetch(limit: int) -> bytes:
+    return b""
+
+
+def test_telegram_and_discord_pass_on_the_senders_client_language() -> None:
+    from types import SimpleNamespace
+
+    import discord
+    from telegram import Message
+
+    from chatscribe.adapters import discord as discord_adapter
+    from chatscribe.adapters import telegram as telegram_adapter
+
+    sent = Message.de_json({
+        "message_id": 5, "date": 0, "chat": {"id": 42, "type": "private", "first_name": "Ada"},
+        "from": {"id": 7, "is_bot": False, "first_name": "Ada", "language_code": "de"},
+        "voice": {"file_id": "f", "file_unique_id": "u", "duration": 2, "mime_type": "audio/ogg"}}, None)
+    media = telegram_adapter.media_of(sent)
+    assert media is not None
+    assert telegram_adapter.media_request(sent, media, _no_fetch).sender_language == "de"
+
+    attachment = discord.Attachment(data={  # type: ignore[arg-type]
+        "id": "42", "filename": "voice-message.ogg", "size": 1234, "url": "https://cdn.example/42/v.ogg",
+        "proxy_url": "https://media.example/42", "content_type": "audio/ogg"}, state=SimpleNamespace(http=None))
+    request = discord_adapter.build_request(attachment, target=discord_adapter.Target(channel_id="9"),
+                                            source_message_id=None, user_id="7", fetch=_no_fetch,
+                                            sender_language="pt-BR")
+    assert request.sender_language == "pt-BR"
