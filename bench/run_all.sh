@@ -15,6 +15,7 @@ BENCHMARKS=(
     "bench.bench_coverage"  # speech covered by words, service vs plain faster-whisper, tiny.en (~4 min)
     "bench.bench_coverage --model base --burst long"  # the same with base (~5 min)
     "bench.bench_kill_burst"  # 200 notes from 20 Slack channels, two SIGKILLs (~2–5 min)
+    "bench.bench_language"  # short clips' language, detection alone vs the conversation's hints, base (needs espeak-ng)
 )
 
 failed=()
