@@ -75,7 +75,10 @@ def find_voices(samples: np.ndarray, encoder: VoiceEncoder, *, least: int = 1, m
     frames = len(mel)
     hop = int(round(WINDOW_HOP_S * SAMPLE_RATE / HOP))
     ranges = _window_ranges(_regions(spans), hop)
-    vectors = encoder.embed_mels(np.stack([_window(mel, a, b) for a, b in _widened(ranges, frames)]))
+    widened = _widened(ranges, frames)
+    # A few hundred windows at a time: an hour's windows stacked at once would take about 230 MB.
+    vectors = np.concatenate([encoder.embed_mels(np.stack([_window(mel, a, b) for a, b in widened[i : i + 256]]))
+                              for i in range(0, len(widened), 256)])
     group = max(1, -(-len(vectors) // MAX_WINDOWS))
     if group > 1:
         vectors = _grouped(vectors, group)

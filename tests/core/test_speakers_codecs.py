@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +12,7 @@ from chatscribe.core.codecs import decode_options, dumps_outcome, encode_options
 from chatscribe.core.errors import SpeakerOptionsRefused
 from chatscribe.core.keys import options_digest
 from chatscribe.core.options import KnownSpeaker, TranscribeOptions
+from chatscribe.core.speakers.encoder import PINNED
 from chatscribe.core.transcript import Segment, Transcript
 
 
@@ -62,3 +65,9 @@ def test_unusable_speaker_options_are_refused_with_a_sentence(options: dict[str,
     with pytest.raises(SpeakerOptionsRefused) as refused:
         TranscribeOptions(**options)  # type: ignore[arg-type]
     assert refused.value.user_message.endswith(".")
+
+
+def test_the_speakers_extra_pins_the_package_whose_weights_are_checked() -> None:
+    # The sha256 in core/speakers/encoder.py holds for one release of the package; the extra must install that one.
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    assert PINNED in project["project"]["optional-dependencies"]["speakers"]
