@@ -383,6 +383,9 @@ class TranscriptionService:
         and the sender's client language, for detection to lean on when a short clip leaves it unsure."""
         if options.language or options.language_hints or len(options.expected_languages) == 1:
             return options  # the language is given: nothing to choose
+        engine = self._runner.engine if isinstance(self._runner, LocalRunner) else None
+        if engine is not None and not engine.multilingual:
+            return options  # English only: hints would only keep notes with different ones out of a batch
         stored = await asyncio.to_thread(self.preferences.get, request.platform, request.chat_id, RECENT_LANGUAGES)
         hints = hints_for(_codes(stored), code_of_locale(request.sender_language))
         return dataclasses.replace(options, language_hints=hints) if hints else options
