@@ -22,7 +22,8 @@ from chatscribe.core.media import SAMPLE_RATE, decode_audio, decode_channels
 from chatscribe.core.metrics import Metrics
 from chatscribe.core.options import KnownSpeaker, TranscribeOptions
 from chatscribe.core.quality import normalize
-from chatscribe.core.speakers import unavailable_reason
+from chatscribe.core.speakers import find_voices, unavailable_reason
+from chatscribe.core.speakers.encoder import shared_encoder
 from chatscribe.core.transcript import Transcript
 from tests.audio_tools import to_wav
 from tests.needs import in_ci, require
@@ -215,3 +216,12 @@ def test_without_the_extra_the_plain_transcript_comes_with_the_sentence(
     assert set(answer["labels"]) == {None}
     assert "fellow americans" in normalize(answer["text"])
     assert "permission is hereby granted" in normalize(answer["text"])
+
+
+def test_the_requests_least_and_most_speakers_bound_the_count(
+    two_voices: tuple[bytes, list[tuple[float, float, str]], bytes],
+) -> None:
+    samples = decode_audio(two_voices[0], max_duration_s=HOUR).samples
+    assert find_voices(samples, shared_encoder()).count == 2  # estimated
+    assert find_voices(samples, shared_encoder(), most=1).count == 1
+    assert find_voices(samples, shared_encoder(), least=3).count == 3
