@@ -25,6 +25,9 @@ QUIET_DB = -50.0
 """Frames quieter than this on every channel are left out of the level comparison (silence, hiss)."""
 MIN_SPEECH_S = 1.0
 """A channel with less speech than this (by the VAD) is not a speaker's."""
+BLEED_DB = 15.0
+"""Where a channel is this much quieter than the loudest one, what it holds is the other side leaking in (a
+headset's crosstalk, a phone's echo): transcribed, those words would come twice, under both labels."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +78,21 @@ def _separate_share(samples: np.ndarray) -> float:
         return 0.0
     ranked = np.sort(level[:, loud], axis=0)
     return float(np.mean(ranked[-1] - ranked[-2] >= LOUDER_DB))
+
+
+def isolated(audio: ChannelAudio) -> ChannelAudio:
+    """Each channel silenced where another is BLEED_DB louder (kept 200 ms around what it holds itself), so that
+    one person's words are transcribed on their own channel only; both keep what they say at the same time."""
+    samples = audio.samples
+    frame = int(LEVEL_FRAME_S * SAMPLE_RATE)
+    n = -(-samples.shape[1] // frame)
+    padded = np.pad(samples, ((0, 0), (0, n * frame - samples.shape[1])))
+    energy = np.square(padded.reshape(len(samples), n, frame), dtype=np.float64).mean(axis=2)
+    level = 10 * np.log10(energy + 1e-12)
+    own = level >= level.max(axis=0, keepdims=True) - BLEED_DB
+    kept = own.copy()
+    for shift in (1, 2):  # a word's quiet onset and tail stay with it
+        kept[:, shift:] |= own[:, :-shift]
+        kept[:, :-shift] |= own[:, shift:]
+    gate = np.repeat(kept, frame, axis=1)[:, : samples.shape[1]]
+    return ChannelAudio((samples * gate).astype(np.float32), audio.names, audio.truncated)

@@ -23,7 +23,7 @@ from ..media import ChannelAudio, decode_audio, decode_channels
 from ..options import TranscribeOptions
 from ..quality import speech_mask
 from ..transcript import Segment, Transcript
-from .channels import judge
+from .channels import isolated, judge
 from .encoder import EncoderUnavailable, VoiceEncoder, normalize_volume, shared_encoder
 from .labels import labelled, name_known, split_by_speaker
 from .voices import Voices, find_voices, speech_spans
@@ -69,7 +69,8 @@ def separate_channels(data: bytes, max_duration_s: float) -> ChannelAudio | None
     if not verdict.separate:
         return None
     kept = verdict.speaking
-    return ChannelAudio(channels.samples[list(kept)], tuple(channels.names[i] for i in kept), channels.truncated)
+    alone = isolated(channels)
+    return ChannelAudio(alone.samples[list(kept)], tuple(channels.names[i] for i in kept), channels.truncated)
 
 
 def by_channel(channels: ChannelAudio, transcribe: Transcribe, options: TranscribeOptions) -> Transcript:

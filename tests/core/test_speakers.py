@@ -225,3 +225,23 @@ def test_the_requests_least_and_most_speakers_bound_the_count(
     assert find_voices(samples, shared_encoder()).count == 2  # estimated
     assert find_voices(samples, shared_encoder(), most=1).count == 1
     assert find_voices(samples, shared_encoder(), least=3).count == 3
+
+
+async def test_a_call_with_crosstalk_gives_each_sides_words_once(
+    tiny_engine: FasterWhisperEngine, audio: Callable[[str], bytes],
+) -> None:
+    # One side on each channel, each leaking into the other at -26 dB (a headset's crosstalk): heard on both
+    # channels, the words would come twice, under both labels.
+    english = decode_audio(audio("multilingual.mp3"), max_duration_s=HOUR).samples[: 12 * SAMPLE_RATE]
+    jfk = decode_audio(audio("jfk.flac"), max_duration_s=HOUR).samples
+    first, second = np.zeros(len(english) + len(jfk), np.float32), np.zeros(len(english) + len(jfk), np.float32)
+    first[: len(english)], second[len(english) :] = english, jfk
+    data = _stereo_wav(first + 0.05 * second, second + 0.05 * first)
+    transcript = await _run(_runner(tiny_engine), data, TranscribeOptions(speakers="on"))
+    assert transcript.speakers == ("Left", "Right")
+    left = normalize(" ".join(s.text for s in transcript.segments if s.speaker == "Left"))
+    right = normalize(" ".join(s.text for s in transcript.segments if s.speaker == "Right"))
+    assert "permission is hereby granted" in left
+    assert "fellow americans" in right
+    assert "permission" not in right
+    assert "americans" not in left
