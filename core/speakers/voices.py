@@ -241,8 +241,8 @@ def _turns(frame_labels: np.ndarray, where: np.ndarray) -> tuple[list[int], tupl
     turns: list[Turn] = []
     for start, end, label in _runs(frame_labels):
         speaker = order.setdefault(label, len(order))
-        begin_s = where[start] / SAMPLE_RATE
-        end_s = (where[end - 1] + HOP) / SAMPLE_RATE
+        begin_s = float(where[start]) / SAMPLE_RATE
+        end_s = float(where[end - 1] + HOP) / SAMPLE_RATE
         if turns and turns[-1].speaker == speaker:
             turns[-1] = Turn(turns[-1].start, end_s, speaker)
         else:
