@@ -7,8 +7,11 @@ decoding steps (`steps`, core/engines/decoding_steps.py).
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import logging
+import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -46,6 +49,8 @@ class FasterWhisperEngine:
         from faster_whisper import WhisperModel
 
         self.device = choose_device(device, compute_type)
+        if self.device.device == "cpu":
+            limit_malloc_arenas()
         self._model = _load(WhisperModel, model, self.device, cpu_threads, workers)
         if self.device.device == "cuda" and not _runs(self._model):
             self.device = DeviceChoice(
@@ -183,6 +188,24 @@ class FasterWhisperEngine:
 
 
 _FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas() -> None:
+    """Let glibc's malloc keep at most MALLOC_ARENAS arenas (as MALLOC_ARENA_MAX=2 would).
+
+    The model runs in worker threads, not the main one as a plain faster-whisper script does, and glibc
+    gives threads arenas of their own (up to 8 per core): the model's large temporary buffers then stay
+    mapped in several arenas at once. Measured on the core benchmark's files, this held about 40 MB of
+    chatscribe's peak above plain faster-whisper's. An explicit MALLOC_ARENA_MAX in the environment wins;
+    elsewhere than glibc this does nothing."""
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, MALLOC_ARENAS)  # M_ARENA_MAX
+    except (OSError, AttributeError):  # musl or another libc: nothing to limit
+        pass
 
 
 def choose_device(device: str, compute_type: str) -> DeviceChoice:
