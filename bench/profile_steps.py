@@ -19,8 +19,12 @@ STEPS: tuple[tuple[str, str, str, str], ...] = (
     # (label, module, object or "", attribute)
     ("decode media (PyAV)", "chatscribe.core.jobs.runner", "", "decode_audio"),
     ("VAD before decoding (Silero)", "chatscribe.core.engines.decoding_steps", "DecodingSteps", "speech_chunks"),
-    ("language detection", "chatscribe.core.engines.decoding_steps", "DecodingSteps", "languages_of"),
-    ("language of packed windows", "chatscribe.core.engines.decoding_steps", "DecodingSteps", "detect_languages"),
+    ("language detection (an encoder pass per note)", "chatscribe.core.engines.decoding_steps", "DecodingSteps",
+     "clip_language_scores"),
+    ("language detection (an encoder pass per note)", "chatscribe.core.engines.decoding_steps", "DecodingSteps",
+     "languages_of"),
+    ("language from the encoder output", "chatscribe.core.engines.decoding_steps", "DecodingSteps",
+     "language_scores"),
     ("log-Mel features", "chatscribe.core.engines.decoding_steps", "DecodingSteps", "feature_windows"),
     ("encoder", "chatscribe.core.engines.decoding_steps", "DecodingSteps", "encode"),
     ("decoder (generate)", "chatscribe.core.engines.decoding_steps", "DecodingSteps", "generate"),
@@ -34,6 +38,9 @@ STEPS: tuple[tuple[str, str, str, str], ...] = (
     ("quality pass: checks", "chatscribe.core.jobs.runner", "", "screen"),
     ("coverage check", "chatscribe.core.jobs.runner", "", "complete"),
 )
+INCLUSIVE = {"language detection (an encoder pass per note)", "notes on the plain path (faster-whisper transcribe())",
+             "coverage pass (stretches decoded again)"}
+"""Steps whose time includes the wrapped steps they call (their encoder passes are theirs)."""
 
 
 class StepProfile:
@@ -57,12 +64,19 @@ class StepProfile:
 
     def _wrap(self, label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
+            if self._local.__dict__.get("inside", 0):
+                return fn(*args, **kwargs)  # counted as part of an inclusive step
             stack: list[float] = self._local.__dict__.setdefault("children", [])
+            inclusive = label in INCLUSIVE
+            if inclusive:
+                self._local.inside = 1
             stack.append(0.0)
             started = time.perf_counter()
             try:
                 return fn(*args, **kwargs)
             finally:
+                if inclusive:
+                    self._local.inside = 0
                 elapsed = time.perf_counter() - started
                 children = stack.pop()
                 if stack:
@@ -81,7 +95,7 @@ class StepProfile:
     def rows(self, wall_s: float) -> list[list[str]]:
         """One row per step that ran: calls, seconds, share of the wall time; the rest as its own row."""
         rows = []
-        for label in [s[0] for s in STEPS]:
+        for label in dict.fromkeys(s[0] for s in STEPS):
             if self.calls.get(label):
                 seconds = self.seconds[label]
                 rows.append([label, str(self.calls[label]), f"{seconds:.2f} s", f"{seconds / wall_s * 100:.0f} %"])
