@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -71,3 +73,12 @@ def test_the_speakers_extra_pins_the_package_whose_weights_are_checked() -> None
     # The sha256 in core/speakers/encoder.py holds for one release of the package; the extra must install that one.
     project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     assert PINNED in project["project"]["optional-dependencies"]["speakers"]
+
+
+def test_the_speakers_package_names_what_it_has_and_loads_no_torch_on_import() -> None:
+    code = ("import sys, chatscribe.core.speakers as s\n"
+            "assert all(hasattr(s, n) for n in s.__all__) and len(set(s.__all__)) == len(s.__all__)\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'resemblyzer', 'librosa'}))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
