@@ -32,6 +32,8 @@ class Generated:
     avg_logprob: float
     no_speech_prob: float
     compression_ratio: float
+    temperature: float = 0.0
+    """What the window was decoded at (verbose_json reports it)."""
 
 
 def reduced_frames(seconds: float) -> int:
@@ -158,7 +160,7 @@ class DecodingSteps:
             generated.append(Generated(
                 tokens=tokens, avg_logprob=float(result.scores[0]) * len(tokens) / (len(tokens) + 1),
                 no_speech_prob=float(result.no_speech_prob),
-                compression_ratio=get_compression_ratio(tok.decode(tokens).strip()),
+                compression_ratio=get_compression_ratio(tok.decode(tokens).strip()), temperature=temperature,
             ))
         return generated
 

@@ -175,6 +175,7 @@ def _segment(raw: dict[str, Any], result: Generated, offset: float, length: floa
         end=words[-1].end if words else _clip(raw["end"] - offset, length),
         text=text, avg_logprob=result.avg_logprob, no_speech_prob=result.no_speech_prob,
         compression_ratio=get_compression_ratio(text.strip()), words=words,
+        tokens=tuple(int(t) for t in raw.get("tokens", ())), temperature=result.temperature,
     )
 
 
@@ -203,7 +204,7 @@ def restore(note: Prepared, segments: list[Segment], *, keep_words: bool) -> lis
         restored.append(Segment(
             start=start, end=min(end, note.duration_s), text=segment.text, avg_logprob=segment.avg_logprob,
             no_speech_prob=segment.no_speech_prob, compression_ratio=segment.compression_ratio,
-            words=words if keep_words else (),
+            words=words if keep_words else (), tokens=segment.tokens, temperature=segment.temperature,
         ))
     return restored
 
