@@ -280,7 +280,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="base")
     parser.add_argument("--minutes", type=float, default=3.5)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="a 40 s note, nothing written: checks the script")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.minutes, args.no_write = 40 / 60, True
     require_audio()
     info = machine_info()
     started = time.monotonic()

@@ -307,7 +307,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--sessions", type=int, default=4)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="1 round, 2 speakers, nothing written: checks the script")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.sessions, args.no_write = 1, 2, True
     require_audio()
     info = machine_info()
     started = time.monotonic()

@@ -17,6 +17,8 @@ BENCHMARKS=(
     "bench.bench_coverage --model base --burst long"  # the same with base (~5 min)
     "bench.bench_kill_burst"  # 200 notes from 20 Slack channels, two SIGKILLs (~2–5 min)
     "bench.bench_language"  # short clips' language, detection alone vs the conversation's hints, base (needs espeak-ng)
+    "bench.bench_live"      # speakers into /v1/realtime at real-time pace, 1 and 4 at once, base (~3–4 min)
+    "bench.bench_chat_live" # a 3.5-minute voice note's first words in its status, base (~3 min)
 )
 
 failed=()
