@@ -340,7 +340,7 @@ class Batcher:
         window_tokenizers = [tokenizers[code] for code, _ in languages]
         temperature = options.temperature or 0.0
         generated = steps.generate(encoded, window_tokenizers, options.vocabulary,
-                                    beam_size=beam_size or self.beam_size, temperature=temperature)
+                                    beam_size=beam_size or self.beam_size, temperature=temperature, seconds=seconds)
         segments = [
             steps.split_segments(tok, g.tokens, w.duration_s)
             for tok, g, w in zip(window_tokenizers, generated, windows, strict=True)

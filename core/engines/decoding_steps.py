@@ -36,6 +36,9 @@ class Generated:
     """What the window was decoded at (verbose_json reports it)."""
 
 
+TOKENS_PER_S = 12
+
+
 def reduced_frames(seconds: float) -> int:
     """Feature frames of a reduced encoder window of `seconds` (at most the whole 30 s window).
 
@@ -138,9 +141,13 @@ class DecodingSteps:
 
     def generate(
         self, encoder_output: Any, tokenizers: Sequence[Any], vocabulary: str | None, *, beam_size: int,
-        temperature: float,
+        temperature: float, seconds: float | None = None,
     ) -> list[Generated]:
-        """Decode every encoded window in one batched call, with timestamps, as transcribe() decodes one."""
+        """Decode every encoded window in one batched call, with timestamps, as transcribe() decodes one.
+
+        `seconds`: reduced windows of that length, whose tokens are capped at TOKENS_PER_S a second (far
+        above speech, about 5): a decoding stuck in a loop stops there instead of at the model's 448, and
+        its compression ratio sends it to the plain path."""
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
         model = self._model
@@ -148,8 +155,10 @@ class DecodingSteps:
             model.get_prompt(tok, tok.encode(" " + vocabulary.strip()) if vocabulary else []) for tok in tokenizers
         ]
         sampling = {"sampling_temperature": temperature, "sampling_topk": 0} if temperature > 0 else {}
+        longest = model.max_length if seconds is None else min(model.max_length, 32 + round(TOKENS_PER_S * seconds))
         results = model.model.generate(
-            encoder_output, prompts, beam_size=1 if temperature > 0 else beam_size, max_length=model.max_length,
+            encoder_output, prompts, beam_size=1 if temperature > 0 else beam_size,
+            max_length=longest,
             return_scores=True, return_no_speech_prob=True, suppress_blank=True,
             suppress_tokens=list(get_suppressed_tokens(tokenizers[0], (-1,)) or ()),
             max_initial_timestamp_index=round(1.0 / model.time_precision), **sampling,
