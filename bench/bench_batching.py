@@ -358,6 +358,12 @@ def _render(args: argparse.Namespace, info: dict[str, str], clips: list[Clip], r
         "the steps it calls; the encoder and decoder rows are the batched calls, the plain-path row is "
         "faster-whisper's transcribe() for notes a guard sent back or that went alone).",
         *profiles,
+        "Before the reduced windows (2026-12-01, the same machine under load, at commit 9cb0100 with "
+        "bench/profile_steps.py): the defaults packed notes into 30 s windows after a separate "
+        "encoder pass per note for its language, 2.5× plain; of that run's time the encoder took 48 %, the "
+        "decoder 18 %, word alignment to split packed notes 6 %, notes sent alone to the plain path 29 %, "
+        "language detection, VAD, media decoding and the quality pass 1–2 % each. The encoder's fixed cost "
+        "per 30 s window was what to cut.",
         "### Machine\n\n" + format_machine(info),
     ])
 
