@@ -318,7 +318,8 @@ async def run(model: str, only_voices: bool) -> tuple[str, bool]:
         lines.append(f"- Time added on top of transcription: {extra:+.0%} ({extra_total:.1f} s on {plain_total:.1f} s "
                      f"of plain transcription; target ≤ 35 %) {mark(extra <= 0.35)}; of it, the speaker step itself "
                      f"(VAD, voice vectors, clustering, labels) {step_total:.1f} s ({step_total / plain_total:.0%}), "
-                     "the rest is the word times the step asks the engine for and the difference between two runs on a shared, loaded machine")
+                     "the rest is the word times the step asks the engine for and the difference between two runs "
+                     "on a shared, loaded machine")
     lines.append(f"- {PUBLISHED}")
     return "\n".join(lines), passed
 
