@@ -259,6 +259,11 @@ def conversion_failed(model: str, why: str) -> Sentence:
                     "next start tries again.", model=model, why=why)
 
 
+def no_such_stored_model(name: str, folder: str) -> Sentence:
+    return Sentence("There is no model “{name}” in {folder}: `chatscribe models` lists the names that "
+                    "`chatscribe models remove` takes.", name=name[:200], folder=folder)
+
+
 # -- translation ---------------------------------------------------------------------------------------
 
 
@@ -267,8 +272,3 @@ def cannot_translate(model: str) -> Sentence:
     return Sentence("I can't translate with this service's English-only model ({model}): turn translation off, or "
                     "ask whoever runs the service for a multilingual model, such as CHATSCRIBE_MODEL=base.",
                     model=model)
-
-
-def no_such_stored_model(name: str, folder: str) -> Sentence:
-    return Sentence("There is no model “{name}” in {folder}: `chatscribe models` lists the names that "
-                    "`chatscribe models remove` takes.", name=name[:200], folder=folder)

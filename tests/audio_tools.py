@@ -13,10 +13,11 @@ from chatscribe.core.media import SAMPLE_RATE, decode_audio
 
 
 def to_wav(samples: np.ndarray) -> bytes:
+    """16-bit WAV at SAMPLE_RATE: mono samples, or frames x channels for several channels."""
     pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
+        out.setnchannels(1 if samples.ndim == 1 else samples.shape[1])
         out.setsampwidth(2)
         out.setframerate(SAMPLE_RATE)
         out.writeframes(pcm.tobytes())

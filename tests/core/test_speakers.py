@@ -3,12 +3,10 @@ coverage check, speaker step) with Resemblyzer's real encoder: by channel, by vo
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
 import textwrap
-import wave
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,15 +46,7 @@ async def _run(runner: LocalRunner, data: bytes, options: TranscribeOptions) -> 
 
 
 def _stereo_wav(left: np.ndarray, right: np.ndarray) -> bytes:
-    frames = np.stack([left, right], axis=1)
-    pcm = (np.clip(frames, -1, 1) * 32767).astype("<i2")
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(2)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes(pcm.tobytes())
-    return buffer.getvalue()
+    return to_wav(np.stack([left, right], axis=1))
 
 
 def _words(text: str) -> set[str]:
