@@ -241,7 +241,7 @@ def _load(model_cls: Any, model: ResolvedModel, device: DeviceChoice, cpu_thread
         cpu_threads=cpu_threads,
         num_workers=max(1, workers),
     )
-    loaded.encode = EncodeOnce(loaded.encode)
+    loaded.encode = EncodeOnce(lambda features: type(loaded).encode(loaded, features))  # the class's, as it is then
     return loaded
 
 
