@@ -571,22 +571,29 @@ async def test_channel_mentions_in_a_transcript_are_escaped(slack: Slack) -> Non
     assert text_of(posted) == "Hey <!channel> look at <https://evil.example|this> & <@U123>"
 
 
-async def test_status_message_is_replaced_by_the_transcript(fake: FakeSlack, service: Any, audio: Any) -> None:
+async def _shared_with_a_status(fake: FakeSlack, service: Any, name: str, data: bytes) -> dict[str, Any]:
+    """A file shared in CHANNEL, submitted by a bot that posts its status at once; returns the message once
+    the service is idle."""
+    from chatscribe.adapters.slack import Target, parse_file
+
     settings = SlackSettings(_env_file=None, bot_token=fake.token, signing_secret=SECRET,  # type: ignore[call-arg]
                              api_url=fake.api_url, status_after_s=0)
     bot = SlackBot(settings=settings, service=service)
     await bot.start()
     try:
-        info = fake.add_file("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
+        info = fake.add_file(name, data, mimetype="audio/ogg")
         message = fake.add_message(CHANNEL, files=[info])
-        from chatscribe.adapters.slack import Target, parse_file
-
         file = parse_file(info)
         assert file is not None
         await bot.submit(file, Target(CHANNEL, message["ts"], "UALICE"), message_ts=message["ts"])
         await service.wait_idle()
     finally:
         await bot.stop()
+    return message
+
+
+async def test_status_message_is_replaced_by_the_transcript(fake: FakeSlack, service: Any, audio: Any) -> None:
+    message = await _shared_with_a_status(fake, service, "jfk_voice.ogg", audio("jfk_voice.ogg"))
     (reply,) = fake.bot_messages(CHANNEL, message["ts"])
     assert reply.get("edited")
     assert wer(JFK, text_of(reply)) < 0.3
@@ -777,22 +784,10 @@ async def test_chatscribe_run_slack_end_to_end(fake: FakeSlack, audio: Any, tmp_
 
 async def test_a_long_voice_note_shows_its_words_in_the_status_while_it_is_transcribed(
         fake: FakeSlack, service: Any, audio: Any) -> None:
-    from chatscribe.adapters.slack import Target, parse_file, render_transcript
+    from chatscribe.adapters.slack import render_transcript
 
     note = audio("multilingual_voice.ogg")  # a minute: two windows, the first one's words arrive early
-    settings = SlackSettings(_env_file=None, bot_token=fake.token, signing_secret=SECRET,  # type: ignore[call-arg]
-                             api_url=fake.api_url, status_after_s=0)
-    bot = SlackBot(settings=settings, service=service)
-    await bot.start()
-    try:
-        info = fake.add_file("voice.ogg", note, mimetype="audio/ogg")
-        message = fake.add_message(CHANNEL, files=[info])
-        file = parse_file(info)
-        assert file is not None
-        await bot.submit(file, Target(CHANNEL, message["ts"], "UALICE"), message_ts=message["ts"])
-        await service.wait_idle()
-    finally:
-        await bot.stop()
+    message = await _shared_with_a_status(fake, service, "voice.ogg", note)
 
     answer = fake.bot_messages(CHANNEL, message["ts"])
     updates = [c for c in fake.calls_to("chat.update") if c.params["ts"] == answer[0]["ts"]]
@@ -809,6 +804,6 @@ async def test_a_long_voice_note_shows_its_words_in_the_status_while_it_is_trans
     key = transcript_key(service.runner.model_id, TranscribeOptions(), content_hash(note))
     cached = service.cache.get(key)
     assert cached is not None
-    unchanged = render_transcript(cached, file_name=file.name, max_parts=service.settings.max_parts)
+    unchanged = render_transcript(cached, file_name="voice.ogg", max_parts=service.settings.max_parts)
     assert [text_of(m) for m in answer] == [text_of({"blocks": part.blocks()}) for part in unchanged], \
         "the answer is what it would have been without live text"
