@@ -8,7 +8,7 @@ scheduler, runners), `chatscribe.core.delivery` (answers in chats) and `chatscri
 Redis protocol; it needs the `scaleout` extra, so it is not imported here, nor is PyTorch).
 """
 
-from . import sentences
+from . import live, sentences
 from .cache import TranscriptCache
 from .codecs import (
     decode_failure,
@@ -50,7 +50,7 @@ from .errors import (
 from .i18n import REPLY_LANGUAGES, Sentence, joined, localize, reply_language
 from .keys import TranscriptKey, content_hash, options_digest, transcript_key
 from .languages import LANGUAGE_NAMES, code_or_name, language_name
-from .live import INPUT_RATES, LiveAudio, SpeechStarted, SpeechStopped, VadSettings, pcm16_wav
+from .live import *  # noqa: F403 -- core/live.py's __all__ names what it offers, once
 from .media import ACCEPTED_FORMATS, SAMPLE_RATE, DecodedAudio, Fetch, MediaRequest, decode_audio, probe_duration
 from .metrics import Metrics
 from .options import MAX_KNOWN_SPEAKERS, SPEAKERS_MODES, KnownSpeaker, SpeakersMode, TranscribeOptions
@@ -132,12 +132,7 @@ __all__ = [
     "split_text",
     "utf16_units",
     # live audio (the Realtime API): utterances cut from a PCM16 stream
-    "INPUT_RATES",
-    "LiveAudio",
-    "SpeechStarted",
-    "SpeechStopped",
-    "VadSettings",
-    "pcm16_wav",
+    *live.__all__,
     # the quality pass and the coverage check
     "FRAME_S",
     "MIN_GAP_S",
