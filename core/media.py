@@ -139,13 +139,6 @@ class ChannelAudio:
     truncated: bool = False
 
 
-def channel_count(data: bytes) -> int:
-    """How many channels the first audio track declares (opening the container only)."""
-    container, stream = _open_audio(data)
-    with container:
-        return stream.codec_context.channels or 1
-
-
 def decode_channels(data: bytes, *, max_duration_s: float) -> ChannelAudio | None:
     """Each channel of the first audio track at 16 kHz, under the same limits as decode_audio; None for mono
     (or more than MAX_CHANNELS). Only asked for when speakers are wanted: the usual path decodes once, to mono."""
