@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .languages import code_of_locale
+
 log = logging.getLogger(__name__)
 
 DOMAIN = "chatscribe"
@@ -135,9 +137,7 @@ def localize(text: str, locale: str | None) -> str:
 
 def reply_language(locale: str | None) -> str | None:
     """The reply language for a platform's locale ("de", "pt-BR", "en_US", "uk"); None when not offered."""
-    if not locale:
-        return None
-    language = locale.replace("_", "-").split("-")[0].strip().lower()
+    language = code_of_locale(locale)
     return language if language in REPLY_LANGUAGES else None
 
 
