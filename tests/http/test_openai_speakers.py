@@ -160,6 +160,24 @@ async def test_known_speakers_need_one_data_url_each(server: Running, call: tupl
     assert "one known_speaker_references[] entry for each" in str(refused.value)
 
 
+@pytest.mark.parametrize(("reference", "says"), [
+    ("https://example.com/agent.wav", "must be a data URL"),
+    ("data:audio/wav;base64,not*base64", "not valid base64"),
+])
+async def test_a_known_speakers_reference_that_is_no_base64_data_url_is_refused_with_its_sentence(
+    server: Running, call: tuple[str, bytes], reference: str, says: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        await server.client().audio.transcriptions.create(
+            model="whisper-1", file=call, response_format="diarized_json", known_speaker_names=["agent"],
+            known_speaker_references=[reference])
+    error = refused.value.body
+    assert isinstance(error, dict)
+    assert says in error["message"], error
+    assert "agent" in error["message"], error
+    assert error["param"] == "known_speaker_references"
+
+
 @pytest.mark.parametrize(("extra", "param", "says"), [
     ({"speakers": "loud"}, "speakers", str(SPEAKER_MODE_CHOICES)),
     ({"speakers": "on", "min_speakers": "two"}, "min_speakers", "whole number"),
