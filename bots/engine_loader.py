@@ -31,8 +31,9 @@ def load_engine(settings: Settings, *, stage: Stage | None = None) -> Engine:
 def prepare_model(settings: Settings, *, stage: Stage | None = None) -> ResolvedModel:
     """The model in the layout the chosen engine reads: a checkpoint converted for faster-whisper, once."""
     model = resolve_model(settings.model, settings.data_dir, base_model=settings.base_model, stage=stage)
-    kind, _ = pick_engine(settings)
-    if kind == "transformers":
+    # A CTranslate2 model (the usual case) needs nothing more: no engine pick or CUDA probe here, once more
+    # than build_engine's own, at every start.
+    if model.layout == "ctranslate2" or pick_engine(settings)[0] == "transformers":
         return model
     device = choose_device(settings.device, settings.compute_type)
     return for_faster_whisper(model, settings.data_dir, compute_type=device.compute_type, stage=stage)
