@@ -51,7 +51,8 @@ MEMBER_PAGES = 20
 LOCALE_LOOKUP_S = 1.5
 """How long a person's Slack locale (users.info) is waited for; then English. A command's ack must come in 3 s."""
 LOCALE_KEPT_S = 86_400.0
-"""A person's locale is asked for again after a day (or never, while the token may not read it)."""
+"""A person's locale is asked for again after a day (or never, while the token may not read it); after a
+failed lookup (a timeout, a 5xx) it is asked again next time."""
 
 
 class SlackSettings(BaseSettings):
@@ -240,8 +241,11 @@ class SlackBot:
             locale = (answer.get("user") or {}).get("locale")
         except SlackApiError as exc:  # no users:read: English, quietly, and not asked again for a day
             log.debug("slack: no locale for %s: %s", user, error_code(exc))
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            if error_code(exc) == UNEXPECTED_ANSWER:  # a proxy's 5xx page: English this once, asked again next time
+                return None
+        except (aiohttp.ClientError, TimeoutError) as exc:  # passing trouble: English this once, not for a day
             log.debug("slack: no locale for %s: %s", user, type(exc).__name__)
+            return None
         self._locales[user] = (locale if isinstance(locale, str) else None, now)
         self._locales.move_to_end(user)
         while len(self._locales) > 10_000:

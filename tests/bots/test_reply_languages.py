@@ -120,3 +120,14 @@ async def test_slack_reads_the_persons_locale_where_allowed_and_falls_back_to_en
 def _text(ack: str) -> str:
     """A command's ack: Slack takes JSON or plain text."""
     return str(json.loads(ack)["text"]) if ack.startswith("{") else ack
+
+
+async def test_slack_asks_for_a_locale_again_after_a_failed_lookup(service: TranscriptionService) -> None:
+    async with FakeSlack() as fake, running_slack(fake, service) as slack:
+        fake.locales["UALICE"] = "pt-BR"
+        fake.break_next("users.info", times=3)  # a proxy's 502, retries included: English this once, not for a day
+        _, during, _ = await slack.command("help")
+        _, after, _ = await slack.command("help")
+
+    assert _text(during).startswith("*/transcribe* transcribes the latest audio")
+    assert _text(after).startswith("*/transcribe* transcreve o áudio ou vídeo mais recente")
