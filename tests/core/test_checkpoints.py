@@ -256,6 +256,40 @@ def test_a_folder_that_is_not_whisper_gets_its_sentence(audio_dir: Path, tmp_pat
     assert "Traceback" not in done.stderr
 
 
+_WHISPER_CONFIG = json.dumps({"model_type": "whisper"})
+_EMPTY_SAFETENSORS = b"\x02\x00\x00\x00\x00\x00\x00\x00{}"
+
+
+@pytest.mark.parametrize(("files", "why"), [
+    ({"config.json": _WHISPER_CONFIG}, "it has a Whisper config.json but no model.safetensors or pytorch_model.bin"),
+    ({"config.json": _WHISPER_CONFIG, "model.safetensors": _EMPTY_SAFETENSORS}, "it has no tokenizer"),
+    ({"notes.txt": "a training log"}, "it has neither model.bin nor a transformers config.json"),
+    ({"adapter_config.json": json.dumps({"base_model_name_or_path": "."}), "adapter_model.safetensors":
+      _EMPTY_SAFETENSORS}, "the adapter names itself as its base model"),
+])
+def test_a_folder_short_of_a_model_is_told_what_it_lacks(
+    files: dict[str, str | bytes], why: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for name, content in files.items():
+        (folder / name).write_bytes(content.encode() if isinstance(content, str) else content)
+    monkeypatch.chdir(folder)  # "." names the adapter's own folder
+    with pytest.raises(ModelUnavailable) as caught:
+        resolve_model(str(folder), tmp_path / "data", allow_download=False)
+    assert caught.value.user_message.startswith(f"The folder {folder} is not a Whisper model ({why}")
+    assert not (tmp_path / "data" / "models").exists(), "nothing written for a folder that is no model"
+
+
+def test_a_file_named_as_the_model_folder_is_told_it_is_no_folder(tmp_path: Path) -> None:
+    file = tmp_path / "model.safetensors"
+    file.write_bytes(_EMPTY_SAFETENSORS)
+    with pytest.raises(ModelUnavailable) as caught:
+        resolve_model(str(file), tmp_path / "data", allow_download=False)
+    message = caught.value.user_message
+    assert message.startswith(f"The folder {file} is not a Whisper model (it is a file, not a folder)")
+
+
 @pytest.mark.parametrize(("blocked", "named"), [(("torch",), "PyTorch"), (("peft",), "peft")])
 def test_a_missing_extra_is_named_with_what_to_install(
     blocked: tuple[str, ...], named: str, checkpoint: Path, audio_dir: Path, tmp_path: Path
