@@ -9,9 +9,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from chatscribe.core import Segment, TranscribeOptions, Transcript, gap_note, language_name
-
-from .openai_speakers import speaker_of_segments
+from chatscribe.core import Segment, TranscribeOptions, Transcript, gap_note, language_name, speakers_of
 
 AUDIO_TOKENS_PER_S = 50
 """Whisper's encoder gives 1500 positions for each 30 s of audio: the usage's audio tokens."""
@@ -22,7 +20,7 @@ def verbose_json(transcript: Transcript, options: TranscribeOptions, words: bool
     tokens and the temperature each was decoded at (after Whisper's fallback; the requested one where the
     decoder did not say, as for a note decoded in a batch, whose tokens are then empty too). Where several
     speakers were told apart, each segment carries its `speaker` (the label, as diarized_json gives it)."""
-    speaker_of = speaker_of_segments(transcript)
+    speaker_of = speakers_of(transcript)
     body: dict[str, Any] = {
         "task": transcript.task,
         "language": language_name(transcript.language),

@@ -29,9 +29,8 @@ from chatscribe.core import (
     Segment,
     Transcript,
     decode_audio,
-    labelled,
     sentences,
-    turns,
+    speakers_of,
 )
 
 from .openai_errors import ApiError
@@ -110,13 +109,6 @@ def _check_clip(name: str, clip: bytes) -> None:
 # -- answering -------------------------------------------------------------------------------------------
 
 
-def speaker_of_segments(transcript: Transcript) -> dict[int, str]:
-    """Each spoken segment's label (by identity) where several speakers were told apart; empty otherwise."""
-    if not labelled(transcript):
-        return {}
-    return {id(segment): turn.speaker for turn in turns(transcript) for segment in turn.segments}
-
-
 def openai_labels(transcript: Transcript, known: Iterable[str] = ()) -> dict[str, str]:
     """diarized_json's speaker names: a known speaker's own name, else A, B, … in order of first turn (a
     two-channel call's "Left" and "Right" too: OpenAI's clients expect letters there)."""
@@ -127,7 +119,7 @@ def openai_labels(transcript: Transcript, known: Iterable[str] = ()) -> dict[str
 
 def diarized_segments(transcript: Transcript, known: Iterable[str] = ()) -> list[dict[str, Any]]:
     """OpenAI's diarized segments (also the stream's segment events), one per spoken segment, in time order."""
-    speaker_of = speaker_of_segments(transcript)
+    speaker_of = speakers_of(transcript)
     shown = openai_labels(transcript, known)
     spoken = [s for s in transcript.segments if s.text.strip()]
     return [_segment(index, s, shown.get(speaker_of.get(id(s), ""), s.speaker or _SINGLE_VOICE))

@@ -78,6 +78,7 @@ from .transcript import (
     render_txt,
     render_vtt,
     speaker_name,
+    speakers_of,
     turns,
 )
 
@@ -128,6 +129,7 @@ __all__ = [
     "Turn",
     "labelled",
     "speaker_name",
+    "speakers_of",
     "turns",
     "split_text",
     "utf16_units",

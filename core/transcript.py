@@ -247,7 +247,7 @@ def _turns_txt(transcript: Transcript, timestamps: bool, marked: bool, markup: M
     return "\n\n".join(paragraphs)
 
 
-def _speakers_of(transcript: Transcript) -> dict[int, str]:
+def speakers_of(transcript: Transcript) -> dict[int, str]:
     """Each spoken segment's speaker label (by identity), as its turn has it; empty when not labelled."""
     if not labelled(transcript):
         return {}
@@ -256,7 +256,7 @@ def _speakers_of(transcript: Transcript) -> dict[int, str]:
 
 def _labeller(transcript: Transcript) -> Callable[[Segment], str | None]:
     """The speaker name people read for each spoken segment when labelled; None for every one otherwise."""
-    speaker_of = _speakers_of(transcript)
+    speaker_of = speakers_of(transcript)
     return lambda segment: speaker_name(speaker_of[id(segment)]) if id(segment) in speaker_of else None
 
 
@@ -272,7 +272,7 @@ def render_json(transcript: Transcript) -> str:
 def to_dict(transcript: Transcript) -> dict[str, Any]:
     """JSON's shape; segments carry `speaker` (the label as core/speakers gave it) when labelled."""
     labels = labelled(transcript)
-    speaker_of = _speakers_of(transcript)
+    speaker_of = speakers_of(transcript)
 
     def who(segment: Segment) -> str | None:
         return speaker_of.get(id(segment), segment.speaker)
