@@ -36,7 +36,7 @@ import time
 import weakref
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -83,6 +83,9 @@ class Clip:
     audio: np.ndarray
     """16 kHz mono float32."""
     options: TranscribeOptions
+    speech_mask: np.ndarray | None = field(default=None, repr=False)
+    """The audio's core/quality.py speech_mask when the caller has it (the runner's checks need it too):
+    the quality pass's guard then does not run the VAD over the note again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +231,7 @@ class Batcher:
                                                reason_of(options, self.engine.multilingual))
                 continue
             speech = np.concatenate([note.audio[c["start"] : c["end"]] for c in chunks]) if chunks else note.audio
-            prepared.append(Prepared(index, speech, duration, chunks, audio=note.audio))
+            prepared.append(Prepared(index, speech, duration, chunks, audio=note.audio, speech_mask=note.speech_mask))
         language = declared_language(options, self.engine.multilingual)
         profile = self.profile() if strategy is None else Profile(strategy, "a lone short note")
         log.debug("%d note(s): %s (%s)", len(notes), profile.strategy, profile.reason)
@@ -379,7 +382,7 @@ class Batcher:
                     restored, options, note_code, note_probability, note.duration_s,
                     note.language_reason if note.language else reason,
                 )
-                if note.audio is not None and screen(transcript, note.audio).dropped:
+                if note.audio is not None and screen(transcript, note.audio, note.speech_mask).dropped:
                     # The quality pass would drop a segment as invented: a shortcut's result is not trusted
                     # with it; the plain path decides what the note says.
                     log.debug("note %d back to the plain path: the quality pass drops a segment of its "

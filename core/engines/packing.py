@@ -60,6 +60,8 @@ class Prepared:
     """Why it is in that language (core/language_choice.py Reason)."""
     audio: np.ndarray | None = field(default=None, repr=False)
     """The note's own recording, for the quality pass's guard (core/engines/batching.py)."""
+    speech_mask: np.ndarray | None = field(default=None, repr=False)
+    """Its core/quality.py speech_mask when the caller computed it already."""
 
     @property
     def speech_s(self) -> float:

@@ -316,18 +316,20 @@ class LocalRunner:
             except Exception as exc:
                 loop.call_soon_threadsafe(_settle, pending, exc)
 
+        masks = [speech_mask(audio.samples) for _, audio in readable]  # one VAD pass a note: batcher and checks
+
         def on_result(index: int, raw: Transcript | Exception) -> None:
             pending, audio = readable[index]
             outcome: Transcript | Exception = raw
             if isinstance(raw, Transcript):
                 try:
-                    outcome = _checked(raw, audio, self.engine, pending.work.options)
+                    outcome = _checked(raw, audio, self.engine, pending.work.options, masks[index])
                     outcome = self._voices_in_batch(outcome, audio, pending.work.options)
                 except Exception as exc:  # this note's answer, not the batch's
                     outcome = exc
             loop.call_soon_threadsafe(_settle, pending, outcome)
 
-        notes = [Clip(audio.samples, pending.work.options) for pending, audio in readable]
+        notes = [Clip(audio.samples, pending.work.options, masks[i]) for i, (pending, audio) in enumerate(readable)]
         self.batcher.transcribe(notes, on_result)
 
 
