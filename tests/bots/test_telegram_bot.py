@@ -523,13 +523,29 @@ def test_webhook_without_secret_is_refused(fake: FakeTelegram, service: Transcri
                     service=service)
 
 
+async def send_long_note(fake: FakeTelegram, service: TranscriptionService,
+                         audio: Callable[[str], bytes]) -> tuple[bytes, list[dict[str, Any]]]:
+    """A minute-long voice note (two windows: the first one's words arrive early) sent in the private chat,
+    and the bot's messages there once it is answered."""
+    note = audio("multilingual_voice.ogg")
+    await send(fake, service, fake.voice(note, chat_id=PRIVATE))
+    return note, fake.bot_messages(PRIVATE)
+
+
+def assert_answer_without_live_text(service: TranscriptionService, bot: TelegramBot, note: bytes,
+                                    answer: list[dict[str, Any]]) -> None:
+    cached = service.cache.get(transcript_key(service.runner.model_id, TranscribeOptions(), content_hash(note)))
+    assert cached is not None
+    unchanged = adapter.render_transcript(cached, bot.delivery.sender._chat_settings(PRIVATE),  # type: ignore[attr-defined]
+                                          max_parts=service.settings.max_parts, file_stem="transcript")
+    assert [m.get("text") for m in answer] == [getattr(part, "text", None) for part in unchanged], \
+        "the answer is what it would have been without live text"
+
+
 async def test_a_long_voice_note_shows_its_words_in_the_status_while_it_is_transcribed(
     fake: FakeTelegram, service: TranscriptionService, bot: TelegramBot, audio: Callable[[str], bytes],
 ) -> None:
-    note = audio("multilingual_voice.ogg")  # a minute: two windows, the first one's words arrive early
-    await send(fake, service, fake.voice(note, chat_id=PRIVATE))
-
-    answer = fake.bot_messages(PRIVATE)
+    note, answer = await send_long_note(fake, service, audio)
     status_id = answer[0]["message_id"]
     edits = [c for c in fake.calls_to("editMessageText") if c.params["message_id"] == status_id]
     before_answer = [c for c in fake.calls_to("sendMessage")[:1]] + edits[:-1]
@@ -541,10 +557,4 @@ async def test_a_long_voice_note_shows_its_words_in_the_status_while_it_is_trans
     assert answer[0]["text"].startswith(words), "the words shown are the start of the transcript"
     times = [c.at for c in before_answer]
     assert all(later - earlier >= 2.9 for earlier, later in zip(times, times[1:], strict=False)), "at most one per 3 s"
-
-    cached = service.cache.get(transcript_key(service.runner.model_id, TranscribeOptions(), content_hash(note)))
-    assert cached is not None
-    unchanged = adapter.render_transcript(cached, bot.delivery.sender._chat_settings(PRIVATE),
-                                          max_parts=service.settings.max_parts, file_stem="transcript")
-    assert [m.get("text") for m in answer] == [getattr(part, "text", None) for part in unchanged], \
-        "the answer is what it would have been without live text"
+    assert_answer_without_live_text(service, bot, note, answer)

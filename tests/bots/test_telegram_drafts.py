@@ -7,14 +7,11 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from chatscribe.adapters import telegram as adapter
 from chatscribe.bots.telegram_bot import TelegramBot
 from chatscribe.core.jobs.journal import Job, ProgressUpdate
-from chatscribe.core.keys import content_hash, transcript_key
-from chatscribe.core.media import MediaRequest
-from chatscribe.core.options import TranscribeOptions
 from chatscribe.core.service import TranscriptionService
-from tests.bots.test_telegram_bot import GROUP, PRIVATE, send, start_bot
+from tests.bots import test_telegram_bot as telegram_tests
+from tests.bots.test_telegram_bot import GROUP, PRIVATE, assert_answer_without_live_text, send_long_note
 from tests.fakes.telegram_api import FakeTelegram
 
 
@@ -25,20 +22,12 @@ async def fake() -> AsyncIterator[FakeTelegram]:
         yield api
 
 
-@pytest.fixture
-async def bot(fake: FakeTelegram, service: TranscriptionService) -> AsyncIterator[TelegramBot]:
-    running = await start_bot(fake, service)
-    yield running
-    await running.stop()
+bot = telegram_tests.bot
+"""The same bot fixture, started on this module's `fake` (drafts on)."""
 
 
 def _job(job_id: str, chat_id: int) -> Job:
-    async def fetch(limit: int) -> bytes:
-        raise AssertionError("not fetched")
-
-    request = MediaRequest(platform="telegram", chat_id=str(chat_id), user_id="1", fetch=fetch,
-                           reference={"chat_id": str(chat_id), "message_id": "1"})
-    return Job(id=job_id, request=request, options=TranscribeOptions())
+    return telegram_tests._job(job_id, chat_id, reply_to=1)
 
 
 def _live(fraction: float, text: str) -> ProgressUpdate:
@@ -76,10 +65,7 @@ async def test_without_drafts_in_the_bot_api_a_private_chat_gets_a_status_messag
 async def test_a_long_voice_note_in_a_private_chat_streams_its_words_as_drafts_then_the_answer(
     fake: FakeTelegram, service: TranscriptionService, bot: TelegramBot, audio: Callable[[str], bytes],
 ) -> None:
-    note = audio("multilingual_voice.ogg")  # a minute: two windows, the first one's words arrive early
-    await send(fake, service, fake.voice(note, chat_id=PRIVATE))
-
-    answer = fake.bot_messages(PRIVATE)
+    note, answer = await send_long_note(fake, service, audio)
     drafts = [c for c in fake.calls_to("sendMessageDraft") if c.params["chat_id"] == PRIVATE]
     live = [c.params["text"] for c in drafts if "\n\n" in c.params["text"]]
     assert live, "a draft before the answer showed words already decoded"
@@ -92,10 +78,4 @@ async def test_a_long_voice_note_in_a_private_chat_streams_its_words_as_drafts_t
     times = [c.at for c in drafts]
     assert all(later - earlier >= 2.9 for earlier, later in zip(times, times[1:], strict=False)), "at most one per 3 s"
     assert drafts[-1].at < fake.calls_to("sendMessage")[0].at, "the answer ends the drafts"
-
-    cached = service.cache.get(transcript_key(service.runner.model_id, TranscribeOptions(), content_hash(note)))
-    assert cached is not None
-    unchanged = adapter.render_transcript(cached, bot.delivery.sender._chat_settings(PRIVATE),  # type: ignore[attr-defined]
-                                          max_parts=service.settings.max_parts, file_stem="transcript")
-    assert [m.get("text") for m in answer] == [getattr(part, "text", None) for part in unchanged], \
-        "the answer is what it would have been without live text"
+    assert_answer_without_live_text(service, bot, note, answer)
