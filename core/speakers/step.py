@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import sentences
 from ..errors import ChatscribeError, MediaError
-from ..media import ChannelAudio, decode_audio, decode_channels
+from ..media import SAMPLE_RATE, ChannelAudio, decode_audio, decode_channels
 from ..options import TranscribeOptions
 from ..quality import speech_mask
 from ..transcript import Segment, Transcript
@@ -135,7 +135,7 @@ def _means(encoder: VoiceEncoder, samples: np.ndarray, voices: Voices) -> np.nda
     speakers = sorted({t.speaker for t in voices.turns})
     rows = []
     for k in speakers:
-        audio = np.concatenate([samples[int(t.start * 16_000) : int(t.end * 16_000)] for t in voices.turns
+        audio = np.concatenate([samples[int(t.start * SAMPLE_RATE) : int(t.end * SAMPLE_RATE)] for t in voices.turns
                                 if t.speaker == k])
         rows.append(encoder.embed_utterance(audio))
     return np.stack(rows) if rows else np.zeros((0, 256), dtype=np.float32)
