@@ -41,14 +41,12 @@ class Throttle:
 
     def ready(self, place: str) -> bool:
         """Whether a status edit may be made there now (the interval and the window both allow it)."""
-        now = self._clock()
-        return now - self._last.get(place, float("-inf")) >= self._limits.edit_interval_s and self._window_wait(
-            place, now) == 0.0
+        return self.wait_s(place) == 0.0
 
     def wait_s(self, place: str) -> float:
         """Seconds until `ready(place)` may be true (0.0: now)."""
         now = self._clock()
-        interval = self._last.get(place, float("-inf")) + self._limits.edit_interval_s - now
+        interval = self._limits.edit_interval_s - (now - self._last.get(place, float("-inf")))
         return max(0.0, interval, self._window_wait(place, now))
 
     def took(self, place: str) -> None:
