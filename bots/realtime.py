@@ -49,7 +49,6 @@ MIN_COMMIT_MS = 100
 """OpenAI refuses to commit less than 100 ms of audio."""
 CHECK_EVERY_S = 1.0
 """How often a quiet session looks at its timers and whether the server is shutting down."""
-"""Words of the transcript so far given to the next utterance as context."""
 
 
 def routes() -> list[web.RouteDef]:
