@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 ORIGINAL = "@original"
 """The status id of an interaction's job: its deferred response."""
 DOWNLOAD_FAILED = sentences.download_failed("Discord")
+
+
 def _escaped_length(text: str) -> int:
     """A status is sent markdown-escaped: measure what Discord will count."""
     return len(escape_markdown(text))
