@@ -20,7 +20,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
-_MARK = "chatscribe-converted.json"
+CONVERTED_MARK = "chatscribe-converted.json"
+"""Written last into a transformers copy, with its source: `chatscribe models` (stored.py) reads it too."""
 
 
 def read_ct2(model_bin: Path) -> dict[str, np.ndarray]:
@@ -96,7 +97,7 @@ def to_transformers(variables: dict[str, np.ndarray]) -> tuple[dict[str, np.ndar
 
 def convert(ct2_dir: Path, target: Path) -> Path:
     """Write a transformers model folder for the CTranslate2 model in `ct2_dir` (once; atomic)."""
-    if (target / _MARK).is_file() and (target / "tokenizer_config.json").is_file():
+    if (target / CONVERTED_MARK).is_file() and (target / "tokenizer_config.json").is_file():
         return target
     import torch
     from transformers import WhisperConfig, WhisperForConditionalGeneration
@@ -114,7 +115,7 @@ def convert(ct2_dir: Path, target: Path) -> Path:
         if (ct2_dir / extra).is_file():
             shutil.copy(ct2_dir / extra, partial / f"ct2-{extra}")
     _processor(ct2_dir / "tokenizer.json", dims["num_mel_bins"], partial)
-    (partial / _MARK).write_text(json.dumps({"source": str(ct2_dir)}))
+    (partial / CONVERTED_MARK).write_text(json.dumps({"source": str(ct2_dir)}))
     shutil.rmtree(target, ignore_errors=True)
     os.replace(partial, target)
     return target

@@ -16,9 +16,8 @@ from pathlib import Path
 from ..errors import ChatscribeError
 from ..sentences import no_such_stored_model
 from .checkpoints import HASHES, read_mark
+from .convert import CONVERTED_MARK
 from .models import BUNDLED, models_dir
-
-_CONVERT_MARK = "chatscribe-converted.json"  # convert.py's: a CTranslate2 model in transformers' layout
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +70,9 @@ def _describe(entry: Path) -> StoredModel:
     if mark and mark.get("kind") == "merged":
         return StoredModel(entry.name, "merged", f"LoRA adapter {mark.get('source')} merged into {mark.get('base')}",
                            size, paths)
-    if (entry / _CONVERT_MARK).is_file():
+    if (entry / CONVERTED_MARK).is_file():
         try:
-            source = json.loads((entry / _CONVERT_MARK).read_text()).get("source")
+            source = json.loads((entry / CONVERTED_MARK).read_text()).get("source")
         except (OSError, ValueError, AttributeError):
             source = None
         return StoredModel(entry.name, "transformers copy", f"for the transformers engine, from {source}", size,
