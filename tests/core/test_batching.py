@@ -57,6 +57,17 @@ def _words(transcript: Transcript) -> list[str]:
     return normalize(transcript.text).split()
 
 
+def _keeps_its_own_words(index: int, source: str, mine: Transcript, single: Transcript) -> set[str] | None:
+    """Asserts a note batched keeps the words of its recording it says alone (a word moved to another note
+    would be missing here), and says nothing where alone it says nothing; those words, or None then."""
+    if not single.segments:
+        assert not mine.segments, f"note {index}: words where nobody speaks: {mine.text}"
+        return None
+    own = SOURCES[source] & set(_words(single))
+    assert own <= set(_words(mine)), f"note {index} ({source}) lost {own - set(_words(mine))}: {mine.text}"
+    return own
+
+
 def _edges(transcript: Transcript) -> tuple[float, float]:
     return transcript.segments[0].start, transcript.segments[-1].end
 
@@ -99,14 +110,10 @@ def test_packed_notes_keep_their_own_words_at_their_own_times(
     note); that is allowed there, not asserted either way, and bench/bench_batching.py counts it."""
     batcher, together, alone = _together_and_alone(tiny_engine, "packed", notes)
     for index, ((source, _), mine, single) in enumerate(zip(notes, together, alone, strict=True)):
-        if not single.segments:
-            assert not mine.segments, f"note {index}: words where nobody speaks: {mine.text}"
+        own = _keeps_its_own_words(index, source, mine, single)
+        if own is None:
             continue
-        # A word moved to another note would be missing here: each note keeps the words only its own
-        # recording says that it has when transcribed alone.
-        own = SOURCES[source] & set(_words(single))
         assert own, f"note {index}: alone it says none of its recording's words: {single.text}"
-        assert own <= set(_words(mine)), f"note {index} ({source}) lost {own - set(_words(mine))}: {mine.text}"
         for mine_edge, single_edge in zip(_edges(mine), _edges(single), strict=True):
             assert abs(mine_edge - single_edge) <= TIMESTAMP_TOLERANCE_S, f"note {index}"
     packed = [t for t in together if t.model == batcher.model_id and t.segments]
@@ -439,11 +446,7 @@ def test_notes_in_reduced_windows_keep_their_own_words(
 ) -> None:
     batcher, together, alone = _together_and_alone(tiny_engine, "trimmed", notes)
     for index, ((source, _), mine, single) in enumerate(zip(notes, together, alone, strict=True)):
-        if not single.segments:
-            assert not mine.segments, f"note {index}: words where nobody speaks: {mine.text}"
-            continue
-        own = SOURCES[source] & set(_words(single))
-        assert own <= set(_words(mine)), f"note {index} ({source}) lost {own - set(_words(mine))}: {mine.text}"
+        _keeps_its_own_words(index, source, mine, single)
     assert sum(t.model == batcher.model_id and bool(t.segments) for t in together) >= 3
 
 
