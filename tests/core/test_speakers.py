@@ -20,7 +20,7 @@ from chatscribe.core.media import SAMPLE_RATE, decode_audio, decode_channels
 from chatscribe.core.metrics import Metrics
 from chatscribe.core.options import KnownSpeaker, TranscribeOptions
 from chatscribe.core.quality import normalize
-from chatscribe.core.speakers import find_voices, unavailable_reason
+from chatscribe.core.speakers import Voices, find_voices, unavailable_reason
 from chatscribe.core.speakers.encoder import shared_encoder
 from chatscribe.core.transcript import Transcript
 from tests.audio_tools import to_wav
@@ -235,3 +235,21 @@ async def test_a_call_with_crosstalk_gives_each_sides_words_once(
     assert "fellow americans" in right
     assert "permission" not in right
     assert "americans" not in left
+
+
+async def test_a_failing_speaker_step_still_answers_the_whole_transcript_with_the_sentence(
+    tiny_engine: FasterWhisperEngine, audio: Callable[[str], bytes],
+) -> None:
+    # Any failure while telling voices apart (here the diarizer seam, as a deployment's pyannote could fail)
+    # costs the labels only: the text goes out whole, saying why it has none.
+    def broken(samples: np.ndarray, least: int, most: int | None) -> Voices:
+        raise RuntimeError("the diarizer fell over")
+
+    note = audio("jfk_voice.ogg")
+    runner = LocalRunner(tiny_engine, slots=1, max_duration_s=HOUR, metrics=Metrics(), batching="off",
+                         voice_finder=broken)
+    transcript = await _run(runner, note, TranscribeOptions(speakers="on"))
+    assert transcript.speaker_note == sentences.SPEAKERS_NOT_TOLD_APART
+    assert transcript.speakers == ()
+    assert "fellow americans" in normalize(transcript.text)
+    assert runner.metrics.speaker_steps.labels("failed")._value.get() == 1
