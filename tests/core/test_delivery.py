@@ -307,6 +307,26 @@ async def test_where_no_draft_can_be_shown_the_status_is_a_message() -> None:
     assert sender.seen("c1") == ["Done"], "the status message became the answer"
 
 
+class BlockedDraftSender(DraftSender):
+    """The platform refuses the draft for good (the bot was blocked in that chat)."""
+
+    async def preview(self, job: Job, text: str) -> bool:
+        self.drafts.append((job.id, text))
+        raise Undeliverable("blocked")
+
+
+async def test_a_draft_refused_for_good_leaves_the_job_without_a_status_and_the_answer_is_still_sent() -> None:
+    sender = BlockedDraftSender()
+    courier = _courier(sender)
+    job = _job()
+    await courier.progress(job, ProgressUpdate("transcribing", fraction=0.2, text="Ask not"))
+    await courier.progress(job, ProgressUpdate("transcribing", fraction=0.9, text="Ask not what"))
+    assert len(sender.drafts) == 1, "not asked again"
+    assert sender.chats == {}, "no status message either"
+    await courier.deliver(job, ChatscribeError("Done"), Receipt())
+    assert sender.seen("c1") == ["Done"]
+
+
 class QuickSender(MemorySender):
     limits = Limits(message_units=100, edit_interval_s=0.2)
 
