@@ -138,20 +138,21 @@ def _from_checkpoint(name: str, found: Checkpoint, data_dir: Path, source: str, 
     if Path(base_name).expanduser().resolve() == folder:
         raise NotAWhisperModel(name, "the adapter names itself as its base model")
     base = resolve_model(base_name, data_dir, allow_download=allow_download, stage=stage)
-    base_dir = base.checkpoint or _transformers_copy(base, data_dir)
+    base_dir = base.checkpoint or _transformers_copy(base, data_dir, for_model=name)
     merged, now = merge_adapter(folder, base_dir, models_dir(data_dir), name=name, stage=stage)
     return ResolvedModel(name, merged, f"{source}, LoRA adapter merged into {base.name}", "transformers", merged,
                          converted_now=now)
 
 
-def _transformers_copy(model: ResolvedModel, data_dir: Path) -> Path:
-    """A CTranslate2 base (the bundled base, say) in transformers' layout, for an adapter trained on it."""
+def _transformers_copy(model: ResolvedModel, data_dir: Path, *, for_model: str) -> Path:
+    """A CTranslate2 base (the bundled base, say) in transformers' layout, for the adapter `for_model`."""
     try:
         from .convert import convert
 
         return convert(model.path, models_dir(data_dir) / f"{_safe(model.name)}-transformers")
-    except ImportError as exc:
-        raise ConverterMissing(model.name, exc.name or "PyTorch") from exc
+    except ImportError as exc:  # the sentence names the adapter the user set, and the package as pip knows it
+        missing = "PyTorch" if exc.name in (None, "torch") else exc.name
+        raise ConverterMissing(for_model, missing) from exc
 
 
 def _hub_checkpoint(name: str, data_dir: Path) -> Path:

@@ -309,6 +309,21 @@ def test_a_missing_extra_is_named_with_what_to_install(
     assert not [p for p in (tmp_path / "data" / "models").glob("*") if not p.name.startswith(".")]
 
 
+def test_an_adapter_on_the_bundled_base_without_pytorch_names_the_adapter_and_pytorch(
+    audio_dir: Path, tmp_path: Path
+) -> None:
+    adapter = tmp_path / "base-lora"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "base"}))
+    (adapter / "adapter_model.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    done = _chatscribe(["transcribe", str(audio_dir / "jfk.flac"), "--model", str(adapter)], _env(tmp_path / "data"),
+                       tmp_path, blocked=("torch",))
+    assert done.returncode == 2
+    assert (f"The model {adapter} is a transformers checkpoint or LoRA adapter, and converting it needs PyTorch, "
+            "which is not installed") in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_models_lists_what_the_data_dir_holds_and_removes_one(
     first_start: FirstStart, model_dir: Path, tmp_path: Path
 ) -> None:
