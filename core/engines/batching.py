@@ -48,6 +48,7 @@ from ..options import TranscribeOptions
 from ..quality import screen
 from ..transcript import Segment, Transcript
 from .base import Engine, InputBatchingEngine, WindowBatchingEngine, batches_inputs, batches_windows
+from .decoding_steps import speech_only
 from .packing import GAP_S, Prepared, Window, incomplete, pack, restore, split_window
 
 log = logging.getLogger(__name__)
@@ -230,7 +231,7 @@ class Batcher:
                 done[index] = self._transcript((), options, None, 0.0, duration,
                                                reason_of(options, self.engine.multilingual))
                 continue
-            speech = np.concatenate([note.audio[c["start"] : c["end"]] for c in chunks]) if chunks else note.audio
+            speech = speech_only(note.audio, chunks)
             prepared.append(Prepared(index, speech, duration, chunks, audio=note.audio, speech_mask=note.speech_mask))
         language = declared_language(options, self.engine.multilingual)
         profile = self.profile() if strategy is None else Profile(strategy, "a lone short note")

@@ -216,3 +216,8 @@ class DecodingSteps:
         from faster_whisper.vad import VadOptions, get_speech_timestamps
 
         return list(get_speech_timestamps(audio, VadOptions()))
+
+
+def speech_only(audio: np.ndarray, chunks: list[dict[str, int]] | None) -> np.ndarray:
+    """The audio with the VAD's silences cut out (`speech_chunks`), as transcribe() decodes and detects on it."""
+    return np.concatenate([audio[c["start"] : c["end"]] for c in chunks]) if chunks else audio

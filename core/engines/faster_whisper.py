@@ -23,7 +23,7 @@ from ..media import SAMPLE_RATE
 from ..options import TranscribeOptions
 from ..transcript import Segment, Transcript, Word
 from .base import Batching, DeviceChoice, Progress, SegmentSink
-from .decoding_steps import DecodingSteps
+from .decoding_steps import DecodingSteps, speech_only
 from .models import ResolvedModel
 
 log = logging.getLogger(__name__)
@@ -169,8 +169,7 @@ class FasterWhisperEngine:
 
     def language_scores(self, audio: np.ndarray) -> list[tuple[str, float]]:
         """Every language's probability for the note, over what transcribe() detects on (the VAD's speech)."""
-        chunks = self.steps.speech_chunks(audio)
-        speech = np.concatenate([audio[c["start"] : c["end"]] for c in chunks]) if chunks else audio
+        speech = speech_only(audio, self.steps.speech_chunks(audio))
         _, _, ranked = self._model.detect_language(speech)
         return [(code, float(p)) for code, p in ranked]
 
