@@ -7,12 +7,14 @@ decoding steps (`steps`, core/engines/decoding_steps.py).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import logging
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -135,23 +137,24 @@ class FasterWhisperEngine:
         language = options.language if chosen is None else chosen.language
         if not self.multilingual:
             language = "en"
-        segments, info = self._model.transcribe(
-            audio,
-            language=language,
-            task=options.task,
-            beam_size=self.beam_size,
-            initial_prompt=prompt,
-            word_timestamps=words,
-            vad_filter=vad,
-            temperature=temperature,
-        )
-        collected = []
-        for raw in segments:  # the generator does the work: iterate it here, in the worker thread
-            collected.append(_segment(raw))
-            if on_segment:
-                on_segment(collected[-1])
-            if progress and duration:
-                progress(min(1.0, raw.end / duration))
+        with self._model.encode.remembering():  # faster-whisper's language pass, then its decoding
+            segments, info = self._model.transcribe(
+                audio,
+                language=language,
+                task=options.task,
+                beam_size=self.beam_size,
+                initial_prompt=prompt,
+                word_timestamps=words,
+                vad_filter=vad,
+                temperature=temperature,
+            )
+            collected = []
+            for raw in segments:  # the generator does the work: iterate it here, in the worker thread
+                collected.append(_segment(raw))
+                if on_segment:
+                    on_segment(collected[-1])
+                if progress and duration:
+                    progress(min(1.0, raw.end / duration))
         probability = 1.0 if chosen is None else chosen.probability
         reason = reason_of(options, self.multilingual) if chosen is None else chosen.reason
         if chosen is None and options.language is None:
@@ -248,19 +251,30 @@ class EncodeOnce:
     """faster-whisper's transcribe() encodes a note's first 30 s window twice when it detects the language:
     once in detect_language() and again, from the same features, to decode it. The second call gets the
     first one's output: one encoder pass less per note (about 0.6 s with `base` on a 2-core CPU), the
-    same numbers. Kept per thread (worker threads share the model), and only until the next call."""
+    same numbers. Only inside `remembering()` (the engine's faster-whisper call): elsewhere, e.g. the
+    batcher timing the same window twice to choose its strategy, every call really encodes. Kept per thread
+    (worker threads share the model), and only until the next call."""
 
     def __init__(self, encode: Any) -> None:
         self._encode = encode
-        self._last = threading.local()
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def remembering(self) -> Iterator[None]:
+        self._local.armed, self._local.pair = True, None
+        try:
+            yield
+        finally:
+            self._local.armed, self._local.pair = False, None
 
     def __call__(self, features: np.ndarray) -> Any:
-        last = getattr(self._last, "pair", None)
-        self._last.pair = None
+        if not getattr(self._local, "armed", False):
+            return self._encode(features)
+        last, self._local.pair = self._local.pair, None
         if last is not None and last[0].shape == features.shape and np.array_equal(last[0], features):
             return last[1]
         output = self._encode(features)
-        self._last.pair = (features.copy(), output)
+        self._local.pair = (features.copy(), output)
         return output
 
 
