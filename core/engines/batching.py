@@ -10,10 +10,12 @@ what a 30 s one does. Three ways to cut that cost, picked from how the device be
 - batched: each note keeps its own window and the windows go through the model in one call (the GPU
   win, where a batch of windows costs little more than one);
 - trimmed: each note gets an encoder window of its own length plus a margin (`reduced_window_s`), not a
-  whole 30 s one, and notes of similar length are decoded together (the CPU win where the encoder's
+  whole 30 s one, and notes of one window class are decoded together (the CPU win where the encoder's
   cost follows the frames it gets, as CTranslate2's does): every note keeps its own decoding sequence,
   so no note's words shape another's, and its language is detected from the encoder output its
-  transcription needs anyway. A lone note takes the same shortcut (`transcribe_reduced`).
+  transcription needs anyway. Where Whisper ends a window before the note's speech ends, the rest is
+  decoded on from there, as transcribe() seeks on. A lone note takes the same shortcut
+  (`transcribe_reduced`).
 
 Every shortcut is guarded, and anything doubtful is done again: a packed note Whisper left without
 words goes into the next round's windows; a window failing Whisper's own checks, or a note still without
@@ -29,6 +31,7 @@ out its decoding steps, `WholeBatches` for one that batches whole inputs itself 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -49,7 +52,7 @@ from ..quality import screen
 from ..transcript import Segment, Transcript
 from .base import Engine, InputBatchingEngine, WindowBatchingEngine, batches_inputs, batches_windows
 from .decoding_steps import speech_only
-from .packing import GAP_S, Prepared, Window, incomplete, pack, restore, split_window
+from .packing import GAP_S, Prepared, Window, ended_early, incomplete, pack, restore, split_window
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,13 @@ stop early on some notes, and the shortest notes (2 s) read worse in a window of
 of margin and 10 s of window on, the word error rate is plain faster-whisper's."""
 REDUCED_GROUP = 8
 """Notes of similar length decoded in one call (each padded to the longest of its group)."""
+CONTINUATIONS = 2
+"""A reduced window Whisper ended before the note's speech did is decoded on from there this often (as
+transcribe() seeks on), before the note goes to the plain path."""
+REDUCED_CLASS_S = 10.0
+"""Notes decoded in one reduced-window call have windows within one class of this width (`window_class`):
+a 3 s note padded to a 25 s note's window pays for the longer encoding and waits for the longer
+decoding, which made short notes of an 8-chat burst wait behind long ones (bench/bench_burst.py)."""
 
 Strategy = Literal["packed", "batched", "trimmed"]
 BatchingMode = Literal["auto", "packed", "batched", "trimmed", "off"]
@@ -90,6 +100,17 @@ class Clip:
 
 
 @dataclass(frozen=True, slots=True)
+class _Heard:
+    """What one decoding gave a note: its segments in speech time, and the window's language."""
+
+    note: Prepared
+    segments: list[Segment]
+    code: str
+    probability: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     strategy: Strategy
     reason: str
@@ -102,6 +123,11 @@ class Profile:
 def reduced_window_s(speech_s: float) -> float:
     """The encoder window, in seconds, a note of `speech_s` seconds of speech gets on the reduced path."""
     return min(30.0, max(speech_s + REDUCED_MARGIN_S, REDUCED_MIN_S))
+
+
+def window_class(seconds: float) -> int:
+    """The class of a note's reduced window: notes of one class may be decoded in one call."""
+    return math.ceil(reduced_window_s(seconds) / REDUCED_CLASS_S)
 
 
 def declared_language(options: TranscribeOptions, multilingual: bool) -> str | None:
@@ -143,6 +169,16 @@ class Batcher:
             return self.strategy
         measured = _profiles.get(self.engine)
         return None if measured is None else measured.strategy
+
+    def call_key(self, duration_s: float) -> tuple[object, ...]:
+        """What notes sharing one call must have in common besides their options, as far as the strategy
+        is known: the class of their reduced windows (trimmed), else nothing."""
+        return (window_class(duration_s),) if self.known_strategy() == "trimmed" else ()
+
+    def may_pack(self, options: TranscribeOptions) -> bool:
+        """Whether notes of these options may share a decoding sequence (packed windows); until the strategy
+        is measured, on the first batch, packing is assumed."""
+        return options.task == "transcribe" and self.known_strategy() not in ("batched", "trimmed")
 
     def profile(self) -> Profile:
         """Measured once per engine, on the first batch: does a batch of windows cost less per window, or
@@ -208,19 +244,19 @@ class Batcher:
                 continue
             groups[note.options.batch_key()].append(index)
         for indices in groups.values():
-            for index, result in self._group([notes[i] for i in indices], indices).items():
-                done(index, result)
+            self._group([notes[i] for i in indices], indices, done)
         for index, note in enumerate(notes):
             if index not in answered:
                 done(index, self._on_its_own(note))
         return [answered[i] for i in range(len(notes))]
 
     def _group(
-        self, notes: list[Clip], indices: list[int], *, strategy: Strategy | None = None, beam_size: int | None = None
-    ) -> dict[int, Transcript | Exception]:
-        """Notes sharing options; the ones left out of the answer are transcribed alone."""
+        self, notes: list[Clip], indices: list[int], answer: OnResult, *, strategy: Strategy | None = None,
+        beam_size: int | None = None,
+    ) -> None:
+        """Notes sharing options, each answered as soon as its call is done; the ones left unanswered are
+        transcribed alone."""
         options = notes[0].options
-        done: dict[int, Transcript | Exception] = {}
         prepared = []
         for index, note in zip(indices, notes, strict=True):
             duration = len(note.audio) / SAMPLE_RATE
@@ -228,8 +264,8 @@ class Batcher:
                 continue
             chunks = self.steps.speech_chunks(note.audio)
             if chunks is not None and not chunks:  # what transcribe() answers when the VAD hears nobody
-                done[index] = self._transcript((), options, None, 0.0, duration,
-                                               reason_of(options, self.engine.multilingual))
+                answer(index, self._transcript((), options, None, 0.0, duration,
+                                               reason_of(options, self.engine.multilingual)))
                 continue
             speech = speech_only(note.audio, chunks)
             prepared.append(Prepared(index, speech, duration, chunks, audio=note.audio, speech_mask=note.speech_mask))
@@ -239,14 +275,13 @@ class Batcher:
         if profile.strategy == "trimmed":
             # Each note in its own sequence, decoded with the engine's beam: greedy decoding of reduced
             # windows lost words on the shared audio where beam 5 did not (bench/bench_batching.py).
-            done.update(self._reduced(prepared, options, language, beam_size or self.reduced_beam_size))
-            return done
+            self._reduced(prepared, options, language, beam_size or self.reduced_beam_size, answer)
+            return
         if profile.strategy == "batched" or options.task != "transcribe":
-            done.update(self._rounds(prepared, options, language, packing=False))
-            return done
+            self._rounds(prepared, options, language, answer, packing=False)
+            return
         for code, same_language in self._by_language(prepared, options, language).items():
-            done.update(self._rounds(same_language, options, code, packing=True))
-        return done
+            self._rounds(same_language, options, code, answer, packing=True)
 
     def _by_language(
         self, prepared: list[Prepared], options: TranscribeOptions, language: str | None
@@ -269,13 +304,19 @@ class Batcher:
         return groups
 
     def _reduced(
-        self, prepared: list[Prepared], options: TranscribeOptions, language: str | None, beam_size: int
-    ) -> dict[int, Transcript]:
-        """Each note in a reduced window of its own; notes of similar length decoded in one call."""
-        done: dict[int, Transcript] = {}
-        ordered = sorted(prepared, key=lambda p: p.speech_s)
-        for start in range(0, len(ordered), REDUCED_GROUP):
-            group = ordered[start : start + REDUCED_GROUP]
+        self, prepared: list[Prepared], options: TranscribeOptions, language: str | None, beam_size: int,
+        answer: OnResult,
+    ) -> None:
+        """Each note in a reduced window of its own; notes of one window class decoded in one call, the
+        shortest first."""
+        groups: list[list[Prepared]] = []
+        for note in sorted(prepared, key=lambda p: p.speech_s):
+            group = groups[-1] if groups else []
+            if group and len(group) < REDUCED_GROUP and window_class(group[0].speech_s) == window_class(note.speech_s):
+                group.append(note)
+            else:
+                groups.append([note])
+        for group in groups:
             seconds = reduced_window_s(group[-1].speech_s)
             try:
                 answered, _ = self._decode([Window([(p, 0.0)]) for p in group], options, language,
@@ -283,10 +324,10 @@ class Batcher:
             except Exception:  # the shortcut is an optimisation: a failure here must not fail the notes
                 log.exception("reduced-window decoding failed; transcribing these notes on the plain path")
                 continue
-            done.update(answered)
             log.debug("%d notes in %.1f s windows (trimmed, beam %d): %d answered, %d back to the plain path",
                       len(group), seconds, beam_size, len(answered), len(group) - len(answered))
-        return done
+            for index, transcript in answered.items():
+                answer(index, transcript)
 
     def transcribe_reduced(self, audio: np.ndarray, options: TranscribeOptions, *, beam_size: int) -> Transcript | None:
         """One note through a reduced encoder window, guarded as in a batch; None where the device does not
@@ -296,14 +337,16 @@ class Batcher:
             return None
         if options.task == "translate" and not self.engine.multilingual:
             return None  # the plain path says why with its sentence
-        result = self._group([Clip(audio, options)], [0], strategy="trimmed", beam_size=beam_size).get(0)
+        answered: dict[int, Transcript | Exception] = {}
+        self._group([Clip(audio, options)], [0], answered.__setitem__, strategy="trimmed", beam_size=beam_size)
+        result = answered.get(0)
         return result if isinstance(result, Transcript) else None
 
     def _rounds(
-        self, prepared: list[Prepared], options: TranscribeOptions, language: str | None, *, packing: bool
-    ) -> dict[int, Transcript]:
+        self, prepared: list[Prepared], options: TranscribeOptions, language: str | None, answer: OnResult, *,
+        packing: bool,
+    ) -> None:
         """Notes of one language (or each detected in its own window when not packing)."""
-        done: dict[int, Transcript] = {}
         for _ in range(PACK_ROUNDS if packing else 1):
             if len(prepared) < 2:
                 break  # a single note goes alone, with the engine's own beam
@@ -317,18 +360,20 @@ class Batcher:
             except Exception:  # the batch is an optimisation: a failure here must not fail the notes
                 log.exception("batched decoding failed; transcribing these notes one by one")
                 break
-            done.update(answered)
             log.debug("%d windows (%s): %d notes answered, %d to pack again", len(windows),
                       "packed" if packing else "batched", len(answered), len(prepared))
-        return done
+            for index, transcript in answered.items():
+                answer(index, transcript)
 
     def _decode(
         self, windows: list[Window], options: TranscribeOptions, language: str | None, *,
-        seconds: float | None = None, beam_size: int | None = None,
+        seconds: float | None = None, beam_size: int | None = None, prompts: Sequence[str | None] | None = None,
+        continuations: int = CONTINUATIONS,
     ) -> tuple[dict[int, Transcript], list[Prepared]]:
         """The notes answered, and the packed notes to try again: Whisper stopped before their words.
 
-        `seconds`: reduced encoder windows of that length (the trimmed strategy), else whole 30 s ones."""
+        `seconds`: reduced encoder windows of that length (the trimmed strategy), else whole 30 s ones.
+        `prompts`: the text each window's decoding follows (default: the options' vocabulary)."""
         steps = self.steps
         features = steps.feature_windows([w.audio for w in windows], seconds)
         encoded = steps.encode_each(features) if self._singly() else steps.encode(features)
@@ -343,7 +388,7 @@ class Batcher:
         tokenizers = {code: steps.tokenizer(code, options.task) for code, _ in languages}
         window_tokenizers = [tokenizers[code] for code, _ in languages]
         temperature = options.temperature or 0.0
-        generated = steps.generate(encoded, window_tokenizers, options.vocabulary,
+        generated = steps.generate(encoded, window_tokenizers, prompts or [options.vocabulary] * len(windows),
                                     beam_size=beam_size or self.beam_size, temperature=temperature, seconds=seconds)
         segments = [
             steps.split_segments(tok, g.tokens, w.duration_s)
@@ -354,6 +399,7 @@ class Batcher:
             self._align(windows, segments, languages, tokenizers, features, encoded)
         answered: dict[int, Transcript] = {}
         again: list[Prepared] = []
+        cut: list[_Heard] = []
         for window, window_segments, result, (code, probability), reason in zip(
             windows, segments, generated, languages, reasons, strict=True
         ):
@@ -371,26 +417,70 @@ class Batcher:
             for note, note_segments in split_window(window, window_segments, result).items():
                 if checked and shared and _note_fails_checks(note_segments):
                     continue  # judged on the note's own words: other notes' text must not count
+                heard = _Heard(note, note_segments, code, probability, reason)
                 if incomplete(note, note_segments):
-                    # Whisper may end a window early (transcribe() decodes the rest again): the note
-                    # goes first in a window of the next round, or alone for one that was first already.
-                    if len(window.notes) > 1 and note is not window.notes[0][0]:
+                    # Whisper may end a window early (transcribe() decodes the rest again): a packed note
+                    # goes first in a window of the next round, or alone for one that was first already; a
+                    # reduced window is decoded on from where it stopped.
+                    if shared and note is not window.notes[0][0]:
                         again.append(note)
+                    elif seconds is not None and continuations and ended_early(note, note_segments):
+                        cut.append(heard)
+                    else:
+                        log.debug("note %d back to the plain path: speech left without words", note.index)
                     continue
-                restored = restore(note, note_segments, keep_words=options.word_timestamps)
-                note_code, note_probability = note.language or (code, probability)
-                transcript = self._transcript(
-                    restored, options, note_code, note_probability, note.duration_s,
-                    note.language_reason if note.language else reason,
-                )
-                if note.audio is not None and screen(transcript, note.audio, note.speech_mask).dropped:
-                    # The quality pass would drop a segment as invented: a shortcut's result is not trusted
-                    # with it; the plain path decides what the note says.
-                    log.debug("note %d back to the plain path: the quality pass drops a segment of its "
-                              "shared decoding", note.index)
-                    continue
-                answered[note.index] = transcript
+                transcript = self._accepted(heard, options)
+                if transcript is not None:
+                    answered[note.index] = transcript
+        if cut:
+            answered.update(self._continued(cut, options, beam_size or self.beam_size, continuations - 1))
         return answered, sorted(again, key=lambda n: n.index)
+
+    def _continued(self, cut: list[_Heard], options: TranscribeOptions, beam_size: int, continuations: int
+                   ) -> dict[int, Transcript]:
+        """Reduced windows Whisper ended before the note's speech did, decoded on from their last segment's
+        end with the text so far as the prompt, as transcribe() seeks on from its last timestamp: far
+        cheaper than the plain path, which would decode the whole note again in 30 s windows."""
+        done: dict[int, Transcript] = {}
+        for heard in cut:
+            # One at a time: CTranslate2 decodes a batch only when its prompts are of one length.
+            start = heard.segments[-1].end
+            speech = heard.note.speech[round(start * SAMPLE_RATE):]
+            rest = Prepared(heard.note.index, speech, len(speech) / SAMPLE_RATE, None)
+            so_far = " ".join(part for part in (options.vocabulary, *(s.text.strip() for s in heard.segments)) if part)
+            seconds = reduced_window_s(rest.speech_s)
+            log.debug("note %d decoded on from %.1f s in a %.1f s window: Whisper ended its reduced window early",
+                      rest.index, start, seconds)
+            try:
+                rests, _ = self._decode([Window([(rest, 0.0)])], options, heard.code, seconds=seconds,
+                                        beam_size=beam_size, prompts=[so_far], continuations=continuations)
+            except Exception:  # the shortcut is an optimisation: a failure here must not fail the note
+                log.exception("decoding on failed; transcribing the note on the plain path")
+                continue
+            if rest.index not in rests:
+                continue  # the rest failed a check (logged): the whole note goes to the plain path
+            merged = [*heard.segments, *(_shifted(s, start) for s in rests[rest.index].segments)]
+            if incomplete(heard.note, merged):
+                log.debug("note %d back to the plain path: speech left without words after decoding on", rest.index)
+                continue
+            transcript = self._accepted(dataclasses.replace(heard, segments=merged), options)
+            if transcript is not None:
+                done[heard.note.index] = transcript
+        return done
+
+    def _accepted(self, heard: _Heard, options: TranscribeOptions) -> Transcript | None:
+        """The note's transcript from its segments (in speech time), or None where the quality pass would
+        drop one of them as invented: a shortcut's result is not trusted with it, the plain path decides."""
+        note = heard.note
+        restored = restore(note, heard.segments, keep_words=options.word_timestamps)
+        code, probability = note.language or (heard.code, heard.probability)
+        transcript = self._transcript(restored, options, code, probability, note.duration_s,
+                                      note.language_reason if note.language else heard.reason)
+        if note.audio is not None and screen(transcript, note.audio, note.speech_mask).dropped:
+            log.debug("note %d back to the plain path: the quality pass drops a segment of its shared decoding",
+                      note.index)
+            return None
+        return transcript
 
     def _singly(self) -> bool:
         measured = _profiles.get(self.engine)
@@ -436,6 +526,12 @@ class WholeBatches:
         self.engine = engine
         self.model_id = engine.model_id
 
+    def call_key(self, duration_s: float) -> tuple[object, ...]:
+        return ()  # the engine pads its inputs as it sees fit
+
+    def may_pack(self, options: TranscribeOptions) -> bool:
+        return False  # each input keeps its own sequence
+
     def transcribe(self, notes: Sequence[Clip], on_result: OnResult) -> None:
         try:
             results: list[Transcript | Exception] = list(
@@ -471,6 +567,11 @@ def _declared_reason(options: TranscribeOptions, multilingual: bool) -> str:
     if multilingual and not options.language and options.expected_languages:
         return "operator_languages"  # the only language CHATSCRIBE_LANGUAGES names
     return reason_of(options, multilingual)
+
+
+def _shifted(segment: Segment, offset_s: float) -> Segment:
+    words = tuple(dataclasses.replace(w, start=w.start + offset_s, end=w.end + offset_s) for w in segment.words)
+    return dataclasses.replace(segment, start=segment.start + offset_s, end=segment.end + offset_s, words=words)
 
 
 def _timed(fn: Any) -> float:

@@ -140,10 +140,11 @@ class DecodingSteps:
         )
 
     def generate(
-        self, encoder_output: Any, tokenizers: Sequence[Any], vocabulary: str | None, *, beam_size: int,
+        self, encoder_output: Any, tokenizers: Sequence[Any], prompts: Sequence[str | None], *, beam_size: int,
         temperature: float, seconds: float | None = None,
     ) -> list[Generated]:
-        """Decode every encoded window in one batched call, with timestamps, as transcribe() decodes one.
+        """Decode every encoded window in one batched call, with timestamps, as transcribe() decodes one;
+        `prompts`: the text each window follows (the vocabulary, and the words before it), or None.
 
         `seconds`: reduced windows of that length, whose tokens are capped at TOKENS_PER_S a second (far
         above speech, about 5): a decoding stuck in a loop stops there instead of at the model's 448, and
@@ -152,7 +153,8 @@ class DecodingSteps:
 
         model = self._model
         prompts = [
-            model.get_prompt(tok, tok.encode(" " + vocabulary.strip()) if vocabulary else []) for tok in tokenizers
+            model.get_prompt(tok, tok.encode(" " + text.strip()) if text else [])
+            for tok, text in zip(tokenizers, prompts, strict=True)
         ]
         sampling = {"sampling_temperature": temperature, "sampling_topk": 0} if temperature > 0 else {}
         longest = model.max_length if seconds is None else min(model.max_length, 32 + round(TOKENS_PER_S * seconds))

@@ -129,15 +129,28 @@ MIN_WORDS_PER_S = 0.7
 
 
 def incomplete(note: Prepared, segments: list[Segment]) -> bool:
-    spans = [(w.start, w.end) for s in segments for w in s.words] or [(s.start, s.end) for s in segments]
-    if not spans:
-        return True
+    spans = _spans(segments)
+    return not spans or note.speech_s - spans[-1][1] > EDGE_S or _holes(spans, segments, note.speech_s)
+
+
+def ended_early(note: Prepared, segments: list[Segment]) -> bool:
+    """Whisper stopped before the note's speech did, with nothing missing before that: transcribe() would
+    decode on from its last timestamp, and so may a reduced window (core/engines/batching.py)."""
+    spans = _spans(segments)
+    return bool(spans) and note.speech_s - spans[-1][1] > EDGE_S and not _holes(spans, segments, spans[-1][1])
+
+
+def _spans(segments: list[Segment]) -> list[tuple[float, float]]:
+    return [(w.start, w.end) for s in segments for w in s.words] or [(s.start, s.end) for s in segments]
+
+
+def _holes(spans: list[tuple[float, float]], segments: list[Segment], heard_s: float) -> bool:
+    """Speech left without words before `heard_s`: at the start, in a pause, or in too few words for it."""
     pauses = [later[0] - earlier[1] for earlier, later in zip(spans, spans[1:], strict=False)]
     # One word smeared over seconds of speech also "covers" the note: count the words too.
     words = sum(len(s.text.split()) for s in segments)
-    sparse = note.speech_s >= 2 and words < MIN_WORDS_PER_S * note.speech_s
-    return (spans[0][0] > EDGE_S or note.speech_s - spans[-1][1] > EDGE_S
-            or any(p > LONGEST_PAUSE_S for p in pauses) or sparse)
+    sparse = heard_s >= 2 and words < MIN_WORDS_PER_S * heard_s
+    return spans[0][0] > EDGE_S or any(p > LONGEST_PAUSE_S for p in pauses) or sparse
 
 
 def split_window(window: Window, segments: list[dict[str, Any]], result: Generated) -> dict[Prepared, list[Segment]]:

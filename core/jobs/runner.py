@@ -19,7 +19,7 @@ import numpy as np
 
 from ..coverage import complete
 from ..engines.base import Engine
-from ..engines.batching import MAX_NOTE_S, Batcher, BatchingMode, Clip, make_batcher
+from ..engines.batching import MAX_NOTE_S, BatchingMode, Clip, make_batcher
 from ..media import SAMPLE_RATE, DecodedAudio, decode_audio
 from ..metrics import Metrics
 from ..options import TranscribeOptions
@@ -167,24 +167,18 @@ class LocalRunner:
         Packing lays several notes into one decoding sequence, so Whisper's decoder reads one note's words
         as context for the next: there the key names the conversation. Batched windows (the GPU path),
         reduced windows (trimmed, the CPU path) and engines batching whole inputs decode each note in its
-        own sequence, with the prompt only its
-        options give (part of the key), so notes of any conversations may share a call. Until the
-        batcher has measured its strategy (on its first batch), packing is assumed."""
+        own sequence, with the prompt only its options give (part of the key), so notes of any
+        conversations may share a call; reduced windows of one length class only (`Batcher.call_key`)."""
         if self.batcher is None or work.duration_s > MAX_NOTE_S or work.unbatched:
             return None
         if wants_speakers(work.options, work.duration_s, self.speakers_auto_min_s):
             return None  # the speaker step needs word times and, for channels, the note's channels: on its own
-        key = work.options.batch_key()
-        if self.pack_across_conversations or not self._may_pack(work):
+        key = (*work.options.batch_key(), *self.batcher.call_key(work.duration_s))
+        if self.pack_across_conversations or not self.batcher.may_pack(work.options):
             return key
         if work.conversation is None:
             return None
         return (*key, work.conversation)
-
-    def _may_pack(self, work: Work) -> bool:
-        if not isinstance(self.batcher, Batcher) or work.options.task != "transcribe":
-            return False  # whole inputs, or translation: each note in its own window (core/engines/batching.py)
-        return self.batcher.known_strategy() not in ("batched", "trimmed")  # each note in its own sequence
 
     def _positions(self, work: Work, notify: Notify) -> Callable[[int], None]:
         def on_position(position: int) -> None:

@@ -455,3 +455,73 @@ def test_reduced_windows_may_mix_conversations_as_no_note_reads_another(tiny_eng
     keys = [runner.batch_key(Work("chat", b"", 4.0, TranscribeOptions(), conversation=c)) for c in ("a:1", "b:2")]
     assert keys[0] is not None
     assert keys[0] == keys[1]
+
+
+async def test_short_notes_share_reduced_windows_with_short_notes_only(
+    tiny_engine: FasterWhisperEngine, notes: list[tuple[str, np.ndarray]], clip: Callable[..., np.ndarray]
+) -> None:
+    """A 4 s note padded to a 25 s note's window would pay for, and wait for, the longer decoding: the
+    scheduler joins notes of one window class only, whatever their conversations."""
+    long = clip("multilingual.mp3", 0.0, 25.0)
+    runner, composed = _runner(tiny_engine, "trimmed")
+    works = [Work("chat-1", to_wav(notes[1][1]), 4.0, TranscribeOptions(), conversation="slack:C1"),
+             Work("chat-2", to_wav(long), 25.0, TranscribeOptions(), conversation="discord:7"),
+             Work("chat-3", to_wav(notes[0][1]), 8.0, TranscribeOptions(), conversation="telegram:5")]
+    comfy, license_, jfk = await _submitted_together(runner, works)
+    assert sorted(sorted(batch) for batch in composed) == [["discord:7"], ["slack:C1", "telegram:5"]], composed
+    assert "folder" in _words(comfy)
+    assert "country" in _words(jfk)
+    assert {"permission", "software"} <= set(_words(license_))
+
+
+def test_in_one_call_the_short_note_is_answered_before_the_long_one_is_decoded(
+    tiny_engine: FasterWhisperEngine, notes: list[tuple[str, np.ndarray]], clip: Callable[..., np.ndarray],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Notes of different window classes that still meet in one call (declared lengths can be wrong) are
+    decoded in a window of their own class each, the short ones first and answered at once."""
+    batcher = Batcher(tiny_engine, strategy="trimmed")
+    options = TranscribeOptions()
+    heard: list[tuple[int, str]] = []
+    with caplog.at_level("DEBUG", logger="chatscribe.core.engines.batching"):
+        results = batcher.transcribe([Clip(clip("multilingual.mp3", 0.0, 25.0), options), Clip(notes[1][1], options)],
+                                     lambda index, result: heard.append((index, caplog.text)))
+    assert [index for index, _ in heard] == [1, 0], "the short note waited for the long one"
+    short_answered_with = heard[0][1]
+    assert "1 notes in 10.0 s windows" in short_answered_with
+    assert "s windows" not in short_answered_with.split("1 notes in 10.0 s windows")[1], \
+        "the long note was decoded before the short one was answered"
+    assert all(isinstance(r, Transcript) and r.model == batcher.model_id for r in results)
+    assert "folder" in _words(results[1])  # type: ignore[arg-type]
+
+
+def test_a_reduced_window_whisper_ends_early_is_decoded_on_from_there(
+    tiny_engine: FasterWhisperEngine, clip: Callable[..., np.ndarray], caplog: pytest.LogCaptureFixture
+) -> None:
+    """tiny.en ends the reduced window of this 12 s stretch at 10 s, two seconds before its speech does: the
+    rest is decoded on from there, as transcribe() seeks on from its last timestamp, instead of the whole
+    note again on the plain path; no word of the first window comes twice."""
+    audio = clip("multilingual_voice.ogg", 14.0, 26.0)
+    batcher = Batcher(tiny_engine, strategy="trimmed")
+    with caplog.at_level("DEBUG", logger="chatscribe.core.engines.batching"):
+        reduced = batcher.transcribe_reduced(audio, TranscribeOptions(), beam_size=tiny_engine.beam_size)
+    assert "decoded on from 10.0 s" in caplog.text
+    assert reduced is not None, "the note went to the plain path"
+    plain = tiny_engine.transcribe_plain(audio, TranscribeOptions())
+    words = _words(reduced)
+    assert {"permission", "notice"} <= set(words) & set(_words(plain)), reduced.text  # the last two seconds
+    assert words.count("copyright") == _words(plain).count("copyright") == 1, f"said again: {reduced.text}"
+    assert reduced.segments[-1].end > 11.0
+
+
+def test_a_rest_failing_whispers_checks_sends_the_whole_note_to_the_plain_path(
+    tiny_engine: FasterWhisperEngine, clip: Callable[..., np.ndarray], caplog: pytest.LogCaptureFixture
+) -> None:
+    """English, then German that the English-only model cannot read: the reduced window stops where the
+    German begins, and the rest, decoded on, fails Whisper's checks."""
+    audio = clip("multilingual_voice.ogg", 35.0, 55.0)
+    batcher = Batcher(tiny_engine, strategy="trimmed")
+    with caplog.at_level("DEBUG", logger="chatscribe.core.engines.batching"):
+        assert batcher.transcribe_reduced(audio, TranscribeOptions(), beam_size=tiny_engine.beam_size) is None
+    assert "decoded on from" in caplog.text
+    assert "back to the plain path: compression ratio" in caplog.text
