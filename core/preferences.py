@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .private import private_db
@@ -40,19 +42,43 @@ class Preferences:
 
     def set(self, platform: str, chat_id: str, key: str, value: str | None) -> None:
         """Store a value; None removes it (back to the default). StorageUnavailable when it cannot be saved."""
+        with self._saving():
+            self._store(platform, chat_id, key, value)
+
+    def update(self, platform: str, chat_id: str, key: str, change: Callable[[str | None], str | None]) -> None:
+        """Read a value, change it and store the result in one transaction, so that two notes of a chat
+        finishing at once (or two processes sharing the data dir) cannot lose each other's change."""
+        with self._saving():
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute("SELECT value FROM preferences WHERE platform=? AND chat_id=? AND key=?",
+                                       (platform, chat_id, key)).fetchone()
+                stored = None if row is None else str(row[0])
+                value = change(stored)
+                if value != stored:
+                    self._store(platform, chat_id, key, value)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    @contextmanager
+    def _saving(self) -> Iterator[None]:
         with self._lock:
             try:
-                if value is None:
-                    self._db.execute("DELETE FROM preferences WHERE platform=? AND chat_id=? AND key=?",
-                                     (platform, chat_id, key))
-                else:
-                    self._db.execute("INSERT OR REPLACE INTO preferences VALUES (?, ?, ?, ?)",
-                                     (platform, chat_id, key, value))
+                yield
             except sqlite3.OperationalError as exc:
                 refusal = storage_error(exc, what="save settings")
                 if refusal is None:
                     raise
                 raise refusal from exc
+
+    def _store(self, platform: str, chat_id: str, key: str, value: str | None) -> None:
+        if value is None:
+            self._db.execute("DELETE FROM preferences WHERE platform=? AND chat_id=? AND key=?",
+                             (platform, chat_id, key))
+        else:
+            self._db.execute("INSERT OR REPLACE INTO preferences VALUES (?, ?, ?, ?)", (platform, chat_id, key, value))
 
     def settings(self, platform: str, *scopes: str) -> ConversationSettings:
         """The settings in force where `scopes` meet, broadest first (a server, then its channel)."""

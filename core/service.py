@@ -398,13 +398,8 @@ class TranscriptionService:
                 or not is_confident(transcript.language_probability)):
             return
         try:
-            stored = await asyncio.to_thread(self.preferences.get, request.platform, request.chat_id,
-                                             RECENT_LANGUAGES)
-            recent = _codes(stored)
-            updated = remembered(recent, language)
-            if updated != recent:
-                await asyncio.to_thread(self.preferences.set, request.platform, request.chat_id, RECENT_LANGUAGES,
-                                        ",".join(updated))
+            await asyncio.to_thread(self.preferences.update, request.platform, request.chat_id, RECENT_LANGUAGES,
+                                    lambda stored: ",".join(remembered(_codes(stored), language)))
         except StorageUnavailable as exc:
             log.debug("the conversation's recent language was not kept: %s", exc)
 

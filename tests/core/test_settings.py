@@ -97,3 +97,26 @@ def test_confirmations_say_what_changed() -> None:
     assert parse_setting("translate", "on").confirmation == "Translation to English: on."
     assert parse_setting("vocab", "").confirmation == "Vocabulary cleared."
     assert isinstance(SettingRefused("x"), ChatscribeError)
+
+
+def test_changes_made_at_once_from_many_threads_and_two_processes_are_all_kept(tmp_path: Path) -> None:
+    """A conversation's recent languages are read, changed and written back as each note finishes: notes
+    finishing at once, in threads or in processes sharing the data dir, must not lose each other's change."""
+    import threading
+
+    path = tmp_path / "prefs.sqlite3"
+    handles = [Preferences(path), Preferences(path)]  # two connections: as two processes would have
+
+    def add(handle: Preferences, token: str) -> None:
+        handle.update("telegram", "42", "seen", lambda stored: ",".join(filter(None, (stored, token))))
+
+    threads = [threading.Thread(target=lambda n=n: [add(handles[n % 2], f"{n}-{i}") for i in range(25)])
+               for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seen = (handles[0].get("telegram", "42", "seen") or "").split(",")
+    assert sorted(seen) == sorted(f"{n}-{i}" for n in range(8) for i in range(25))
+    for handle in handles:
+        handle.close()
