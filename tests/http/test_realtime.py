@@ -224,6 +224,25 @@ async def test_idle_long_and_broken_sessions_are_closed_cleanly(strict_server: R
         assert other_site.value.status == 403
 
 
+async def test_a_session_open_when_the_server_shuts_down_is_told_so_and_closed(
+    make_settings: Callable[..., Settings], tiny_engine: FasterWhisperEngine
+) -> None:
+    """A deploy or a restart: the client hears why (to connect again) and gets 1001 Going Away, not a dropped
+    connection."""
+    async with running_server(make_settings(), tiny_engine) as running:
+        url = running.url.replace("http", "ws") + "/v1/realtime?intent=transcription"
+        async with aiohttp.ClientSession() as http, http.ws_connect(
+                url, headers={"Authorization": f"Bearer {API_KEY}"}) as ws:
+            created = json.loads((await ws.receive(timeout=30)).data)
+            assert created["type"] == "session.created"
+            await running.service.aclose(grace_s=0)
+            events = await _until_closed(ws)
+    assert [e["type"] for e in events] == ["error"]
+    assert events[0]["error"]["code"] == "shutting_down"
+    assert "connect again" in events[0]["error"]["message"]
+    assert ws.close_code == 1001
+
+
 async def test_16_khz_without_vad_transcribes_what_the_client_commits(server: Running, audio_dir: Path) -> None:
     async with connect(server) as connection:
         await connection.session.update(session={"type": "transcription", "audio": {"input": {
