@@ -49,7 +49,8 @@ class Voices:
 
     @property
     def count(self) -> int:
-        return len(self.centroids)
+        """How many voices: the centroids' rows, or the turns' speakers from a finder that gives no vectors."""
+        return len(self.centroids) or len({t.speaker for t in self.turns})
 
 
 def speech_spans(samples: np.ndarray) -> list[tuple[int, int]]:

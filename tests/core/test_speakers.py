@@ -253,3 +253,29 @@ async def test_a_failing_speaker_step_still_answers_the_whole_transcript_with_th
     assert transcript.speakers == ()
     assert "fellow americans" in normalize(transcript.text)
     assert runner.metrics.speaker_steps.labels("failed")._value.get() == 1
+
+
+async def test_a_diarizer_giving_turns_without_voice_vectors_still_labels_and_names_the_speakers(
+    tiny_engine: FasterWhisperEngine, two_voices: tuple[bytes, list[tuple[float, float, str]], bytes],
+) -> None:
+    """The VoiceFinder seam (a deployment's pyannote) may give turns only: the voices are counted from the
+    turns, and known speakers are matched with the bundled encoder's vector of each voice's turns."""
+    from chatscribe.core.speakers.voices import Turn
+
+    data, turns, jfk_clip = two_voices
+    order = {"english": 0, "jfk": 1}
+
+    def turns_only(samples: np.ndarray, least: int, most: int | None) -> Voices:
+        return Voices(tuple(Turn(start, end, order[who]) for start, end, who in turns), np.zeros((0, 256), np.float32))
+
+    runner = LocalRunner(tiny_engine, slots=1, max_duration_s=HOUR, metrics=Metrics(), batching="off",
+                         voice_finder=turns_only)
+    labelled = await _run(runner, data, TranscribeOptions(speakers="on", word_timestamps=True))
+    assert len(labelled.speakers) == 2, labelled.speakers
+    assert _share_right(labelled, turns) >= 0.95
+    kennedy = (KnownSpeaker("Kennedy", jfk_clip),)
+    named = await _run(runner, data, TranscribeOptions(speakers="on", known_speakers=kennedy))
+    assert "Kennedy" in named.speakers
+    jfk_words = normalize(" ".join(s.text for s in named.segments if s.speaker == "Kennedy"))
+    assert "fellow americans" in jfk_words
+    assert "permission" not in jfk_words
