@@ -62,6 +62,20 @@ async def test_without_drafts_in_the_bot_api_a_private_chat_gets_a_status_messag
         "Transcribing… 10%\n\nask not", "Transcribing… 10%\n\nwhat your country"]
 
 
+async def test_a_draft_refused_in_one_chat_makes_its_status_a_message_and_keeps_drafts_elsewhere(
+    fake: FakeTelegram, bot: TelegramBot,
+) -> None:
+    """A 400 for one chat (say, a privacy setting) is that chat's answer, not the Bot API's: the next private
+    chat still gets its live status as a draft."""
+    fake.fail_next("sendMessageDraft", 400, retry_after=None, description="Bad Request: draft refused in this chat")
+    first, second = _job("p1", PRIVATE), _job("p2", PRIVATE + 1)
+    await bot.delivery.progress(first, _live(0.1, "ask not"))
+    await bot.delivery.progress(second, _live(0.1, "what your country"))
+    assert [c.params["chat_id"] for c in fake.calls_to("sendMessageDraft")] == [PRIVATE, PRIVATE + 1]
+    assert [(c.params["chat_id"], c.params["text"]) for c in fake.calls_to("sendMessage")] == [
+        (PRIVATE, "Transcribing… 10%\n\nask not")], "the refused chat's status is a message, the other's a draft"
+
+
 async def test_a_long_voice_note_in_a_private_chat_streams_its_words_as_drafts_then_the_answer(
     fake: FakeTelegram, service: TranscriptionService, bot: TelegramBot, audio: Callable[[str], bytes],
 ) -> None:
