@@ -8,7 +8,7 @@ PYTHON="${PYTHON:-.venv/bin/python}"
 
 BENCHMARKS=(
     "bench.bench_core"      # service vs plain faster-whisper, base int8 (~6–7 min on 2 cores)
-    "bench.bench_burst --unbatched"  # 40-note burst, fair scheduler vs FIFO, tiny.en (~4–5 min on 2 cores)
+    "bench.bench_burst --unbatched --rounds 3"  # 40-note burst, fair scheduler vs FIFO, tiny.en (~8 min on 2 cores)
     "bench.bench_batching"  # short-note burst, batching vs plain faster-whisper, base (needs espeak-ng)
     "bench.bench_soak --notes 2000"  # notes through submit() again and again: memory, fds, files (long: ~30 min)
     "bench.bench_scaleout"  # one process vs `chatscribe worker` processes (needs redis-server)
