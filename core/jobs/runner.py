@@ -302,15 +302,18 @@ class LocalRunner:
         every answer goes out as soon as it is ready."""
         assert self.batcher is not None
         readable: list[tuple[_LocalJob, DecodedAudio]] = []
+        masks: list[np.ndarray] = []  # one VAD pass a note, for the batcher's guard and the checks
         for pending in batch:
             try:
                 if pending.work.on_start is not None:
                     pending.work.on_start()
-                readable.append((pending, decode_audio(pending.work.data, max_duration_s=self.max_duration_s)))
-            except Exception as exc:
+                audio = decode_audio(pending.work.data, max_duration_s=self.max_duration_s)
+                mask = speech_mask(audio.samples)
+            except Exception as exc:  # this note's answer: the others go on
                 loop.call_soon_threadsafe(_settle, pending, exc)
-
-        masks = [speech_mask(audio.samples) for _, audio in readable]  # one VAD pass a note: batcher and checks
+                continue
+            readable.append((pending, audio))
+            masks.append(mask)
 
         def on_result(index: int, raw: Transcript | Exception) -> None:
             pending, audio = readable[index]
