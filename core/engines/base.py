@@ -69,6 +69,16 @@ class WindowBatchingEngine(Engine, Protocol):
     """An engine with batching == "windows"."""
 
     steps: DecodingSteps
+    beam_size: int
+    """The beam a note decoded on its own gets (reduced windows keep it)."""
+
+    def transcribe_plain(
+        self, audio: np.ndarray, options: TranscribeOptions, progress: Progress | None = None,
+        on_segment: SegmentSink | None = None,
+    ) -> Transcript:
+        """Whisper's own path (whole 30 s windows, the temperature fallback), without any shortcut: where a
+        shortcut's doubtful result goes."""
+        ...
 
 
 class InputBatchingEngine(Engine, Protocol):

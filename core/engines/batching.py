@@ -157,7 +157,7 @@ class Batcher:
         self.strategy = strategy
         self.beam_size = beam_size
         self.gap_s = gap_s
-        self.reduced_beam_size = int(getattr(engine, "beam_size", 5))
+        self.reduced_beam_size = engine.beam_size
         self.model_id = f"{engine.model_id}:batch-beam{beam_size}"
         """Batched notes may decode with another beam than lone ones: part of every cache key."""
 
@@ -165,7 +165,7 @@ class Batcher:
 
     def known_strategy(self) -> Strategy | None:
         """The strategy when it is set or already measured, else None; never measures (the event loop asks)."""
-        if self.strategy in ("packed", "batched", "trimmed"):
+        if self.strategy != "auto" and self.strategy != "off":
             return self.strategy
         measured = _profiles.get(self.engine)
         return None if measured is None else measured.strategy
@@ -183,8 +183,8 @@ class Batcher:
     def profile(self) -> Profile:
         """Measured once per engine, on the first batch: does a batch of windows cost less per window, or
         does a reduced window cost less than a whole one?"""
-        strategy = self.strategy
-        if strategy == "packed" or strategy == "batched" or strategy == "trimmed":
+        strategy = self.known_strategy()
+        if strategy is not None and self.strategy != "auto":
             return Profile(strategy, f"set to {strategy}")
         with _profile_lock:
             if self.engine not in _profiles:
@@ -253,10 +253,7 @@ class Batcher:
                 done(index, self._on_its_own(note))
         return [answered[i] for i in range(len(notes))]
 
-    def _group(
-        self, notes: list[Clip], indices: list[int], answer: OnResult, *, strategy: Strategy | None = None,
-        beam_size: int | None = None,
-    ) -> None:
+    def _group(self, notes: list[Clip], indices: list[int], answer: OnResult) -> None:
         """Notes sharing options, each answered as soon as its call is done; the ones left unanswered are
         transcribed alone."""
         options = notes[0].options
@@ -273,12 +270,12 @@ class Batcher:
             speech = speech_only(note.audio, chunks)
             prepared.append(Prepared(index, speech, duration, chunks, audio=note.audio, speech_mask=note.speech_mask))
         language = declared_language(options, self.engine.multilingual)
-        profile = self.profile() if strategy is None else Profile(strategy, "a lone short note")
+        profile = self.profile()
         log.debug("%d note(s): %s (%s)", len(notes), profile.strategy, profile.reason)
         if profile.strategy == "trimmed":
             # Each note in its own sequence, decoded with the engine's beam: greedy decoding of reduced
             # windows lost words on the shared audio where beam 5 did not (bench/bench_batching.py).
-            self._reduced(prepared, options, language, beam_size or self.reduced_beam_size, answer)
+            self._reduced(prepared, options, language, self.reduced_beam_size, answer)
             return
         if profile.strategy == "batched" or options.task != "transcribe":
             self._rounds(prepared, options, language, answer, packing=False)
@@ -332,7 +329,7 @@ class Batcher:
             for index, transcript in answered.items():
                 answer(index, transcript)
 
-    def transcribe_reduced(self, audio: np.ndarray, options: TranscribeOptions, *, beam_size: int) -> Transcript | None:
+    def transcribe_reduced(self, audio: np.ndarray, options: TranscribeOptions) -> Transcript | None:
         """One note through a reduced encoder window, guarded as in a batch; None where the device does not
         gain from it (measured), the note is too long, or its result fails a guard: the caller then takes
         the plain path. The engine's lone-note shortcut, open to any caller (e.g. a realtime utterance)."""
@@ -341,7 +338,7 @@ class Batcher:
         if options.task == "translate" and not self.engine.multilingual:
             return None  # the plain path says why with its sentence
         answered: dict[int, Transcript | Exception] = {}
-        self._group([Clip(audio, options)], [0], answered.__setitem__, strategy="trimmed", beam_size=beam_size)
+        self._group([Clip(audio, options)], [0], answered.__setitem__)
         result = answered.get(0)
         return result if isinstance(result, Transcript) else None
 
@@ -505,9 +502,8 @@ class Batcher:
 
     def _on_its_own(self, note: Clip) -> Transcript | Exception:
         # The plain path itself: not the engine's lone-note shortcut, which the note may just have failed.
-        transcribe = getattr(self.engine, "transcribe_plain", self.engine.transcribe)
         try:
-            return transcribe(note.audio, note.options)
+            return self.engine.transcribe_plain(note.audio, note.options)
         except Exception as exc:
             return exc
 

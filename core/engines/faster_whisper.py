@@ -86,7 +86,7 @@ class FasterWhisperEngine:
         on_segment: SegmentSink | None = None,
     ) -> Transcript:
         if self.reduced_window:
-            shortcut = self._lone_batcher().transcribe_reduced(audio, options, beam_size=self.beam_size)
+            shortcut = self._lone_batcher().transcribe_reduced(audio, options)
             if shortcut is not None:
                 for segment in shortcut.segments:  # decoded in one go: every segment at the end
                     if on_segment:

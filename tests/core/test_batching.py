@@ -398,7 +398,7 @@ def test_a_lone_short_note_through_a_reduced_window_keeps_its_words_and_times(
     batcher = Batcher(tiny_engine, strategy="trimmed")
     options = TranscribeOptions(word_timestamps=True)
     for index, (source, audio) in enumerate(notes[:5]):
-        reduced = batcher.transcribe_reduced(audio, options, beam_size=tiny_engine.beam_size)
+        reduced = batcher.transcribe_reduced(audio, options)
         plain = tiny_engine.transcribe_plain(audio, options)
         assert reduced is not None, f"note {index}: the shortcut sent it back to the plain path"
         own = SOURCES[source] & set(_words(plain))
@@ -407,7 +407,7 @@ def test_a_lone_short_note_through_a_reduced_window_keeps_its_words_and_times(
         assert not foreign & set(_words(reduced)), f"note {index}: {reduced.text}"
         for mine_edge, plain_edge in zip(_edges(reduced), _edges(plain), strict=True):
             assert abs(mine_edge - plain_edge) <= TIMESTAMP_TOLERANCE_S, f"note {index}"
-    silence = batcher.transcribe_reduced(notes[5][1], options, beam_size=tiny_engine.beam_size)
+    silence = batcher.transcribe_reduced(notes[5][1], options)
     assert silence is not None
     assert not silence.segments, "words where nobody speaks"
 
@@ -428,7 +428,7 @@ def test_a_reduced_window_whose_result_fails_whispers_checks_goes_back_to_the_pl
     hotwords, jfk = notes[1][1], notes[0][1]
     options = TranscribeOptions()
     with caplog.at_level("DEBUG", logger="chatscribe.core.engines.batching"):
-        assert batcher.transcribe_reduced(hotwords, options, beam_size=tiny_engine.beam_size) is None
+        assert batcher.transcribe_reduced(hotwords, options) is None
     assert "back to the plain path: compression ratio" in caplog.text
     plain = tiny_engine.transcribe_plain(hotwords, options)
     assert "folder" in _words(plain)
@@ -504,7 +504,7 @@ def test_a_reduced_window_whisper_ends_early_is_decoded_on_from_there(
     audio = clip("multilingual_voice.ogg", 14.0, 26.0)
     batcher = Batcher(tiny_engine, strategy="trimmed")
     with caplog.at_level("DEBUG", logger="chatscribe.core.engines.batching"):
-        reduced = batcher.transcribe_reduced(audio, TranscribeOptions(), beam_size=tiny_engine.beam_size)
+        reduced = batcher.transcribe_reduced(audio, TranscribeOptions())
     assert "decoded on from 10.0 s" in caplog.text
     assert reduced is not None, "the note went to the plain path"
     plain = tiny_engine.transcribe_plain(audio, TranscribeOptions())
@@ -522,6 +522,6 @@ def test_a_rest_failing_whispers_checks_sends_the_whole_note_to_the_plain_path(
     audio = clip("multilingual_voice.ogg", 35.0, 55.0)
     batcher = Batcher(tiny_engine, strategy="trimmed")
     with caplog.at_level("DEBUG", logger="chatscribe.core.engines.batching"):
-        assert batcher.transcribe_reduced(audio, TranscribeOptions(), beam_size=tiny_engine.beam_size) is None
+        assert batcher.transcribe_reduced(audio, TranscribeOptions()) is None
     assert "decoded on from" in caplog.text
     assert "back to the plain path: compression ratio" in caplog.text
