@@ -298,13 +298,18 @@ async def _main(args: argparse.Namespace) -> str:
         alone = (_median_run(runs["alone"]) if runs["alone"] else _median_run(runs["plain"])).texts
         packed = [run for key in ("auto", "en") for run in runs[key]]
         contaminated = [(contamination(clips, run, alone), len(run.mates)) for run in packed]
-        return _render(args, info, clips, {k: _median_run(v) for k, v in runs.items() if v}, reason, contaminated)
+        # Only round 0 is profiled: its profile is shown with its own wall time, whichever round is the median.
+        profiled = {key: sides[0] for key, sides in runs.items() if key != "plain" and sides}
+        return _render(args, info, clips, {k: _median_run(v) for k, v in runs.items() if v}, reason, contaminated,
+                       profiled)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def _render(args: argparse.Namespace, info: dict[str, str], clips: list[Clip], runs: dict[str, Run],
-            reason: str, contaminated: list[tuple[list[tuple[str, str]], int]]) -> str:
+            reason: str, contaminated: list[tuple[list[tuple[str, str]], int]],
+            profiled: dict[str, Run]) -> str:
+    """`runs`: each side's median round; `profiled`: each chatscribe side's first round, the one profiled."""
     audio_s = sum(c.duration_s for c in clips)
     plain = runs["plain"]
     rows = []
@@ -335,9 +340,9 @@ def _render(args: argparse.Namespace, info: dict[str, str], clips: list[Clip], r
                    + "".join(f" ({n}: {w})" for n, w in found), mark(not found)])
     profiles = []
     for key in ("auto", "en", "alone"):
-        if key in runs and runs[key].profile:
-            profiles += [f"**{runs[key].label}** (first round, {runs[key].wall_s:.1f} s):",
-                         table(["step", "calls", "time", "share"], runs[key].profile)]
+        if key in profiled and profiled[key].profile:
+            profiles += [f"**{profiled[key].label}** (first round, {profiled[key].wall_s:.1f} s):",
+                         table(["step", "calls", "time", "share"], profiled[key].profile)]
     lengths = sorted(c.duration_s for c in clips)
     cut = sum(not c.name.startswith("tts") for c in clips)
     return "\n\n".join([
