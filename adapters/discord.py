@@ -236,7 +236,7 @@ def render_answer(
     notes = [sentences.TRUNCATED] if outcome.truncated else []
     notes += [sentences.DOUBTFUL] if outcome.flagged else []
     notes += [gaps] if gaps else []
-    notes += [Sentence(outcome.speaker_note)] if outcome.speaker_note else []  # a fixed sentence, read back as text
+    notes += [outcome.speaker_note] if outcome.speaker_note else []
     body += "".join(f"\n\n*({escape_markdown(localize(note, locale))})*" for note in notes)
     parts = split_text(body, MESSAGE_LIMIT, characters)
     if len(parts) <= max_parts:

@@ -368,7 +368,7 @@ def render_transcript(transcript: Transcript, *, file_name: str | None, max_part
     gap = gap_note(transcript)
     gaps = localize(gap, locale) if gap else None
     missing: tuple[SlackMessage, ...] = (SlackMessage((escape(gaps),)),) if gaps else ()
-    missing += ((SlackMessage((escape(localize(Sentence(transcript.speaker_note), locale)),)),)
+    missing += ((SlackMessage((escape(localize(transcript.speaker_note, locale)),)),)
                 if transcript.speaker_note else ())
     if not transcript.has_speech:
         return (SlackMessage((escape(gaps or localize(NO_SPEECH, locale)),),

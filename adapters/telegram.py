@@ -196,8 +196,7 @@ def render_transcript(transcript: Transcript, chat: ConversationSettings, *, max
         return [OutgoingText(gaps or localize(sentences.NO_SPEECH, locale))]
     notes = [OutgoingText(localize(sentences.TRUNCATED, locale))] if transcript.truncated else []
     notes += [OutgoingText(gaps)] if gaps else []
-    # A fixed sentence, but read back from the cache as plain text: looked up by its English.
-    notes += [OutgoingText(localize(Sentence(transcript.speaker_note), locale))] if transcript.speaker_note else []
+    notes += [OutgoingText(localize(transcript.speaker_note, locale))] if transcript.speaker_note else []
     doubtful = localize(sentences.DOUBTFUL, locale) if transcript.flagged else None
     text = render(transcript, "txt", timestamps=chat.timestamps)
     parts = split_text(text, MESSAGE_LIMIT, utf16_units)

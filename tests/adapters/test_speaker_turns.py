@@ -5,10 +5,13 @@ sentence saying speakers could not be told apart comes with the answer."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
 from chatscribe.adapters import discord, slack, telegram
+from chatscribe.core import sentences
+from chatscribe.core.codecs import dumps_outcome, loads_transcript
 from chatscribe.core.settings import ConversationSettings
 from chatscribe.core.transcript import Segment, Transcript
 
@@ -22,6 +25,8 @@ CALL = Transcript(
     language="en", language_probability=1.0, duration_s=7.0, model="tiny.en", speakers=("A", "B"),
 )
 NOTE = "Speakers could not be told apart in this recording, so the transcript has no speaker labels."
+NOTE_DE = ("Die Sprecher ließen sich in dieser Aufnahme nicht unterscheiden, daher hat das Transkript keine "
+           "Sprecherkennzeichnung.")  # core/locale/de
 
 
 def _one_speaker(transcript: Transcript) -> Transcript:
@@ -34,15 +39,15 @@ def _unlabelled(transcript: Transcript) -> Transcript:
         dataclasses.replace(s, speaker=None) for s in transcript.segments))
 
 
-def _sent(platform: str, transcript: Transcript, *, max_parts: int = 3) -> list[str]:
+def _sent(platform: str, transcript: Transcript, *, max_parts: int = 3, locale: str | None = None) -> list[str]:
     """What each platform sends, as sent (its markup included), messages and attached files in order."""
     if platform == "telegram":
-        parts = telegram.render_transcript(transcript, ConversationSettings(), max_parts=max_parts)
+        parts = telegram.render_transcript(transcript, ConversationSettings(), max_parts=max_parts, locale=locale)
         return [p.text if isinstance(p, telegram.OutgoingText) else p.data.decode() for p in parts]
     if platform == "discord":
-        replies = discord.render_answer(transcript, max_parts=max_parts)
+        replies = discord.render_answer(transcript, max_parts=max_parts, locale=locale)
         return [text for r in replies for text in (r.content, r.file.data.decode() if r.file else "") if text]
-    answer = slack.render_transcript(transcript, file_name="call.m4a", max_parts=max_parts)
+    answer = slack.render_transcript(transcript, file_name="call.m4a", max_parts=max_parts, locale=locale)
     return ["\n".join(p.sections) if isinstance(p, slack.SlackMessage) else p.content for p in answer]
 
 
@@ -106,3 +111,18 @@ def test_the_answer_says_when_speakers_could_not_be_told_apart(platform: str) ->
 
     assert any(NOTE in part.replace("\\", "") for part in sent), sent
     assert "Did you see" in sent[0]
+
+
+@pytest.mark.parametrize("written", ["now", "before the sentence was kept"])
+@pytest.mark.parametrize("platform", ["telegram", "discord", "slack"])
+def test_the_note_read_back_from_the_cache_is_said_in_the_readers_language(platform: str, written: str) -> None:
+    stored = dumps_outcome(dataclasses.replace(_unlabelled(CALL), speaker_note=sentences.SPEAKERS_NOT_TOLD_APART))
+    if written != "now":  # an older row: the note's English text alone
+        older = json.loads(stored)
+        del older["speaker_note_sentence"]
+        stored = json.dumps(older)
+
+    sent = _sent(platform, loads_transcript(stored), locale="de")
+
+    assert any(NOTE_DE in part.replace("\\", "") for part in sent), sent
+    assert not any(NOTE in part.replace("\\", "") for part in sent)
