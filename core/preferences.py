@@ -47,7 +47,11 @@ class Preferences:
 
     def update(self, platform: str, chat_id: str, key: str, change: Callable[[str | None], str | None]) -> None:
         """Read a value, change it and store the result in one transaction, so that two notes of a chat
-        finishing at once (or two processes sharing the data dir) cannot lose each other's change."""
+        finishing at once (or two processes sharing the data dir) cannot lose each other's change.
+
+        COMMIT is inside the try: whatever fails, the connection leaves the transaction, so the next
+        set() or update() on it works. SQLite has already rolled back by itself when COMMIT fails for a
+        full disk or an I/O error, so the ROLLBACK is only run while a transaction is still open."""
         with self._saving():
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -57,10 +61,11 @@ class Preferences:
                 value = change(stored)
                 if value != stored:
                     self._store(platform, chat_id, key, value)
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     @contextmanager
     def _saving(self) -> Iterator[None]:

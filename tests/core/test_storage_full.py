@@ -14,6 +14,7 @@ import pytest
 from chatscribe.core.config import Settings
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.errors import DataDirUnavailable, StorageUnavailable
+from chatscribe.core.preferences import Preferences
 from chatscribe.core.service import TranscriptionService
 from chatscribe.core.transcript import Transcript
 from tests.fakes.collector import Collector
@@ -123,3 +124,34 @@ def test_a_read_only_data_dir_at_start_is_one_sentence_naming_it(settings: Setti
         TranscriptionService(settings=settings.model_copy(update={"data_dir": small_disk.path / "chatscribe"}))
     assert refused.value.user_message.startswith(
         f"The data dir {small_disk.path / 'chatscribe'} cannot be used (Read-only file system)")
+
+
+def test_a_full_disk_at_commit_refuses_a_settings_update_with_a_sentence_and_the_same_store_works_once_space_returns(
+    small_disk: SmallDisk
+) -> None:
+    """In WAL mode a change is written to disk at COMMIT, so a full disk shows there. SQLite has then
+    rolled the transaction back by itself: update() must give the settings sentence (not "cannot
+    rollback - no transaction is active"), and the same Preferences must save again once space returns."""
+    path = small_disk.path / "preferences.sqlite3"
+    preferences = Preferences(path)
+    try:
+        preferences.set("fake", "A", "format", "txt")
+        small_disk.fill()
+
+        with pytest.raises(StorageUnavailable) as refused:
+            preferences.update("fake", "A", "format", lambda stored: "srt")
+        assert refused.value.user_message == (
+            "I can't save settings right now: my storage is full. Please try again later.")
+        assert preferences.get_all("fake", "A") == {"format": "txt"}
+
+        small_disk.free()
+        preferences.set("fake", "A", "language", "de")
+        preferences.update("fake", "A", "format", lambda stored: "srt")
+        assert preferences.get_all("fake", "A") == {"format": "srt", "language": "de"}
+    finally:
+        preferences.close()
+    reopened = Preferences(path)  # committed, not left in a transaction of the first connection
+    try:
+        assert reopened.get_all("fake", "A") == {"format": "srt", "language": "de"}
+    finally:
+        reopened.close()
