@@ -20,13 +20,14 @@ the same way: with hints they must never be worse than detection alone. A few cl
 `engine.transcribe()` end to end, so the language the transcript reports is the one the choice made.
 Target: at least 95 % of short clips right with the conversation's hints.
 
-    python -m bench.bench_language [--no-write] [--sweep]
+    python -m bench.bench_language [--no-write] [--sweep] [--scores FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import tempfile
 import time
@@ -36,7 +37,17 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.report import AUDIO_DIR, MODELS_DIR, format_machine, machine_info, mark, table, write_section
+from bench.report import (
+    AUDIO_DIR,
+    MODELS_DIR,
+    format_machine,
+    machine_info,
+    mark,
+    require_audio,
+    table,
+    write_section,
+)
+from chatscribe.core.engines.decoding_steps import speech_only
 from chatscribe.core.engines.faster_whisper import FasterWhisperEngine
 from chatscribe.core.engines.models import resolve_model
 from chatscribe.core.language_choice import CONFIDENT, SHORT_CLIP_S, WEIGHTS, choose, hints_for
@@ -77,6 +88,8 @@ PHRASES: dict[str, tuple[str, ...]] = {
 """espeak-ng voice -> short chat phrases (the language is the voice's, "en-us" -> "en")."""
 VOICE_LANGUAGE = {"en-us": "en"}
 SENDER = "sender's language"
+SECTION = "Language of short clips: detection alone vs with the conversation's hints (`base`, CPU)"
+"""The section's title and its name in docs/benchmarks.md (the marker the section is replaced by)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +191,10 @@ def main() -> None:
     parser.add_argument("--scores", type=Path, help="keep the measured probabilities in this JSON file and "
                         "reuse them when it exists (to try other settings without measuring again)")
     args = parser.parse_args()
+    require_audio()
+    if shutil.which("espeak-ng") is None:
+        raise SystemExit("espeak-ng is needed to synthesise the clips: apt-get install -y espeak-ng")
+    info = machine_info()  # the load average at the start, before the measuring adds its own
     started = time.perf_counter()
     engine = FasterWhisperEngine(resolve_model("base", MODELS_DIR), device="cpu", workers=1)
     with tempfile.TemporaryDirectory() as folder:
@@ -189,7 +206,8 @@ def main() -> None:
         whole, packed, long_scores = json.loads(args.scores.read_text())
     else:
         whole = [engine.language_scores(c.audio) for c in short]
-        packed = [engine.steps.clip_language_scores([_speech(engine, c.audio)])[0] for c in short]
+        packed = [engine.steps.clip_language_scores([speech_only(c.audio, engine.steps.speech_chunks(c.audio))])[0]
+                  for c in short]
         long_scores = [engine.language_scores(c.audio) for c in long]
         if args.scores:
             args.scores.write_text(json.dumps([whole, packed, long_scores]))
@@ -210,10 +228,10 @@ def main() -> None:
                                       for n in long_results if n != "misleading recent notes")
     durations = [c.duration_s for c in short]
     lines = [
-        f"Measured {time.strftime('%Y-%m-%d')}: {format_machine(machine_info())}",
+        f"## {SECTION}",
         "",
-        f"{elapsed:.0f} s in all, {detect_s:.0f} s of them language detection (the load average above says how "
-        "busy the CPU was with other work).",
+        f"{elapsed:.0f} s in all, {detect_s:.0f} s of them language detection (the load average under Machine "
+        "says how busy the CPU was with other work when it started).",
         "",
         f"{len(short)} short clips ({min(durations):.1f}–{max(durations):.1f} s, median "
         f"{float(np.median(durations)):.1f} s): {sum(c.source == 'real' for c in short)} cut at pauses from the "
@@ -250,17 +268,15 @@ def main() -> None:
         f"({_pct(results['engine']['misleading recent notes'])} right instead of "
         f"{_pct(results['engine']['detection alone'])}), until a confidently detected note of the new language "
         "joins the chat's recent languages.",
+        "",
+        "### Machine",
+        "",
+        format_machine(info),
     ]
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        write_section("Language of short clips: detection alone vs with the conversation's hints (`base`, CPU)",
-                      text)
-
-
-def _speech(engine: FasterWhisperEngine, audio: np.ndarray) -> np.ndarray:
-    chunks = engine.steps.speech_chunks(audio)
-    return np.concatenate([audio[c["start"] : c["end"]] for c in chunks]) if chunks else audio
+        write_section(SECTION, text)
 
 
 def _end_to_end(engine: FasterWhisperEngine, short: list[Clip], scores: list[list[tuple[str, float]]],
