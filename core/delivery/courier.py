@@ -180,9 +180,7 @@ class Courier(Generic[P]):
 
     def accepted(self, job: Job) -> None:
         """Show at once that the job was taken (the typing indicator), before any status message."""
-        task = asyncio.ensure_future(self._typing(job, self._of(job)))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._in_background(self._typing(job, self._of(job)))
 
     async def progress(self, job: Job, update: ProgressUpdate) -> None:
         if self.stopped:
