@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import BodyPartReader, web
 
-from chatscribe.core import MAX_KNOWN_SPEAKERS, Fetch, MediaTooLarge
+from chatscribe.core import MAX_KNOWN_SPEAKERS, Fetch, MediaTooLarge, sentences
 
 from .http_state import FORM_OVERHEAD_BYTES
 from .openai_errors import ApiError
@@ -97,7 +97,7 @@ async def _read_known(part: BodyPartReader, name: str, known: dict[str, list[str
     kind, limit = ("names", FIELD_LIMIT_BYTES) if name in KNOWN_NAMES else ("references", REFERENCE_LIMIT_BYTES)
     param = f"known_speaker_{kind}"
     if len(known[kind]) >= MAX_KNOWN_SPEAKERS:  # (OpenAI takes 4) refused before the next is read
-        raise ApiError(400, f"At most {MAX_KNOWN_SPEAKERS} known speakers can be given.", param=param)
+        raise ApiError(400, str(sentences.known_speakers_refused(MAX_KNOWN_SPEAKERS)), param=param)
     too_large = ApiError(400, f"A known speaker's reference may be at most {REFERENCE_LIMIT_BYTES // 1_000_000} MB "
                          "as a data URL: send a 2–10 s clip, compressed (e.g. Opus or MP3) or as 16 kHz mono WAV.",
                          param=param) if kind == "references" else _field_too_large(name)

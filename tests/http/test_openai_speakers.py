@@ -15,8 +15,10 @@ import openai
 import pytest
 from openai.types.audio import TranscriptionDiarized, TranscriptionTextDoneEvent, TranscriptionTextSegmentEvent
 
+from chatscribe.bots.openai_upload import REFERENCE_LIMIT_BYTES
+from chatscribe.core import MAX_KNOWN_SPEAKERS
 from chatscribe.core.media import SAMPLE_RATE
-from chatscribe.core.sentences import SPEAKER_MODE_CHOICES
+from chatscribe.core.sentences import SPEAKER_MODE_CHOICES, known_speakers_refused
 from tests.audio_tools import to_wav
 from tests.http.conftest import Running
 from tests.wer import wer
@@ -175,6 +177,46 @@ async def test_a_known_speakers_reference_that_is_no_base64_data_url_is_refused_
     assert isinstance(error, dict)
     assert says in error["message"], error
     assert "agent" in error["message"], error
+    assert error["param"] == "known_speaker_references"
+
+
+NOT_AUDIO = ("clip.wav", b"not audio")
+"""The file of a form refused for its known speakers: were it decoded or transcribed, the answer would be
+about the file."""
+TINY_REFERENCE = f"data:audio/wav;base64,{base64.b64encode(b'RIFF').decode()}"
+
+
+@pytest.mark.parametrize("many", ["known_speaker_names", "known_speaker_references"])
+async def test_more_known_speakers_than_the_limit_are_refused_with_the_options_sentence(
+    server: Running, many: str
+) -> None:
+    names, references = [f"speaker {i}" for i in range(MAX_KNOWN_SPEAKERS + 1)], [TINY_REFERENCE]
+    if many == "known_speaker_references":
+        names, references = names[:1], references * (MAX_KNOWN_SPEAKERS + 1)
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        await server.client().audio.transcriptions.create(
+            model="whisper-1", file=NOT_AUDIO, response_format="diarized_json", known_speaker_names=names,
+            known_speaker_references=references)
+    error = refused.value.body
+    assert isinstance(error, dict)
+    assert error["message"] == str(known_speakers_refused(MAX_KNOWN_SPEAKERS)), error
+    assert error["param"] == many
+
+
+async def test_a_known_speakers_reference_over_the_size_limit_is_refused_with_its_sentence(
+    server: Running
+) -> None:
+    prefix = "data:audio/wav;base64,"
+    too_long = prefix + "A" * (REFERENCE_LIMIT_BYTES + 1 - len(prefix))
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        await server.client().audio.transcriptions.create(
+            model="whisper-1", file=NOT_AUDIO, response_format="diarized_json", known_speaker_names=["agent"],
+            known_speaker_references=[too_long])
+    error = refused.value.body
+    assert isinstance(error, dict)
+    assert "A known speaker's reference may be at most 2 MB as a data URL" in error["message"], error
     assert error["param"] == "known_speaker_references"
 
 
