@@ -1,12 +1,16 @@
 """A burst of voice notes through the service's journaled path against a plain first-in-first-out queue.
 
-    python -m bench.bench_burst [--model tiny.en] [--scenario forwarding mixed] [--quick] [--no-write]
+    python -m bench.bench_burst [--model tiny.en] [--scenario forwarding mixed] [--rounds N] [--unbatched]
+                                [--no-plain] [--quick] [--no-write]
 
 Both sides get the same 40 notes (bench/burst_notes.py) at the same moments, with the same engine
 (one model instance, CPU, the service's default settings) and one transcription at a time. The service
 side is `submit()` with a Delivery that records when each answer arrives, as a bot would; the FIFO side
 is one worker taking notes in arrival order and doing the same work (decode, engine, quality pass).
-Time to answer = answer time - the moment the note was sent. Writes the `burst` section of
+Time to answer = answer time - the moment the note was sent. `--rounds N` runs the chatscribe side N
+times per burst (a fresh data dir each) and shows its median round by short-note p95, listing every
+round's p95; `--unbatched` adds the service with batching off. Unless `--no-plain`, a plain faster-whisper
+loop over the same notes is the baseline of the 8-chat throughput table. Writes the `burst` section of
 docs/benchmarks.md.
 """
 
