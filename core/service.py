@@ -371,10 +371,14 @@ class TranscriptionService:
 
     # -- the conversation's languages (core/language_choice.py) ------------------------------------------
 
+    def _local_engine(self) -> Engine | None:
+        """The engine of this process's runner; None when scaled out (the workers' model is not known here)."""
+        return self._runner.engine if isinstance(self._runner, LocalRunner) else None
+
     def _check_task(self, options: TranscribeOptions) -> None:
         """Translation asked of an English-only model is refused before any work. Scaled out, the workers'
         model is not known here: their engine refuses it the same way, once the job's turn comes."""
-        engine = self._runner.engine if isinstance(self._runner, LocalRunner) else None
+        engine = self._local_engine()
         if options.task == "translate" and engine is not None and not engine.multilingual:
             raise CannotTranslate(engine.model_id.split(":")[0])
 
@@ -383,7 +387,7 @@ class TranscriptionService:
         and the sender's client language, for detection to lean on when a short clip leaves it unsure."""
         if options.language or options.language_hints or len(options.expected_languages) == 1:
             return options  # the language is given: nothing to choose
-        engine = self._runner.engine if isinstance(self._runner, LocalRunner) else None
+        engine = self._local_engine()
         if engine is not None and not engine.multilingual:
             return options  # English only: hints would only keep notes with different ones out of a batch
         stored = await asyncio.to_thread(self.preferences.get, request.platform, request.chat_id, RECENT_LANGUAGES)
