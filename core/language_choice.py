@@ -53,13 +53,12 @@ class LanguageChoice:
 
 def choose(
     ranked: Sequence[tuple[str, float]], *, duration_s: float, expected: Iterable[str] = (),
-    hints: Sequence[tuple[str, str]] = (), confident: float = CONFIDENT, short_s: float = SHORT_CLIP_S,
-    weights: Mapping[str, float] = WEIGHTS,
+    hints: Sequence[tuple[str, str]] = (), confident: float = CONFIDENT, weights: Mapping[str, float] = WEIGHTS,
 ) -> LanguageChoice:
     """The language for a clip from detection's probabilities (`ranked`, every language, any order).
 
     `expected`: CHATSCRIBE_LANGUAGES (empty: any); `hints`: (source, code) pairs, most trusted first.
-    `confident`, `short_s` and `weights` are the module's constants, given here only by the benchmark.
+    `confident` and `weights` are the module's constants, given here only by the benchmark.
     """
     scores = sorted(((code, float(p)) for code, p in ranked), key=lambda item: -item[1])
     allowed = set(expected)
@@ -69,7 +68,7 @@ def choose(
     top_code, top_p = scores[0]
     best_code, best_p = candidates[0]
     reason: Reason = "detected" if best_code == top_code else "operator_languages"
-    if duration_s > short_s or best_p >= confident or not hints:
+    if duration_s > SHORT_CLIP_S or best_p >= confident or not hints:
         return LanguageChoice(best_code, best_p, reason)
     weight = _weights(hints, weights)
     probability = dict(candidates)
