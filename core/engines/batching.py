@@ -200,19 +200,15 @@ class Batcher:
         count = 8 if gpu else 2
         silence = [np.zeros(SAMPLE_RATE, np.float32)] * count
         whole = self.steps.feature_windows(silence[:1])
-        reduced = self.steps.feature_windows(silence, None if gpu else REDUCED_MIN_S)
+        ten = self.steps.feature_windows(silence[:1], REDUCED_MIN_S)
+        batch = self.steps.feature_windows(silence, None if gpu else REDUCED_MIN_S)
         self.steps.encode(whole)  # warm-up: first calls load kernels and fill caches
-        self.steps.encode(reduced[:1])
+        self.steps.encode(ten)
         one = min(_timed(lambda: self.steps.encode(whole)) for _ in range(2))
-        alone = min(_timed(lambda: self.steps.encode(reduced[:1])) for _ in range(2))
-        each = _timed(lambda: self.steps.encode(reduced)) / count
+        short = min(_timed(lambda: self.steps.encode(ten)) for _ in range(2))
+        alone = one if gpu else short  # one window of the batch's size, on its own
+        each = _timed(lambda: self.steps.encode(batch)) / count
         size = "whole" if gpu else f"{REDUCED_MIN_S:.0f} s"
-        if gpu:  # the batch was of whole windows: time a reduced one too (its features made beforehand)
-            ten = self.steps.feature_windows(silence[:1], REDUCED_MIN_S)
-            self.steps.encode(ten)
-            short = min(_timed(lambda: self.steps.encode(ten)) for _ in range(2))
-        else:
-            short = alone
         numbers = (f"one window {one * 1000:.0f} ms, a {REDUCED_MIN_S:.0f} s window {short * 1000:.0f} ms, "
                    f"{count} {size} windows in one call {each * 1000:.0f} ms each")
         if each < 0.5 * alone:

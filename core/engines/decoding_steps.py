@@ -76,7 +76,7 @@ class DecodingSteps:
     def encode_each(self, features: np.ndarray) -> Any:
         """One encoder pass per window, the outputs stacked into one batch for the decoder: on a CPU where
         a batch of windows costs more per window than one window alone (measured by the batcher)."""
-        if len(features) == 1 or self.device != "cpu":
+        if len(features) == 1:
             return self.encode(features)
         import ctranslate2
 

@@ -44,11 +44,7 @@ class FasterWhisperEngine:
         workers: int = 1,
         beam_size: int = 5,
         vad: bool = True,
-        reduced_window: bool = True,
     ) -> None:
-        """`reduced_window`: a lone short note may take the reduced-window shortcut where the device gains
-        from it (measured; core/engines/batching.py `Batcher.transcribe_reduced`), guarded by Whisper's
-        checks and the quality pass, with the plain path behind it."""
         from faster_whisper import WhisperModel
 
         self.device = choose_device(device, compute_type)
@@ -68,7 +64,6 @@ class FasterWhisperEngine:
         self.vad = vad
         self.model_id = f"{model.name}:{self.device.compute_type}:beam{beam_size}:vad{int(vad)}"
         self.steps = DecodingSteps(self._model, multilingual=self.multilingual, vad=vad, device=self.device.device)
-        self.reduced_window = reduced_window
         self._lone: Any = None
 
     def detect_language(self, audio: np.ndarray, among: tuple[str, ...] = ()) -> tuple[str, float]:
@@ -85,16 +80,18 @@ class FasterWhisperEngine:
         self, audio: np.ndarray, options: TranscribeOptions, progress: Progress | None = None,
         on_segment: SegmentSink | None = None,
     ) -> Transcript:
-        if self.reduced_window:
-            shortcut = self._lone_batcher().transcribe_reduced(audio, options)
-            if shortcut is not None:
-                for segment in shortcut.segments:  # decoded in one go: every segment at the end
-                    if on_segment:
-                        on_segment(segment)
-                if progress:
-                    progress(1.0)
-                return dataclasses.replace(shortcut, model=self.model_id)
-        return self.transcribe_plain(audio, options, progress, on_segment)
+        """A lone short note takes the reduced-window shortcut where the device gains from it (measured;
+        core/engines/batching.py `Batcher.transcribe_reduced`), guarded by Whisper's checks and the quality
+        pass; anything else, or a note failing a guard, takes the plain path."""
+        shortcut = self._lone_batcher().transcribe_reduced(audio, options)
+        if shortcut is None:
+            return self.transcribe_plain(audio, options, progress, on_segment)
+        for segment in shortcut.segments:  # decoded in one go: every segment at the end
+            if on_segment:
+                on_segment(segment)
+        if progress:
+            progress(1.0)
+        return dataclasses.replace(shortcut, model=self.model_id)
 
     def _lone_batcher(self) -> Any:
         if self._lone is None:
@@ -250,8 +247,8 @@ def _load(model_cls: Any, model: ResolvedModel, device: DeviceChoice, cpu_thread
 class EncodeOnce:
     """faster-whisper's transcribe() encodes a note's first 30 s window twice when it detects the language:
     once in detect_language() and again, from the same features, to decode it. The second call gets the
-    first one's output: one encoder pass less per note (about 0.6 s with `base` on a 2-core CPU), the
-    same numbers. Only inside `remembering()` (the engine's faster-whisper call): elsewhere, e.g. the
+    first one's output: one encoder pass less per note of a window or more (about 0.6 s with `base` on a
+    2-core CPU), the same numbers; a shorter note's two passes see differently padded features. Only inside `remembering()` (the engine's faster-whisper call): elsewhere, e.g. the
     batcher timing the same window twice to choose its strategy, every call really encodes. Kept per thread
     (worker threads share the model), and only until the next call."""
 
