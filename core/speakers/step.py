@@ -24,7 +24,7 @@ from ..options import TranscribeOptions
 from ..quality import speech_mask
 from ..transcript import Segment, Transcript
 from .channels import isolated, judge
-from .encoder import EncoderUnavailable, VoiceEncoder, normalize_volume, shared_encoder
+from .encoder import EMBEDDING_SIZE, EncoderUnavailable, VoiceEncoder, normalize_volume, shared_encoder
 from .labels import labelled, name_known, split_by_speaker
 from .voices import Voices, find_voices, speech_spans
 
@@ -109,16 +109,17 @@ class VoiceFinder(Protocol):
 
 
 def by_voice(transcript: Transcript, samples: np.ndarray, options: TranscribeOptions,
-             encoder: VoiceEncoder | None = None, finder: VoiceFinder | None = None) -> Transcript:
+             finder: VoiceFinder | None = None) -> Transcript:
     """Voices found in mono `samples`, words given to them; raises EncoderUnavailable/ImportError without the
     extra (and no `finder`)."""
     if not transcript.has_speech:
         return transcript
     least, most = options.min_speakers or 1, options.max_speakers
+    encoder: VoiceEncoder | None = None
     if finder is not None:
         voices = finder(samples, least, most)
     else:
-        encoder = encoder or shared_encoder()
+        encoder = shared_encoder()
         voices = find_voices(samples, encoder, least=least, most=most)
     if voices.count < 2 and not options.known_speakers:
         return transcript
@@ -138,7 +139,7 @@ def _means(encoder: VoiceEncoder, samples: np.ndarray, voices: Voices) -> np.nda
         audio = np.concatenate([samples[int(t.start * SAMPLE_RATE) : int(t.end * SAMPLE_RATE)] for t in voices.turns
                                 if t.speaker == k])
         rows.append(encoder.embed_utterance(audio))
-    return np.stack(rows) if rows else np.zeros((0, 256), dtype=np.float32)
+    return np.stack(rows) if rows else np.zeros((0, EMBEDDING_SIZE), dtype=np.float32)
 
 
 def with_note(transcript: Transcript, note: str) -> Transcript:

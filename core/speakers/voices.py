@@ -15,7 +15,7 @@ import numpy as np
 
 from ..media import SAMPLE_RATE
 from .clustering import DISTANCE_THRESHOLD, agglomerate, centroids, refine
-from .encoder import HOP, PARTIAL_FRAMES, VoiceEncoder, mel_spectrogram, normalize_volume
+from .encoder import EMBEDDING_SIZE, HOP, PARTIAL_FRAMES, VoiceEncoder, mel_spectrogram, normalize_volume
 
 WINDOW_HOP_S = 0.4
 MAX_WINDOWS = 900
@@ -68,7 +68,7 @@ def find_voices(samples: np.ndarray, encoder: VoiceEncoder, *, least: int = 1, m
     """Who speaks when in mono `samples` (16 kHz); a recording without speech has no turns."""
     spans = speech_spans(samples)
     if not spans:
-        return Voices((), np.zeros((0, 256), dtype=np.float32))
+        return Voices((), np.zeros((0, EMBEDDING_SIZE), dtype=np.float32))
     speech = np.concatenate([samples[a:b] for a, b in spans])
     where = np.concatenate([np.arange(a, b, HOP) for a, b in spans])  # each speech frame's sample in the recording
     mel = mel_spectrogram(normalize_volume(speech))[: len(where)]

@@ -21,7 +21,7 @@ from chatscribe.core.metrics import Metrics
 from chatscribe.core.options import KnownSpeaker, TranscribeOptions
 from chatscribe.core.quality import normalize
 from chatscribe.core.speakers import Voices, find_voices, unavailable_reason
-from chatscribe.core.speakers.encoder import shared_encoder
+from chatscribe.core.speakers.encoder import EMBEDDING_SIZE, shared_encoder
 from chatscribe.core.transcript import Transcript
 from tests.audio_tools import to_wav
 from tests.needs import in_ci, require
@@ -266,7 +266,8 @@ async def test_a_diarizer_giving_turns_without_voice_vectors_still_labels_and_na
     order = {"english": 0, "jfk": 1}
 
     def turns_only(samples: np.ndarray, least: int, most: int | None) -> Voices:
-        return Voices(tuple(Turn(start, end, order[who]) for start, end, who in turns), np.zeros((0, 256), np.float32))
+        turns_of = tuple(Turn(start, end, order[who]) for start, end, who in turns)
+        return Voices(turns_of, np.zeros((0, EMBEDDING_SIZE), np.float32))
 
     runner = LocalRunner(tiny_engine, slots=1, max_duration_s=HOUR, metrics=Metrics(), batching="off",
                          voice_finder=turns_only)
