@@ -248,7 +248,7 @@ def test_a_folder_that_is_not_whisper_gets_its_sentence(audio_dir: Path, tmp_pat
     folder = tmp_path / "bert-base"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
-    (folder / "model.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    (folder / "model.safetensors").write_bytes(_EMPTY_SAFETENSORS)
     done = _chatscribe(["transcribe", str(audio_dir / "jfk.flac"), "--model", str(folder)],
                        _env(tmp_path / "data"), tmp_path)
     assert done.returncode == 2
@@ -300,7 +300,7 @@ def test_a_missing_extra_is_named_with_what_to_install(
         model.mkdir()
         (model / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4,
                                                                 "base_model_name_or_path": str(checkpoint)}))
-        (model / "adapter_model.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+        (model / "adapter_model.safetensors").write_bytes(_EMPTY_SAFETENSORS)
     done = _chatscribe(["transcribe", str(audio_dir / "jfk.flac"), "--model", str(model)], _env(tmp_path / "data"),
                        tmp_path, blocked=blocked)
     assert done.returncode == 2
@@ -315,7 +315,7 @@ def test_an_adapter_on_the_bundled_base_without_pytorch_names_the_adapter_and_py
     adapter = tmp_path / "base-lora"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": "base"}))
-    (adapter / "adapter_model.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    (adapter / "adapter_model.safetensors").write_bytes(_EMPTY_SAFETENSORS)
     done = _chatscribe(["transcribe", str(audio_dir / "jfk.flac"), "--model", str(adapter)], _env(tmp_path / "data"),
                        tmp_path, blocked=("torch",))
     assert done.returncode == 2
@@ -431,7 +431,7 @@ def test_an_adapter_that_names_no_base_asks_for_chatscribe_base_model(tmp_path: 
     adapter = tmp_path / "orphan-lora"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "base_model_name_or_path": None}))
-    (adapter / "adapter_model.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    (adapter / "adapter_model.safetensors").write_bytes(_EMPTY_SAFETENSORS)
     with pytest.raises(ModelUnavailable) as caught:
         prepare_model(_settings(tmp_path / "data", adapter))
     assert caught.value.user_message == (
