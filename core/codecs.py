@@ -54,9 +54,8 @@ def encode_transcript(transcript: Transcript) -> dict[str, Any]:
     data.pop("from_cache")  # a property of the reading, not of the transcript
     for segment in data["segments"]:
         segment["flags"] = sorted(segment["flags"])
-    sentence = to_json(transcript.speaker_note) if transcript.speaker_note else None
-    if sentence is not None:  # as a failure's sentence: shown in its reader's language when read back
-        data["speaker_note_sentence"] = sentence
+    if transcript.speaker_note:  # as a failure's sentence: shown in its reader's language when read back
+        data["speaker_note"] = to_json(transcript.speaker_note) or transcript.speaker_note
     return data
 
 
@@ -69,10 +68,9 @@ def decode_transcript(data: Mapping[str, Any]) -> Transcript:
     )
     gaps = tuple(Gap(**g) for g in values.pop("gaps", ()))  # absent in entries written before gaps existed
     values["speakers"] = tuple(values.get("speakers") or ())  # absent before speaker labels existed
-    sentence = values.pop("speaker_note_sentence", None)  # absent in entries written before it was kept
     note = values.get("speaker_note")
-    if sentence:
-        values["speaker_note"] = from_json(sentence)
+    if isinstance(note, dict):
+        values["speaker_note"] = from_json(note)
     elif note:  # an older entry's note is the English of a fixed sentence without values: looked up by it
         values["speaker_note"] = Sentence(note)
     return Transcript(segments=segments, gaps=gaps, **values)
