@@ -100,7 +100,8 @@ class CannotTranslate(ChatscribeError):
 
     code = "cannot_translate"
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model_id: str) -> None:
+        model = model_id.split(":")[0]  # the name alone, without the engine settings (":int8:beam5:vad1")
         super().__init__(sentences.cannot_translate(model))
         self.model = model
 

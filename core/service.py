@@ -380,7 +380,7 @@ class TranscriptionService:
         model is not known here: their engine refuses it the same way, once the job's turn comes."""
         engine = self._local_engine()
         if options.task == "translate" and engine is not None and not engine.multilingual:
-            raise CannotTranslate(engine.model_id.split(":")[0])
+            raise CannotTranslate(engine.model_id)
 
     async def _with_hints(self, request: MediaRequest, options: TranscribeOptions) -> TranscribeOptions:
         """The options with what the conversation tells about the language: its recent notes' languages

@@ -239,7 +239,7 @@ class Batcher:
         groups: dict[tuple[object, ...], list[int]] = defaultdict(list)
         for index, note in enumerate(notes):
             if note.options.task == "translate" and not self.engine.multilingual:
-                done(index, CannotTranslate(self.engine.model_id.split(":")[0]))  # never mislabelled
+                done(index, CannotTranslate(self.engine.model_id))  # never mislabelled
                 continue
             groups[note.options.batch_key()].append(index)
         for indices in groups.values():

@@ -129,7 +129,7 @@ class FasterWhisperEngine:
     ) -> Transcript:
         duration = len(audio) / SAMPLE_RATE
         if options.task == "translate" and not self.multilingual:
-            raise CannotTranslate(self.model_id.split(":")[0])  # never a transcript labelled as translated
+            raise CannotTranslate(self.model_id)  # never a transcript labelled as translated
         chosen = self.choose_language(audio, options) if options.language is None else None
         language = options.language if chosen is None else chosen.language
         if not self.multilingual:

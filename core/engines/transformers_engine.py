@@ -79,7 +79,7 @@ class TransformersWhisperEngine:
     def transcribe_batch(self, audios: Sequence[np.ndarray], options: TranscribeOptions) -> list[Transcript]:
         """Every window of every input through the model in batches; one Transcript per input."""
         if options.task == "translate" and not self.multilingual:
-            raise CannotTranslate(self.model_id.split(":")[0])  # it would only transcribe
+            raise CannotTranslate(self.model_id)  # it would only transcribe
         windows = [(i, start, end) for i, audio in enumerate(audios) for start, end in speech_windows(audio)]
         languages = self._languages(audios, windows, options)
         segments: list[list[Segment]] = [[] for _ in audios]
