@@ -50,14 +50,13 @@ from chatscribe.core.jobs import ProgressUpdate, SegmentDone
 
 from .http_state import STATE, ServerState, caller_id, check_api_key
 from .openai_errors import INTERNAL, ApiError, error_for, missing_key_response
-from .openai_shapes import gaps, token_usage, verbose_json, word_logprobs
+from .openai_shapes import notices, token_usage, verbose_json, word_logprobs
 from .openai_speakers import (
     DIARIZED,
     diarized_json,
     diarized_segments,
     known_speakers,
     speaker_fields,
-    speaker_notice,
 )
 from .openai_upload import Upload, check_declared_length, fetcher, read_upload
 
@@ -255,10 +254,10 @@ def _body(transcript: Transcript, fmt: str, options: TranscribeOptions, words: b
     usage = {"type": "duration", "seconds": math.ceil(transcript.duration_s)}
     if fmt == DIARIZED:
         known = [k.name for k in options.known_speakers]
-        return diarized_json(transcript, known) | gaps(transcript) | speaker_notice(transcript) | {"usage": usage}
+        return diarized_json(transcript, known) | notices(transcript) | {"usage": usage}
     if fmt != "verbose_json":
-        return {"text": transcript.text, **gaps(transcript), **speaker_notice(transcript), "usage": usage}
-    return verbose_json(transcript, options, words) | speaker_notice(transcript) | {"usage": usage}
+        return {"text": transcript.text, **notices(transcript), "usage": usage}
+    return verbose_json(transcript, options, words) | notices(transcript) | {"usage": usage}
 
 
 # -- streaming ------------------------------------------------------------------------------------
@@ -350,8 +349,8 @@ def _outcome_events(work: asyncio.Future[Transcript], deltas: _Deltas, fmt: str,
         log.exception("transcription failed unexpectedly")
         return [{"type": "error", **INTERNAL.body()}]
     if fmt == DIARIZED:
-        done = {"type": "transcript.text.done", "text": transcript.text, **gaps(transcript),
-                **speaker_notice(transcript), "usage": token_usage(transcript)}
+        done = {"type": "transcript.text.done", "text": transcript.text, **notices(transcript),
+                "usage": token_usage(transcript)}
         return [*diarized_segments(transcript, [k.name for k in options.known_speakers]), done]
     rest = deltas.rest(transcript)
     done = {"type": "transcript.text.done", **_body(transcript, fmt, options, words),

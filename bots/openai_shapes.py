@@ -51,7 +51,7 @@ def verbose_json(transcript: Transcript, options: TranscribeOptions, words: bool
         ]
     if transcript.truncated:
         body["truncated"] = True  # the file ended early (a cut download): the text is what was there
-    return body | gaps(transcript)
+    return body
 
 
 def word_logprobs(segments: Sequence[Segment]) -> list[dict[str, Any]]:
@@ -71,9 +71,13 @@ def token_usage(transcript: Transcript) -> dict[str, Any]:
             "input_token_details": {"audio_tokens": audio, "text_tokens": 0}}
 
 
-def gaps(transcript: Transcript) -> dict[str, Any]:
-    """Speech that could not be transcribed (core/coverage.py): its times and the sentence saying so."""
-    if not transcript.gaps:
-        return {}
-    return {"gaps": [{"start": round(g.start, 3), "end": round(g.end, 3)} for g in transcript.gaps],
-            "notice": gap_note(transcript)}
+def notices(transcript: Transcript) -> dict[str, Any]:
+    """What every JSON answer adds where it applies: speech that could not be transcribed (core/coverage.py),
+    its times and the sentence saying so, and the sentence saying speakers could not be told apart."""
+    said: dict[str, Any] = {}
+    if transcript.gaps:
+        said["gaps"] = [{"start": round(g.start, 3), "end": round(g.end, 3)} for g in transcript.gaps]
+        said["notice"] = gap_note(transcript)
+    if transcript.speaker_note:
+        said["speaker_note"] = str(transcript.speaker_note)
+    return said

@@ -136,7 +136,3 @@ def diarized_json(transcript: Transcript, known: Iterable[str] = ()) -> dict[str
     return {"task": "transcribe", "duration": round(transcript.duration_s, 3), "text": transcript.text,
             "segments": diarized_segments(transcript, known)}
 
-
-def speaker_notice(transcript: Transcript) -> dict[str, Any]:
-    """The sentence saying speakers could not be told apart, where the speaker step failed."""
-    return {"speaker_note": str(transcript.speaker_note)} if transcript.speaker_note else {}
