@@ -120,3 +120,21 @@ async def test_wrong_or_missing_key_is_401(server: Running, jfk, key: str) -> No
         await client.audio.transcriptions.create(model="whisper-1", file=jfk)
     assert caught.value.status_code == 401
     assert caught.value.body["code"] == "invalid_api_key"
+
+
+@pytest.mark.parametrize("response_format", ["json", "verbose_json"])
+async def test_speech_that_could_not_be_transcribed_is_named_in_the_answer(
+    server: Running, audio: Callable[[str], bytes], response_format: str,
+) -> None:
+    """multilingual.mp3's second half is German, which the English-only tiny.en cannot write: the answer
+    says where speech was heard without words, instead of leaving the hole unmentioned."""
+    answer = await server.client().audio.transcriptions.create(
+        model="whisper-1", file=("multilingual.mp3", audio("multilingual.mp3")),
+        response_format=response_format)  # type: ignore[call-overload]
+    extra = answer.model_extra or {}
+    gaps = extra.get("gaps") or []
+    assert gaps, f"no gap named: {extra}"
+    assert gaps[-1]["end"] > 55.0
+    assert all(30.0 <= g["start"] < g["end"] for g in gaps)
+    assert "could not be transcribed" in extra["notice"]
+    assert "permission" in answer.text.lower()
