@@ -27,7 +27,6 @@ from chatscribe.core import (
     MediaTooLarge,
     Preferences,
     Transcript,
-    localize,
     sentences,
 )
 from chatscribe.core.delivery import Courier, Limits, Place, Undeliverable
@@ -143,8 +142,8 @@ class DiscordSender:
         client = self._client()
         if not target.reply_to or client.user is None:
             return None
-        starts = tuple(escape_markdown(localize(start, job.request.replies))
-                       for start in sentences.progress_starts(job.request.file_name))
+        starts = sentences.progress_starts(job.request.file_name, job.request.replies)
+        starts = tuple(escape_markdown(start) for start in starts)
         try:
             latest = await client.http.logs_from(int(target.channel_id), 50)
         except (discord.HTTPException, aiohttp.ClientError) as exc:

@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from chatscribe.adapters import slack as adapter
-from chatscribe.core import ChatscribeError, Fetch, Transcript, localize, sentences
+from chatscribe.core import ChatscribeError, Fetch, Transcript, sentences
 from chatscribe.core.delivery import Courier, Limits, Place, Undeliverable
 from chatscribe.core.jobs import Job
 
@@ -119,8 +119,8 @@ class SlackSender:
     async def find_status(self, job: Job) -> str | None:
         """This job's status in its thread: the bot's message that begins as its status does."""
         target = adapter.target_of(job.request.reference)
-        starts = tuple(adapter.escape(localize(start, job.request.replies))
-                       for start in sentences.progress_starts(job.request.file_name))
+        starts = sentences.progress_starts(job.request.file_name, job.request.replies)
+        starts = tuple(adapter.escape(start) for start in starts)
         for message in await self._thread(target):
             if message.get("user") == self._bot_user_id() and str(message.get("text") or "").startswith(starts):
                 return str(message["ts"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .i18n import Plural, Sentence, joined, language_name
+from .i18n import Plural, Sentence, joined, language_name, localize
 from .languages import display_name
 
 # -- settings: refusals (the setting is not changed) -------------------------------------------------
@@ -173,11 +173,12 @@ def progress(stage: str, *, position: int | None = None, fraction: float = 0.0, 
     return Sentence("Transcribing{name}… {percent}%{eta}", name=name, percent=percent, eta=_eta(eta_s))
 
 
-def progress_starts(file_name: str | None = None) -> tuple[Sentence, ...]:
-    """How a status message for this file begins (to find one again in a thread after a restart): localize
-    each with the job's reply language."""
+def progress_starts(file_name: str | None, locale: str | None) -> tuple[str, ...]:
+    """How a status message for this file begins in `locale` (the job's reply language), to find one again
+    in a thread after a restart; a platform escapes each as it escapes the status it sends."""
     name = f" {file_name}" if file_name else ""
-    return Sentence("Transcribing{name}…", name=name), Sentence("Waiting to transcribe{name}", name=name)
+    starts = Sentence("Transcribing{name}…", name=name), Sentence("Waiting to transcribe{name}", name=name)
+    return tuple(localize(start, locale) for start in starts)
 
 
 def _eta(eta_s: float | None) -> str:

@@ -71,7 +71,7 @@ class MemorySender:
 
     async def find_status(self, job: Job) -> str | None:
         chat = self.chats.get(job.request.chat_id, Chat())
-        starts = sentences.progress_starts(job.request.file_name)
+        starts = sentences.progress_starts(job.request.file_name, job.request.replies)
         return next((i for i, text in chat.messages.items() if text.startswith(starts)), None)
 
     def _post(self, job: Job, text: str) -> str:

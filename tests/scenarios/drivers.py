@@ -17,7 +17,7 @@ from chatscribe.adapters import slack as slack_adapter
 from chatscribe.adapters import telegram as telegram_adapter
 from chatscribe.bots.discord_bot import DiscordBot, DiscordSettings
 from chatscribe.bots.telegram_bot import TelegramBot, TelegramSettings
-from chatscribe.core.i18n import REPLY_LANGUAGES, localize
+from chatscribe.core.i18n import REPLY_LANGUAGES
 from chatscribe.core.sentences import progress_starts
 from chatscribe.core.service import TranscriptionService
 from chatscribe.core.text import characters, utf16_units
@@ -57,7 +57,7 @@ class Driver(Protocol):
         `name` (language, settings, ...) with `value`; the bot's answer to it."""
 
 
-STATUS_STARTS = tuple(localize(start, language) for language in REPLY_LANGUAGES for start in progress_starts())
+STATUS_STARTS = tuple(start for language in REPLY_LANGUAGES for start in progress_starts(None, language))
 """How a status message begins, in every language the bots reply in (the `replies` setting)."""
 
 
