@@ -13,6 +13,7 @@ import pytest
 from chatscribe.adapters import discord as adapter
 from chatscribe.bots.discord_bot import DiscordBot, DiscordSettings
 from chatscribe.core.errors import NoAudioTrack
+from chatscribe.core.i18n import localize
 from chatscribe.core.jobs.journal import Job, ProgressUpdate
 from chatscribe.core.keys import content_hash, transcript_key
 from chatscribe.core.media import MediaRequest
@@ -113,16 +114,17 @@ async def test_status_edits_keep_discords_rate_in_a_busy_channel(fake: FakeDisco
     assert answers == [NoAudioTrack().user_message] * 3, "each status became its answer"
 
 
-async def _job(fake: FakeDiscord, job_id: str) -> Job:
+async def _job(fake: FakeDiscord, job_id: str, *, replies: str | None = None) -> Job:
     command = await fake.user_message("a recording was here")  # what the answer replies to
-    target = adapter.Target(channel_id=fake.channel_id, guild_id=fake.guild_id, reply_to=command["id"])
+    target = adapter.Target(channel_id=fake.channel_id, guild_id=fake.guild_id, reply_to=command["id"],
+                            replies=replies)
     reference = adapter.to_reference(target, adapter.Source("1", "http://127.0.0.1:1/none"))
 
     async def never(max_bytes: int) -> bytes:
         raise AssertionError("not fetched")
 
     request = MediaRequest(platform="discord", chat_id=fake.channel_id, user_id="1", fetch=never,
-                           reference=reference)
+                           reference=reference, replies=replies)
     return Job(id=job_id, request=request, options=TranscribeOptions())
 
 
@@ -181,3 +183,22 @@ async def test_a_status_whose_id_was_never_noted_becomes_the_answer_after_a_rest
     bot._delivery._status.clear()  # type: ignore[attr-defined]  # what a new process knows: the journal only
     await bot._delivery.deliver(restarted, NoAudioTrack(), MemoryReceipt())
     assert [m["content"] for m in fake.bot_messages()] == [NoAudioTrack().user_message]
+
+
+async def test_a_german_status_whose_id_was_never_noted_becomes_the_answer_after_a_restart(
+        fake: FakeDiscord, bot: DiscordBot) -> None:
+    """The same in a channel whose replies are German: the status found again is the German one."""
+    first = await _job(fake, "j1", replies="de")
+    await bot._delivery.progress(first, ProgressUpdate("transcribing", fraction=0.3))
+    (status,) = fake.bot_messages()
+    assert status["content"].startswith("Transkribiere"), status["content"]
+    restarted = Job(id="j1", request=first.request, options=first.options, notes={"status": "posting"})
+    bot._delivery._status.clear()  # type: ignore[attr-defined]  # what a new process knows: the journal only
+    await bot._delivery.deliver(restarted, NoAudioTrack(), MemoryReceipt())
+
+    assert fake.find("GET", channel_messages(fake)), "the channel's latest messages were read"
+    assert len(fake.find("POST", channel_messages(fake))) == 1, "no second status or answer beside it"
+    (answer,) = fake.bot_messages()
+    assert answer["id"] == status["id"]
+    assert answer["content"] == localize(NoAudioTrack().user_message, "de")
+    assert answer["content"] != NoAudioTrack().user_message
