@@ -239,11 +239,11 @@ class SlackBot:
         try:
             answer = await asyncio.wait_for(self.client.users_info(user=user, include_locale=True), LOCALE_LOOKUP_S)
             locale = (answer.get("user") or {}).get("locale")
-        except SlackApiError as exc:  # no users:read: English, quietly, and not asked again for a day
+        except SlackApiError as exc:  # no users:read: English, quietly, kept for a day (a 5xx page: not kept)
             log.debug("slack: no locale for %s: %s", user, error_code(exc))
             if error_code(exc) == UNEXPECTED_ANSWER:  # a proxy's 5xx page: English this once, asked again next time
                 return None
-        except (aiohttp.ClientError, TimeoutError) as exc:  # passing trouble: English this once, not for a day
+        except (aiohttp.ClientError, TimeoutError) as exc:  # passing trouble: English this once, asked again next time
             log.debug("slack: no locale for %s: %s", user, type(exc).__name__)
             return None
         self._locales[user] = (locale if isinstance(locale, str) else None, now)

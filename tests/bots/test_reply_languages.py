@@ -131,3 +131,23 @@ async def test_slack_asks_for_a_locale_again_after_a_failed_lookup(service: Tran
 
     assert _text(during).startswith("*/transcribe* transcribes the latest audio")
     assert _text(after).startswith("*/transcribe* transcreve o áudio ou vídeo mais recente")
+
+
+async def test_slack_asks_for_a_locale_again_after_the_connection_dropped(
+        service: TranscriptionService, audio: Callable[[str], bytes]) -> None:
+    """A timeout or a dropped connection looking up the person's locale: that note is answered in English and
+    nothing is kept, so the next note asks again and is answered in Portuguese."""
+    async with FakeSlack() as fake, running_slack(fake, service) as slack:
+        fake.locales["UALICE"] = "pt-BR"
+        fake.locale_unreachable = True  # users.info closes the connection, slack_sdk's retry included
+        first = await slack.share("a.ogg", audio("silence_10s.ogg"), mimetype="audio/ogg")
+        (during,) = await slack.replies(first)
+        dropped = len(fake.calls_to("users.info"))
+        fake.locale_unreachable = False
+        second = await slack.share("b.ogg", audio("silence_10s.ogg"), mimetype="audio/ogg")
+        (after,) = await slack.replies(second)
+
+    assert dropped >= 1
+    assert all(c.error == "connection_closed" for c in fake.calls_to("users.info")[:dropped])
+    assert during == "No speech detected."
+    assert after == "Nenhuma fala detectada."

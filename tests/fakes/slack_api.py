@@ -99,6 +99,8 @@ class FakeSlack:
     """user -> the locale users.info gives with include_locale (e.g. "de-DE"); absent: "en-US"."""
     locale_refused: bool = False
     """True: users.info with include_locale answers missing_scope (a token without users:read)."""
+    locale_unreachable: bool = False
+    """True: users.info with include_locale closes the connection without an answer (a network hiccup)."""
     _broken: dict[str, list[tuple[int, str, bytes]]] = field(default_factory=dict)
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
     _rate_limits: dict[str, float] = field(default_factory=dict)
@@ -233,6 +235,11 @@ class FakeSlack:
         except _ApiError as exc:
             call.error = str(exc)
             return web.json_response({"ok": False, "error": str(exc)})
+        except _Dropped:
+            call.error = "connection_closed"
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=502)  # never sent: the connection is gone
         finally:
             await self._notify()
 
@@ -304,6 +311,8 @@ class FakeSlack:
         found = {"id": user, "is_admin": user in self.admins or user in self.owners,
                  "is_owner": user in self.owners, "is_primary_owner": False, "is_bot": False}
         if str(p.get("include_locale", "")).lower() in ("1", "true"):
+            if self.locale_unreachable:
+                raise _Dropped
             if self.locale_refused:
                 raise _ApiError("missing_scope")
             found["locale"] = self.locales.get(user, "en-US")
@@ -397,6 +406,10 @@ class FakeSlack:
 
 class _ApiError(Exception):
     pass
+
+
+class _Dropped(Exception):
+    """The connection closes before an answer."""
 
 
 def text_of(message: Mapping[str, Any]) -> str:
