@@ -22,6 +22,7 @@ import yaml
 from aiohttp import web
 
 from chatscribe.bots.slack_bot import SlackBot, SlackSettings
+from chatscribe.bots.slack_files import MAX_REDIRECTS
 from chatscribe.core.errors import ConfigError
 from chatscribe.core.jobs.journal import Job
 from chatscribe.core.keys import content_hash, transcript_key
@@ -401,6 +402,31 @@ async def test_login_page_instead_of_the_file_names_the_scope(slack: Slack, audi
     message = await slack.share("jfk_voice.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
     (answer,) = await slack.replies(message)
     assert "files:read" in answer
+
+
+async def test_a_file_the_host_will_not_hand_over_says_its_status(slack: Slack, audio: Any) -> None:
+    info = slack.fake.add_file("gone.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
+    slack.fake.file_status[info["id"]] = 404  # deleted between the share and the download
+    message = slack.fake.add_message(CHANNEL, files=[info])
+    assert await slack.event(message_event(CHANNEL, message)) == 200
+    (answer,) = await slack.replies(message)
+    assert answer == "Slack wouldn't hand over that file (HTTP 404)."
+
+
+async def test_a_file_host_that_keeps_redirecting_is_given_up_in_the_channels_language(slack: Slack,
+                                                                                      audio: Any) -> None:
+    slack.fake.admins.add("UALICE")
+    _, _, response_url = await slack.command("replies de")
+    await slack.fake.response_at(response_url)
+    assert slack.service.preferences.get("slack", CHANNEL, "replies") == "de"
+    info = slack.fake.add_file("loop.ogg", audio("jfk_voice.ogg"), mimetype="audio/ogg")
+    slack.fake.redirect_loop.add(info["id"])
+    message = slack.fake.add_message(CHANNEL, files=[info])
+    assert await slack.event(message_event(CHANNEL, message)) == 200
+    (answer,) = await slack.replies(message)
+    assert answer == "Ich konnte diese Datei nicht herunterladen: Slack hat immer weiter umgeleitet."
+    assert len(slack.fake.downloads) == MAX_REDIRECTS + 1
+    assert all(authorized for _, authorized in slack.fake.downloads), "the token follows Slack's own redirects"
 
 
 async def test_too_large_is_refused_before_download(slack: Slack, audio: Any) -> None:

@@ -101,6 +101,10 @@ class FakeSlack:
     """True: users.info with include_locale answers missing_scope (a token without users:read)."""
     locale_unreachable: bool = False
     """True: users.info with include_locale closes the connection without an answer (a network hiccup)."""
+    file_status: dict[str, int] = field(default_factory=dict)
+    """file id -> the HTTP status its private URL answers instead of the file (404: deleted meanwhile)."""
+    redirect_loop: set[str] = field(default_factory=set)
+    """File ids whose private URL redirects to itself, again and again."""
     _broken: dict[str, list[tuple[int, str, bytes]]] = field(default_factory=dict)
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
     _rate_limits: dict[str, float] = field(default_factory=dict)
@@ -351,6 +355,10 @@ class FakeSlack:
         await self._notify()
         if self.download_gate is not None:
             await self.download_gate.wait()
+        if file_id in self.redirect_loop:
+            raise web.HTTPFound(request.path)
+        if file_id in self.file_status:
+            return web.Response(status=self.file_status[file_id], text="gone")
         stored = self.files.get(file_id)
         if not authorized or stored is None or not self.files_read_scope:
             return web.Response(body=LOGIN_PAGE, content_type="text/html")
