@@ -129,7 +129,7 @@ def to_ctranslate2(checkpoint: Path, target_dir: Path, *, name: str, quantizatio
     target = target_dir / f"{_label(name)}.ct2-{quantization}-{key[:12]}"
     if (target / MARK).is_file() and (target / "model.bin").is_file():
         return target, False
-    _require(name, "torch", "transformers")
+    require_packages(name, "torch", "transformers")
     ensure_fits(checkpoint, name)
     with _converting(name, f"{name} to CTranslate2 ({quantization})", target, stage) as partial:
         from ctranslate2.converters import TransformersConverter
@@ -150,7 +150,7 @@ def merge_adapter(adapter: Path, base: Path, target_dir: Path, *, name: str,
     target = target_dir / f"{_label(name)}.merged-{key[:12]}"
     if (target / MARK).is_file():
         return target, False
-    _require(name, "torch", "transformers", "peft")
+    require_packages(name, "torch", "transformers", "peft")
     ensure_fits(base, name)
     with _converting(name, f"the LoRA adapter {name} into {base}", target, stage) as partial:
         import torch
@@ -224,7 +224,8 @@ def available_memory() -> int | None:
     return free
 
 
-def _require(name: str, *modules: str) -> None:
+def require_packages(name: str, *modules: str) -> None:
+    """ConverterMissing for the model `name` unless each module imports, named as pip knows it ("PyTorch")."""
     import importlib
 
     for module in modules:

@@ -19,8 +19,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from ..errors import ConverterMissing, ModelUnavailable, NotAWhisperModel
-from .checkpoints import Checkpoint, Stage, adapter_base, classify, merge_adapter, quantization_for, to_ctranslate2
+from ..errors import ModelUnavailable, NotAWhisperModel
+from .checkpoints import (
+    Checkpoint,
+    Stage,
+    adapter_base,
+    classify,
+    merge_adapter,
+    quantization_for,
+    require_packages,
+    to_ctranslate2,
+)
 
 log = logging.getLogger(__name__)
 
@@ -146,13 +155,10 @@ def _from_checkpoint(name: str, found: Checkpoint, data_dir: Path, source: str, 
 
 def _transformers_copy(model: ResolvedModel, data_dir: Path, *, for_model: str) -> Path:
     """A CTranslate2 base (the bundled base, say) in transformers' layout, for the adapter `for_model`."""
-    try:
-        from .convert import convert
+    require_packages(for_model, "torch", "transformers", "tokenizers")  # the sentence names the adapter the user set
+    from .convert import convert
 
-        return convert(model.path, models_dir(data_dir) / f"{_safe(model.name)}-transformers")
-    except ImportError as exc:  # the sentence names the adapter the user set, and the package as pip knows it
-        missing = "PyTorch" if exc.name in (None, "torch") else exc.name
-        raise ConverterMissing(for_model, missing) from exc
+    return convert(model.path, models_dir(data_dir) / f"{_safe(model.name)}-transformers")
 
 
 def _hub_checkpoint(name: str, data_dir: Path) -> Path:
