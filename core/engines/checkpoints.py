@@ -31,6 +31,7 @@ from typing import Any, Literal
 from ..errors import ConverterMissing, ModelTooLarge, ModelUnavailable, NotAWhisperModel
 from ..private import DIR_MODE, FILE_MODE, private_dir
 from ..sentences import adapter_without_base, conversion_failed
+from .convert import MULTILINGUAL_VOCAB_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +302,7 @@ def _language_ids(folder: Path, vocab_size: int) -> None:
     them from the tokenizer, where Whisper keeps them between <|startoftranscript|> and <|translate|>."""
     config_file = folder / "config.json"
     config = json.loads(config_file.read_text(encoding="utf-8"))
-    if config.get("lang_ids") or vocab_size < 51865:  # English-only vocabularies have no language tokens
+    if config.get("lang_ids") or vocab_size < MULTILINGUAL_VOCAB_SIZE:  # English-only ones have no language tokens
         return
     import tokenizers
 

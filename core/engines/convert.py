@@ -20,6 +20,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 _DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
+MULTILINGUAL_VOCAB_SIZE = 51865
+"""Tokens in a multilingual Whisper vocabulary (large-v3's has one more); English-only ones are one shorter."""
 CONVERTED_MARK = "chatscribe-converted.json"
 """Written last into a transformers copy, with its source: `chatscribe models` (stored.py) reads it too."""
 
@@ -131,7 +133,7 @@ def _processor(tokenizer_file: Path, mel_bins: int, folder: Path) -> None:
 
 
 def _special_tokens(ct2_config: dict[str, Any], vocab_size: int) -> dict[str, Any]:
-    eot = 50257 if vocab_size >= 51865 else 50256
+    eot = 50257 if vocab_size >= MULTILINGUAL_VOCAB_SIZE else 50256
     sot = eot + 1
     return {
         "decoder_start_token_id": sot,
@@ -149,7 +151,7 @@ def _generation_config(generation: Any, ct2_dir: Path, ct2_config: dict[str, Any
     import tokenizers
 
     tokenizer = tokenizers.Tokenizer.from_file(str(ct2_dir / "tokenizer.json"))
-    multilingual = config.vocab_size >= 51865  # English-only vocabularies are one token shorter
+    multilingual = config.vocab_size >= MULTILINGUAL_VOCAB_SIZE
     generation.is_multilingual = multilingual
     if multilingual:  # transformers detects a language whenever lang_to_id exists, even empty
         generation.lang_to_id = {tokenizer.id_to_token(i): i for i in ct2_config.get("lang_ids", [])}
