@@ -248,9 +248,10 @@ class EncodeOnce:
     """faster-whisper's transcribe() encodes a note's first 30 s window twice when it detects the language:
     once in detect_language() and again, from the same features, to decode it. The second call gets the
     first one's output: one encoder pass less per note of a window or more (about 0.6 s with `base` on a
-    2-core CPU), the same numbers; a shorter note's two passes see differently padded features. Only inside `remembering()` (the engine's faster-whisper call): elsewhere, e.g. the
-    batcher timing the same window twice to choose its strategy, every call really encodes. Kept per thread
-    (worker threads share the model), and only until the next call."""
+    2-core CPU), the same numbers; a shorter note's two passes see differently padded features. Only
+    inside `remembering()` (the engine's faster-whisper call): elsewhere, e.g. the batcher timing the same
+    window twice to choose its strategy, every call really encodes. Kept per thread (worker threads share
+    the model), and only until the next call."""
 
     def __init__(self, encode: Any) -> None:
         self._encode = encode
