@@ -9,6 +9,7 @@ import base64
 import io
 import wave
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import openai
@@ -137,18 +138,23 @@ async def test_a_known_speakers_voice_is_labelled_with_their_name(
     assert sorted(said) == ["A", "agent"], said  # the voice of the clip's channel is the agent's
     assert wer(sides[channel], said["agent"]) < 0.3, said
 
+async def _refused(server: Running, **request: Any) -> dict[str, Any]:
+    """The 400 body a transcription request gets (the official client raises BadRequestError)."""
+    with pytest.raises(openai.BadRequestError) as refused:
+        await server.client().audio.transcriptions.create(model="whisper-1", **request)
+    error = refused.value.body
+    assert isinstance(error, dict)
+    return error
+
+
 
 async def test_a_known_speakers_clip_must_be_2_to_10_seconds_of_audio(
     server: Running, call: tuple[str, bytes]
 ) -> None:
     short = to_wav(np.zeros(SAMPLE_RATE, np.float32))
     for clip, says in ((short, "1.0 s long"), (b"these are not sounds", "format")):
-        with pytest.raises(openai.BadRequestError) as refused:
-            await server.client().audio.transcriptions.create(
-                model="whisper-1", file=call, response_format="diarized_json", known_speaker_names=["agent"],
-                known_speaker_references=[f"data:audio/wav;base64,{base64.b64encode(clip).decode()}"])
-        error = refused.value.body
-        assert isinstance(error, dict)
+        error = await _refused(server, file=call, response_format="diarized_json", known_speaker_names=["agent"],
+                               known_speaker_references=[f"data:audio/wav;base64,{base64.b64encode(clip).decode()}"])
         assert says in error["message"], error
         assert "agent" in error["message"], error
         assert error["param"] == "known_speaker_references"
@@ -169,12 +175,8 @@ async def test_known_speakers_need_one_data_url_each(server: Running, call: tupl
 async def test_a_known_speakers_reference_that_is_no_base64_data_url_is_refused_with_its_sentence(
     server: Running, call: tuple[str, bytes], reference: str, says: str
 ) -> None:
-    with pytest.raises(openai.BadRequestError) as refused:
-        await server.client().audio.transcriptions.create(
-            model="whisper-1", file=call, response_format="diarized_json", known_speaker_names=["agent"],
-            known_speaker_references=[reference])
-    error = refused.value.body
-    assert isinstance(error, dict)
+    error = await _refused(server, file=call, response_format="diarized_json", known_speaker_names=["agent"],
+                           known_speaker_references=[reference])
     assert says in error["message"], error
     assert "agent" in error["message"], error
     assert error["param"] == "known_speaker_references"
@@ -194,12 +196,8 @@ async def test_more_known_speakers_than_the_limit_are_refused_with_the_options_s
     if many == "known_speaker_references":
         names, references = names[:1], references * (MAX_KNOWN_SPEAKERS + 1)
 
-    with pytest.raises(openai.BadRequestError) as refused:
-        await server.client().audio.transcriptions.create(
-            model="whisper-1", file=NOT_AUDIO, response_format="diarized_json", known_speaker_names=names,
-            known_speaker_references=references)
-    error = refused.value.body
-    assert isinstance(error, dict)
+    error = await _refused(server, file=NOT_AUDIO, response_format="diarized_json", known_speaker_names=names,
+                           known_speaker_references=references)
     assert error["message"] == str(known_speakers_refused(MAX_KNOWN_SPEAKERS)), error
     assert error["param"] == many
 
@@ -210,12 +208,8 @@ async def test_a_known_speakers_reference_over_the_size_limit_is_refused_with_it
     prefix = "data:audio/wav;base64,"
     too_long = prefix + "A" * (REFERENCE_LIMIT_BYTES + 1 - len(prefix))
 
-    with pytest.raises(openai.BadRequestError) as refused:
-        await server.client().audio.transcriptions.create(
-            model="whisper-1", file=NOT_AUDIO, response_format="diarized_json", known_speaker_names=["agent"],
-            known_speaker_references=[too_long])
-    error = refused.value.body
-    assert isinstance(error, dict)
+    error = await _refused(server, file=NOT_AUDIO, response_format="diarized_json", known_speaker_names=["agent"],
+                           known_speaker_references=[too_long])
     assert "A known speaker's reference may be at most 2 MB as a data URL" in error["message"], error
     assert error["param"] == "known_speaker_references"
 
@@ -228,10 +222,7 @@ async def test_a_known_speakers_reference_over_the_size_limit_is_refused_with_it
 async def test_a_wrong_speaker_field_is_a_400_with_its_sentence(
     server: Running, call: tuple[str, bytes], extra: dict[str, str], param: str, says: str
 ) -> None:
-    with pytest.raises(openai.BadRequestError) as refused:
-        await server.client().audio.transcriptions.create(model="whisper-1", file=call, extra_body=extra)
-    error = refused.value.body
-    assert isinstance(error, dict)
+    error = await _refused(server, file=call, extra_body=extra)
     assert error["param"] == param
     assert says in error["message"], error
 
